@@ -1,0 +1,149 @@
+# stem - Stem sparse attention on the CPU.
+#
+#   make            library (build/libstem.a, build/libstem.so) and CLI (build/stem)
+#   make demo       the main job on the built-in default workload
+#   make test       every test (CMocka), conformance cases included
+#   make bench      benchmarks (ratios measured in one run)
+#   make install PREFIX=/usr/local
+#
+# Cross build for Arm: make CROSS=aarch64-linux-gnu- BUILD=build-aarch64
+
+CROSS   ?=
+CC      := $(CROSS)gcc
+BUILD   ?= build
+PREFIX  ?= /usr/local
+OPT     ?= -O2
+SAN     ?=
+
+MACHINE := $(shell $(CC) -dumpmachine)
+ifneq (,$(findstring x86_64,$(MACHINE)))
+  ARCH := x86_64
+else ifneq (,$(findstring aarch64,$(MACHINE)))
+  ARCH := aarch64
+else
+  ARCH := other
+endif
+
+WARN    := -Wall -Wextra -Wno-unused-parameter
+CFLAGS  ?= $(OPT) -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(CFLAGS) $(WARN) -ffp-contract=off -fno-fast-math \
+              -fopenmp -fPIC -Iinclude -Isrc -Itools/io $(SAN)
+LIB_CFLAGS := $(ALL_CFLAGS) -DSTEM_BUILDING -fvisibility=hidden
+LDLIBS  := -lsleef -lm
+LDFLAGS ?=
+ALL_LDFLAGS := -fopenmp $(SAN) $(LDFLAGS)
+
+# ---------------------------------------------------------------- library
+LIB_SRC    := $(wildcard src/*.c) $(wildcard simd/scalar/*.c)
+ISA_DEFS   :=
+ifeq ($(ARCH),x86_64)
+  AVX2_SRC   := $(wildcard simd/avx2/*.c)
+  AVX512_SRC := $(wildcard simd/avx512/*.c)
+  ISA_DEFS   += $(if $(AVX2_SRC),-DSTEM_HAVE_AVX2) $(if $(AVX512_SRC),-DSTEM_HAVE_AVX512)
+endif
+ifeq ($(ARCH),aarch64)
+  NEON_SRC   := $(wildcard simd/neon/*.c)
+  ISA_DEFS   += $(if $(NEON_SRC),-DSTEM_HAVE_NEON)
+endif
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(AVX2_SRC:%.c=$(BUILD)/obj/%.o) \
+           $(AVX512_SRC:%.c=$(BUILD)/obj/%.o) $(NEON_SRC:%.c=$(BUILD)/obj/%.o)
+
+SONAME := libstem.so.$(shell sed -n 's/^\#define STEM_VERSION_MAJOR \([0-9]*\)/\1/p' include/stem.h)
+
+# ---------------------------------------------------------------- tool
+IO_SRC  := $(wildcard tools/io/*.c)
+CLI_SRC := $(wildcard tools/cli/*.c)
+IO_OBJ  := $(IO_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TOOL_LIBS := -lcjson -lpng
+
+# ---------------------------------------------------------------- tests, bench
+TEST_COMMON := $(wildcard tests/common/*.c)
+TEST_SRC    := $(wildcard tests/test_*.c)
+TEST_BIN    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_COMMON_OBJ := $(TEST_COMMON:%.c=$(BUILD)/obj/%.o)
+BENCH_SRC   := $(wildcard bench/bench_*.c)
+BENCH_BIN   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+BENCH_COMMON_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bench/common/*.c))
+
+.PHONY: all lib cli deps demo test tests bench install clean
+all: lib cli
+
+lib: $(BUILD)/libstem.a $(BUILD)/$(SONAME)
+cli: $(BUILD)/stem
+
+$(BUILD)/obj/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(LIB_CFLAGS) $(ISA_DEFS) -MMD -MP -c $< -o $@
+$(BUILD)/obj/simd/scalar/%.o: simd/scalar/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(LIB_CFLAGS) -MMD -MP -c $< -o $@
+$(BUILD)/obj/simd/avx2/%.o: simd/avx2/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(LIB_CFLAGS) -DSTEM_HAVE_AVX2 -mavx2 -mfma -MMD -MP -c $< -o $@
+$(BUILD)/obj/simd/avx512/%.o: simd/avx512/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(LIB_CFLAGS) -DSTEM_HAVE_AVX512 -mavx512f -mavx512vl -mavx512bw -mavx2 -mfma -MMD -MP -c $< -o $@
+$(BUILD)/obj/simd/neon/%.o: simd/neon/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(LIB_CFLAGS) -DSTEM_HAVE_NEON -MMD -MP -c $< -o $@
+$(BUILD)/obj/tools/%.o: tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+$(BUILD)/obj/tests/%.o: tests/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests -MMD -MP -c $< -o $@
+$(BUILD)/obj/bench/%.o: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Ibench -MMD -MP -c $< -o $@
+
+$(BUILD)/libstem.a: $(LIB_OBJ)
+	@rm -f $@
+	$(CROSS)ar rcs $@ $^
+$(BUILD)/$(SONAME): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+	ln -sf $(SONAME) $(BUILD)/libstem.so
+
+$(BUILD)/stem: $(CLI_OBJ) $(IO_OBJ) $(BUILD)/libstem.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(IO_OBJ) $(BUILD)/libstem.a $(TOOL_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_COMMON_OBJ) $(IO_OBJ) $(BUILD)/libstem.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(TEST_COMMON_OBJ) $(IO_OBJ) $(BUILD)/libstem.a $(TOOL_LIBS) -lcmocka $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCH_COMMON_OBJ) $(IO_OBJ) $(BUILD)/libstem.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(BENCH_COMMON_OBJ) $(IO_OBJ) $(BUILD)/libstem.a $(TOOL_LIBS) -lopenblas $(LDLIBS)
+
+deps:
+	@sh tools/install-deps.sh
+
+tests: $(TEST_BIN) $(BUILD)/stem
+
+# The test command of README.md: every test binary, then the CLI tests.
+test: deps
+	@$(MAKE) --no-print-directory tests
+	@sh tests/run-tests.sh $(BUILD)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@sh tools/demo.sh $(BUILD)
+
+bench: deps
+	@$(MAKE) --no-print-directory $(BENCH_BIN)
+	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
+
+install: lib cli
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/stem.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libstem.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/$(SONAME) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libstem.so
+	install -m 755 $(BUILD)/stem $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^\#define STEM_VERSION_STRING "\(.*\)"/\1/p' include/stem.h)|' \
+	    tools/stem.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/stem.pc
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

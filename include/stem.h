@@ -1,0 +1,297 @@
+/*
+ * stem.h - Stem sparse attention for long-context prefill, on the CPU.
+ *
+ * Stem scores 128-token key blocks cheaply (strided anti-diagonal Q.K plus a
+ * value-norm term), gives every query block a top-k budget that decays with
+ * its position, keeps sink and local blocks, and then runs exact attention on
+ * the chosen blocks only.  This header is the whole public interface.
+ *
+ * Conventions
+ *   - Lq query tokens, Lk key/value tokens, Lq <= Lk.  The queries are the
+ *     last Lq positions of the sequence: query row r sits at absolute
+ *     position r + P, P = Lk - Lq (chunked prefill).
+ *   - B is the block size (128 by default); Qb = ceil(Lq / B), Kb = ceil(Lk / B).
+ *   - Hq query heads, Hkv key/value heads, Hq % Hkv == 0; query head h reads
+ *     kv head h / (Hq / Hkv) (GQA, no copies).
+ *   - Tensors are views over caller memory (stem_tensor); the library never
+ *     keeps a pointer after a call returns and never frees caller memory.
+ *   - Every function returns a stem_status; STEM_OK is 0.  On an error no
+ *     caller-owned output has been written.  The library never aborts or
+ *     exits.
+ *   - Results are bit-exact: the same inputs give the same output bytes for
+ *     any thread count and on every instruction set (scalar, AVX2, AVX-512,
+ *     NEON).
+ */
+#ifndef STEM_H
+#define STEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(STEM_BUILDING) && defined(__GNUC__)
+#define STEM_API __attribute__((visibility("default")))
+#else
+#define STEM_API
+#endif
+
+#define STEM_VERSION_MAJOR 0
+#define STEM_VERSION_MINOR 1
+#define STEM_VERSION_PATCH 0
+#define STEM_VERSION_STRING "0.1.0"
+
+/* Largest supported head dimension. */
+#define STEM_MAX_HEAD_DIM 256
+
+/* ------------------------------------------------------------------ status */
+
+typedef enum stem_status {
+    STEM_OK = 0,
+    STEM_ERR_NULL,          /* a required pointer is NULL */
+    STEM_ERR_SHAPE,         /* inconsistent or non-positive shapes */
+    STEM_ERR_GQA,           /* Hq is not a multiple of Hkv */
+    STEM_ERR_OFFSET,        /* (Lk - Lq) % B != 0 in a sparse mode */
+    STEM_ERR_OVERFLOW,      /* a size computation overflows */
+    STEM_ERR_DTYPE,         /* unsupported element type for this argument */
+    STEM_ERR_HEAD_DIM,      /* head dim outside 1..STEM_MAX_HEAD_DIM */
+    STEM_ERR_NONFINITE,     /* NaN or Inf found in an input */
+    STEM_ERR_PARAM,         /* a parameter is out of its range */
+    STEM_ERR_NOMEM,         /* an allocation failed */
+    STEM_ERR_ISA,           /* requested instruction set not available */
+    STEM_ERR_MASK,          /* a mask row lacks its diagonal or is malformed */
+    STEM_STATUS_COUNT
+} stem_status;
+
+/* A static, human-readable sentence for a status.  Never NULL; unknown
+ * values give "unknown stem status". */
+STEM_API const char *stem_strerror(stem_status status);
+
+/* The library's version string, e.g. "0.1.0" (same as STEM_VERSION_STRING
+ * of the headers it was built with). */
+STEM_API const char *stem_version(void);
+
+/* ----------------------------------------------------------------- tensors */
+
+typedef enum stem_dtype {
+    STEM_F32 = 0,
+    STEM_BF16,
+    STEM_F16,
+    STEM_F64,
+    STEM_DTYPE_COUNT
+} stem_dtype;
+
+/* Size in bytes of one element, 0 for an unknown dtype. */
+STEM_API size_t stem_dtype_size(stem_dtype dtype);
+/* "F32", "BF16", "F16", "F64", or "?" */
+STEM_API const char *stem_dtype_name(stem_dtype dtype);
+
+/*
+ * A 3-d view [heads, tokens, dim] over caller memory.  Element (h, t, c)
+ * lives at data + (h * head_stride + t * token_stride + c) * element size.
+ * Strides are in elements; the dim axis is contiguous.  Both
+ * [heads, tokens, dim] and [tokens, heads, dim] storage are views of this
+ * kind (see stem_tensor_hnd / stem_tensor_nhd).
+ */
+typedef struct stem_tensor {
+    void *data;
+    stem_dtype dtype;
+    int64_t heads, tokens, dim;
+    int64_t head_stride, token_stride;
+} stem_tensor;
+
+/* View of contiguous [heads, tokens, dim] storage. */
+STEM_API stem_tensor stem_tensor_hnd(void *data, stem_dtype dtype,
+                                     int64_t heads, int64_t tokens, int64_t dim);
+/* View of contiguous [tokens, heads, dim] storage. */
+STEM_API stem_tensor stem_tensor_nhd(void *data, stem_dtype dtype,
+                                     int64_t heads, int64_t tokens, int64_t dim);
+
+/* -------------------------------------------------------------- parameters */
+
+typedef enum stem_profile {
+    STEM_PROFILE_ANGELSLIM = 0, /* AngelSlim's torch backend (default) */
+    STEM_PROFILE_PAPER,         /* the paper's formulas */
+    STEM_PROFILE_HPCOPS,        /* hpc-ops CUDA kernels */
+    STEM_PROFILE_COUNT
+} stem_profile;
+
+/* How the value-norm term (Output-Aware Metric) enters a block logit. */
+typedef enum stem_value_rule {
+    STEM_VALUE_NONE = 0,        /* no value term */
+    STEM_VALUE_ZSCORE_FULL,     /* z-score of ln norms over full groups (angelslim) */
+    STEM_VALUE_ZSCORE_PADDED,   /* z-score over all block-padded groups (hpc-ops) */
+    STEM_VALUE_LOG_MAX_BLOCK    /* beta * max(0, ln max_t ||v_t||), once per block (paper) */
+} stem_value_rule;
+
+/* How the per-query-block budget decays with position. */
+typedef enum stem_budget_rule {
+    STEM_BUDGET_TPD_F64 = 0,    /* SPEC 2, torch.linspace in float64 (angelslim) */
+    STEM_BUDGET_TPD_F32_FMA,    /* SPEC 2, float32 with fused multiply-add (hpc-ops) */
+    STEM_BUDGET_PAPER_LINEAR    /* ceil(k0 - k0*(1-mu)*p/n) (paper) */
+} stem_budget_rule;
+
+typedef struct stem_params {
+    stem_profile profile;       /* the preset these values came from */
+    int block;                  /* B, tokens per block (default 128) */
+    int stride;                 /* s, scoring stride; must divide block */
+    int qk_scaled;              /* 1: S / (sqrt(d) * s * norm); 0: raw S */
+    double norm;                /* the norm divisor (1.0) */
+    stem_value_rule value_rule;
+    double value_weight;        /* lambda (angelslim 0.2, hpc-ops 0.3) or beta (paper 0.2) */
+    stem_budget_rule budget_rule;
+    double keep_ratio;          /* rho (0.2) */
+    double alpha;               /* decay (0.7), the paper's mu */
+    int paper_min_k0;           /* paper rule: k0 >= this (54) */
+    double paper_ratio_short;   /* paper rule: rho_N for Lk <= paper_long_tokens (0.2) */
+    double paper_ratio_long;    /* paper rule: rho_N beyond (0.1) */
+    int64_t paper_long_tokens;  /* 16384 */
+    int64_t prompt_blocks;      /* n of the budget rule; 0 means Kb of the call */
+    int sinks;                  /* first key blocks always kept (4) */
+    int window;                 /* key blocks ending at the diagonal always kept (4) */
+    int keep_diagonal;          /* 1: the diagonal block is kept even if window is 0 */
+    int ties_keep_all;          /* 1: every block >= the threshold is kept (hpc-ops) */
+    int use_f64;                /* 1: compute in float64 (the oracle mode) */
+    int threads;                /* 0: OpenMP default / OMP_NUM_THREADS */
+} stem_params;
+
+/* Fill *params with a profile's preset.  Returns STEM_ERR_NULL or
+ * STEM_ERR_PARAM (unknown profile) without writing on error. */
+STEM_API stem_status stem_params_init(stem_params *params, stem_profile profile);
+
+/* Profile by name ("angelslim", "paper", "hpc-ops"); STEM_ERR_PARAM if
+ * unknown. */
+STEM_API stem_status stem_profile_from_name(const char *name, stem_profile *out);
+STEM_API const char *stem_profile_name(stem_profile profile);
+
+/* Check every parameter's range; STEM_OK or STEM_ERR_PARAM. */
+STEM_API stem_status stem_params_validate(const stem_params *params);
+
+/* ------------------------------------------------------------------ shapes */
+
+/* Derived sizes of one call. */
+typedef struct stem_dims {
+    int64_t hq, hkv, lq, lk, d;
+    int64_t offset;             /* P = Lk - Lq */
+    int64_t qb, kb;             /* query and key blocks */
+} stem_dims;
+
+/*
+ * Validate q [Hq, Lq, d], k and v [Hkv, Lk, d] against params and fill
+ * *dims.  sparse = 1 also requires P % B == 0.  Does not scan the data.
+ * Errors: NULL, SHAPE, GQA, OFFSET, OVERFLOW, DTYPE, HEAD_DIM, PARAM.
+ */
+STEM_API stem_status stem_dims_get(const stem_params *params,
+                                   const stem_tensor *q, const stem_tensor *k,
+                                   const stem_tensor *v, int sparse,
+                                   stem_dims *dims);
+
+/* --------------------------------------------------------------- stage 1 */
+
+/*
+ * Block logits (SPEC section 1): logits[h][I][J] for every query head h,
+ * query block I < Qb, key block J < Kb; -INFINITY where J > I + P/B.
+ * logits: caller buffer of Hq * Qb * Kb floats, row-major.
+ * Errors: those of stem_dims_get (sparse), NONFINITE, NOMEM.
+ */
+STEM_API stem_status stem_block_logits(const stem_params *params,
+                                       const stem_tensor *q,
+                                       const stem_tensor *k,
+                                       const stem_tensor *v, float *logits);
+
+/* --------------------------------------------------------------- stage 2 */
+
+/*
+ * Per-position budget (SPEC section 2): budget[p] for key-block positions
+ * p = 0 .. n-1, n = params->prompt_blocks if > 0 else kb.  The count of
+ * top-k blocks a query block at absolute block position p keeps, not
+ * counting sinks and window.  budget: caller buffer of n int32.
+ * Errors: NULL, PARAM (kb < 1 or bad parameters).
+ */
+STEM_API stem_status stem_budget(const stem_params *params, int64_t kb,
+                                 int32_t *budget);
+
+/* --------------------------------------------------------------- stage 3 */
+
+/*
+ * Block selection (SPEC section 3) from logits [Hq, Qb, Kb] (as written by
+ * stem_block_logits; -inf entries are never picked by the top-k).
+ * mask: caller buffer of Hq * Qb * Kb bytes, 1 = selected (may be NULL).
+ * row_start / blocks: optional per-row lists (both NULL or both set):
+ *   row_start has Hq * Qb + 1 entries; the selected key blocks of row
+ *   (h, I) are blocks[row_start[h*Qb+I] .. row_start[h*Qb+I+1]-1] in
+ *   ascending order; blocks needs room for Hq * Qb * Kb entries.
+ * Errors: NULL, SHAPE, PARAM, NOMEM.
+ */
+STEM_API stem_status stem_select(const stem_params *params,
+                                 const stem_dims *dims, const float *logits,
+                                 uint8_t *mask, int64_t *row_start,
+                                 int32_t *blocks);
+
+/* --------------------------------------------------------------- attention */
+
+/*
+ * Block-sparse attention: for each query row, softmax of q.k / sqrt(d) over
+ * the causal keys of the row's selected blocks, times v.
+ * mask [Hq, Qb, Kb] as from stem_select; every row must select its diagonal
+ * block (STEM_ERR_MASK otherwise) and no block beyond it (ignored).
+ * out: view [Hq, Lq, d] of dtype F32 or F64.
+ * lse: optional Hq * Lq floats, the natural-log sum of exp of the row's
+ * scaled scores (may be NULL).
+ * Errors: those of stem_dims_get (sparse), MASK, NONFINITE, NOMEM, DTYPE.
+ */
+STEM_API stem_status stem_attention_sparse(const stem_params *params,
+                                           const stem_tensor *q,
+                                           const stem_tensor *k,
+                                           const stem_tensor *v,
+                                           const uint8_t *mask,
+                                           stem_tensor *out, float *lse);
+
+/* Dense causal attention: as above with every causal key.  Any P. */
+STEM_API stem_status stem_attention_dense(const stem_params *params,
+                                          const stem_tensor *q,
+                                          const stem_tensor *k,
+                                          const stem_tensor *v,
+                                          stem_tensor *out, float *lse);
+
+/* ---------------------------------------------------------------- prefill */
+
+/*
+ * One layer's Stem prefill: logits, budget, selection, sparse attention.
+ * logits and mask are optional outputs ([Hq, Qb, Kb] each, NULL to let the
+ * library use its own workspace); lse is optional.
+ */
+STEM_API stem_status stem_prefill(const stem_params *params,
+                                  const stem_tensor *q, const stem_tensor *k,
+                                  const stem_tensor *v, stem_tensor *out,
+                                  float *lse, float *logits, uint8_t *mask);
+
+/* ------------------------------------------------------------- the machine */
+
+typedef enum stem_isa {
+    STEM_ISA_SCALAR = 0,
+    STEM_ISA_AVX2,
+    STEM_ISA_AVX512,
+    STEM_ISA_NEON,
+    STEM_ISA_COUNT
+} stem_isa;
+
+/* "scalar", "avx2", "avx512", "neon" */
+STEM_API const char *stem_isa_name(stem_isa isa);
+/* 1 if this build has kernels for isa and this CPU can run them. */
+STEM_API int stem_isa_supported(stem_isa isa);
+/* The best ISA of this CPU. */
+STEM_API stem_isa stem_isa_detected(void);
+/*
+ * The ISA in use: STEM_ISA from the environment if set, else the detected
+ * one.  Chosen once, thread-safe.  STEM_ERR_ISA if the environment names an
+ * unknown or unsupported ISA (then *isa is left alone).
+ */
+STEM_API stem_status stem_isa_active(stem_isa *isa);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* STEM_H */

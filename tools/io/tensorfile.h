@@ -1,0 +1,100 @@
+/*
+ * tensorfile.h - reading and writing the tensor files people dump:
+ * safetensors (JSON header through libcjson) and NumPy .npy / directories
+ * of .npy files.  Used by the stem command-line tool and the tests; not part
+ * of the library's public API.
+ *
+ * Every function returns 0 on success and -1 on failure with a one-line
+ * reason in err (errlen bytes, always NUL-terminated when errlen > 0).
+ * Nothing is left allocated on failure.
+ */
+#ifndef STEM_TENSORFILE_H
+#define STEM_TENSORFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TF_MAX_DIMS 8
+#define TF_NAME_MAX 128
+
+typedef enum tf_dtype {
+    TF_F32 = 0,
+    TF_BF16,
+    TF_F16,
+    TF_F64,
+    TF_U8,
+    TF_I32,
+    TF_I64,
+    TF_BOOL,
+    TF_DTYPE_COUNT
+} tf_dtype;
+
+/* One tensor: name, dtype, shape and its bytes (little-endian, C order). */
+typedef struct tf_tensor {
+    char name[TF_NAME_MAX];
+    tf_dtype dtype;
+    int ndim;
+    int64_t shape[TF_MAX_DIMS];
+    void *data;                 /* owned by the tf_file it came from */
+    size_t nbytes;
+} tf_tensor;
+
+/* A set of tensors plus string metadata (safetensors "__metadata__"). */
+typedef struct tf_file {
+    tf_tensor *tensors;
+    int count;
+    char **meta_keys;
+    char **meta_values;
+    int meta_count;
+    void *blob;                 /* internal: backing storage */
+} tf_file;
+
+size_t tf_dtype_size(tf_dtype dtype);
+const char *tf_dtype_name(tf_dtype dtype);   /* "F32", "BF16", ... */
+int64_t tf_numel(const tf_tensor *t);
+
+/*
+ * Read a safetensors file, a single .npy file (one tensor named after the
+ * file's stem) or a directory of .npy files (one tensor per file).  Every
+ * offset, shape and size is validated against the file length; overflowing
+ * products, unknown dtypes and truncated data are errors.
+ */
+int tf_read(const char *path, tf_file *out, char *err, size_t errlen);
+
+/* Release what tf_read or tf_add filled in; safe on a zeroed tf_file. */
+void tf_free(tf_file *f);
+
+/* Find a tensor by name; NULL if absent. */
+const tf_tensor *tf_find(const tf_file *f, const char *name);
+/* Metadata value by key; NULL if absent. */
+const char *tf_meta(const tf_file *f, const char *key);
+
+/*
+ * Append a tensor to f, copying data (nbytes must equal numel * dtype size).
+ * Used to build a file to write.
+ */
+int tf_add(tf_file *f, const char *name, tf_dtype dtype, int ndim,
+           const int64_t *shape, const void *data, char *err, size_t errlen);
+/* Append or replace a metadata pair. */
+int tf_set_meta(tf_file *f, const char *key, const char *value, char *err,
+                size_t errlen);
+
+/*
+ * Write f as safetensors to path.  The bytes go to a temporary file in the
+ * same directory, which is renamed over path only once complete: a failed
+ * write never clobbers an existing file.
+ */
+int tf_write_safetensors(const tf_file *f, const char *path, char *err,
+                         size_t errlen);
+
+/* Write one tensor as a .npy file (same temporary-then-rename rule). */
+int tf_write_npy(const tf_tensor *t, const char *path, char *err,
+                 size_t errlen);
+
+/* Element conversion helpers (round to nearest even where narrowing). */
+float tf_bf16_to_f32(uint16_t h);
+uint16_t tf_f32_to_bf16(float f);
+float tf_f16_to_f32(uint16_t h);
+uint16_t tf_f32_to_f16(float f);
+
+#endif /* STEM_TENSORFILE_H */
