@@ -44,7 +44,7 @@ typedef struct stem_kernels {
 
     /*
      * softmax_rows: one online-softmax step for rows i < rows of a score
-     * tile s (ldk lds), cols <= 128 columns.  For row i, with n = valid[i]
+     * tile s (leading dimension lds), cols >= 1 columns (any size).  For row i, with n = valid[i]
      * (1 <= n <= cols) leading valid columns:
      *   x_j   = s[j] * scale                       (j < n)
      *   mnew  = max(m[i], max_j x_j)

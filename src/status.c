@@ -1,0 +1,68 @@
+/*
+ * status.c - error sentences, version, dtypes and tensor views.
+ */
+#include "stem.h"
+
+static const char *const messages[STEM_STATUS_COUNT] = {
+    [STEM_OK] = "success",
+    [STEM_ERR_NULL] = "a required pointer is NULL",
+    [STEM_ERR_SHAPE] = "tensor shapes are inconsistent or not positive",
+    [STEM_ERR_GQA] = "query heads are not a multiple of key/value heads",
+    [STEM_ERR_OFFSET] = "Lk - Lq is not a multiple of the block size (sparse modes need whole blocks)",
+    [STEM_ERR_OVERFLOW] = "a size computed from the shapes overflows",
+    [STEM_ERR_DTYPE] = "unsupported element type",
+    [STEM_ERR_HEAD_DIM] = "head dimension outside 1..256",
+    [STEM_ERR_NONFINITE] = "an input holds NaN or Inf",
+    [STEM_ERR_PARAM] = "a parameter is out of range",
+    [STEM_ERR_NOMEM] = "out of memory",
+    [STEM_ERR_ISA] = "the requested instruction set (STEM_ISA) is unknown or not supported by this CPU or build",
+    [STEM_ERR_MASK] = "a mask row does not select its diagonal block",
+};
+
+const char *stem_strerror(stem_status status)
+{
+    if ((unsigned)status >= STEM_STATUS_COUNT || !messages[status])
+        return "unknown stem status";
+    return messages[status];
+}
+
+const char *stem_version(void)
+{
+    return STEM_VERSION_STRING;
+}
+
+size_t stem_dtype_size(stem_dtype dtype)
+{
+    switch (dtype) {
+    case STEM_F32: return 4;
+    case STEM_BF16: return 2;
+    case STEM_F16: return 2;
+    case STEM_F64: return 8;
+    default: return 0;
+    }
+}
+
+const char *stem_dtype_name(stem_dtype dtype)
+{
+    switch (dtype) {
+    case STEM_F32: return "F32";
+    case STEM_BF16: return "BF16";
+    case STEM_F16: return "F16";
+    case STEM_F64: return "F64";
+    default: return "?";
+    }
+}
+
+stem_tensor stem_tensor_hnd(void *data, stem_dtype dtype, int64_t heads,
+                            int64_t tokens, int64_t dim)
+{
+    stem_tensor t = {data, dtype, heads, tokens, dim, tokens * dim, dim};
+    return t;
+}
+
+stem_tensor stem_tensor_nhd(void *data, stem_dtype dtype, int64_t heads,
+                            int64_t tokens, int64_t dim)
+{
+    stem_tensor t = {data, dtype, heads, tokens, dim, dim, heads * dim};
+    return t;
+}
