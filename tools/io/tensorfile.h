@@ -97,4 +97,56 @@ uint16_t tf_f32_to_bf16(float f);
 float tf_f16_to_f32(uint16_t h);
 uint16_t tf_f32_to_f16(float f);
 
+/* ---------------------------------------------------------------------
+ * Lower-level pieces shared by the readers and writers (tensorfile.c,
+ * safetensors.c, npy.c).  Callers normally use the functions above.
+ */
+
+/* Dtype by safetensors name ("F32", "BF16", ...); -1 if unknown. */
+int tf_dtype_from_name(const char *name);
+
+/*
+ * Byte size of a tensor of dtype with shape[0..ndim-1]: every extent must
+ * be >= 0, ndim in 0..TF_MAX_DIMS, and the product times the element size
+ * must fit in size_t and int64_t.  0 on success, -1 with err filled.
+ */
+int tf_shape_bytes(tf_dtype dtype, int ndim, const int64_t *shape,
+                   size_t *nbytes, char *err, size_t errlen);
+
+/*
+ * Append a tensor whose bytes already live in memory f owns (registered
+ * with tf_own_chunk, or inside such a chunk).  data is not copied unless it
+ * is misaligned for the element size, in which case an aligned copy is
+ * made.  Name must be non-empty, shorter than TF_NAME_MAX and unique.
+ */
+int tf_push_tensor(tf_file *f, const char *name, tf_dtype dtype, int ndim,
+                   const int64_t *shape, void *data, size_t nbytes,
+                   char *err, size_t errlen);
+
+/* Hand a malloc'd chunk to f: tf_free releases it.  On failure (-1, out
+ * of memory) the chunk is freed here and f is unchanged. */
+int tf_own_chunk(tf_file *f, void *chunk, char *err, size_t errlen);
+
+/*
+ * Read a whole regular file into a malloc'd buffer (*buf, *len); the
+ * caller frees *buf.  Refuses files larger than SIZE_MAX / 2.
+ */
+int tf_read_all(const char *path, void **buf, size_t *len, char *err,
+                size_t errlen);
+
+/*
+ * Write the n pieces (ptrs[i], lens[i]) to path through a temporary file
+ * in the same directory (mode 0666 & ~umask), fsync'd and renamed over
+ * path.  On failure the temporary file is removed and path is untouched.
+ */
+int tf_write_atomic(const char *path, int n, const void *const *ptrs,
+                    const size_t *lens, char *err, size_t errlen);
+
+/* Format readers behind tf_read (same contract). */
+int tf_read_safetensors(const char *path, tf_file *out, char *err,
+                        size_t errlen);
+int tf_read_npy(const char *path, tf_file *out, char *err, size_t errlen);
+int tf_read_npy_dir(const char *path, tf_file *out, char *err,
+                    size_t errlen);
+
 #endif /* STEM_TENSORFILE_H */

@@ -1,0 +1,409 @@
+/*
+ * npy.c - NumPy .npy files (format versions 1, 2 and 3) and directories of
+ * them.  The header is a Python dict literal such as
+ *     {'descr': '<f4', 'fortran_order': False, 'shape': (4, 8), }
+ * which is parsed here with a small tokenizer (it is not JSON).
+ */
+#include "tensorfile.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static const struct {
+    const char *descr;
+    tf_dtype dtype;
+} npy_types[] = {
+    {"<f4", TF_F32}, {"<f2", TF_F16}, {"<f8", TF_F64}, {"|u1", TF_U8},
+    {"<i4", TF_I32}, {"<i8", TF_I64}, {"|b1", TF_BOOL},
+};
+
+static int descr_of(tf_dtype dt, const char **out)
+{
+    for (size_t i = 0; i < sizeof(npy_types) / sizeof(npy_types[0]); i++)
+        if (npy_types[i].dtype == dt) {
+            *out = npy_types[i].descr;
+            return 0;
+        }
+    return -1;
+}
+
+/* Cursor over the header text. */
+typedef struct cur {
+    const char *p, *end;
+} cur;
+
+static void skip_ws(cur *c)
+{
+    while (c->p < c->end && isspace((unsigned char)*c->p))
+        c->p++;
+}
+
+static int eat(cur *c, char ch)
+{
+    skip_ws(c);
+    if (c->p < c->end && *c->p == ch) {
+        c->p++;
+        return 1;
+    }
+    return 0;
+}
+
+/* A quoted string ('...' or "...") without escapes into buf. */
+static int parse_str(cur *c, char *buf, size_t cap)
+{
+    skip_ws(c);
+    if (c->p >= c->end || (*c->p != '\'' && *c->p != '"'))
+        return -1;
+    char q = *c->p++;
+    size_t n = 0;
+    while (c->p < c->end && *c->p != q) {
+        if (*c->p == '\\' || n + 1 >= cap)
+            return -1;
+        buf[n++] = *c->p++;
+    }
+    if (c->p >= c->end)
+        return -1;
+    c->p++;
+    buf[n] = '\0';
+    return 0;
+}
+
+static int parse_word(cur *c, const char *w)
+{
+    skip_ws(c);
+    size_t n = strlen(w);
+    if ((size_t)(c->end - c->p) >= n && memcmp(c->p, w, n) == 0) {
+        c->p += n;
+        return 1;
+    }
+    return 0;
+}
+
+/* (a, b, ...) of non-negative integers; () and (n,) included. */
+static int parse_shape(cur *c, int *ndim, int64_t *shape)
+{
+    if (!eat(c, '('))
+        return -1;
+    int n = 0;
+    for (;;) {
+        skip_ws(c);
+        if (eat(c, ')'))
+            break;
+        if (c->p >= c->end || !isdigit((unsigned char)*c->p) ||
+            n >= TF_MAX_DIMS)
+            return -1;
+        int64_t v = 0;
+        while (c->p < c->end && isdigit((unsigned char)*c->p)) {
+            int dgt = *c->p++ - '0';
+            if (v > (INT64_MAX - dgt) / 10)
+                return -1;
+            v = v * 10 + dgt;
+        }
+        if (c->p < c->end && *c->p == 'L')      /* Python 2 long suffix */
+            c->p++;
+        shape[n++] = v;
+        if (eat(c, ')'))
+            break;
+        if (!eat(c, ','))
+            return -1;
+    }
+    *ndim = n;
+    return 0;
+}
+
+static int parse_header(const char *h, size_t len, tf_dtype *dt, int *ndim,
+                        int64_t *shape, char *err, size_t errlen)
+{
+    cur c = {h, h + len};
+    int have_descr = 0, have_fo = 0, have_shape = 0, fortran = 0;
+    char key[64], descr[64];
+    if (!eat(&c, '{'))
+        goto bad;
+    for (;;) {
+        if (eat(&c, '}'))
+            break;
+        if (parse_str(&c, key, sizeof(key)) != 0 || !eat(&c, ':'))
+            goto bad;
+        if (strcmp(key, "descr") == 0) {
+            if (parse_str(&c, descr, sizeof(descr)) != 0)
+                goto bad;
+            have_descr = 1;
+        } else if (strcmp(key, "fortran_order") == 0) {
+            if (parse_word(&c, "True"))
+                fortran = 1;
+            else if (!parse_word(&c, "False"))
+                goto bad;
+            have_fo = 1;
+        } else if (strcmp(key, "shape") == 0) {
+            if (parse_shape(&c, ndim, shape) != 0)
+                goto bad;
+            have_shape = 1;
+        } else {
+            set_err(err, errlen, "unexpected header key '%s'", key);
+            return -1;
+        }
+        if (eat(&c, '}'))
+            break;
+        if (!eat(&c, ','))
+            goto bad;
+    }
+    skip_ws(&c);
+    if (c.p != c.end)
+        goto bad;
+    if (!have_descr || !have_fo || !have_shape) {
+        set_err(err, errlen, "header lacks descr, fortran_order or shape");
+        return -1;
+    }
+    if (fortran) {
+        set_err(err, errlen, "fortran_order True is not supported");
+        return -1;
+    }
+    if (descr[0] == '>' || descr[0] == '!') {
+        set_err(err, errlen,
+                "big-endian dtype '%s' is not supported (save little-endian)",
+                descr);
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(npy_types) / sizeof(npy_types[0]); i++)
+        if (strcmp(descr, npy_types[i].descr) == 0) {
+            *dt = npy_types[i].dtype;
+            return 0;
+        }
+    set_err(err, errlen,
+            "unsupported dtype '%s' (supported: <f4 <f2 <f8 |u1 <i4 <i8 |b1)",
+            descr);
+    return -1;
+bad:
+    set_err(err, errlen, "malformed header dict");
+    return -1;
+}
+
+/* Read one .npy file into f as tensor `name`. */
+static int read_npy_into(const char *path, const char *name, tf_file *f,
+                         char *err, size_t errlen)
+{
+    void *buf;
+    size_t len;
+    char sub[256];
+    if (tf_read_all(path, &buf, &len, err, errlen) != 0)
+        return -1;
+    if (tf_own_chunk(f, buf, err, errlen) != 0)
+        return -1;
+    const unsigned char *b = buf;
+    if (len < 10 || memcmp(b, "\x93NUMPY", 6) != 0) {
+        set_err(err, errlen, "%s: not a .npy file", path);
+        return -1;
+    }
+    int major = b[6];
+    size_t hlen, start;
+    if (major == 1) {
+        hlen = (size_t)b[8] | ((size_t)b[9] << 8);
+        start = 10;
+    } else if (major == 2 || major == 3) {
+        if (len < 12) {
+            set_err(err, errlen, "%s: truncated .npy header", path);
+            return -1;
+        }
+        hlen = (size_t)b[8] | ((size_t)b[9] << 8) | ((size_t)b[10] << 16) |
+               ((size_t)b[11] << 24);
+        start = 12;
+    } else {
+        set_err(err, errlen, "%s: unsupported .npy version %d", path, major);
+        return -1;
+    }
+    if (hlen > len - start) {
+        set_err(err, errlen, "%s: truncated .npy header", path);
+        return -1;
+    }
+    tf_dtype dt;
+    int ndim = 0;
+    int64_t shape[TF_MAX_DIMS];
+    if (parse_header((const char *)b + start, hlen, &dt, &ndim, shape, sub,
+                     sizeof(sub)) != 0) {
+        set_err(err, errlen, "%s: %s", path, sub);
+        return -1;
+    }
+    size_t nbytes;
+    if (tf_shape_bytes(dt, ndim, shape, &nbytes, sub, sizeof(sub)) != 0) {
+        set_err(err, errlen, "%s: %s", path, sub);
+        return -1;
+    }
+    size_t off = start + hlen;
+    if (len - off != nbytes) {
+        set_err(err, errlen, "%s: %zu data bytes, shape needs %zu%s", path,
+                len - off, nbytes, len - off < nbytes ? " (truncated)" : "");
+        return -1;
+    }
+    if (tf_push_tensor(f, name, dt, ndim, shape, (char *)buf + off, nbytes,
+                       sub, sizeof(sub)) != 0) {
+        set_err(err, errlen, "%s: %s", path, sub);
+        return -1;
+    }
+    return 0;
+}
+
+/* The file name of path without directories and without ".npy". */
+static void stem_of(const char *path, char *out, size_t cap)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    if (n > 4 && strcmp(base + n - 4, ".npy") == 0)
+        n -= 4;
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, base, n);
+    out[n] = '\0';
+}
+
+/* See tensorfile.h. */
+int tf_read_npy(const char *path, tf_file *out, char *err, size_t errlen)
+{
+    if (!path || !out) {
+        set_err(err, errlen, "NULL argument");
+        return -1;
+    }
+    char name[TF_NAME_MAX];
+    stem_of(path, name, sizeof(name));
+    tf_file f = {0};
+    if (read_npy_into(path, name, &f, err, errlen) != 0) {
+        tf_free(&f);
+        return -1;
+    }
+    *out = f;
+    return 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* See tensorfile.h.  Files are read in name order. */
+int tf_read_npy_dir(const char *path, tf_file *out, char *err, size_t errlen)
+{
+    if (!path || !out) {
+        set_err(err, errlen, "NULL argument");
+        return -1;
+    }
+    DIR *d = opendir(path);
+    if (!d) {
+        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char **names = NULL;
+    int n = 0, rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        size_t l = strlen(e->d_name);
+        if (l <= 4 || strcmp(e->d_name + l - 4, ".npy") != 0 ||
+            e->d_name[0] == '.')
+            continue;
+        char **nn = realloc(names, (size_t)(n + 1) * sizeof(*nn));
+        char *s = strdup(e->d_name);
+        if (nn)
+            names = nn;
+        if (!nn || !s) {
+            free(s);
+            set_err(err, errlen, "out of memory");
+            rc = -1;
+            break;
+        }
+        names[n++] = s;
+    }
+    closedir(d);
+    if (rc == 0 && n == 0) {
+        set_err(err, errlen, "%s: no .npy files in the directory", path);
+        rc = -1;
+    }
+    if (rc == 0)
+        qsort(names, (size_t)n, sizeof(*names), cmp_names);
+    tf_file f = {0};
+    for (int i = 0; rc == 0 && i < n; i++) {
+        size_t pl = strlen(path) + strlen(names[i]) + 2;
+        char *full = malloc(pl);
+        char name[TF_NAME_MAX];
+        if (!full) {
+            set_err(err, errlen, "out of memory");
+            rc = -1;
+            break;
+        }
+        snprintf(full, pl, "%s/%s", path, names[i]);
+        stem_of(full, name, sizeof(name));
+        rc = read_npy_into(full, name, &f, err, errlen);
+        free(full);
+    }
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    if (rc != 0) {
+        tf_free(&f);
+        return -1;
+    }
+    *out = f;
+    return 0;
+}
+
+/* See tensorfile.h.  BF16 has no NumPy dtype and is refused. */
+int tf_write_npy(const tf_tensor *t, const char *path, char *err,
+                 size_t errlen)
+{
+    if (!t || !path) {
+        set_err(err, errlen, "NULL argument");
+        return -1;
+    }
+    const char *descr;
+    if (descr_of(t->dtype, &descr) != 0) {
+        set_err(err, errlen, "%s: dtype %s has no .npy equivalent", path,
+                tf_dtype_name(t->dtype));
+        return -1;
+    }
+    size_t nb;
+    char sub[200];
+    if (tf_shape_bytes(t->dtype, t->ndim, t->shape, &nb, sub,
+                       sizeof(sub)) != 0 ||
+        nb != t->nbytes || (nb > 0 && !t->data)) {
+        set_err(err, errlen, "%s: invalid tensor '%s'", path, t->name);
+        return -1;
+    }
+    char dict[512];
+    int pos = snprintf(dict, sizeof(dict),
+                       "{'descr': '%s', 'fortran_order': False, 'shape': (",
+                       descr);
+    for (int i = 0; i < t->ndim; i++)
+        pos += snprintf(dict + pos, sizeof(dict) - (size_t)pos, "%lld,%s",
+                        (long long)t->shape[i],
+                        (i + 1 < t->ndim) ? " " : "");
+    if (t->ndim > 1)
+        pos--;                  /* "(2, 3)" rather than "(2, 3,)" */
+    pos += snprintf(dict + pos, sizeof(dict) - (size_t)pos, "), }");
+    /* magic(6) version(2) len(2) dict spaces '\n', total % 64 == 0 */
+    size_t total = 10 + (size_t)pos + 1;
+    total = (total + 63) & ~(size_t)63;
+    unsigned char head[640];
+    size_t hl = total - 10;
+    memcpy(head, "\x93NUMPY\x01\x00", 8);
+    head[8] = (unsigned char)(hl & 0xff);
+    head[9] = (unsigned char)(hl >> 8);
+    memcpy(head + 10, dict, (size_t)pos);
+    memset(head + 10 + pos, ' ', total - 10 - (size_t)pos - 1);
+    head[total - 1] = '\n';
+    const void *ptrs[2] = {head, t->data};
+    size_t lens[2] = {total, nb};
+    return tf_write_atomic(path, 2, ptrs, lens, err, errlen);
+}

@@ -1,0 +1,405 @@
+/*
+ * safetensors.c - the safetensors format: an 8-byte little-endian header
+ * length, a JSON object (parsed and printed with libcjson) mapping tensor
+ * names to {dtype, shape, data_offsets} plus an optional "__metadata__"
+ * object of strings, then the data section.
+ */
+#include "tensorfile.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Largest header accepted (the format's own readers use 100 MB). */
+#define ST_MAX_HEADER (100u * 1000u * 1000u)
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int read_exact(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    while (len > 0) {
+        ssize_t r = read(fd, p, len > (1u << 30) ? (1u << 30) : len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+/* A JSON number that is an integer in 0 .. 2^53; -1 otherwise. */
+static int64_t json_uint(const cJSON *item)
+{
+    if (!cJSON_IsNumber(item))
+        return -1;
+    double v = cJSON_GetNumberValue(item);
+    if (!(v >= 0.0) || v > 9007199254740992.0 || v != floor(v))
+        return -1;
+    return (int64_t)v;
+}
+
+static int parse_meta(const cJSON *meta, tf_file *f, char *err,
+                      size_t errlen)
+{
+    if (!cJSON_IsObject(meta)) {
+        set_err(err, errlen, "__metadata__ is not a JSON object");
+        return -1;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, meta)
+    {
+        if (!cJSON_IsString(it) || !it->string) {
+            set_err(err, errlen, "__metadata__ value of '%s' is not a string",
+                    it->string ? it->string : "?");
+            return -1;
+        }
+        if (tf_set_meta(f, it->string, it->valuestring, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_tensor(const cJSON *it, char *data, size_t data_len,
+                        tf_file *f, char *err, size_t errlen)
+{
+    const char *name = it->string;
+    if (!cJSON_IsObject(it)) {
+        set_err(err, errlen, "tensor '%s': entry is not a JSON object", name);
+        return -1;
+    }
+    const cJSON *jd = cJSON_GetObjectItemCaseSensitive(it, "dtype");
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(it, "shape");
+    const cJSON *jo = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
+    if (!cJSON_IsString(jd)) {
+        set_err(err, errlen, "tensor '%s': missing dtype", name);
+        return -1;
+    }
+    int dt = tf_dtype_from_name(jd->valuestring);
+    if (dt < 0) {
+        set_err(err, errlen, "tensor '%s': unsupported dtype '%s'", name,
+                jd->valuestring);
+        return -1;
+    }
+    if (!cJSON_IsArray(js)) {
+        set_err(err, errlen, "tensor '%s': missing shape", name);
+        return -1;
+    }
+    int ndim = cJSON_GetArraySize(js);
+    if (ndim > TF_MAX_DIMS) {
+        set_err(err, errlen, "tensor '%s': %d dimensions (at most %d)", name,
+                ndim, TF_MAX_DIMS);
+        return -1;
+    }
+    int64_t shape[TF_MAX_DIMS];
+    for (int i = 0; i < ndim; i++) {
+        shape[i] = json_uint(cJSON_GetArrayItem(js, i));
+        if (shape[i] < 0) {
+            set_err(err, errlen,
+                    "tensor '%s': shape entry %d is not a non-negative integer",
+                    name, i);
+            return -1;
+        }
+    }
+    size_t nbytes;
+    char sub[200];
+    if (tf_shape_bytes((tf_dtype)dt, ndim, shape, &nbytes, sub,
+                       sizeof(sub)) != 0) {
+        set_err(err, errlen, "tensor '%s': %s", name, sub);
+        return -1;
+    }
+    if (!cJSON_IsArray(jo) || cJSON_GetArraySize(jo) != 2) {
+        set_err(err, errlen, "tensor '%s': data_offsets must be [begin, end]",
+                name);
+        return -1;
+    }
+    int64_t b = json_uint(cJSON_GetArrayItem(jo, 0));
+    int64_t e = json_uint(cJSON_GetArrayItem(jo, 1));
+    if (b < 0 || e < 0 || b > e || (uint64_t)e > data_len) {
+        set_err(err, errlen,
+                "tensor '%s': data_offsets outside the %zu-byte data section",
+                name, data_len);
+        return -1;
+    }
+    if ((uint64_t)(e - b) != nbytes) {
+        set_err(err, errlen,
+                "tensor '%s': %lld data bytes but dtype and shape need %zu",
+                name, (long long)(e - b), nbytes);
+        return -1;
+    }
+    return tf_push_tensor(f, name, (tf_dtype)dt, ndim, shape, data + b,
+                          nbytes, err, errlen);
+}
+
+/* Parse header (len bytes) over the data section; fill f. */
+static int parse_header(const char *hdr, size_t len, char *data,
+                        size_t data_len, tf_file *f, char *err, size_t errlen)
+{
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(hdr, len, &end, 0);
+    if (!root) {
+        set_err(err, errlen, "header is not valid JSON");
+        return -1;
+    }
+    int rc = 0;
+    for (; end && end < hdr + len; end++)
+        if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r' &&
+            *end != '\0') {
+            set_err(err, errlen, "header has trailing bytes after the JSON");
+            cJSON_Delete(root);
+            return -1;
+        }
+    if (!cJSON_IsObject(root)) {
+        set_err(err, errlen, "header is not a JSON object");
+        rc = -1;
+    }
+    const cJSON *it;
+    int nmeta = 0;
+    for (it = root->child; rc == 0 && it; it = it->next) {
+        if (!it->string) {
+            set_err(err, errlen, "header entry without a name");
+            rc = -1;
+        } else if (strcmp(it->string, "__metadata__") == 0) {
+            if (nmeta++) {
+                set_err(err, errlen, "__metadata__ given twice");
+                rc = -1;
+            } else {
+                rc = parse_meta(it, f, err, errlen);
+            }
+        } else {
+            rc = parse_tensor(it, data, data_len, f, err, errlen);
+        }
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* See tensorfile.h. */
+int tf_read_safetensors(const char *path, tf_file *out, char *err,
+                        size_t errlen)
+{
+    if (!path || !out) {
+        set_err(err, errlen, "NULL argument");
+        return -1;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        set_err(err, errlen, "%s: not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    uint64_t fsize = (uint64_t)st.st_size;
+    unsigned char lenb[8];
+    if (fsize < 8 || read_exact(fd, lenb, 8) != 0) {
+        set_err(err, errlen, "%s: too short for a safetensors file", path);
+        close(fd);
+        return -1;
+    }
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = (hlen << 8) | lenb[i];
+    if (hlen == 0 || hlen > ST_MAX_HEADER || hlen > fsize - 8) {
+        set_err(err, errlen,
+                "%s: header length %llu does not fit the %llu-byte file "
+                "(truncated or not safetensors)",
+                path, (unsigned long long)hlen, (unsigned long long)fsize);
+        close(fd);
+        return -1;
+    }
+    uint64_t dlen64 = fsize - 8 - hlen;
+    if (dlen64 > SIZE_MAX / 2) {
+        set_err(err, errlen, "%s: file too large", path);
+        close(fd);
+        return -1;
+    }
+    size_t dlen = (size_t)dlen64;
+    char *hdr = malloc((size_t)hlen);
+    char *data = malloc(dlen ? dlen : 1);
+    if (!hdr || !data) {
+        set_err(err, errlen, "%s: out of memory", path);
+        free(hdr);
+        free(data);
+        close(fd);
+        return -1;
+    }
+    if (read_exact(fd, hdr, (size_t)hlen) != 0 ||
+        read_exact(fd, data, dlen) != 0) {
+        set_err(err, errlen, "%s: read failed", path);
+        free(hdr);
+        free(data);
+        close(fd);
+        return -1;
+    }
+    close(fd);
+
+    tf_file f = {0};
+    char sub[256];
+    if (tf_own_chunk(&f, data, sub, sizeof(sub)) != 0 ||
+        parse_header(hdr, (size_t)hlen, data, dlen, &f, sub,
+                     sizeof(sub)) != 0) {
+        set_err(err, errlen, "%s: %s", path, sub);
+        free(hdr);
+        tf_free(&f);
+        return -1;
+    }
+    free(hdr);
+    *out = f;
+    return 0;
+}
+
+static int validate_set(const tf_file *f, char *err, size_t errlen)
+{
+    for (int i = 0; i < f->count; i++) {
+        const tf_tensor *t = &f->tensors[i];
+        size_t nb;
+        char sub[200];
+        if (t->name[0] == '\0' || strcmp(t->name, "__metadata__") == 0) {
+            set_err(err, errlen, "invalid tensor name '%s'", t->name);
+            return -1;
+        }
+        for (int j = 0; j < i; j++)
+            if (strcmp(f->tensors[j].name, t->name) == 0) {
+                set_err(err, errlen, "duplicate tensor name '%s'", t->name);
+                return -1;
+            }
+        if (tf_shape_bytes(t->dtype, t->ndim, t->shape, &nb, sub,
+                           sizeof(sub)) != 0) {
+            set_err(err, errlen, "tensor '%s': %s", t->name, sub);
+            return -1;
+        }
+        if (nb != t->nbytes || (nb > 0 && !t->data)) {
+            set_err(err, errlen, "tensor '%s': %zu bytes, shape needs %zu",
+                    t->name, t->nbytes, nb);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Build the JSON header text, padded with spaces to a multiple of 8. */
+static char *build_header(const tf_file *f, size_t *hlen, char *err,
+                          size_t errlen)
+{
+    cJSON *root = cJSON_CreateObject();
+    uint64_t off = 0;
+    int ok = root != NULL;
+    for (int i = 0; ok && i < f->count; i++) {
+        const tf_tensor *t = &f->tensors[i];
+        cJSON *o = cJSON_AddObjectToObject(root, t->name);
+        cJSON *shape = o ? cJSON_AddArrayToObject(o, "shape") : NULL;
+        cJSON *offs = NULL;
+        ok = o && shape && cJSON_AddStringToObject(o, "dtype",
+                                                   tf_dtype_name(t->dtype));
+        for (int d = 0; ok && d < t->ndim; d++)
+            ok = cJSON_AddItemToArray(shape,
+                                      cJSON_CreateNumber((double)t->shape[d]));
+        if (ok)
+            offs = cJSON_AddArrayToObject(o, "data_offsets");
+        ok = ok && offs &&
+             cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off)) &&
+             cJSON_AddItemToArray(
+                 offs, cJSON_CreateNumber((double)(off + t->nbytes)));
+        off += t->nbytes;
+        if (off > 9007199254740992.0) {
+            set_err(err, errlen, "tensor data too large for the format");
+            cJSON_Delete(root);
+            return NULL;
+        }
+    }
+    if (ok && f->meta_count > 0) {
+        cJSON *m = cJSON_AddObjectToObject(root, "__metadata__");
+        ok = m != NULL;
+        for (int i = 0; ok && i < f->meta_count; i++)
+            ok = cJSON_AddStringToObject(m, f->meta_keys[i],
+                                         f->meta_values[i]) != NULL;
+    }
+    char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (!text) {
+        set_err(err, errlen, "out of memory building the header");
+        return NULL;
+    }
+    size_t n = strlen(text);
+    size_t padded = (n + 7) & ~(size_t)7;
+    char *h = malloc(padded);
+    if (!h) {
+        free(text);
+        set_err(err, errlen, "out of memory building the header");
+        return NULL;
+    }
+    memcpy(h, text, n);
+    memset(h + n, ' ', padded - n);
+    free(text);
+    *hlen = padded;
+    return h;
+}
+
+/* See tensorfile.h. */
+int tf_write_safetensors(const tf_file *f, const char *path, char *err,
+                         size_t errlen)
+{
+    if (!f || !path) {
+        set_err(err, errlen, "NULL argument");
+        return -1;
+    }
+    char sub[256];
+    if (validate_set(f, sub, sizeof(sub)) != 0) {
+        set_err(err, errlen, "%s: not written: %s", path, sub);
+        return -1;
+    }
+    size_t hlen;
+    char *hdr = build_header(f, &hlen, sub, sizeof(sub));
+    if (!hdr) {
+        set_err(err, errlen, "%s: %s", path, sub);
+        return -1;
+    }
+    unsigned char lenb[8];
+    for (int i = 0; i < 8; i++)
+        lenb[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+    int n = 2 + f->count;
+    const void **ptrs = malloc((size_t)n * sizeof(*ptrs));
+    size_t *lens = malloc((size_t)n * sizeof(*lens));
+    if (!ptrs || !lens) {
+        free(ptrs);
+        free(lens);
+        free(hdr);
+        set_err(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    ptrs[0] = lenb;
+    lens[0] = 8;
+    ptrs[1] = hdr;
+    lens[1] = hlen;
+    for (int i = 0; i < f->count; i++) {
+        ptrs[2 + i] = f->tensors[i].data;
+        lens[2 + i] = f->tensors[i].nbytes;
+    }
+    int rc = tf_write_atomic(path, n, (const void *const *)ptrs, lens, err,
+                             errlen);
+    free(ptrs);
+    free(lens);
+    free(hdr);
+    return rc;
+}

@@ -1,0 +1,559 @@
+/*
+ * tensorfile.c - the format-independent part of tensorfile.h: dtypes,
+ * shape arithmetic, ownership of tensor bytes, metadata, whole-file reads,
+ * atomic writes and the bf16 / f16 conversions.
+ */
+#include "tensorfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* What tf_file.blob points to: every allocation the file owns. */
+typedef struct tf_store {
+    void **chunks;
+    int count, cap;
+} tf_store;
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static const struct {
+    const char *name;
+    size_t size;
+} dtype_info[TF_DTYPE_COUNT] = {
+    [TF_F32] = {"F32", 4},   [TF_BF16] = {"BF16", 2}, [TF_F16] = {"F16", 2},
+    [TF_F64] = {"F64", 8},   [TF_U8] = {"U8", 1},     [TF_I32] = {"I32", 4},
+    [TF_I64] = {"I64", 8},   [TF_BOOL] = {"BOOL", 1},
+};
+
+/* Element size in bytes; 0 for an unknown dtype. */
+size_t tf_dtype_size(tf_dtype dtype)
+{
+    if ((int)dtype < 0 || dtype >= TF_DTYPE_COUNT)
+        return 0;
+    return dtype_info[dtype].size;
+}
+
+/* Safetensors name of dtype; "?" if unknown. */
+const char *tf_dtype_name(tf_dtype dtype)
+{
+    if ((int)dtype < 0 || dtype >= TF_DTYPE_COUNT)
+        return "?";
+    return dtype_info[dtype].name;
+}
+
+/* Dtype by safetensors name; -1 if unknown or name is NULL. */
+int tf_dtype_from_name(const char *name)
+{
+    if (!name)
+        return -1;
+    for (int i = 0; i < TF_DTYPE_COUNT; i++)
+        if (strcmp(name, dtype_info[i].name) == 0)
+            return i;
+    return -1;
+}
+
+/* Product of the extents of t (1 for a 0-d tensor); t must be valid. */
+int64_t tf_numel(const tf_tensor *t)
+{
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++)
+        n *= t->shape[i];
+    return n;
+}
+
+/* See tensorfile.h. */
+int tf_shape_bytes(tf_dtype dtype, int ndim, const int64_t *shape,
+                   size_t *nbytes, char *err, size_t errlen)
+{
+    size_t es = tf_dtype_size(dtype);
+    if (es == 0) {
+        set_err(err, errlen, "unknown dtype %d", (int)dtype);
+        return -1;
+    }
+    if (ndim < 0 || ndim > TF_MAX_DIMS) {
+        set_err(err, errlen, "%d dimensions (at most %d)", ndim, TF_MAX_DIMS);
+        return -1;
+    }
+    if (ndim > 0 && !shape) {
+        set_err(err, errlen, "missing shape");
+        return -1;
+    }
+    uint64_t total = es;
+    const uint64_t limit = (uint64_t)INT64_MAX < (uint64_t)SIZE_MAX
+                               ? (uint64_t)INT64_MAX : (uint64_t)SIZE_MAX;
+    int zero = 0;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0) {
+            set_err(err, errlen, "negative extent %lld in dimension %d",
+                    (long long)shape[i], i);
+            return -1;
+        }
+        if (shape[i] == 0)
+            zero = 1;
+    }
+    for (int i = 0; i < ndim && !zero; i++) {
+        uint64_t e = (uint64_t)shape[i];
+        if (total > limit / e) {
+            set_err(err, errlen, "shape too large (size overflows)");
+            return -1;
+        }
+        total *= e;
+    }
+    *nbytes = zero ? 0 : (size_t)total;
+    return 0;
+}
+
+static tf_store *store_of(tf_file *f, char *err, size_t errlen)
+{
+    if (!f->blob) {
+        f->blob = calloc(1, sizeof(tf_store));
+        if (!f->blob)
+            set_err(err, errlen, "out of memory");
+    }
+    return f->blob;
+}
+
+/* See tensorfile.h. */
+int tf_own_chunk(tf_file *f, void *chunk, char *err, size_t errlen)
+{
+    tf_store *s = store_of(f, err, errlen);
+    if (!s) {
+        free(chunk);
+        return -1;
+    }
+    if (s->count == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 8;
+        void **c = realloc(s->chunks, (size_t)cap * sizeof(*c));
+        if (!c) {
+            free(chunk);
+            set_err(err, errlen, "out of memory");
+            return -1;
+        }
+        s->chunks = c;
+        s->cap = cap;
+    }
+    s->chunks[s->count++] = chunk;
+    return 0;
+}
+
+/* See tensorfile.h. */
+int tf_push_tensor(tf_file *f, const char *name, tf_dtype dtype, int ndim,
+                   const int64_t *shape, void *data, size_t nbytes,
+                   char *err, size_t errlen)
+{
+    size_t want;
+    if (!f || !name) {
+        set_err(err, errlen, "NULL argument");
+        return -1;
+    }
+    if (name[0] == '\0' || strlen(name) >= TF_NAME_MAX) {
+        set_err(err, errlen, "tensor name empty or longer than %d bytes",
+                TF_NAME_MAX - 1);
+        return -1;
+    }
+    if (tf_find(f, name)) {
+        set_err(err, errlen, "duplicate tensor name '%s'", name);
+        return -1;
+    }
+    if (tf_shape_bytes(dtype, ndim, shape, &want, err, errlen) != 0)
+        return -1;
+    if (want != nbytes) {
+        set_err(err, errlen, "tensor '%s': %zu bytes, shape needs %zu", name,
+                nbytes, want);
+        return -1;
+    }
+    if (nbytes > 0 && !data) {
+        set_err(err, errlen, "tensor '%s': NULL data", name);
+        return -1;
+    }
+    size_t es = tf_dtype_size(dtype);
+    if (nbytes > 0 && (uintptr_t)data % es != 0) {
+        void *copy = malloc(nbytes);
+        if (!copy) {
+            set_err(err, errlen, "out of memory");
+            return -1;
+        }
+        memcpy(copy, data, nbytes);
+        if (tf_own_chunk(f, copy, err, errlen) != 0)
+            return -1;
+        data = copy;
+    }
+    tf_tensor *t = realloc(f->tensors, (size_t)(f->count + 1) * sizeof(*t));
+    if (!t) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    f->tensors = t;
+    tf_tensor *n = &t[f->count];
+    memset(n, 0, sizeof(*n));
+    snprintf(n->name, sizeof(n->name), "%s", name);
+    n->dtype = dtype;
+    n->ndim = ndim;
+    for (int i = 0; i < ndim; i++)
+        n->shape[i] = shape[i];
+    n->data = data;
+    n->nbytes = nbytes;
+    f->count++;
+    return 0;
+}
+
+/* See tensorfile.h. */
+int tf_add(tf_file *f, const char *name, tf_dtype dtype, int ndim,
+           const int64_t *shape, const void *data, char *err, size_t errlen)
+{
+    size_t nbytes;
+    if (!f || !name) {
+        set_err(err, errlen, "NULL argument");
+        return -1;
+    }
+    if (tf_shape_bytes(dtype, ndim, shape, &nbytes, err, errlen) != 0)
+        return -1;
+    if (nbytes > 0 && !data) {
+        set_err(err, errlen, "tensor '%s': NULL data", name);
+        return -1;
+    }
+    void *copy = malloc(nbytes ? nbytes : 1);
+    if (!copy) {
+        set_err(err, errlen, "out of memory (%zu bytes)", nbytes);
+        return -1;
+    }
+    if (nbytes)
+        memcpy(copy, data, nbytes);
+    int before = f->blob ? ((tf_store *)f->blob)->count : 0;
+    if (tf_own_chunk(f, copy, err, errlen) != 0)
+        return -1;
+    if (tf_push_tensor(f, name, dtype, ndim, shape, copy, nbytes, err,
+                       errlen) != 0) {
+        tf_store *s = f->blob;
+        s->count = before;      /* drop the chunk again */
+        free(copy);
+        return -1;
+    }
+    return 0;
+}
+
+/* See tensorfile.h. */
+int tf_set_meta(tf_file *f, const char *key, const char *value, char *err,
+                size_t errlen)
+{
+    if (!f || !key || !value) {
+        set_err(err, errlen, "NULL argument");
+        return -1;
+    }
+    char *v = strdup(value);
+    if (!v) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < f->meta_count; i++) {
+        if (strcmp(f->meta_keys[i], key) == 0) {
+            free(f->meta_values[i]);
+            f->meta_values[i] = v;
+            return 0;
+        }
+    }
+    char *k = strdup(key);
+    char **ks = realloc(f->meta_keys, (size_t)(f->meta_count + 1) * sizeof(*ks));
+    if (ks)
+        f->meta_keys = ks;
+    char **vs = ks ? realloc(f->meta_values,
+                             (size_t)(f->meta_count + 1) * sizeof(*vs)) : NULL;
+    if (vs)
+        f->meta_values = vs;
+    if (!k || !ks || !vs) {
+        free(k);
+        free(v);
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    f->meta_keys[f->meta_count] = k;
+    f->meta_values[f->meta_count] = v;
+    f->meta_count++;
+    return 0;
+}
+
+/* See tensorfile.h. */
+void tf_free(tf_file *f)
+{
+    if (!f)
+        return;
+    tf_store *s = f->blob;
+    if (s) {
+        for (int i = 0; i < s->count; i++)
+            free(s->chunks[i]);
+        free(s->chunks);
+        free(s);
+    }
+    for (int i = 0; i < f->meta_count; i++) {
+        free(f->meta_keys[i]);
+        free(f->meta_values[i]);
+    }
+    free(f->meta_keys);
+    free(f->meta_values);
+    free(f->tensors);
+    memset(f, 0, sizeof(*f));
+}
+
+/* See tensorfile.h. */
+const tf_tensor *tf_find(const tf_file *f, const char *name)
+{
+    if (!f || !name)
+        return NULL;
+    for (int i = 0; i < f->count; i++)
+        if (strcmp(f->tensors[i].name, name) == 0)
+            return &f->tensors[i];
+    return NULL;
+}
+
+/* See tensorfile.h. */
+const char *tf_meta(const tf_file *f, const char *key)
+{
+    if (!f || !key)
+        return NULL;
+    for (int i = 0; i < f->meta_count; i++)
+        if (strcmp(f->meta_keys[i], key) == 0)
+            return f->meta_values[i];
+    return NULL;
+}
+
+static int read_full(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    while (len > 0) {
+        ssize_t r = read(fd, p, len > (1u << 30) ? (1u << 30) : len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+/* See tensorfile.h. */
+int tf_read_all(const char *path, void **buf, size_t *len, char *err,
+                size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        set_err(err, errlen, "%s: not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    if ((uint64_t)st.st_size > SIZE_MAX / 2) {
+        set_err(err, errlen, "%s: file too large", path);
+        close(fd);
+        return -1;
+    }
+    size_t n = (size_t)st.st_size;
+    void *b = malloc(n ? n : 1);
+    if (!b) {
+        set_err(err, errlen, "%s: out of memory (%zu bytes)", path, n);
+        close(fd);
+        return -1;
+    }
+    if (read_full(fd, b, n) != 0) {
+        set_err(err, errlen, "%s: read failed", path);
+        free(b);
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    *buf = b;
+    *len = n;
+    return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len > (1u << 30) ? (1u << 30) : len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* See tensorfile.h. */
+int tf_write_atomic(const char *path, int n, const void *const *ptrs,
+                    const size_t *lens, char *err, size_t errlen)
+{
+    if (!path || path[0] == '\0') {
+        set_err(err, errlen, "empty output path");
+        return -1;
+    }
+    size_t plen = strlen(path);
+    if (path[plen - 1] == '/') {
+        set_err(err, errlen, "%s: is a directory name", path);
+        return -1;
+    }
+    char *tmp = malloc(plen + 16);
+    if (!tmp) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        set_err(err, errlen, "%s: cannot create temporary file: %s", path,
+                strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    mode_t um = umask(0);
+    umask(um);
+    int ok = fchmod(fd, 0666 & ~um) == 0;
+    for (int i = 0; ok && i < n; i++)
+        if (lens[i] > 0 && write_full(fd, ptrs[i], lens[i]) != 0)
+            ok = 0;
+    int saved = errno;
+    if (ok && fsync(fd) != 0) {
+        ok = 0;
+        saved = errno;
+    }
+    if (close(fd) != 0 && ok) {
+        ok = 0;
+        saved = errno;
+    }
+    if (ok && rename(tmp, path) != 0) {
+        ok = 0;
+        saved = errno;
+    }
+    if (!ok) {
+        set_err(err, errlen, "%s: write failed: %s", path, strerror(saved));
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    free(tmp);
+    return 0;
+}
+
+/* See tensorfile.h. */
+int tf_read(const char *path, tf_file *out, char *err, size_t errlen)
+{
+    if (!path || !out) {
+        set_err(err, errlen, "NULL argument");
+        return -1;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (S_ISDIR(st.st_mode))
+        return tf_read_npy_dir(path, out, err, errlen);
+    unsigned char magic[6] = {0};
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t got = fread(magic, 1, sizeof(magic), fp);
+    fclose(fp);
+    if (got == 6 && memcmp(magic, "\x93NUMPY", 6) == 0)
+        return tf_read_npy(path, out, err, errlen);
+    return tf_read_safetensors(path, out, err, errlen);
+}
+
+/* ------------------------------------------------------------ conversions */
+
+static uint32_t f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static float bits_f32(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* bf16 bits to float (exact). */
+float tf_bf16_to_f32(uint16_t h)
+{
+    return bits_f32((uint32_t)h << 16);
+}
+
+/* float to bf16 bits, round to nearest even; NaN stays a (quiet) NaN. */
+uint16_t tf_f32_to_bf16(float f)
+{
+    uint32_t u = f32_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x0040u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* IEEE half bits to float (exact, subnormals included). */
+float tf_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t man = h & 0x3ffu;
+    if (exp == 0x1f)
+        return bits_f32(sign | 0x7f800000u | (man << 13));
+    if (exp == 0) {
+        /* man * 2^-24, exact in float */
+        float v = (float)man * 5.9604644775390625e-8f;
+        return sign ? -v : v;
+    }
+    return bits_f32(sign | ((exp + 112u) << 23) | (man << 13));
+}
+
+/* float to IEEE half bits, round to nearest even; overflow gives Inf, NaN
+ * stays a (quiet) NaN. */
+uint16_t tf_f32_to_f16(float f)
+{
+    uint32_t u = f32_bits(f);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u)
+        return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
+    if (a >= 0x477ff000u)            /* >= 65520 rounds to Inf */
+        return (uint16_t)(sign | 0x7c00u);
+    if (a < 0x38800000u) {           /* below 2^-14: subnormal or zero */
+        if (a < 0x33000000u)         /* <= 2^-25 rounds to 0 (tie to even) */
+            return sign;
+        uint32_t e = a >> 23;        /* 102 .. 112 */
+        uint32_t m = (a & 0x7fffffu) | 0x800000u;
+        uint32_t shift = 126u - e;   /* result = m >> shift, 14 .. 24 */
+        uint32_t r = m >> shift;
+        uint32_t rem = m & ((1u << shift) - 1u);
+        uint32_t half = 1u << (shift - 1u);
+        if (rem > half || (rem == half && (r & 1u)))
+            r++;
+        return (uint16_t)(sign | r);
+    }
+    uint32_t r = a - 0x38000000u;    /* rebias exponent 127 -> 15 */
+    r += 0xfffu + ((r >> 13) & 1u);
+    return (uint16_t)(sign | (r >> 13));
+}
