@@ -1,0 +1,177 @@
+/*
+ * attend.c - block-sparse and dense causal attention, float32 path: where
+ * the selected blocks are attended.
+ *
+ * Flash-attention style: for one query block (up to B rows) the selected key
+ * blocks are visited in ascending order; each visit computes the score tile
+ * (qk_tile), one online-softmax step (softmax_rows) and the P.V update
+ * (pv_tile).  Rows end as O / l, with lse = m + ln l.
+ *
+ * Threads take (query head, query block) tasks dynamically, since causal and
+ * sparse rows carry uneven work.  K (transposed) and V are packed to float32
+ * once per kv head and shared by every query head of its GQA group.  A task's
+ * every operation runs in one thread in a fixed order, so the bytes out do
+ * not depend on the thread count; the kernels are bit-exact twins across
+ * instruction sets, so they do not depend on the ISA either.
+ *
+ * Memory: the packed kv head (2 * Kb * B * d floats) plus, per thread, a
+ * query tile, a B x B score tile and the row state.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "internal.h"
+#include "kernels.h"
+
+typedef struct tile_ws {
+    float *q;     /* [B][d] query rows */
+    float *s;     /* [B][B] scores, then probabilities */
+    float *o;     /* [B][d] accumulator */
+    float *m, *l, *alpha;
+    int *valid;
+} tile_ws;
+
+static size_t ws_floats(int B, int d)
+{
+    return (size_t)B * d * 2 + (size_t)B * B + (size_t)B * 4;
+}
+
+static tile_ws ws_at(float *base, int B, int d)
+{
+    tile_ws w;
+    w.q = base;
+    w.s = w.q + (size_t)B * d;
+    w.o = w.s + (size_t)B * B;
+    w.m = w.o + (size_t)B * d;
+    w.l = w.m + B;
+    w.alpha = w.l + B;
+    w.valid = (int *)(w.alpha + B);
+    return w;
+}
+
+/* Pack key block J of kv head g as kt[c * B + j] and value block as
+ * vb[j * d + c], zero past Lk. */
+static void pack_block(const stem_tensor *k, const stem_tensor *v, int64_t g,
+                       int64_t J, int B, int d, float *kt, float *vb,
+                       float *row)
+{
+    for (int j = 0; j < B; j++) {
+        int64_t t = J * B + j;
+        if (t < k->tokens) {
+            stem_load_row_f32(k, g, t, row);
+            for (int c = 0; c < d; c++)
+                kt[(size_t)c * B + j] = row[c];
+            stem_load_row_f32(v, g, t, vb + (size_t)j * d);
+        } else {
+            for (int c = 0; c < d; c++)
+                kt[(size_t)c * B + j] = 0.0f;
+            memset(vb + (size_t)j * d, 0, (size_t)d * sizeof(float));
+        }
+    }
+}
+
+/* One (head h, query block I) task. */
+static void attend_block(const stem_kernels *kern, const stem_dims *dims,
+                         int B, const stem_tensor *q, int64_t h, int64_t I,
+                         const uint8_t *mrow, const float *kt,
+                         const float *vp, tile_ws w, stem_tensor *out,
+                         float *lse)
+{
+    const int d = (int)dims->d;
+    const int64_t Kb = dims->kb;
+    const int rows = (int)(dims->lq - I * B < B ? dims->lq - I * B : B);
+    const int64_t r0 = I * B + dims->offset; /* absolute position of row 0 */
+    const float scale = (float)(1.0 / sqrt((double)d));
+    const size_t blk = (size_t)B * d;
+
+    for (int i = 0; i < rows; i++) {
+        stem_load_row_f32(q, h, I * B + i, w.q + (size_t)i * d);
+        w.m[i] = -INFINITY;
+        w.l[i] = 0.0f;
+    }
+    memset(w.o, 0, (size_t)rows * d * sizeof(float));
+
+    int64_t last = (r0 + rows - 1) / B;
+    if (last > Kb - 1)
+        last = Kb - 1;
+    for (int64_t J = 0; J <= last; J++) {
+        if (mrow && !mrow[J])
+            continue;
+        int cols = (int)(dims->lk - J * B < B ? dims->lk - J * B : B);
+        int64_t first = J * B - r0; /* rows before this one see no key of J */
+        int i0 = first > 0 ? (int)first : 0;
+        if (i0 >= rows)
+            continue;
+        for (int i = i0; i < rows; i++) {
+            int64_t n = r0 + i - J * B + 1;
+            w.valid[i] = (int)(n < cols ? n : cols);
+        }
+        int nr = rows - i0;
+        float *s = w.s + (size_t)i0 * B;
+        kern->qk_tile(nr, cols, d, w.q + (size_t)i0 * d, d, kt + J * blk, B, s, B);
+        kern->softmax_rows(nr, cols, w.valid + i0, scale, s, B, w.m + i0,
+                           w.l + i0, w.alpha + i0);
+        kern->pv_tile(nr, cols, d, s, B, vp + J * blk, d, w.alpha + i0,
+                      w.o + (size_t)i0 * d, d);
+    }
+    for (int i = 0; i < rows; i++) {
+        const float *oi = w.o + (size_t)i * d;
+        for (int c = 0; c < d; c++)
+            stem_store_out(out, h, I * B + i, c, oi[c] / w.l[i]);
+        if (lse)
+            lse[h * dims->lq + I * B + i] = w.m[i] + stem_logf_ref(w.l[i]);
+    }
+}
+
+stem_status stem_attend_f32(const stem_params *params, const stem_dims *dims,
+                            const stem_tensor *q, const stem_tensor *k,
+                            const stem_tensor *v, const uint8_t *mask,
+                            stem_tensor *out, float *lse)
+{
+    stem_status st;
+    const stem_kernels *kern = stem_kernels_active(&st);
+    if (!kern)
+        return st;
+    const int B = params->block, d = (int)dims->d;
+    const int64_t Qb = dims->qb, Kb = dims->kb, hpg = dims->hq / dims->hkv;
+    const int nt = stem_thread_count(params);
+    const size_t blk = (size_t)B * d, per = ws_floats(B, d);
+
+    float *kt = malloc(blk * (size_t)Kb * sizeof(float));
+    float *vp = malloc(blk * (size_t)Kb * sizeof(float));
+    float *ws = malloc(per * (size_t)nt * sizeof(float));
+    if (!kt || !vp || !ws) {
+        free(kt), free(vp), free(ws);
+        return STEM_ERR_NOMEM;
+    }
+    for (int64_t g = 0; g < dims->hkv; g++) {
+        #pragma omp parallel for schedule(static) num_threads(nt)
+        for (int64_t J = 0; J < Kb; J++) {
+            float row[STEM_MAX_HEAD_DIM];
+            pack_block(k, v, g, J, B, d, kt + J * blk, vp + J * blk, row);
+        }
+        /* Longest rows first: the last query blocks carry the most work. */
+        #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nt)
+        for (int64_t task = 0; task < Qb; task++) {
+            for (int64_t hh = 0; hh < hpg; hh++) {
+                int tid = 0;
+#ifdef _OPENMP
+                tid = omp_get_thread_num();
+#endif
+                int64_t I = Qb - 1 - task, h = g * hpg + hh;
+                const uint8_t *mrow = mask ? mask + ((size_t)h * Qb + I) * Kb : NULL;
+                attend_block(kern, dims, B, q, h, I, mrow, kt, vp,
+                             ws_at(ws + (size_t)tid * per, B, d), out, lse);
+            }
+        }
+    }
+    free(kt);
+    free(vp);
+    free(ws);
+    return STEM_OK;
+}

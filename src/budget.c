@@ -1,0 +1,113 @@
+/*
+ * budget.c - Token Position-Decay, SPEC section 2: how many top-k key
+ * blocks a query block keeps, as a function of its absolute block position.
+ */
+#include <math.h>
+
+#include "internal.h"
+
+/* The keep count k of the TPD rule for n blocks. */
+static int64_t tpd_k(double rho, int64_t n)
+{
+    int64_t k = (int64_t)(rho * (double)n);
+    if (k != n) {
+        if (n < 56)
+            k = n;
+        else if (n < 160)
+            k = (int64_t)(0.2 * (double)n + 30.0);
+        else
+            k = (int64_t)(0.1 * (double)n) + 30;
+    }
+    return k;
+}
+
+static int32_t clamp_budget(double x, int64_t k)
+{
+    double f = floor(x);
+    if (f < 1.0)
+        return 1;
+    if (f > (double)k)
+        return (int32_t)k;
+    return (int32_t)f;
+}
+
+/* torch.linspace(k, k*alpha, m)[j] in float64, in torch's evaluation order:
+ * the first half counts up from the start, the second half down from the
+ * end. */
+static double linspace_at(double start, double end, int64_t m, int64_t j)
+{
+    if (m == 1)
+        return start;
+    double step = (end - start) / (double)(m - 1);
+    if (j < m / 2)
+        return start + step * (double)j;
+    return end - step * (double)(m - 1 - j);
+}
+
+static void budget_tpd(const stem_params *p, int64_t n, int fp32, int32_t *out)
+{
+    int64_t k = tpd_k(p->keep_ratio, n);
+    int64_t m = n - k;
+    for (int64_t pos = 0; pos < n; pos++) {
+        if (pos < k || m <= 0) {
+            out[pos] = (int32_t)k;
+            continue;
+        }
+        int64_t j = pos - k;
+        double x;
+        if (!fp32) {
+            x = linspace_at((double)k, (double)k * p->alpha, m, j);
+        } else if (m == 1) {
+            x = (double)k;
+        } else {
+            float kf = (float)k, af = (float)p->alpha;
+            float span = kf * af;
+            span = span - kf;
+            float t = (float)j / (float)(m - 1);
+            x = (double)fmaf(t, span, kf);
+        }
+        out[pos] = clamp_budget(x, k);
+    }
+}
+
+static void budget_paper(const stem_params *p, int64_t n, int32_t *out)
+{
+    /* Lk is taken as n * B: for a threshold that is a multiple of B (16384)
+     * this is the same test as Lk <= threshold. */
+    double lk = (double)n * (double)p->block;
+    double rho = lk <= (double)p->paper_long_tokens ? p->paper_ratio_short
+                                                    : p->paper_ratio_long;
+    double k0 = ceil(rho * (double)n);
+    if (k0 < (double)p->paper_min_k0)
+        k0 = (double)p->paper_min_k0;
+    for (int64_t pos = 0; pos < n; pos++) {
+        double x = ceil(k0 - k0 * (1.0 - p->alpha) * (double)pos / (double)n);
+        out[pos] = x < 1.0 ? 1 : (x > 2147483647.0 ? INT32_MAX : (int32_t)x);
+    }
+}
+
+stem_status stem_budget(const stem_params *params, int64_t kb, int32_t *budget)
+{
+    if (!params || !budget)
+        return STEM_ERR_NULL;
+    stem_status st = stem_params_validate(params);
+    if (st != STEM_OK)
+        return st;
+    if (kb < 1 || kb > INT32_MAX)
+        return STEM_ERR_PARAM;
+    if (params->prompt_blocks != 0 && params->prompt_blocks < kb)
+        return STEM_ERR_PARAM;
+    int64_t n = stem_budget_blocks(params, kb);
+    switch (params->budget_rule) {
+    case STEM_BUDGET_TPD_F64:
+        budget_tpd(params, n, 0, budget);
+        break;
+    case STEM_BUDGET_TPD_F32_FMA:
+        budget_tpd(params, n, 1, budget);
+        break;
+    case STEM_BUDGET_PAPER_LINEAR:
+        budget_paper(params, n, budget);
+        break;
+    }
+    return STEM_OK;
+}

@@ -1,0 +1,141 @@
+/*
+ * prefill.c - the public entry points: argument checks, then the stages
+ * (score.c, budget.c, select.c, attend.c) in the precision asked for.
+ *
+ * Every check (shapes, parameters, output views, the mask's diagonal, the
+ * finiteness of q, k and v) runs before the first byte of an output is
+ * written.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+#include "kernels.h"
+
+/* Fail early with STEM_ERR_ISA when STEM_ISA names an unusable ISA (the
+ * float64 oracle runs no kernel, but a bad setting is still an error). */
+static stem_status check_inputs(const stem_tensor *q, const stem_tensor *k,
+                                const stem_tensor *v)
+{
+    stem_status st = stem_isa_active(NULL);
+    if (st != STEM_OK)
+        return st;
+    if ((st = stem_check_finite(q)) != STEM_OK ||
+        (st = stem_check_finite(k)) != STEM_OK ||
+        (st = stem_check_finite(v)) != STEM_OK)
+        return st;
+    return STEM_OK;
+}
+
+static stem_status logits_stage(const stem_params *p, const stem_dims *dims,
+                                const stem_tensor *q, const stem_tensor *k,
+                                const stem_tensor *v, float *logits)
+{
+    return p->use_f64 ? stem_block_logits_f64(p, dims, q, k, v, logits)
+                      : stem_block_logits_f32(p, dims, q, k, v, logits);
+}
+
+static stem_status attend_stage(const stem_params *p, const stem_dims *dims,
+                                const stem_tensor *q, const stem_tensor *k,
+                                const stem_tensor *v, const uint8_t *mask,
+                                stem_tensor *out, float *lse)
+{
+    return p->use_f64 ? stem_attend_f64(p, dims, q, k, v, mask, out, lse)
+                      : stem_attend_f32(p, dims, q, k, v, mask, out, lse);
+}
+
+stem_status stem_block_logits(const stem_params *params, const stem_tensor *q,
+                              const stem_tensor *k, const stem_tensor *v,
+                              float *logits)
+{
+    stem_dims dims;
+    stem_status st = stem_dims_get(params, q, k, v, 1, &dims);
+    if (st != STEM_OK)
+        return st;
+    if (!logits)
+        return STEM_ERR_NULL;
+    if ((st = check_inputs(q, k, v)) != STEM_OK)
+        return st;
+    return logits_stage(params, &dims, q, k, v, logits);
+}
+
+/* Every row (h, I) must select its diagonal block I + P/B. */
+static stem_status check_mask(const stem_dims *dims, int B, const uint8_t *mask)
+{
+    int64_t pb = dims->offset / B;
+    for (int64_t h = 0; h < dims->hq; h++)
+        for (int64_t I = 0; I < dims->qb; I++)
+            if (!mask[((size_t)h * dims->qb + I) * dims->kb + I + pb])
+                return STEM_ERR_MASK;
+    return STEM_OK;
+}
+
+stem_status stem_attention_sparse(const stem_params *params,
+                                  const stem_tensor *q, const stem_tensor *k,
+                                  const stem_tensor *v, const uint8_t *mask,
+                                  stem_tensor *out, float *lse)
+{
+    stem_dims dims;
+    stem_status st = stem_dims_get(params, q, k, v, 1, &dims);
+    if (st != STEM_OK)
+        return st;
+    if (!mask)
+        return STEM_ERR_NULL;
+    if ((st = stem_check_out(out, &dims)) != STEM_OK)
+        return st;
+    if ((st = check_mask(&dims, params->block, mask)) != STEM_OK)
+        return st;
+    if ((st = check_inputs(q, k, v)) != STEM_OK)
+        return st;
+    return attend_stage(params, &dims, q, k, v, mask, out, lse);
+}
+
+stem_status stem_attention_dense(const stem_params *params,
+                                 const stem_tensor *q, const stem_tensor *k,
+                                 const stem_tensor *v, stem_tensor *out,
+                                 float *lse)
+{
+    stem_dims dims;
+    stem_status st = stem_dims_get(params, q, k, v, 0, &dims);
+    if (st != STEM_OK)
+        return st;
+    if ((st = stem_check_out(out, &dims)) != STEM_OK)
+        return st;
+    if ((st = check_inputs(q, k, v)) != STEM_OK)
+        return st;
+    return attend_stage(params, &dims, q, k, v, NULL, out, lse);
+}
+
+stem_status stem_prefill(const stem_params *params, const stem_tensor *q,
+                         const stem_tensor *k, const stem_tensor *v,
+                         stem_tensor *out, float *lse, float *logits,
+                         uint8_t *mask)
+{
+    stem_dims dims;
+    stem_status st = stem_dims_get(params, q, k, v, 1, &dims);
+    if (st != STEM_OK)
+        return st;
+    if ((st = stem_check_out(out, &dims)) != STEM_OK)
+        return st;
+    if ((st = check_inputs(q, k, v)) != STEM_OK)
+        return st;
+    size_t cells = (size_t)dims.hq * (size_t)dims.qb * (size_t)dims.kb;
+    float *lg = logits ? logits : malloc(cells * sizeof(float));
+    uint8_t *mk = mask ? mask : malloc(cells);
+    if (!lg || !mk) {
+        if (!logits)
+            free(lg);
+        if (!mask)
+            free(mk);
+        return STEM_ERR_NOMEM;
+    }
+    st = logits_stage(params, &dims, q, k, v, lg);
+    if (st == STEM_OK)
+        st = stem_select(params, &dims, lg, mk, NULL, NULL);
+    if (st == STEM_OK)
+        st = attend_stage(params, &dims, q, k, v, mk, out, lse);
+    if (!logits)
+        free(lg);
+    if (!mask)
+        free(mk);
+    return st;
+}
