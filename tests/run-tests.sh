@@ -12,6 +12,7 @@ if [ ! -d "$BUILD" ]; then
     echo "0 passed, 0 failed"
     exit 2
 fi
+BUILD=$(cd "$BUILD" && pwd) || exit 2
 cd "$(dirname "$0")/.." || exit 2
 
 passed=0
