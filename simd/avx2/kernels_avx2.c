@@ -1,0 +1,14 @@
+/*
+ * kernels_avx2.c - the AVX2+FMA kernel table.
+ */
+#include "kernels.h"
+#include "kernels_avx2.h"
+
+const stem_kernels stem_kernels_avx2 = {
+    .isa = STEM_ISA_AVX2,
+    .qk_tile = stem_f32_qk_tile__avx2_6x16,
+    .softmax_rows = stem_f32_softmax_rows__avx2_8,
+    .pv_tile = stem_f32_pv_tile__avx2_6x16,
+    .sqnorm_rows = stem_f32_sqnorm_rows__avx2_8,
+    .group_sum = stem_f32_group_sum__avx2_32,
+};

@@ -1,0 +1,27 @@
+/*
+ * kernels_avx2.h - the AVX2+FMA kernels of src/kernels.h (internal).
+ * Each returns exactly the bits of its scalar twin in simd/scalar/.
+ */
+#ifndef STEM_KERNELS_AVX2_H
+#define STEM_KERNELS_AVX2_H
+
+/* qk_tile with a 6-row x 16-column register block (contract: kernels.h). */
+void stem_f32_qk_tile__avx2_6x16(int rows, int cols, int d, const float *q,
+                                 int ldq, const float *kt, int ldk, float *s,
+                                 int lds);
+/* pv_tile with a 6-row x 16-column register block (contract: kernels.h). */
+void stem_f32_pv_tile__avx2_6x16(int rows, int cols, int d, const float *p,
+                                 int ldp, const float *v, int ldv,
+                                 const float *alpha, float *o, int ldo);
+/* softmax_rows over 8 lanes with SLEEF's AVX2 expf (contract: kernels.h). */
+void stem_f32_softmax_rows__avx2_8(int rows, int cols, const int *valid,
+                                   float scale, float *s, int lds, float *m,
+                                   float *l, float *alpha);
+/* sqnorm_rows, 8 fused lanes (contract: kernels.h). */
+void stem_f32_sqnorm_rows__avx2_8(int n, int d, const float *x, int ldx,
+                                  float *out);
+/* group_sum, 32 columns at a time (contract: kernels.h). */
+void stem_f32_group_sum__avx2_32(int groups, int stride, int d,
+                                 const float *x, int ldx, float *out);
+
+#endif /* STEM_KERNELS_AVX2_H */

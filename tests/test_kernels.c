@@ -1,0 +1,437 @@
+/*
+ * test_kernels.c - every SIMD kernel against its scalar twin, bit for bit.
+ *
+ * For each instruction set that stem_kernels_for() offers on this machine
+ * (besides scalar), each kernel runs on many random shapes - edge rows and
+ * columns, odd head dims, unaligned pointers and leading dimensions, huge and
+ * tiny magnitudes, -inf and finite running maxima - from the same inputs as
+ * the scalar twin, and the whole output buffers (gaps between rows included,
+ * so stray writes are caught too) must compare equal with memcmp.  The exp
+ * lanes are also checked against SLEEF's FMA scalar expf over a dense sweep
+ * of [-104, 0].
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sleef.h>
+
+#include "kernels.h"
+#include "common/testutil.h"
+
+/* sleef.h declares the FMA scalar variants only when the compiler targets
+ * FMA; the symbol is in every x86-64 and AArch64 build of the library. */
+#ifndef FP_FAST_FMA
+float Sleef_expf1_u10purecfma(float);
+#endif
+
+static const int head_dims[] = {1, 3, 8, 16, 17, 64, 100, 128, 256};
+#define N_HEAD_DIMS ((int)(sizeof head_dims / sizeof head_dims[0]))
+
+/* The SIMD tables under test (filled by setup). */
+static const stem_kernels *isas[STEM_ISA_COUNT];
+static int n_isas;
+static const stem_kernels *ref;
+
+static int setup(void **state)
+{
+    (void)state;
+    ref = stem_kernels_for(STEM_ISA_SCALAR);
+    n_isas = 0;
+    for (int i = 0; i < STEM_ISA_COUNT; i++) {
+        if (i == STEM_ISA_SCALAR)
+            continue;
+        const stem_kernels *k = stem_kernels_for((stem_isa)i);
+        if (k)
+            isas[n_isas++] = k;
+    }
+    printf("[ INFO     ] kernel ISAs tested against scalar:");
+    for (int i = 0; i < n_isas; i++)
+        printf(" %s", stem_isa_name(isas[i]->isa));
+    printf("%s\n", n_isas ? "" : " none (no SIMD table runs here)");
+    return ref ? 0 : -1;
+}
+
+/* ---------------------------------------------------------------- buffers */
+
+/* Values of one of several magnitude regimes (never NaN or Inf). */
+static float draw(tu_rng *r, int regime)
+{
+    double x = tu_rng_normal(r);
+    switch (regime) {
+    case 0: return (float)x;
+    case 1: return (float)(x * 1e15);       /* huge */
+    case 2: return (float)(x * 1e-20);      /* products are subnormal */
+    case 3: return (float)(x * pow(10.0, (double)tu_rng_int(r, -12, 12)));
+    default: return (float)(tu_rng_int(r, -3, 3)); /* exact small ints, ties */
+    }
+}
+
+/* A buffer of n floats at a random misalignment (0..3 floats), filled. */
+typedef struct buf {
+    float *base, *p;
+    size_t n;
+} buf;
+
+static buf buf_new(tu_rng *r, size_t n, int regime)
+{
+    buf b;
+    int shift = (int)tu_rng_int(r, 0, 3);
+    b.base = malloc((n + 4) * sizeof(float));
+    assert_non_null(b.base);
+    b.p = b.base + shift;
+    b.n = n;
+    for (size_t i = 0; i < n; i++)
+        b.p[i] = draw(r, regime);
+    return b;
+}
+
+/* A second buffer, same misalignment, same bytes. */
+static buf buf_copy(const buf *a)
+{
+    buf b;
+    b.base = malloc((a->n + 4) * sizeof(float));
+    assert_non_null(b.base);
+    b.p = b.base + (a->p - a->base);
+    b.n = a->n;
+    memcpy(b.p, a->p, a->n * sizeof(float));
+    return b;
+}
+
+static void buf_free(buf *b)
+{
+    free(b->base);
+    b->base = b->p = NULL;
+}
+
+static void expect_same(const void *a, const void *b, size_t bytes,
+                        const char *what, const char *isa, int rows, int cols,
+                        int d)
+{
+    if (memcmp(a, b, bytes) != 0) {
+        const unsigned char *x = a, *y = b;
+        size_t at = 0;
+        while (x[at] == y[at])
+            at++;
+        fail_msg("%s on %s differs from scalar (rows %d cols %d d %d, "
+                 "first byte %zu)", what, isa, rows, cols, d, at);
+    }
+}
+
+/* ---------------------------------------------------------------- qk_tile */
+
+static void qk_case(tu_rng *r, const stem_kernels *k, int rows, int cols,
+                    int d)
+{
+    int regime = (int)tu_rng_int(r, 0, 4);
+    int ldq = d + (int)tu_rng_int(r, 0, 5);
+    int ldk = cols + (int)tu_rng_int(r, 0, 5);
+    int lds = cols + (int)tu_rng_int(r, 0, 5);
+    buf q = buf_new(r, (size_t)rows * ldq, regime);
+    buf kt = buf_new(r, (size_t)d * ldk, regime);
+    buf s0 = buf_new(r, (size_t)rows * lds, 0);
+    buf s1 = buf_copy(&s0);
+    ref->qk_tile(rows, cols, d, q.p, ldq, kt.p, ldk, s0.p, lds);
+    k->qk_tile(rows, cols, d, q.p, ldq, kt.p, ldk, s1.p, lds);
+    expect_same(s0.p, s1.p, s0.n * sizeof(float), "qk_tile",
+                stem_isa_name(k->isa), rows, cols, d);
+    buf_free(&q), buf_free(&kt), buf_free(&s0), buf_free(&s1);
+}
+
+static void test_qk_tile(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 1);
+    for (int t = 0; t < n_isas; t++) {
+        for (int di = 0; di < N_HEAD_DIMS; di++) {
+            int d = head_dims[di];
+            for (int rows = 1; rows <= 13; rows++)
+                qk_case(&r, isas[t], rows, (int)tu_rng_int(&r, 1, 130), d);
+            for (int cols = 1; cols <= 130; cols += (cols < 40 ? 1 : 7))
+                qk_case(&r, isas[t], (int)tu_rng_int(&r, 1, 13), cols, d);
+            qk_case(&r, isas[t], 128, 128, d);
+            qk_case(&r, isas[t], 37, 130, d);
+        }
+        qk_case(&r, isas[t], 7, 33, 600); /* d beyond one packed chunk */
+    }
+}
+
+/* ---------------------------------------------------------------- pv_tile */
+
+static void pv_case(tu_rng *r, const stem_kernels *k, int rows, int cols,
+                    int d)
+{
+    int regime = (int)tu_rng_int(r, 0, 4);
+    int ldp = cols + (int)tu_rng_int(r, 0, 5);
+    int ldv = d + (int)tu_rng_int(r, 0, 5);
+    int ldo = d + (int)tu_rng_int(r, 0, 5);
+    buf p = buf_new(r, (size_t)rows * ldp, regime);
+    buf v = buf_new(r, (size_t)cols * ldv, regime);
+    buf al = buf_new(r, (size_t)rows, 0);
+    for (int i = 0; i < rows; i++)
+        al.p[i] = (float)tu_rng_uniform(r);
+    buf o0 = buf_new(r, (size_t)rows * ldo, regime);
+    buf o1 = buf_copy(&o0);
+    const float *alpha = tu_rng_int(r, 0, 3) ? al.p : NULL;
+    ref->pv_tile(rows, cols, d, p.p, ldp, v.p, ldv, alpha, o0.p, ldo);
+    k->pv_tile(rows, cols, d, p.p, ldp, v.p, ldv, alpha, o1.p, ldo);
+    expect_same(o0.p, o1.p, o0.n * sizeof(float), "pv_tile",
+                stem_isa_name(k->isa), rows, cols, d);
+    buf_free(&p), buf_free(&v), buf_free(&al), buf_free(&o0), buf_free(&o1);
+}
+
+static void test_pv_tile(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 2);
+    for (int t = 0; t < n_isas; t++) {
+        for (int di = 0; di < N_HEAD_DIMS; di++) {
+            int d = head_dims[di];
+            for (int rows = 1; rows <= 13; rows++)
+                pv_case(&r, isas[t], rows, (int)tu_rng_int(&r, 1, 130), d);
+            for (int cols = 1; cols <= 130; cols += (cols < 40 ? 1 : 7))
+                pv_case(&r, isas[t], (int)tu_rng_int(&r, 1, 13), cols, d);
+            pv_case(&r, isas[t], 128, 128, d);
+        }
+        pv_case(&r, isas[t], 5, 700, 40); /* cols beyond one packed chunk */
+    }
+}
+
+/* ----------------------------------------------------------- softmax_rows */
+
+typedef struct sm_in {
+    int rows, cols, lds;
+    float scale;
+    int *valid;
+    buf s, m, l, a;
+} sm_in;
+
+static void sm_run_compare(const stem_kernels *k, const sm_in *in)
+{
+    buf s = buf_copy(&in->s), m = buf_copy(&in->m), l = buf_copy(&in->l);
+    buf a = buf_copy(&in->a);
+    buf s0 = buf_copy(&in->s), m0 = buf_copy(&in->m), l0 = buf_copy(&in->l);
+    buf a0 = buf_copy(&in->a);
+    ref->softmax_rows(in->rows, in->cols, in->valid, in->scale, s0.p, in->lds,
+                      m0.p, l0.p, a0.p);
+    k->softmax_rows(in->rows, in->cols, in->valid, in->scale, s.p, in->lds,
+                    m.p, l.p, a.p);
+    const char *name = stem_isa_name(k->isa);
+    expect_same(s0.p, s.p, s.n * 4, "softmax_rows p", name, in->rows, in->cols, 0);
+    expect_same(m0.p, m.p, m.n * 4, "softmax_rows m", name, in->rows, in->cols, 0);
+    expect_same(l0.p, l.p, l.n * 4, "softmax_rows l", name, in->rows, in->cols, 0);
+    expect_same(a0.p, a.p, a.n * 4, "softmax_rows alpha", name, in->rows,
+                in->cols, 0);
+    buf_free(&s), buf_free(&m), buf_free(&l), buf_free(&a);
+    buf_free(&s0), buf_free(&m0), buf_free(&l0), buf_free(&a0);
+}
+
+static void sm_case(tu_rng *r, const stem_kernels *k, int rows, int cols)
+{
+    sm_in in;
+    int regime = (int)tu_rng_int(r, 0, 4);
+    in.rows = rows;
+    in.cols = cols;
+    in.lds = cols + (int)tu_rng_int(r, 0, 5);
+    in.scale = (float)(tu_rng_uniform(r) * 0.5 + 0.01);
+    in.valid = malloc((size_t)rows * sizeof(int));
+    assert_non_null(in.valid);
+    in.s = buf_new(r, (size_t)rows * in.lds, regime);
+    if (regime == 0) /* a wide spread: many exps underflow past -104 */
+        for (size_t i = 0; i < in.s.n; i++)
+            in.s.p[i] *= (float)tu_rng_int(r, 1, 400);
+    in.m = buf_new(r, (size_t)rows, 0);
+    in.l = buf_new(r, (size_t)rows, 0);
+    in.a = buf_new(r, (size_t)rows, 0);
+    for (int i = 0; i < rows; i++) {
+        int how = (int)tu_rng_int(r, 0, 3);
+        in.valid[i] = how == 0 ? cols : how == 1 ? 1 : (int)tu_rng_int(r, 1, cols);
+        int first = tu_rng_int(r, 0, 1) != 0;
+        float *row = in.s.p + (size_t)i * in.lds;
+        in.m.p[i] = first ? -INFINITY : row[0] * in.scale + draw(r, regime);
+        in.l.p[i] = first ? 0.0f : (float)(tu_rng_uniform(r) * 100.0);
+    }
+    for (int t = 0; t < 2; t++) {
+        sm_run_compare(k, &in);
+        /* signed zeros as the maximum: the sign of m must still match */
+        for (size_t i = 0; i < in.s.n; i++)
+            in.s.p[i] = tu_rng_int(r, 0, 3) == 0 ? -0.0f
+                        : tu_rng_int(r, 0, 2) ? 0.0f : -fabsf(in.s.p[i]);
+        for (int i = 0; i < rows; i++)
+            if (in.m.p[i] > 0.0f)
+                in.m.p[i] = tu_rng_int(r, 0, 1) ? -0.0f : -INFINITY;
+    }
+    free(in.valid);
+    buf_free(&in.s), buf_free(&in.m), buf_free(&in.l), buf_free(&in.a);
+}
+
+static void test_softmax_rows(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 3);
+    for (int t = 0; t < n_isas; t++) {
+        for (int rows = 1; rows <= 13; rows++)
+            for (int rep = 0; rep < 8; rep++)
+                sm_case(&r, isas[t], rows, (int)tu_rng_int(&r, 1, 130));
+        for (int cols = 1; cols <= 130; cols++)
+            sm_case(&r, isas[t], (int)tu_rng_int(&r, 1, 13), cols);
+        sm_case(&r, isas[t], 128, 128);
+        sm_case(&r, isas[t], 3, 257);
+        sm_case(&r, isas[t], 2, 1000);
+    }
+}
+
+/*
+ * The exp lanes against Sleef_expf1_u10purecfma: rows with m = 0, scale 1
+ * and arguments x <= 0 give p = e(x - 0) = e(x).  Every 997th float of
+ * [-104, -0] plus edges, and arguments just below -104 (which give 0).
+ */
+static void test_exp_sweep(void **state)
+{
+    (void)state;
+    enum { COLS = 128, ROWS = 8, CHUNK = COLS * ROWS };
+    static float xs[CHUNK], s[CHUNK];
+    float m[ROWS], l[ROWS], a[ROWS];
+    int valid[ROWS];
+    for (int i = 0; i < ROWS; i++)
+        valid[i] = COLS;
+
+    const float edges[] = {-0.0f, 0.0f, -1e-45f, -1.17549435e-38f, -1e-7f,
+                           -0.5f, -1.0f, -2.0f, -10.0f, -87.3365f, -88.0f,
+                           -88.7228394f, -100.0f, -103.972f, -103.99999f,
+                           -104.0f, nextafterf(-104.0f, 0.0f),
+                           nextafterf(-104.0f, -200.0f), -104.5f, -200.0f,
+                           -1e30f, -INFINITY};
+    const int n_edges = (int)(sizeof edges / sizeof edges[0]);
+    uint32_t lo = 0x80000000u, hi;
+    float f104 = -104.0f;
+    memcpy(&hi, &f104, 4);
+    uint64_t total = (uint64_t)(hi - lo) / 997 + 1 + (uint64_t)n_edges;
+
+    for (int t = 0; t < n_isas; t++) {
+        uint64_t done = 0, mismatches = 0;
+        uint32_t bits = lo;
+        int e = 0;
+        while (done < total) {
+            int n = 0;
+            for (; n < CHUNK && done + (uint64_t)n < total; n++) {
+                if (e < n_edges) {
+                    xs[n] = edges[e++];
+                } else {
+                    memcpy(&xs[n], &bits, 4);
+                    bits += 997;
+                }
+            }
+            for (int i = n; i < CHUNK; i++)
+                xs[i] = -1.0f;
+            memcpy(s, xs, sizeof s);
+            for (int i = 0; i < ROWS; i++) {
+                m[i] = 0.0f;
+                l[i] = 0.0f;
+            }
+            isas[t]->softmax_rows(ROWS, COLS, valid, 1.0f, s, COLS, m, l, a);
+            for (int i = 0; i < n; i++) {
+                float want = xs[i] >= STEM_EXP_MIN
+                                 ? Sleef_expf1_u10purecfma(xs[i]) : 0.0f;
+                if (memcmp(&want, &s[i], 4) != 0 && mismatches++ < 5)
+                    print_error("%s exp(%a) = %a, SLEEF FMA scalar %a\n",
+                                stem_isa_name(isas[t]->isa), (double)xs[i],
+                                (double)s[i], (double)want);
+            }
+            done += (uint64_t)n;
+        }
+        printf("[ INFO     ] %s: %llu exp arguments in [-104, 0] and edges, "
+               "%llu mismatches\n", stem_isa_name(isas[t]->isa),
+               (unsigned long long)done, (unsigned long long)mismatches);
+        assert_int_equal(mismatches, 0);
+    }
+}
+
+/* ---------------------------------------------------- sqnorm, group_sum */
+
+static void test_sqnorm_rows(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 4);
+    for (int t = 0; t < n_isas; t++) {
+        for (int d = 1; d <= 260; d += (d < 70 ? 1 : 9)) {
+            int n = (int)tu_rng_int(&r, 1, 13);
+            int ldx = d + (int)tu_rng_int(&r, 0, 5);
+            buf x = buf_new(&r, (size_t)n * ldx, (int)tu_rng_int(&r, 0, 4));
+            buf o0 = buf_new(&r, (size_t)n + 3, 0);
+            buf o1 = buf_copy(&o0);
+            ref->sqnorm_rows(n, d, x.p, ldx, o0.p);
+            isas[t]->sqnorm_rows(n, d, x.p, ldx, o1.p);
+            expect_same(o0.p, o1.p, o0.n * 4, "sqnorm_rows",
+                        stem_isa_name(isas[t]->isa), n, 0, d);
+            buf_free(&x), buf_free(&o0), buf_free(&o1);
+        }
+    }
+}
+
+static void test_group_sum(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 5);
+    for (int t = 0; t < n_isas; t++) {
+        for (int di = 0; di < N_HEAD_DIMS; di++) {
+            for (int rep = 0; rep < 12; rep++) {
+                int d = head_dims[di] + (rep == 11 ? 7 : 0);
+                int groups = (int)tu_rng_int(&r, 1, 9);
+                int stride = (int)tu_rng_int(&r, 1, 9);
+                int ldx = d + (int)tu_rng_int(&r, 0, 5);
+                buf x = buf_new(&r, (size_t)groups * stride * ldx,
+                                (int)tu_rng_int(&r, 0, 4));
+                buf o0 = buf_new(&r, (size_t)stride * d + 3, 0);
+                buf o1 = buf_copy(&o0);
+                ref->group_sum(groups, stride, d, x.p, ldx, o0.p);
+                isas[t]->group_sum(groups, stride, d, x.p, ldx, o1.p);
+                expect_same(o0.p, o1.p, o0.n * 4, "group_sum",
+                            stem_isa_name(isas[t]->isa), groups, stride, d);
+                buf_free(&x), buf_free(&o0), buf_free(&o1);
+            }
+        }
+    }
+}
+
+/* A table that exists has every member. */
+static void test_tables_complete(void **state)
+{
+    (void)state;
+    for (int i = 0; i < STEM_ISA_COUNT; i++) {
+        const stem_kernels *k = stem_kernels_for((stem_isa)i);
+        if (!k)
+            continue;
+        assert_int_equal(k->isa, i);
+        assert_non_null(k->qk_tile);
+        assert_non_null(k->softmax_rows);
+        assert_non_null(k->pv_tile);
+        assert_non_null(k->sqnorm_rows);
+        assert_non_null(k->group_sum);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tables_complete),
+        cmocka_unit_test(test_qk_tile),
+        cmocka_unit_test(test_pv_tile),
+        cmocka_unit_test(test_softmax_rows),
+        cmocka_unit_test(test_exp_sweep),
+        cmocka_unit_test(test_sqnorm_rows),
+        cmocka_unit_test(test_group_sum),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
