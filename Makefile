@@ -24,7 +24,7 @@ else
   ARCH := other
 endif
 
-WARN    := -Wall -Wextra -Wno-unused-parameter
+WARN    := -Wall -Wextra -Wno-unused-parameter -Werror=implicit-function-declaration
 CFLAGS  ?= $(OPT) -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(CFLAGS) $(WARN) -ffp-contract=off -fno-fast-math \
               -fopenmp -fPIC -Iinclude -Isrc -Itools/io $(SAN)

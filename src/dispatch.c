@@ -12,6 +12,12 @@
 
 #include "kernels.h"
 
+/* sleef.h declares the FMA scalar variants only when the compiler itself
+ * targets FMA (FP_FAST_FMA); the library calls them from portable code and
+ * checks for FMA at run time, so they are declared here. */
+float Sleef_expf1_u10purecfma(float);
+float Sleef_logf1_u10purecfma(float);
+
 static const char *const isa_names[STEM_ISA_COUNT] = {
     [STEM_ISA_SCALAR] = "scalar",
     [STEM_ISA_AVX2] = "avx2",
