@@ -1,0 +1,14 @@
+/*
+ * kernels_avx512.c - the AVX-512 kernel table.
+ */
+#include "kernels.h"
+#include "kernels_avx512.h"
+
+const stem_kernels stem_kernels_avx512 = {
+    .isa = STEM_ISA_AVX512,
+    .qk_tile = stem_f32_qk_tile__avx512_12x32,
+    .softmax_rows = stem_f32_softmax_rows__avx512_16,
+    .pv_tile = stem_f32_pv_tile__avx512_12x32,
+    .sqnorm_rows = stem_f32_sqnorm_rows__avx512_8,
+    .group_sum = stem_f32_group_sum__avx512_64,
+};

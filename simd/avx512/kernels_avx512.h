@@ -1,0 +1,28 @@
+/*
+ * kernels_avx512.h - the AVX-512 (F, VL, BW) kernels of src/kernels.h
+ * (internal).  Each returns exactly the bits of its scalar twin in
+ * simd/scalar/.
+ */
+#ifndef STEM_KERNELS_AVX512_H
+#define STEM_KERNELS_AVX512_H
+
+/* qk_tile with a 12-row x 32-column register block (contract: kernels.h). */
+void stem_f32_qk_tile__avx512_12x32(int rows, int cols, int d, const float *q,
+                                    int ldq, const float *kt, int ldk,
+                                    float *s, int lds);
+/* pv_tile with a 12-row x 32-column register block (contract: kernels.h). */
+void stem_f32_pv_tile__avx512_12x32(int rows, int cols, int d, const float *p,
+                                    int ldp, const float *v, int ldv,
+                                    const float *alpha, float *o, int ldo);
+/* softmax_rows: 16-lane SLEEF expf, sum8 over ymm halves (kernels.h). */
+void stem_f32_softmax_rows__avx512_16(int rows, int cols, const int *valid,
+                                      float scale, float *s, int lds,
+                                      float *m, float *l, float *alpha);
+/* sqnorm_rows, 8 fused lanes with masked tails (contract: kernels.h). */
+void stem_f32_sqnorm_rows__avx512_8(int n, int d, const float *x, int ldx,
+                                    float *out);
+/* group_sum, 64 columns at a time (contract: kernels.h). */
+void stem_f32_group_sum__avx512_64(int groups, int stride, int d,
+                                   const float *x, int ldx, float *out);
+
+#endif /* STEM_KERNELS_AVX512_H */
