@@ -341,7 +341,8 @@ static void check_sparse(problem *pb, const uint8_t *mask, const char *what)
 
 /* ------------------------------------------------------------- the tests */
 
-static void run_sparse_case(int i, uint64_t seed, int64_t *ties, int64_t *sel)
+static void run_sparse_case(int i, uint64_t seed, int64_t *ties, int64_t *sel,
+                            int64_t *dropped)
 {
     tu_rng r;
     tu_rng_seed(&r, seed);
@@ -380,8 +381,10 @@ static void run_sparse_case(int i, uint64_t seed, int64_t *ties, int64_t *sel)
                      STEM_OK);
     assert_memory_equal(Lp, Ll, n * sizeof *Lp);
     check_mask_ties(&pb, ml, mb, Lb, thr, 2 * LOGIT_REL * pb.scale, ties, what);
-    for (size_t j = 0; j < n; j++)
+    for (size_t j = 0; j < n; j++) {
         *sel += ml[j];
+        *dropped += !ml[j] && isfinite(Lb[j]);
+    }
     check_sparse(&pb, ml, what);
     {
         double *ob = malloc((size_t)s.hq * s.lq * s.d * sizeof *ob);
@@ -417,12 +420,13 @@ static void run_sparse_case(int i, uint64_t seed, int64_t *ties, int64_t *sel)
 static void test_sparse_stages(void **state)
 {
     (void)state;
-    int64_t ties = 0, sel = 0;
+    int64_t ties = 0, sel = 0, dropped = 0;
     for (int i = 0; i < 36; i++)
-        run_sparse_case(i, 1000 + (uint64_t)i * 7919, &ties, &sel);
-    print_message("sparse stages: %ld selected blocks, %ld tie differences\n",
-                  (long)sel, (long)ties);
+        run_sparse_case(i, 1000 + (uint64_t)i * 7919, &ties, &sel, &dropped);
+    print_message("sparse stages: %ld selected blocks, %ld causal blocks dropped, "
+                  "%ld tie differences\n", (long)sel, (long)dropped, (long)ties);
     assert_true(sel > 0);
+    assert_true(dropped > sel / 10);    /* the budget really drops blocks */
     assert_true(ties * 200 <= sel);     /* ties are rare (<= 0.5%) */
 }
 
