@@ -1,0 +1,100 @@
+/*
+ * cli_common.h - what the stem subcommands share: exit codes, messages,
+ * strict number parsing, the common parameter options, and q/k/v loading
+ * from a tensor file.
+ */
+#ifndef STEM_CLI_COMMON_H
+#define STEM_CLI_COMMON_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "stem.h"
+#include "tensorfile.h"
+
+/* Exit codes of every subcommand. */
+#define CLI_OK 0
+#define CLI_FAIL 1              /* the work failed; message on stderr */
+#define CLI_USAGE 2             /* bad command line */
+
+/* Storage order of q/k/v in the input file. */
+#define CLI_LAYOUT_HND 0        /* [heads, tokens, dim] (default) */
+#define CLI_LAYOUT_NHD 1        /* [tokens, heads, dim] */
+
+/* printf-style message to stderr, prefixed "stem: " and ended by '\n'. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Strict number parsing of option opt's value text: the whole text must be
+ * a number within [lo, hi] (doubles: finite too).  0 on success with *out
+ * set; on error prints "stem: OPT: ..." and returns -1 (a usage error).
+ */
+int cli_parse_int(const char *opt, const char *text, long long lo,
+                  long long hi, long long *out);
+int cli_parse_double(const char *opt, const char *text, double lo, double hi,
+                     double *out);
+
+/*
+ * Option value helper for "--opt VALUE" and "--opt=VALUE".  If argv[*i]
+ * is option name (exactly, or followed by '='), sets *value to its value,
+ * advances *i past what was used and returns 1; returns 0 if argv[*i] is
+ * another option; -1 (message printed) if the value is missing.
+ */
+int cli_opt_value(int argc, char **argv, int *i, const char *name,
+                  const char **value);
+
+/* The common options as given on the command line, before resolution. */
+typedef struct cli_opts {
+    stem_profile profile;
+    int have_alpha, have_keep, have_block, have_stride, have_lambda;
+    int have_sinks, have_window, have_prompt;
+    double alpha, keep_ratio, lambda;
+    long long block, stride, sinks, window, prompt_blocks;
+    int use_f64;
+    int threads;                /* 0: not given */
+    int layout;                 /* CLI_LAYOUT_HND or CLI_LAYOUT_NHD */
+} cli_opts;
+
+/* Defaults: profile angelslim, nothing overridden, layout hnd. */
+void cli_opts_init(cli_opts *o);
+
+/*
+ * Try to consume one common option at argv[*i] (--profile, --alpha,
+ * --keep-ratio, --block, --stride, --lambda, --sinks, --window, --f64,
+ * --threads, --prompt-blocks, --layout).  Returns 1 if consumed (*i moved
+ * past it), 0 if argv[*i] is not a common option, -1 on a usage error
+ * (message printed).
+ */
+int cli_opts_parse(cli_opts *o, int argc, char **argv, int *i);
+
+/*
+ * Resolve o into *params: stem_params_init(profile), then the overrides,
+ * then stem_params_validate.  Also applies --threads to OpenMP
+ * (omp_set_num_threads).  Returns CLI_OK, or CLI_USAGE with a message.
+ */
+int cli_opts_resolve(const cli_opts *o, stem_params *params);
+
+/* Help text lines for the common options, for a command's usage. */
+void cli_opts_usage(FILE *fp);
+
+/* Map a tensor file dtype to a stem dtype; -1 if it has none. */
+int cli_stem_dtype(tf_dtype dt, stem_dtype *out);
+
+/*
+ * Views q [Hq, Lq, d], k and v [Hkv, Lk, d] over the tensors "q", "k", "v"
+ * of f (no copies; the views point into f, which must outlive them).
+ * layout CLI_LAYOUT_HND: 3-d [H, N, d] or 4-d [1, H, N, d];
+ * CLI_LAYOUT_NHD: [N, H, d] or [1, N, H, d].  Dtypes BF16, F16, F32, F64.
+ * Shape agreement between q, k and v is left to the library
+ * (stem_dims_get).  0 on success; -1 with a reason in err.
+ */
+int cli_load_qkv(const tf_file *f, int layout, stem_tensor *q, stem_tensor *k,
+                 stem_tensor *v, char *err, size_t errlen);
+
+/* Shortest "%.Ng" text that reads back as x, into buf (>= 32 bytes). */
+void cli_fmt_double(char *buf, size_t cap, double x);
+
+/* Seconds on a monotonic clock. */
+double cli_now(void);
+
+#endif /* STEM_CLI_COMMON_H */

@@ -1,0 +1,68 @@
+/*
+ * cmd_info.c - `stem info`: version, instruction sets and threads.
+ */
+#include <omp.h>
+#include <sleef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_common.h"
+#include "commands.h"
+
+static void info_usage(FILE *fp)
+{
+    fputs("usage: stem info [--threads T]\n\n"
+          "Prints the library version, the detected and the active "
+          "instruction set\n(STEM_ISA overrides the detected one), every "
+          "instruction set and whether\nthis machine runs it, the OpenMP "
+          "thread count and the SLEEF version.\nExit 1 if STEM_ISA names an "
+          "unknown or unsupported instruction set.\n",
+          fp);
+}
+
+/* `stem info`; see info_usage. */
+int cmd_info(int argc, char **argv)
+{
+    const char *v;
+    int r;
+    long long threads = 0;
+    for (int i = 1; i < argc;) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            info_usage(stdout);
+            return CLI_OK;
+        }
+        if ((r = cli_opt_value(argc, argv, &i, "--threads", &v)) != 0) {
+            if (r < 0 || cli_parse_int("--threads", v, 1, 4096, &threads))
+                return CLI_USAGE;
+            continue;
+        }
+        cli_error("info: unknown argument '%s'", argv[i]);
+        return CLI_USAGE;
+    }
+    if (threads > 0)
+        omp_set_num_threads((int)threads);
+    printf("version: %s\n", stem_version());
+    printf("isa detected: %s\n", stem_isa_name(stem_isa_detected()));
+    stem_isa active;
+    stem_status st = stem_isa_active(&active);
+    int rc = CLI_OK;
+    if (st == STEM_OK) {
+        printf("isa active: %s\n", stem_isa_name(active));
+    } else {
+        const char *env = getenv("STEM_ISA");
+        printf("isa active: invalid\n");
+        cli_error("info: STEM_ISA=%s: %s", env ? env : "", stem_strerror(st));
+        rc = CLI_FAIL;
+    }
+    for (int i = 0; i < STEM_ISA_COUNT; i++)
+        printf("isa %s: %s\n", stem_isa_name((stem_isa)i),
+               stem_isa_supported((stem_isa)i) ? "supported" : "unsupported");
+    printf("openmp max threads: %d\n", omp_get_max_threads());
+#ifdef SLEEF_VERSION_MAJOR
+    printf("sleef: %d.%d.%d\n", SLEEF_VERSION_MAJOR, SLEEF_VERSION_MINOR,
+           SLEEF_VERSION_PATCHLEVEL);
+#else
+    printf("sleef: unknown version\n");
+#endif
+    return rc;
+}

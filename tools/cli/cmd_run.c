@@ -1,0 +1,251 @@
+/*
+ * cmd_run.c - `stem run`: Stem prefill (or dense attention) on the q/k/v of
+ * a tensor file, results written as safetensors.
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_common.h"
+#include "commands.h"
+
+static void run_usage(FILE *fp)
+{
+    fputs("usage: stem run IN -o OUT.safetensors [--dense] [options]\n\n"
+          "IN: safetensors file, .npy directory with q.npy k.npy v.npy;\n"
+          "q [Hq,N,d], k and v [Hkv,N,d] (BF16, F16, F32 or F64).\n"
+          "Writes block_logits F32 [Hq,Qb,Kb], mask U8 [Hq,Qb,Kb],\n"
+          "out F32 [Hq,N,d], lse F32 [Hq,N] (--dense: out and lse only).\n\n",
+          fp);
+    cli_opts_usage(fp);
+}
+
+static int set_meta_str(tf_file *f, const char *k, const char *v)
+{
+    char err[256];
+    if (tf_set_meta(f, k, v, err, sizeof(err)) != 0) {
+        cli_error("run: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_meta_num(tf_file *f, const char *k, double x)
+{
+    char buf[40];
+    cli_fmt_double(buf, sizeof(buf), x);
+    return set_meta_str(f, k, buf);
+}
+
+static const char *value_rule_name(stem_value_rule r)
+{
+    switch (r) {
+    case STEM_VALUE_NONE: return "none";
+    case STEM_VALUE_ZSCORE_FULL: return "zscore-full";
+    case STEM_VALUE_ZSCORE_PADDED: return "zscore-padded";
+    case STEM_VALUE_LOG_MAX_BLOCK: return "log-max-block";
+    }
+    return "?";
+}
+
+static const char *budget_rule_name(stem_budget_rule r)
+{
+    switch (r) {
+    case STEM_BUDGET_TPD_F64: return "tpd-f64";
+    case STEM_BUDGET_TPD_F32_FMA: return "tpd-f32-fma";
+    case STEM_BUDGET_PAPER_LINEAR: return "paper-linear";
+    }
+    return "?";
+}
+
+static int add_meta(tf_file *f, const stem_params *p, int dense,
+                    stem_isa isa, double secs)
+{
+    return set_meta_str(f, "mode", dense ? "dense" : "stem") ||
+           set_meta_str(f, "profile", stem_profile_name(p->profile)) ||
+           set_meta_num(f, "alpha", p->alpha) ||
+           set_meta_num(f, "keep_ratio", p->keep_ratio) ||
+           set_meta_num(f, "block_size", p->block) ||
+           set_meta_num(f, "stride", p->stride) ||
+           set_meta_num(f, "qk_scaled", p->qk_scaled) ||
+           set_meta_num(f, "norm", p->norm) ||
+           set_meta_str(f, "value_rule", value_rule_name(p->value_rule)) ||
+           set_meta_num(f, "lambda", p->value_weight) ||
+           set_meta_str(f, "budget_rule", budget_rule_name(p->budget_rule)) ||
+           set_meta_num(f, "prompt_blocks", (double)p->prompt_blocks) ||
+           set_meta_num(f, "sinks", p->sinks) ||
+           set_meta_num(f, "window", p->window) ||
+           set_meta_num(f, "keep_diagonal", p->keep_diagonal) ||
+           set_meta_num(f, "ties_keep_all", p->ties_keep_all) ||
+           set_meta_num(f, "f64", p->use_f64) ||
+           set_meta_str(f, "isa", stem_isa_name(isa)) ||
+           set_meta_num(f, "threads", omp_get_max_threads()) ||
+           set_meta_num(f, "seconds", secs) ||
+           set_meta_str(f, "version", stem_version());
+}
+
+/* Results of one run, caller-owned buffers. */
+typedef struct run_out {
+    float *out, *lse, *logits;
+    uint8_t *mask;
+} run_out;
+
+static int write_results(const char *path, const stem_dims *dm,
+                         const run_out *ro, const stem_params *p, int dense,
+                         stem_isa isa, double secs)
+{
+    tf_file f = {0};
+    char err[256];
+    int64_t sl[3] = {dm->hq, dm->qb, dm->kb};
+    int64_t so[3] = {dm->hq, dm->lq, dm->d};
+    int64_t se[2] = {dm->hq, dm->lq};
+    int rc = 0;
+    if (!dense)
+        rc = tf_add(&f, "block_logits", TF_F32, 3, sl, ro->logits, err,
+                    sizeof(err)) ||
+             tf_add(&f, "mask", TF_U8, 3, sl, ro->mask, err, sizeof(err));
+    rc = rc || tf_add(&f, "out", TF_F32, 3, so, ro->out, err, sizeof(err)) ||
+         tf_add(&f, "lse", TF_F32, 2, se, ro->lse, err, sizeof(err));
+    if (rc) {
+        cli_error("run: %s", err);
+    } else if (add_meta(&f, p, dense, isa, secs)) {
+        rc = 1;
+    } else if (tf_write_safetensors(&f, path, err, sizeof(err)) != 0) {
+        cli_error("run: %s", err);
+        rc = 1;
+    }
+    tf_free(&f);
+    return rc ? CLI_FAIL : CLI_OK;
+}
+
+/* `stem run`; see run_usage. */
+int cmd_run(int argc, char **argv)
+{
+    const char *in = NULL, *outp = NULL;
+    int dense = 0, r;
+    cli_opts o;
+    cli_opts_init(&o);
+    for (int i = 1; i < argc;) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            run_usage(stdout);
+            return CLI_OK;
+        }
+        if (strcmp(argv[i], "--dense") == 0) {
+            dense = 1;
+            i++;
+            continue;
+        }
+        if ((r = cli_opt_value(argc, argv, &i, "-o", &outp)) ||
+            (r = cli_opt_value(argc, argv, &i, "--output", &outp))) {
+            if (r < 0)
+                return CLI_USAGE;
+            continue;
+        }
+        if ((r = cli_opts_parse(&o, argc, argv, &i)) != 0) {
+            if (r < 0)
+                return CLI_USAGE;
+            continue;
+        }
+        if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            cli_error("run: unknown option '%s'", argv[i]);
+            return CLI_USAGE;
+        }
+        if (in) {
+            cli_error("run: more than one input ('%s', '%s')", in, argv[i]);
+            return CLI_USAGE;
+        }
+        in = argv[i++];
+    }
+    if (!in || !outp) {
+        cli_error("run: an input file and -o OUT are required");
+        run_usage(stderr);
+        return CLI_USAGE;
+    }
+    stem_params p;
+    int rc = cli_opts_resolve(&o, &p);
+    if (rc != CLI_OK)
+        return rc;
+    stem_isa isa;
+    stem_status st = stem_isa_active(&isa);
+    if (st != STEM_OK) {
+        cli_error("run: %s (check the STEM_ISA environment variable)",
+                  stem_strerror(st));
+        return CLI_FAIL;
+    }
+
+    tf_file f = {0};
+    char err[512];
+    if (tf_read(in, &f, err, sizeof(err)) != 0) {
+        cli_error("run: %s", err);
+        return CLI_FAIL;
+    }
+    stem_tensor q, k, v;
+    stem_dims dm;
+    run_out ro = {0};
+    rc = CLI_FAIL;
+    if (cli_load_qkv(&f, o.layout, &q, &k, &v, err, sizeof(err)) != 0) {
+        cli_error("run: %s: %s", in, err);
+        goto done;
+    }
+    st = stem_dims_get(&p, &q, &k, &v, !dense, &dm);
+    if (st != STEM_OK) {
+        cli_error("run: %s: q %lldx%lldx%lld, k %lldx%lldx%lld: %s", in,
+                  (long long)q.heads, (long long)q.tokens, (long long)q.dim,
+                  (long long)k.heads, (long long)k.tokens, (long long)k.dim,
+                  stem_strerror(st));
+        goto done;
+    }
+    size_t nout = (size_t)(dm.hq * dm.lq * dm.d);
+    size_t nlse = (size_t)(dm.hq * dm.lq);
+    size_t nblk = (size_t)(dm.hq * dm.qb * dm.kb);
+    ro.out = malloc(nout * sizeof(float));
+    ro.lse = malloc(nlse * sizeof(float));
+    if (!dense) {
+        ro.logits = malloc(nblk * sizeof(float));
+        ro.mask = malloc(nblk);
+    }
+    if (!ro.out || !ro.lse || (!dense && (!ro.logits || !ro.mask))) {
+        cli_error("run: out of memory");
+        goto done;
+    }
+    stem_tensor ot = stem_tensor_hnd(ro.out, STEM_F32, dm.hq, dm.lq, dm.d);
+    double t0 = cli_now();
+    if (dense)
+        st = stem_attention_dense(&p, &q, &k, &v, &ot, ro.lse);
+    else
+        st = stem_prefill(&p, &q, &k, &v, &ot, ro.lse, ro.logits, ro.mask);
+    double secs = cli_now() - t0;
+    if (st != STEM_OK) {
+        cli_error("run: %s: %s", in, stem_strerror(st));
+        goto done;
+    }
+    rc = write_results(outp, &dm, &ro, &p, dense, isa, secs);
+    if (rc != CLI_OK)
+        goto done;
+    if (dense) {
+        fprintf(stderr, "stem: run dense: %.3f s, %lld heads x %lld tokens, "
+                "isa %s, %d threads\n", secs, (long long)dm.hq,
+                (long long)dm.lq, stem_isa_name(isa), omp_get_max_threads());
+    } else {
+        int64_t sel = 0, causal = 0, pb = dm.offset / p.block;
+        for (size_t i = 0; i < nblk; i++)
+            sel += ro.mask[i] != 0;
+        for (int64_t I = 0; I < dm.qb; I++)
+            causal += (I + pb + 1 < dm.kb) ? I + pb + 1 : dm.kb;
+        causal *= dm.hq;
+        fprintf(stderr, "stem: run stem (%s): %.3f s, mask density %.4f, "
+                "causal density %.4f (%lld of %lld causal blocks), isa %s, "
+                "%d threads\n", stem_profile_name(p.profile), secs,
+                (double)sel / (double)nblk, (double)sel / (double)causal,
+                (long long)sel, (long long)causal, stem_isa_name(isa),
+                omp_get_max_threads());
+    }
+done:
+    free(ro.out);
+    free(ro.lse);
+    free(ro.logits);
+    free(ro.mask);
+    tf_free(&f);
+    return rc;
+}

@@ -1,0 +1,35 @@
+/*
+ * commands.h - the stem subcommands and the table main.c dispatches
+ * through.  Each command takes (argc, argv) with argv[0] the command name,
+ * handles --help itself (usage on stdout, exit 0) and returns CLI_OK,
+ * CLI_FAIL or CLI_USAGE (cli_common.h).
+ */
+#ifndef STEM_CLI_COMMANDS_H
+#define STEM_CLI_COMMANDS_H
+
+int cmd_gen(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_explain(int argc, char **argv);
+int cmd_mask(int argc, char **argv);
+
+typedef struct stem_command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;        /* one line for `stem --help` */
+} stem_command;
+
+/* The table itself is defined only where STEM_CLI_DEFINE_TABLE is set
+ * (main.c). */
+#ifdef STEM_CLI_DEFINE_TABLE
+static const stem_command stem_commands[] = {
+    {"gen", cmd_gen, "generate a q/k/v workload (structured or random)"},
+    {"run", cmd_run, "run Stem (or dense) attention on q/k/v, write results"},
+    {"info", cmd_info, "version, instruction sets, threads"},
+    {"compare", cmd_compare, "relative L2 and max abs error of a tensor"},
+};
+#endif
+
+#endif /* STEM_CLI_COMMANDS_H */
