@@ -1,0 +1,14 @@
+/*
+ * kernels_neon.c - the AArch64 Advanced SIMD kernel table.
+ */
+#include "kernels.h"
+#include "kernels_neon.h"
+
+const stem_kernels stem_kernels_neon = {
+    .isa = STEM_ISA_NEON,
+    .qk_tile = stem_f32_qk_tile__neon_8x8,
+    .softmax_rows = stem_f32_softmax_rows__neon_8,
+    .pv_tile = stem_f32_pv_tile__neon_8x8,
+    .sqnorm_rows = stem_f32_sqnorm_rows__neon_8,
+    .group_sum = stem_f32_group_sum__neon_16,
+};

@@ -1,0 +1,110 @@
+/*
+ * softmax_neon.c - softmax_rows on AArch64 Advanced SIMD: SLEEF expf over
+ * 4 lanes; the canonical sum8 keeps lanes 0-3 and 4-7 in two float32x4
+ * accumulators, each chunk of 8 columns starting at a multiple of 8.
+ */
+#include <arm_neon.h>
+#include <stddef.h>
+
+#include <sleef.h>
+
+#include "kernels.h"
+#include "kernels_neon.h"
+
+/* e(y) of the contract: 0 where !(y >= STEM_EXP_MIN), SLEEF expf elsewhere. */
+static inline float32x4_t exp_rule(float32x4_t y)
+{
+    uint32x4_t keep = vcgeq_f32(y, vdupq_n_f32(STEM_EXP_MIN));
+    return vreinterpretq_f32_u32(
+        vandq_u32(keep, vreinterpretq_u32_f32(Sleef_expf4_u10advsimd(y))));
+}
+
+/* y > mx ? y : mx per lane, the scalar twin's comparison. */
+static inline float32x4_t max_first(float32x4_t y, float32x4_t mx)
+{
+    return vbslq_f32(vcgtq_f32(y, mx), y, mx);
+}
+
+/*
+ * x[j] *= scale for j < n (stored) and the maximum of m0 and those values.
+ * Only the sign of a zero maximum depends on the comparison order; then the
+ * scalar twin's first-wins scan decides it.
+ */
+static float scale_and_max(float *x, int n, float scale, float m0)
+{
+    float32x4_t vmax = vdupq_n_f32(m0);
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+        float32x4_t y = vmulq_n_f32(vld1q_f32(x + j), scale);
+        vst1q_f32(x + j, y);
+        vmax = max_first(y, vmax);
+    }
+    float mx = vmaxvq_f32(vmax);
+    for (; j < n; j++) {
+        x[j] = x[j] * scale;
+        if (x[j] > mx)
+            mx = x[j];
+    }
+    if (mx == 0.0f) {
+        mx = m0;
+        for (int t = 0; t < n; t++)
+            if (x[t] > mx)
+                mx = x[t];
+    }
+    return mx;
+}
+
+void stem_f32_softmax_rows__neon_8(int rows, int cols, const int *valid,
+                                   float scale, float *s, int lds, float *m,
+                                   float *l, float *alpha)
+{
+    for (int i = 0; i < rows; i++) {
+        float *x = s + (size_t)i * lds;
+        const int n = valid[i];
+        const float mnew = scale_and_max(x, n, scale, m[i]);
+        const float32x4_t vm = vdupq_n_f32(mnew);
+        float32x4_t lo = vdupq_n_f32(0.0f), hi = lo;
+        int j = 0;
+        for (; j + 8 <= n; j += 8) {
+            float32x4_t p0 = exp_rule(vsubq_f32(vld1q_f32(x + j), vm));
+            float32x4_t p1 = exp_rule(vsubq_f32(vld1q_f32(x + j + 4), vm));
+            vst1q_f32(x + j, p0);
+            vst1q_f32(x + j + 4, p1);
+            lo = vaddq_f32(lo, p0);
+            hi = vaddq_f32(hi, p1);
+        }
+        if (j < n) {
+            /* the last partial chunk through a local copy; lanes >= n are 0 */
+            float t[8];
+            int r = n - j;
+            for (int u = 0; u < 8; u++)
+                t[u] = u < r ? x[j + u] : mnew;
+            float32x4_t p0 = exp_rule(vsubq_f32(vld1q_f32(t), vm));
+            float32x4_t p1 = exp_rule(vsubq_f32(vld1q_f32(t + 4), vm));
+            vst1q_f32(t, p0);
+            vst1q_f32(t + 4, p1);
+            for (int u = r; u < 8; u++)
+                t[u] = 0.0f;
+            for (int u = 0; u < 8 && j + u < cols; u++)
+                x[j + u] = t[u];
+            lo = vaddq_f32(lo, vld1q_f32(t));
+            hi = vaddq_f32(hi, vld1q_f32(t + 4));
+            j += 8;
+        }
+        /* the rest is zero; adding +0.0f to a lane (never -0.0f) is exact */
+        for (; j < cols; j++)
+            x[j] = 0.0f;
+
+        /* ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)) */
+        float32x4_t sv = vaddq_f32(lo, hi);
+        float32x2_t h = vadd_f32(vget_low_f32(sv), vget_high_f32(sv));
+        float sum = vget_lane_f32(h, 0) + vget_lane_f32(h, 1);
+
+        const float a = stem_expf_ref(m[i] - mnew);
+        float li = l[i] * a;
+        li = li + sum;
+        l[i] = li;
+        m[i] = mnew;
+        alpha[i] = a;
+    }
+}
