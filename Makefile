@@ -95,7 +95,7 @@ $(BUILD)/obj/tests/%.o: tests/%.c
 	$(CC) $(ALL_CFLAGS) -Itests -MMD -MP -c $< -o $@
 $(BUILD)/obj/bench/%.o: bench/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Ibench -MMD -MP -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -Ibench -Ibench/common -MMD -MP -c $< -o $@
 
 $(BUILD)/libstem.a: $(LIB_OBJ)
 	@rm -f $@

@@ -14,7 +14,8 @@
  * not depend on the thread count; the kernels are bit-exact twins across
  * instruction sets, so they do not depend on the ISA either.
  *
- * Memory: the packed kv head (2 * Kb * B * d floats) plus, per thread, a
+ * Memory: the packed kv heads (2 * Kb * B * d floats each; as many heads
+ * together as fit in 256 MiB, at least one) plus, per thread, a
  * query tile, a B x B score tile and the row state.
  */
 #include <math.h>
@@ -27,6 +28,9 @@
 
 #include "internal.h"
 #include "kernels.h"
+
+/* Packed K/V of several kv heads are kept together up to this size. */
+#define STEM_PACK_BYTES ((size_t)256 << 20)
 
 typedef struct tile_ws {
     float *q;     /* [B][d] query rows */
@@ -142,30 +146,45 @@ stem_status stem_attend_f32(const stem_params *params, const stem_dims *dims,
     const int nt = stem_thread_count(params);
     const size_t blk = (size_t)B * d, per = ws_floats(B, d);
 
-    float *kt = malloc(blk * (size_t)Kb * sizeof(float));
-    float *vp = malloc(blk * (size_t)Kb * sizeof(float));
+    /* Pack as many kv heads at once as fit in STEM_PACK_BYTES (at least
+     * one), so that short prompts with many heads still give every thread
+     * work. */
+    const size_t head_bytes = 2 * blk * (size_t)Kb * sizeof(float);
+    int64_t chunk = (int64_t)(STEM_PACK_BYTES / head_bytes);
+    if (chunk < 1)
+        chunk = 1;
+    if (chunk > dims->hkv)
+        chunk = dims->hkv;
+    float *kt = malloc(blk * (size_t)Kb * (size_t)chunk * sizeof(float));
+    float *vp = malloc(blk * (size_t)Kb * (size_t)chunk * sizeof(float));
     float *ws = malloc(per * (size_t)nt * sizeof(float));
     if (!kt || !vp || !ws) {
         free(kt), free(vp), free(ws);
         return STEM_ERR_NOMEM;
     }
-    for (int64_t g = 0; g < dims->hkv; g++) {
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (int64_t J = 0; J < Kb; J++) {
-            float row[STEM_MAX_HEAD_DIM];
-            pack_block(k, v, g, J, B, d, kt + J * blk, vp + J * blk, row);
+    const size_t head_floats = blk * (size_t)Kb;
+    for (int64_t g0 = 0; g0 < dims->hkv; g0 += chunk) {
+        const int64_t ng = dims->hkv - g0 < chunk ? dims->hkv - g0 : chunk;
+        #pragma omp parallel for collapse(2) schedule(static) num_threads(nt)
+        for (int64_t gg = 0; gg < ng; gg++) {
+            for (int64_t J = 0; J < Kb; J++) {
+                float row[STEM_MAX_HEAD_DIM];
+                pack_block(k, v, g0 + gg, J, B, d, kt + gg * head_floats + J * blk,
+                           vp + gg * head_floats + J * blk, row);
+            }
         }
         /* Longest rows first: the last query blocks carry the most work. */
         #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nt)
         for (int64_t task = 0; task < Qb; task++) {
-            for (int64_t hh = 0; hh < hpg; hh++) {
+            for (int64_t hh = 0; hh < ng * hpg; hh++) {
                 int tid = 0;
 #ifdef _OPENMP
                 tid = omp_get_thread_num();
 #endif
-                int64_t I = Qb - 1 - task, h = g * hpg + hh;
+                int64_t I = Qb - 1 - task, h = g0 * hpg + hh, gg = hh / hpg;
                 const uint8_t *mrow = mask ? mask + ((size_t)h * Qb + I) * Kb : NULL;
-                attend_block(kern, dims, B, q, h, I, mrow, kt, vp,
+                attend_block(kern, dims, B, q, h, I, mrow, kt + gg * head_floats,
+                             vp + gg * head_floats,
                              ws_at(ws + (size_t)tid * per, B, d), out, lse);
             }
         }

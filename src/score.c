@@ -32,6 +32,8 @@
 
 /* Query blocks scored per task: rows of one qk_tile call. */
 #define SCORE_ROWS 8
+/* Key sums of several kv heads are kept together up to this size. */
+#define STEM_SCORE_BYTES ((size_t)64 << 20)
 
 static double qk_scale(const stem_params *p, int64_t d)
 {
@@ -70,39 +72,51 @@ stem_status stem_block_logits_f32(const stem_params *params,
     const int nt = stem_thread_count(params);
     const float c = (float)qk_scale(params, d);
 
-    float *kst = malloc((size_t)sd * (size_t)Kb * sizeof(float));
-    double *term = malloc((size_t)Kb * sizeof(double));
-    float *scratch = malloc((size_t)nt * ((size_t)B * d + (size_t)SCORE_ROWS * sd +
-                                          (size_t)sd + (size_t)SCORE_ROWS * Kb) *
-                            sizeof(float));
+    /* Key sums of several kv heads are kept together up to
+     * STEM_SCORE_BYTES (at least one head), so that short prompts with many
+     * heads still give every thread work. */
+    const size_t head_floats = (size_t)sd * (size_t)Kb;
+    int64_t chunk = (int64_t)(STEM_SCORE_BYTES / (head_floats * sizeof(float)));
+    if (chunk < 1)
+        chunk = 1;
+    if (chunk > dims->hkv)
+        chunk = dims->hkv;
+    const size_t per_thread = (size_t)B * d + (size_t)SCORE_ROWS * sd + sd +
+                              (size_t)SCORE_ROWS * Kb;
+    float *kst = malloc(head_floats * (size_t)chunk * sizeof(float));
+    double *term = malloc((size_t)Kb * (size_t)chunk * sizeof(double));
+    float *scratch = malloc((size_t)nt * per_thread * sizeof(float));
     if (!kst || !term || !scratch) {
         free(kst), free(term), free(scratch);
         return STEM_ERR_NOMEM;
     }
-    const size_t per_thread = (size_t)B * d + (size_t)SCORE_ROWS * sd + sd +
-                              (size_t)SCORE_ROWS * Kb;
     const int64_t hpg = dims->hq / dims->hkv;
     const int64_t tasks = (Qb + SCORE_ROWS - 1) / SCORE_ROWS;
 
-    for (int64_t g = 0; g < dims->hkv; g++) {
-        st = stem_value_term_f32(params, dims, v, g, kern, nt, term);
+    for (int64_t g0 = 0; g0 < dims->hkv && st == STEM_OK; g0 += chunk) {
+        const int64_t ng = dims->hkv - g0 < chunk ? dims->hkv - g0 : chunk;
+        for (int64_t gg = 0; gg < ng && st == STEM_OK; gg++)
+            st = stem_value_term_f32(params, dims, v, g0 + gg, kern, nt, term + gg * Kb);
         if (st != STEM_OK)
             break;
         /* Ksum of every key block, stored transposed: kst[e * Kb + J]. */
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (int64_t J = 0; J < Kb; J++) {
-            float *ws = scratch; /* indexed by thread below */
+        #pragma omp parallel for collapse(2) schedule(static) num_threads(nt)
+        for (int64_t gg = 0; gg < ng; gg++) {
+            for (int64_t J = 0; J < Kb; J++) {
+                float *ws = scratch;
 #ifdef _OPENMP
-            ws += (size_t)omp_get_thread_num() * per_thread;
+                ws += (size_t)omp_get_thread_num() * per_thread;
 #endif
-            float *tile = ws, *ks = ws + (size_t)B * d;
-            load_block_f32(k, g, J * B, B, tile);
-            kern->group_sum(G, s, d, tile, d, ks);
-            for (int e = 0; e < sd; e++)
-                kst[(size_t)e * Kb + J] = ks[e];
+                float *tile = ws, *ks = ws + (size_t)B * d;
+                float *kh = kst + gg * head_floats;
+                load_block_f32(k, g0 + gg, J * B, B, tile);
+                kern->group_sum(G, s, d, tile, d, ks);
+                for (int e = 0; e < sd; e++)
+                    kh[(size_t)e * Kb + J] = ks[e];
+            }
         }
         #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nt)
-        for (int64_t hh = 0; hh < hpg; hh++) {
+        for (int64_t hh = 0; hh < ng * hpg; hh++) {
             for (int64_t task = 0; task < tasks; task++) {
                 float *ws = scratch;
 #ifdef _OPENMP
@@ -111,7 +125,9 @@ stem_status stem_block_logits_f32(const stem_params *params,
                 float *tile = ws, *qr = ws + (size_t)B * d;
                 float *qs = qr + (size_t)SCORE_ROWS * sd;
                 float *qk = qs + sd;
-                int64_t h = g * hpg + hh;
+                const int64_t h = g0 * hpg + hh, gg = hh / hpg;
+                const float *kh = kst + gg * head_floats;
+                const double *th = term + gg * Kb;
                 int64_t I0 = task * SCORE_ROWS;
                 int rows = (int)(Qb - I0 < SCORE_ROWS ? Qb - I0 : SCORE_ROWS);
                 for (int r = 0; r < rows; r++) {
@@ -124,7 +140,7 @@ stem_status stem_block_logits_f32(const stem_params *params,
                 }
                 int64_t last = I0 + rows - 1 + pb; /* causal limit of the last row */
                 int cols = (int)(last + 1 < Kb ? last + 1 : Kb);
-                kern->qk_tile(rows, cols, sd, qr, sd, kst, (int)Kb, qk, (int)Kb);
+                kern->qk_tile(rows, cols, sd, qr, sd, kh, (int)Kb, qk, (int)Kb);
                 for (int r = 0; r < rows; r++) {
                     int64_t I = I0 + r, p = I + pb;
                     float *row = logits + ((size_t)h * Qb + I) * Kb;
@@ -134,7 +150,7 @@ stem_status stem_block_logits_f32(const stem_params *params,
                             continue;
                         }
                         float x = qk[(size_t)r * Kb + J] * c;
-                        row[J] = x + (float)term[J];
+                        row[J] = x + (float)th[J];
                     }
                 }
             }
