@@ -105,7 +105,9 @@ static void value_terms(const stem_params *p, const double *nr, int64_t lk,
             sd = sqrt(ss / (double)(count - 1));
         }
     }
-    for (int64_t b = 0; b < ngroups; b++) {
+    /* SPEC leaves the statistics of zero full groups (Lk < s) undefined;
+     * the term is then 0 (nothing to compare a group with). */
+    for (int64_t b = 0; b < ngroups && count > 0; b++) {
         double z = (l[b] - mean) / (sd + 1e-6);
         col_bonus[b] = p->value_weight * (z > 0.0 ? z : 0.0);
     }

@@ -241,6 +241,31 @@ void tu_view_to_f64(const stem_tensor *t, double *out)
                 out[i++] = tu_get(t, h, n, c);
 }
 
+double tu_max_row_norm(const stem_tensor *t)
+{
+    double m = 0.0;
+    for (int64_t h = 0; h < t->heads; h++)
+        for (int64_t n = 0; n < t->tokens; n++) {
+            double ss = 0.0;
+            for (int64_t c = 0; c < t->dim; c++) {
+                double x = tu_get(t, h, n, c);
+                ss += x * x;
+            }
+            if (sqrt(ss) > m)
+                m = sqrt(ss);
+        }
+    return m;
+}
+
+double tu_logit_scale(const stem_params *p, const stem_tensor *q,
+                      const stem_tensor *k, const stem_tensor *v)
+{
+    double qk = p->qk_scaled ? 1.0 / (sqrt((double)q->dim) * p->stride * p->norm) : 1.0;
+    double lv = fabs(log(tu_max_row_norm(v) + 1e-6));
+    return p->stride * tu_max_row_norm(q) * tu_max_row_norm(k) * qk +
+           p->value_weight * (lv > 14.0 ? lv : 14.0);
+}
+
 /* ------------------------------------------------------------------ params */
 
 stem_params tu_preset(stem_profile profile)

@@ -82,6 +82,18 @@ double tu_max_abs(const double *a, const double *b, size_t n);
 /* Copy an F32 or F64 [heads, tokens, dim] view into a dense double array. */
 void tu_view_to_f64(const stem_tensor *t, double *out);
 
+/* Largest ||x_t||_2 over every head and token of a view. */
+double tu_max_row_norm(const stem_tensor *t);
+
+/*
+ * The scale of a block logit: the Cauchy-Schwarz bound of one summand of the
+ * block mean, s * max||q|| * max||k|| * qk_factor, plus the largest value
+ * term (weight * max(|ln max||v|||, 14), 14 bounding a z-score of ln norms
+ * of these sizes).  A float32 block logit is within ~1e3 * 2^-24 of it.
+ */
+double tu_logit_scale(const stem_params *p, const stem_tensor *q,
+                      const stem_tensor *k, const stem_tensor *v);
+
 /* ------------------------------------------------------------------ params */
 
 /* The preset of a profile, filled from the table of SPEC.md section 4. */
