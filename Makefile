@@ -66,7 +66,7 @@ BENCH_SRC   := $(wildcard bench/bench_*.c)
 BENCH_BIN   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 BENCH_COMMON_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bench/common/*.c))
 
-.PHONY: all lib cli deps demo test tests bench install clean
+.PHONY: all lib cli deps demo test tests bench install clean examples
 all: lib cli
 
 lib: $(BUILD)/libstem.a $(BUILD)/$(SONAME)
@@ -115,10 +115,16 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCH_COMMON_OBJ) $(IO_OBJ) $(BUILD)/
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(BENCH_COMMON_OBJ) $(IO_OBJ) $(BUILD)/libstem.a $(TOOL_LIBS) -lopenblas $(LDLIBS)
 
+EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libstem.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libstem.a $(ALL_LDFLAGS) $(LDLIBS)
+examples: $(EXAMPLE_BIN)
+
 deps:
 	@sh tools/install-deps.sh
 
-tests: $(TEST_BIN) $(BUILD)/stem
+tests: $(TEST_BIN) $(BUILD)/stem $(EXAMPLE_BIN)
 
 # The test command of README.md: every test binary, then the CLI tests.
 test: deps
