@@ -1,0 +1,378 @@
+/*
+ * test_determinism.c - the public API gives the same bytes for any thread
+ * count and on every instruction set.
+ *
+ * Medium workloads (about a thousand tokens, 4 query heads over 2 kv heads,
+ * d 64 and 128, structured random data) go through stem_prefill (block
+ * logits, mask, out, lse) and stem_attention_dense (out, lse).  Within this
+ * process the results of params.threads = 2, 3, 8 must equal those of
+ * threads = 1 byte for byte.  The active instruction set is chosen once per
+ * process, so every other instruction set this machine runs is checked by
+ * re-running this program with STEM_ISA=<isa> and the arguments
+ * `--dump FILE`: it writes its result bytes to FILE, which must equal ours.
+ * STEM_TEST_RUNNER, when set, is a command prefix for that re-run (e.g.
+ * "qemu-aarch64 -L /usr/aarch64-linux-gnu" for a cross build).
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/testutil.h"
+#include "stem.h"
+
+typedef struct workload {
+    const char *name;
+    stem_profile profile;
+    int64_t hq, hkv, lq, lk, d;
+    int paper_min_k0; /* > 0: replaces the preset's (and sinks 1, window 2) */
+    int sparse;       /* 1: selection must drop blocks */
+} workload;
+
+static const workload workloads[] = {
+    /* under 56 blocks the angelslim and hpc-ops budgets keep every block;
+     * these two cover their logit and value rules and dense attention */
+    {"angelslim d64 1536x1536", STEM_PROFILE_ANGELSLIM, 4, 2, 1536, 1536, 64, 0, 0},
+    {"hpc-ops d128 768x1536", STEM_PROFILE_HPCOPS, 4, 2, 768, 1536, 128, 0, 0},
+    /* k0 >= 2 instead of 54, one sink, a window of 2: blocks are dropped */
+    {"paper d100 1500x1500", STEM_PROFILE_PAPER, 4, 2, 1500, 1500, 100, 2, 1},
+};
+#define N_WORKLOADS ((int)(sizeof workloads / sizeof workloads[0]))
+
+/* Every output byte of one workload. */
+typedef struct result {
+    size_t n_logits, n_out, n_lse;
+    float *logits, *out, *lse, *dense_out, *dense_lse;
+    uint8_t *mask;
+} result;
+
+typedef struct inputs {
+    tu_tensor q, k, v;
+} inputs;
+
+/*
+ * Structured data: a slowly varying shared direction per head (so that
+ * neighbouring blocks look alike and selection has something to find),
+ * a few loud "sink" tokens, noise, and value norms that vary by token.
+ */
+static inputs make_inputs(const workload *w)
+{
+    inputs in;
+    in.q = tu_tensor_new(STEM_F32, TU_HND, w->hq, w->lq, w->d);
+    in.k = tu_tensor_new(STEM_F32, TU_HND, w->hkv, w->lk, w->d);
+    in.v = tu_tensor_new(STEM_F32, TU_HND, w->hkv, w->lk, w->d);
+    tu_fill_normal(&in.q.t, 11, 1.0);
+    tu_fill_normal(&in.k.t, 12, 1.0);
+    tu_fill_normal(&in.v.t, 13, 1.0);
+    for (int64_t h = 0; h < w->hkv; h++)
+        for (int64_t t = 0; t < w->lk; t++) {
+            double vs = 0.5 + 1.5 * fabs(sin(0.013 * (double)t + (double)h));
+            for (int64_t c = 0; c < w->d; c++) {
+                double shared = 1.5 * sin(0.004 * (double)t * (double)(c % 7 + 1)
+                                          + 0.3 * (double)c);
+                double k = tu_get(&in.k.t, h, t, c) + shared;
+                if (t % 331 < 3)
+                    k *= 3.0; /* sinks */
+                tu_set(&in.k.t, h, t, c, k);
+                tu_set(&in.v.t, h, t, c, tu_get(&in.v.t, h, t, c) * vs);
+            }
+        }
+    for (int64_t h = 0; h < w->hq; h++)
+        for (int64_t t = 0; t < w->lq; t++)
+            for (int64_t c = 0; c < w->d; c++) {
+                int64_t pos = t + (w->lk - w->lq);
+                double shared = 1.5 * sin(0.004 * (double)pos * (double)(c % 7 + 1)
+                                          + 0.3 * (double)c);
+                tu_set(&in.q.t, h, t, c, tu_get(&in.q.t, h, t, c) + shared);
+            }
+    return in;
+}
+
+static void free_inputs(inputs *in)
+{
+    tu_tensor_free(&in->q);
+    tu_tensor_free(&in->k);
+    tu_tensor_free(&in->v);
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (!p) {
+        fprintf(stderr, "test_determinism: out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+/* Run prefill and dense attention with `threads`; 0 on success. */
+static int compute(const workload *w, const inputs *in, int threads,
+                   result *r)
+{
+    stem_params p;
+    if (stem_params_init(&p, w->profile) != STEM_OK)
+        return -1;
+    p.threads = threads;
+    if (w->paper_min_k0 > 0) {
+        p.paper_min_k0 = w->paper_min_k0;
+        p.sinks = 1;
+        p.window = 2;
+    }
+    int64_t qb = (w->lq + p.block - 1) / p.block;
+    int64_t kb = (w->lk + p.block - 1) / p.block;
+    r->n_logits = (size_t)(w->hq * qb * kb);
+    r->n_out = (size_t)(w->hq * w->lq * w->d);
+    r->n_lse = (size_t)(w->hq * w->lq);
+    r->logits = xcalloc(r->n_logits, sizeof(float));
+    r->mask = xcalloc(r->n_logits, 1);
+    r->out = xcalloc(r->n_out, sizeof(float));
+    r->lse = xcalloc(r->n_lse, sizeof(float));
+    r->dense_out = xcalloc(r->n_out, sizeof(float));
+    r->dense_lse = xcalloc(r->n_lse, sizeof(float));
+    stem_tensor out = stem_tensor_hnd(r->out, STEM_F32, w->hq, w->lq, w->d);
+    stem_tensor dout = stem_tensor_hnd(r->dense_out, STEM_F32, w->hq, w->lq,
+                                       w->d);
+    stem_status st = stem_prefill(&p, &in->q.t, &in->k.t, &in->v.t, &out,
+                                  r->lse, r->logits, r->mask);
+    if (st != STEM_OK) {
+        fprintf(stderr, "stem_prefill (%s): %s\n", w->name, stem_strerror(st));
+        return -1;
+    }
+    st = stem_attention_dense(&p, &in->q.t, &in->k.t, &in->v.t, &dout,
+                              r->dense_lse);
+    if (st != STEM_OK) {
+        fprintf(stderr, "stem_attention_dense (%s): %s\n", w->name,
+                stem_strerror(st));
+        return -1;
+    }
+    return 0;
+}
+
+static void free_result(result *r)
+{
+    free(r->logits), free(r->mask), free(r->out), free(r->lse);
+    free(r->dense_out), free(r->dense_lse);
+}
+
+/* Name of the first differing part, or NULL when every byte agrees. */
+static const char *first_difference(const result *a, const result *b)
+{
+    if (memcmp(a->logits, b->logits, a->n_logits * sizeof(float)))
+        return "block logits";
+    if (memcmp(a->mask, b->mask, a->n_logits))
+        return "mask";
+    if (memcmp(a->out, b->out, a->n_out * sizeof(float)))
+        return "prefill out";
+    if (memcmp(a->lse, b->lse, a->n_lse * sizeof(float)))
+        return "prefill lse";
+    if (memcmp(a->dense_out, b->dense_out, a->n_out * sizeof(float)))
+        return "dense out";
+    if (memcmp(a->dense_lse, b->dense_lse, a->n_lse * sizeof(float)))
+        return "dense lse";
+    return NULL;
+}
+
+/* The reference results of this process (threads = 1), one per workload. */
+static result ref[N_WORKLOADS];
+static inputs ins[N_WORKLOADS];
+
+static int setup(void **state)
+{
+    (void)state;
+    stem_isa isa;
+    if (stem_isa_active(&isa) != STEM_OK)
+        return -1;
+    printf("[ INFO     ] active ISA %s\n", stem_isa_name(isa));
+    for (int i = 0; i < N_WORKLOADS; i++) {
+        ins[i] = make_inputs(&workloads[i]);
+        if (compute(&workloads[i], &ins[i], 1, &ref[i]) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; i < N_WORKLOADS; i++) {
+        free_result(&ref[i]);
+        free_inputs(&ins[i]);
+    }
+    return 0;
+}
+
+/* Selection must have dropped blocks where the workload expects it, or
+ * the check covers little of the sparse path. */
+static void test_workloads_are_sparse(void **state)
+{
+    (void)state;
+    for (int i = 0; i < N_WORKLOADS; i++) {
+        size_t kept = 0, causal = 0;
+        for (size_t c = 0; c < ref[i].n_logits; c++) {
+            kept += ref[i].mask[c] != 0;
+            causal += ref[i].logits[c] != -INFINITY;
+        }
+        printf("[ INFO     ] %s: %zu of %zu causal blocks kept\n",
+               workloads[i].name, kept, causal);
+        assert_true(kept > 0);
+        if (workloads[i].sparse)
+            assert_true(kept < causal);
+    }
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    static const int counts[] = {2, 3, 8};
+    for (int i = 0; i < N_WORKLOADS; i++)
+        for (int t = 0; t < 3; t++) {
+            result r;
+            assert_int_equal(compute(&workloads[i], &ins[i], counts[t], &r), 0);
+            const char *diff = first_difference(&ref[i], &r);
+            if (diff)
+                fail_msg("%s: %s with %d threads differs from 1 thread",
+                         workloads[i].name, diff, counts[t]);
+            free_result(&r);
+        }
+}
+
+/* Write every result of every workload (threads = 3) to path. */
+static int dump(const char *path)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return 2;
+    int rc = 0;
+    for (int i = 0; i < N_WORKLOADS && rc == 0; i++) {
+        inputs in = make_inputs(&workloads[i]);
+        result r;
+        if (compute(&workloads[i], &in, 3, &r) != 0) {
+            rc = 1;
+        } else {
+            fwrite(r.logits, sizeof(float), r.n_logits, f);
+            fwrite(r.mask, 1, r.n_logits, f);
+            fwrite(r.out, sizeof(float), r.n_out, f);
+            fwrite(r.lse, sizeof(float), r.n_lse, f);
+            fwrite(r.dense_out, sizeof(float), r.n_out, f);
+            fwrite(r.dense_lse, sizeof(float), r.n_lse, f);
+            free_result(&r);
+        }
+        free_inputs(&in);
+    }
+    if (fclose(f) != 0)
+        rc = 2;
+    return rc;
+}
+
+/* Read back one workload's results from f into r (sizes from like). */
+static int read_result(FILE *f, const result *like, result *r)
+{
+    *r = *like;
+    r->logits = xcalloc(r->n_logits, sizeof(float));
+    r->mask = xcalloc(r->n_logits, 1);
+    r->out = xcalloc(r->n_out, sizeof(float));
+    r->lse = xcalloc(r->n_lse, sizeof(float));
+    r->dense_out = xcalloc(r->n_out, sizeof(float));
+    r->dense_lse = xcalloc(r->n_lse, sizeof(float));
+    int ok = fread(r->logits, sizeof(float), r->n_logits, f) == r->n_logits &&
+             fread(r->mask, 1, r->n_logits, f) == r->n_logits &&
+             fread(r->out, sizeof(float), r->n_out, f) == r->n_out &&
+             fread(r->lse, sizeof(float), r->n_lse, f) == r->n_lse &&
+             fread(r->dense_out, sizeof(float), r->n_out, f) == r->n_out &&
+             fread(r->dense_lse, sizeof(float), r->n_lse, f) == r->n_lse;
+    return ok ? 0 : -1;
+}
+
+/* Run this program again with STEM_ISA=isa and --dump path; its status. */
+static int run_child(const char *isa, const char *path)
+{
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return -1;
+    self[n] = '\0';
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        setenv("STEM_ISA", isa, 1);
+        const char *runner = getenv("STEM_TEST_RUNNER");
+        if (runner && *runner) {
+            char cmd[8192];
+            snprintf(cmd, sizeof cmd, "exec %s '%s' --dump '%s'", runner, self,
+                     path);
+            execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        } else {
+            execl(self, self, "--dump", path, (char *)NULL);
+        }
+        _exit(127);
+    }
+    int status;
+    if (waitpid(pid, &status, 0) != pid)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_isas(void **state)
+{
+    (void)state;
+    stem_isa active;
+    assert_int_equal(stem_isa_active(&active), STEM_OK);
+    int compared = 0;
+    for (int isa = 0; isa < STEM_ISA_COUNT; isa++) {
+        if (!stem_isa_supported((stem_isa)isa))
+            continue;
+        char path[] = "/tmp/stem-determinism-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        close(fd);
+        int rc = run_child(stem_isa_name((stem_isa)isa), path);
+        if (rc != 0) {
+            unlink(path);
+            fail_msg("re-run with STEM_ISA=%s failed (status %d)",
+                     stem_isa_name((stem_isa)isa), rc);
+        }
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        for (int i = 0; i < N_WORKLOADS; i++) {
+            result r;
+            int ok = read_result(f, &ref[i], &r) == 0;
+            const char *diff = ok ? first_difference(&ref[i], &r) : "size";
+            free_result(&r);
+            if (diff) {
+                fclose(f);
+                unlink(path);
+                fail_msg("%s: %s with STEM_ISA=%s differs from %s",
+                         workloads[i].name, diff, stem_isa_name((stem_isa)isa),
+                         stem_isa_name(active));
+            }
+        }
+        fclose(f);
+        unlink(path);
+        printf("[ INFO     ] STEM_ISA=%s: identical bytes\n",
+               stem_isa_name((stem_isa)isa));
+        compared++;
+    }
+    assert_true(compared >= 1);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--dump") == 0)
+        return dump(argv[2]);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_workloads_are_sparse),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_isas),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
