@@ -75,6 +75,8 @@ cli: $(BUILD)/stem
 $(BUILD)/obj/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(LIB_CFLAGS) $(ISA_DEFS) -MMD -MP -c $< -o $@
+# dispatch.c's STEM_HAVE_* follow the ISA folders: rebuild it when they change.
+$(BUILD)/obj/src/dispatch.o: $(AVX2_SRC) $(AVX512_SRC) $(NEON_SRC)
 $(BUILD)/obj/simd/scalar/%.o: simd/scalar/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(LIB_CFLAGS) -MMD -MP -c $< -o $@
