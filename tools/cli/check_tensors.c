@@ -1,0 +1,215 @@
+/*
+ * check_tensors.c - tensor loading for check, explain and mask (see
+ * check_tensors.h).
+ */
+#include "check_tensors.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static int dir_meta(const char *dir, tf_file *f, char *err, size_t errlen)
+{
+    char path[4096];
+    struct stat sb;
+    if (snprintf(path, sizeof(path), "%s/metadata.json", dir) >=
+        (int)sizeof(path))
+        return 0;
+    if (stat(path, &sb) != 0)
+        return 0;
+    void *buf;
+    size_t len;
+    if (tf_read_all(path, &buf, &len, err, errlen) != 0)
+        return -1;
+    cJSON *j = cJSON_ParseWithLength(buf, len);
+    free(buf);
+    if (!j || !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        snprintf(err, errlen, "%s: not a JSON object", path);
+        return -1;
+    }
+    int rc = 0;
+    for (cJSON *e = j->child; e && rc == 0; e = e->next) {
+        char num[64];
+        const char *val = NULL;
+        if (cJSON_IsString(e))
+            val = e->valuestring;
+        else if (cJSON_IsNumber(e)) {
+            cli_fmt_double(num, sizeof(num), e->valuedouble);
+            val = num;
+        }
+        if (val && e->string)
+            rc = tf_set_meta(f, e->string, val, err, errlen);
+    }
+    cJSON_Delete(j);
+    return rc;
+}
+
+/* See check_tensors.h. */
+int ct_read(const char *path, tf_file *out, char *err, size_t errlen)
+{
+    tf_file f = {0};
+    struct stat sb;
+    if (tf_read(path, &f, err, errlen) != 0)
+        return -1;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) &&
+        dir_meta(path, &f, err, errlen) != 0) {
+        tf_free(&f);
+        return -1;
+    }
+    *out = f;
+    return 0;
+}
+
+static void shape_text(const int64_t *s, int n, char *buf, size_t cap)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && o < cap; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "%s%lld", i ? "," : "[",
+                              (long long)s[i]);
+    if (o < cap)
+        snprintf(buf + o, cap - o, n ? "]" : "[]");
+}
+
+/* Match t's shape against want[0..n) (after dropping leading 1s), with the
+ * first two axes swapped when swap01. */
+static int shape_ok(const tf_tensor *t, const int64_t *want, int n,
+                    int swap01, char *err, size_t errlen)
+{
+    int skip = t->ndim - n;
+    int ok = skip >= 0;
+    for (int i = 0; ok && i < skip; i++)
+        ok = t->shape[i] == 1;
+    for (int i = 0; ok && i < n; i++) {
+        int wi = (swap01 && i < 2) ? 1 - i : i;
+        ok = t->shape[skip + i] == want[wi];
+    }
+    if (!ok) {
+        char a[160], b[160];
+        int64_t w[TF_MAX_DIMS];
+        for (int i = 0; i < n; i++)
+            w[i] = (swap01 && i < 2) ? want[1 - i] : want[i];
+        shape_text(t->shape, t->ndim, a, sizeof(a));
+        shape_text(w, n, b, sizeof(b));
+        snprintf(err, errlen, "tensor '%s' has shape %s, expected %s", t->name,
+                 a, b);
+        return -1;
+    }
+    return 0;
+}
+
+static double elem(const tf_tensor *t, size_t i)
+{
+    const unsigned char *p = t->data;
+    uint16_t h;
+    switch (t->dtype) {
+    case TF_F32: { float x; memcpy(&x, p + 4 * i, 4); return x; }
+    case TF_F64: { double x; memcpy(&x, p + 8 * i, 8); return x; }
+    case TF_BF16: memcpy(&h, p + 2 * i, 2); return tf_bf16_to_f32(h);
+    case TF_F16: memcpy(&h, p + 2 * i, 2); return tf_f16_to_f32(h);
+    default: return NAN;
+    }
+}
+
+/* See check_tensors.h. */
+int ct_load_f32(const tf_tensor *t, const int64_t *want, int n, int swap01,
+                float **out, char *err, size_t errlen)
+{
+    if (t->dtype != TF_F32 && t->dtype != TF_F64 && t->dtype != TF_BF16 &&
+        t->dtype != TF_F16) {
+        snprintf(err, errlen, "tensor '%s' has dtype %s (need F32, F64, BF16 "
+                 "or F16)", t->name, tf_dtype_name(t->dtype));
+        return -1;
+    }
+    if (n < 2 || shape_ok(t, want, n, swap01, err, errlen) != 0)
+        return -1;
+    size_t inner = 1, total;
+    for (int i = 2; i < n; i++)
+        inner *= (size_t)want[i];
+    total = (size_t)want[0] * (size_t)want[1] * inner;
+    float *a = malloc((total ? total : 1) * sizeof(float));
+    if (!a) {
+        snprintf(err, errlen, "out of memory for tensor '%s'", t->name);
+        return -1;
+    }
+    for (int64_t x = 0; x < want[0]; x++)
+        for (int64_t y = 0; y < want[1]; y++) {
+            size_t src = swap01 ? ((size_t)y * (size_t)want[0] + (size_t)x)
+                                : ((size_t)x * (size_t)want[1] + (size_t)y);
+            size_t dst = (size_t)x * (size_t)want[1] + (size_t)y;
+            for (size_t c = 0; c < inner; c++)
+                a[dst * inner + c] = (float)elem(t, src * inner + c);
+        }
+    *out = a;
+    return 0;
+}
+
+/* See check_tensors.h. */
+int ct_load_mask(const tf_tensor *t, const int64_t *want, uint8_t **out,
+                 char *err, size_t errlen)
+{
+    if (t->dtype != TF_U8 && t->dtype != TF_BOOL) {
+        snprintf(err, errlen, "tensor '%s' has dtype %s (need U8 or BOOL)",
+                 t->name, tf_dtype_name(t->dtype));
+        return -1;
+    }
+    if (shape_ok(t, want, 3, 0, err, errlen) != 0)
+        return -1;
+    size_t n = (size_t)want[0] * (size_t)want[1] * (size_t)want[2];
+    uint8_t *m = malloc(n ? n : 1);
+    if (!m) {
+        snprintf(err, errlen, "out of memory for tensor '%s'", t->name);
+        return -1;
+    }
+    const uint8_t *s = t->data;
+    for (size_t i = 0; i < n; i++)
+        m[i] = s[i] != 0;
+    *out = m;
+    return 0;
+}
+
+static int meta_num(const tf_file *f, const char *key, double *x)
+{
+    const char *s = tf_meta(f, key);
+    char *end;
+    if (!s || !*s)
+        return 0;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*end != '\0' || errno || !isfinite(v))
+        return 0;
+    *x = v;
+    return 1;
+}
+
+/* See check_tensors.h. */
+const char *ct_apply_meta_params(const tf_file *f, cli_opts *o)
+{
+    double x;
+    int any = 0;
+    if (!o->have_alpha && meta_num(f, "alpha", &x) && x >= 0 && x <= 1)
+        o->alpha = x, o->have_alpha = any = 1;
+    if (!o->have_keep && meta_num(f, "keep_ratio", &x) && x >= 0 && x <= 1)
+        o->keep_ratio = x, o->have_keep = any = 1;
+    if (!o->have_lambda && meta_num(f, "lambda_mag", &x) && x >= 0)
+        o->lambda = x, o->have_lambda = any = 1;
+    if (!o->have_block && meta_num(f, "block_size", &x) && x >= 1 &&
+        x <= (1 << 20) && x == floor(x))
+        o->block = (long long)x, o->have_block = any = 1;
+    if (!o->have_stride && meta_num(f, "stride", &x) && x >= 1 &&
+        x <= (1 << 20) && x == floor(x))
+        o->stride = (long long)x, o->have_stride = any = 1;
+    if (!o->have_sinks && meta_num(f, "initial_blocks", &x) && x >= 0 &&
+        x <= (1 << 30) && x == floor(x))
+        o->sinks = (long long)x, o->have_sinks = any = 1;
+    if (!o->have_window && meta_num(f, "window_size", &x) && x >= 0 &&
+        x <= (1 << 30) && x == floor(x))
+        o->window = (long long)x, o->have_window = any = 1;
+    return any ? "parameters not given as options taken from the GPU "
+                 "file's metadata"
+               : NULL;
+}
