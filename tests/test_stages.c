@@ -569,11 +569,75 @@ static void test_presets(void **state)
     }
 }
 
+/* Selection on logits full of exact ties (small integers): lower index wins
+ * for angelslim/paper, every block >= the threshold for hpc-ops; sinks,
+ * window and keep_diagonal varied; chunked offsets.  Exact equality with
+ * brute-force selection, and the top-k count checked directly. */
+static void test_select_ties(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 77);
+    for (int it = 0; it < 60; it++) {
+        stem_params p = tu_preset((stem_profile)(it % 3));
+        p.sinks = (int)tu_rng_int(&r, 0, 5);
+        p.window = (int)tu_rng_int(&r, 0, 5);
+        p.keep_diagonal = (int)tu_rng_int(&r, 0, 1);
+        bf_dims dm;
+        memset(&dm, 0, sizeof dm);
+        dm.hq = tu_rng_int(&r, 1, 3);
+        dm.hkv = 1;
+        dm.d = 64;
+        dm.kb = tu_rng_int(&r, 1, 90);
+        dm.block_offset = tu_rng_int(&r, 0, dm.kb - 1);
+        dm.qb = dm.kb - dm.block_offset;
+        dm.offset = dm.block_offset * p.block;
+        dm.lk = dm.kb * p.block - tu_rng_int(&r, 0, p.block - 1);
+        dm.lq = dm.lk - dm.offset;
+        stem_dims sd = {dm.hq, dm.hkv, dm.lq, dm.lk, dm.d, dm.offset, dm.qb, dm.kb};
+        size_t n = (size_t)(dm.hq * dm.qb * dm.kb);
+        float *L = malloc(n * sizeof *L);
+        double *Ld = malloc(n * sizeof *Ld);
+        uint8_t *ml = malloc(n), *mb = malloc(n), *tk = malloc(n);
+        int32_t *bud = malloc((size_t)dm.kb * sizeof *bud);
+        assert_true(L && Ld && ml && mb && tk && bud);
+        for (int64_t h = 0; h < dm.hq; h++)
+            for (int64_t I = 0; I < dm.qb; I++)
+                for (int64_t J = 0; J < dm.kb; J++) {
+                    size_t i = (size_t)((h * dm.qb + I) * dm.kb + J);
+                    L[i] = J > I + dm.block_offset ? -INFINITY
+                                                   : (float)tu_rng_int(&r, -3, 3) * 0.25f;
+                    Ld[i] = L[i];
+                }
+        bf_budget(&p, dm.kb, dm.lk, bud);
+        assert_int_equal(stem_select(&p, &sd, L, ml, NULL, NULL), STEM_OK);
+        bf_select(&p, &dm, Ld, bud, mb, NULL, tk);
+        assert_memory_equal(ml, mb, n);
+        for (int64_t row = 0; row < dm.hq * dm.qb; row++) {
+            int64_t pos = row % dm.qb + dm.block_offset, c = 0;
+            for (int64_t J = 0; J < dm.kb; J++)
+                c += tk[row * dm.kb + J];
+            int64_t want = bud[pos] < pos + 1 ? bud[pos] : pos + 1;
+            if (p.ties_keep_all)
+                assert_true(c >= want);
+            else
+                assert_int_equal(c, want);
+        }
+        free(L);
+        free(Ld);
+        free(ml);
+        free(mb);
+        free(tk);
+        free(bud);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_budget_sweep),
+        cmocka_unit_test(test_select_ties),
         cmocka_unit_test(test_dense_attention),
         cmocka_unit_test(test_sparse_stages),
     };
