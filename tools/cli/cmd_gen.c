@@ -338,34 +338,49 @@ static void gen_usage(FILE *fp)
     fputs("usage: stem gen -o OUT.safetensors --tokens N --heads H "
           "--kv-heads G --dim D\n"
           "                [--seed S] [--kind structured|random] "
-          "[--dtype bf16|f16|f32]\n\n"
-          "Writes q [H,N,d], k and v [G,N,d] (default dtype bf16) with "
-          "metadata\ngenerator and seed.  The bytes depend only on the "
-          "arguments.\n",
+          "[--dtype bf16|f16|f32]\n"
+          "                [--layout hnd|nhd]\n\n"
+          "Writes q [H,N,d], k and v [G,N,d] (default dtype bf16; with "
+          "--layout nhd\n[N,H,d] and [N,G,d]) with metadata generator and "
+          "seed.  The bytes\ndepend only on the arguments.\n",
           fp);
 }
 
-/* Convert floats to the output dtype and add them to f. */
-static int add_converted(tf_file *f, const char *name, tf_dtype dt,
+/* Convert x [rows, n, d] to the output dtype, stored [rows, n, d] or
+ * (nhd) [n, rows, d], and add it to f. */
+static int add_converted(tf_file *f, const char *name, tf_dtype dt, int nhd,
                          const float *x, int64_t rows, int64_t n, int d)
 {
     int64_t shape[3] = {rows, n, d};
     int64_t count = rows * n * d;
     char err[256];
-    void *buf = (void *)x;
-    if (dt != TF_F32) {
-        uint16_t *h = malloc((size_t)count * sizeof(uint16_t));
-        if (!h) {
-            cli_error("gen: out of memory");
-            return -1;
-        }
-        for (int64_t i = 0; i < count; i++)
-            h[i] = dt == TF_BF16 ? tf_f32_to_bf16(x[i]) : tf_f32_to_f16(x[i]);
-        buf = h;
+    size_t es = tf_dtype_size(dt);
+    unsigned char *buf = malloc((size_t)count * es);
+    if (!buf) {
+        cli_error("gen: out of memory");
+        return -1;
     }
+    if (nhd) {
+        shape[0] = n;
+        shape[1] = rows;
+    }
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t t = 0; t < n; t++) {
+            const float *src = x + (r * n + t) * d;
+            int64_t at = nhd ? (t * rows + r) * d : (r * n + t) * d;
+            for (int c = 0; c < d; c++) {
+                uint16_t h;
+                if (dt == TF_F32) {
+                    memcpy(buf + (size_t)(at + c) * 4, &src[c], 4);
+                    continue;
+                }
+                h = dt == TF_BF16 ? tf_f32_to_bf16(src[c])
+                                  : tf_f32_to_f16(src[c]);
+                memcpy(buf + (size_t)(at + c) * 2, &h, 2);
+            }
+        }
     int rc = tf_add(f, name, dt, 3, shape, buf, err, sizeof(err));
-    if (buf != x)
-        free(buf);
+    free(buf);
     if (rc != 0)
         cli_error("gen: %s", err);
     return rc;
@@ -376,7 +391,7 @@ int cmd_gen(int argc, char **argv)
 {
     const char *out = NULL, *v;
     long long tokens = -1, heads = -1, kvh = -1, dim = -1, seed = 0;
-    int structured = 1, r;
+    int structured = 1, nhd = 0, r;
     tf_dtype dt = TF_BF16;
     for (int i = 1; i < argc;) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -414,6 +429,14 @@ int cmd_gen(int argc, char **argv)
                 cli_error("gen: --kind: '%s' is not structured or random", v);
                 return CLI_USAGE;
             }
+        } else if ((r = cli_opt_value(argc, argv, &i, "--layout", &v))) {
+            if (r < 0)
+                return CLI_USAGE;
+            if (strcmp(v, "hnd") != 0 && strcmp(v, "nhd") != 0) {
+                cli_error("gen: --layout: '%s' is not hnd or nhd", v);
+                return CLI_USAGE;
+            }
+            nhd = strcmp(v, "nhd") == 0;
         } else if ((r = cli_opt_value(argc, argv, &i, "--dtype", &v))) {
             if (r < 0)
                 return CLI_USAGE;
@@ -464,9 +487,9 @@ int cmd_gen(int argc, char **argv)
         cli_error("gen: out of memory");
         goto done;
     }
-    if (add_converted(&f, "q", dt, q, heads, tokens, (int)dim) ||
-        add_converted(&f, "k", dt, k, kvh, tokens, (int)dim) ||
-        add_converted(&f, "v", dt, vv, kvh, tokens, (int)dim))
+    if (add_converted(&f, "q", dt, nhd, q, heads, tokens, (int)dim) ||
+        add_converted(&f, "k", dt, nhd, k, kvh, tokens, (int)dim) ||
+        add_converted(&f, "v", dt, nhd, vv, kvh, tokens, (int)dim))
         goto done;
     snprintf(num, sizeof(num), "%lld", seed);
     if (tf_set_meta(&f, "generator", structured ? "structured" : "random",
