@@ -123,8 +123,10 @@ static void text_out(FILE *fp, const check_report *r)
             }
         }
         if (undec < o->hq)
-            fprintf(fp, "        mask followed: largest t %.4f (spread %.2g; "
-                    "0 masked, 1 dense, fault above 0.5)", tmax, sp);
+            fprintf(fp, "        %s: largest t %.4f (spread %.2g; "
+                    "0 masked, 1 dense, fault above 0.5)",
+                    o->any_dense ? "ignored-mask test" : "mask followed",
+                    tmax, sp);
         else
             fprintf(fp, "        ignored-mask test undecidable (masked and "
                     "dense references too close)");
