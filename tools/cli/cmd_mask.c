@@ -1,0 +1,315 @@
+/*
+ * cmd_mask.c - `stem mask FILE -o mask.png`: a picture of a block mask, of
+ * its differences from another mask (ties and faults coloured apart), or
+ * of the block logits as a heat map, written as PNG through libpng.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "check_tensors.h"
+#include "cli_common.h"
+#include "commands.h"
+#include "mask_image.h"
+#include "png_write.h"
+
+static void mask_usage(FILE *fp)
+{
+    fputs("usage: stem mask FILE -o OUT.png [--head H] [--diff OTHER] "
+          "[--logits]\n"
+          "                 [--tau T] [--dtype D] [options]\n\n"
+          "FILE holds a block mask `mask` [Hq,Qb,Kb] (U8 or BOOL) and/or\n"
+          "`block_logits`.  One square per key block (max(1, 512/Kb) pixels),\n"
+          "query blocks down, key blocks across; --head H (default 0).\n"
+          "  (default)     kept dark, dropped light, beyond the diagonal grey\n"
+          "  --diff OTHER  FILE's mask against the reference in OTHER: both\n"
+          "                kept dark, neither light, a tie orange, a fault red.\n"
+          "                OTHER holds mask and block_logits (e.g. stem run's\n"
+          "                output) or q, k, v (the reference is computed).\n"
+          "                Ties as in stem check: within tau of the row\n"
+          "                threshold; tau by --tau, else by the dtype (--dtype,\n"
+          "                FILE's metadata, OTHER's q, else fp32)\n"
+          "  --logits      heat map of FILE's block_logits (dark blue low,\n"
+          "                yellow high, -inf grey) with a colour bar below\n\n",
+          fp);
+    cli_opts_usage(fp);
+}
+
+/* hq, qb, kb of a 3-d tensor with optional leading 1s. */
+static int dims3(const tf_tensor *t, int64_t s[3])
+{
+    if (t->ndim < 3)
+        return -1;
+    for (int i = 0; i < t->ndim - 3; i++)
+        if (t->shape[i] != 1)
+            return -1;
+    for (int i = 0; i < 3; i++)
+        s[i] = t->shape[t->ndim - 3 + i];
+    return s[0] >= 1 && s[1] >= 1 && s[2] >= s[1] ? 0 : -1;
+}
+
+/* The reference mask and logits of OTHER: read, or computed from q/k/v. */
+static int reference_of(const tf_file *o, const stem_params *p, int layout,
+                        const int64_t s[3], uint8_t **mask, float **logits,
+                        const char *path)
+{
+    char err[512];
+    const tf_tensor *tm = tf_find(o, "mask"), *tl = tf_find(o, "block_logits");
+    if (tm && tl) {
+        if (ct_load_mask(tm, s, mask, err, sizeof(err)) != 0 ||
+            ct_load_f32(tl, s, 3, 0, logits, err, sizeof(err)) != 0) {
+            free(*mask);
+            *mask = NULL;
+            cli_error("mask: %s: %s", path, err);
+            return CLI_USAGE;
+        }
+        return CLI_OK;
+    }
+    stem_tensor q, k, v;
+    stem_dims dm;
+    stem_status st;
+    if (cli_load_qkv(o, layout, &q, &k, &v, err, sizeof(err)) != 0) {
+        cli_error("mask: %s: needs mask and block_logits, or q, k, v (%s)",
+                  path, err);
+        return CLI_USAGE;
+    }
+    if ((st = stem_dims_get(p, &q, &k, &v, 1, &dm)) != STEM_OK) {
+        cli_error("mask: %s: %s", path, stem_strerror(st));
+        return CLI_USAGE;
+    }
+    if (dm.hq != s[0] || dm.qb != s[1] || dm.kb != s[2]) {
+        cli_error("mask: %s gives %lld x %lld x %lld blocks, the mask has "
+                  "%lld x %lld x %lld", path, (long long)dm.hq,
+                  (long long)dm.qb, (long long)dm.kb, (long long)s[0],
+                  (long long)s[1], (long long)s[2]);
+        return CLI_USAGE;
+    }
+    size_t n = (size_t)(s[0] * s[1] * s[2]);
+    *mask = malloc(n);
+    *logits = malloc(n * sizeof(float));
+    if (!*mask || !*logits) {
+        cli_error("mask: out of memory");
+        return CLI_USAGE;
+    }
+    if ((st = stem_block_logits(p, &q, &k, &v, *logits)) != STEM_OK ||
+        (st = stem_select(p, &dm, *logits, *mask, NULL, NULL)) != STEM_OK) {
+        cli_error("mask: %s: %s", path, stem_strerror(st));
+        return CLI_USAGE;
+    }
+    return CLI_OK;
+}
+
+typedef struct mask_args {
+    const char *in, *out, *diff, *dtype;
+    long long head;
+    int logits, have_tau;
+    double tau;
+} mask_args;
+
+static int parse(int argc, char **argv, mask_args *a, cli_opts *o, int *help)
+{
+    const char *v;
+    int r;
+    for (int i = 1; i < argc;) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            *help = 1;
+            return CLI_OK;
+        }
+        if (strcmp(argv[i], "--logits") == 0) {
+            a->logits = 1;
+            i++;
+            continue;
+        }
+        if ((r = cli_opt_value(argc, argv, &i, "-o", &a->out)) ||
+            (r = cli_opt_value(argc, argv, &i, "--output", &a->out)) ||
+            (r = cli_opt_value(argc, argv, &i, "--diff", &a->diff)) ||
+            (r = cli_opt_value(argc, argv, &i, "--dtype", &a->dtype))) {
+            if (r < 0)
+                return CLI_USAGE;
+            continue;
+        }
+        if ((r = cli_opt_value(argc, argv, &i, "--head", &v)) != 0) {
+            if (r < 0 || cli_parse_int("--head", v, 0, 1 << 30, &a->head))
+                return CLI_USAGE;
+            continue;
+        }
+        if ((r = cli_opt_value(argc, argv, &i, "--tau", &v)) != 0) {
+            if (r < 0 || cli_parse_double("--tau", v, 0, 1e30, &a->tau))
+                return CLI_USAGE;
+            a->have_tau = 1;
+            continue;
+        }
+        if ((r = cli_opts_parse(o, argc, argv, &i)) != 0) {
+            if (r < 0)
+                return CLI_USAGE;
+            continue;
+        }
+        if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            cli_error("mask: unknown option '%s'", argv[i]);
+            return CLI_USAGE;
+        }
+        if (a->in) {
+            cli_error("mask: more than one input ('%s', '%s')", a->in,
+                      argv[i]);
+            return CLI_USAGE;
+        }
+        a->in = argv[i++];
+    }
+    if (!a->in || !a->out) {
+        cli_error("mask: FILE and -o OUT.png are required");
+        mask_usage(stderr);
+        return CLI_USAGE;
+    }
+    if (a->logits && a->diff) {
+        cli_error("mask: --logits and --diff exclude each other");
+        return CLI_USAGE;
+    }
+    if (a->dtype && !check_dtype_canonical(a->dtype)) {
+        cli_error("mask: --dtype: '%s' is not bf16, fp16 or fp32", a->dtype);
+        return CLI_USAGE;
+    }
+    return CLI_OK;
+}
+
+/* The tie window for --diff. */
+static double diff_tau(const mask_args *a, const tf_file *f, const tf_file *o)
+{
+    check_tol t;
+    const char *dt = a->dtype ? a->dtype : tf_meta(f, "dtype");
+    if (!check_dtype_canonical(dt)) {
+        const tf_tensor *q = tf_find(o, "q");
+        dt = !q ? "fp32" : q->dtype == TF_BF16 ? "bf16"
+                       : q->dtype == TF_F16    ? "fp16"
+                                               : "fp32";
+    }
+    check_tol_for_dtype(dt, &t);
+    return a->have_tau ? a->tau : t.tau;
+}
+
+/* `stem mask`; see mask_usage. */
+int cmd_mask(int argc, char **argv)
+{
+    mask_args a;
+    cli_opts o;
+    int help = 0;
+    memset(&a, 0, sizeof(a));
+    cli_opts_init(&o);
+    int rc = parse(argc, argv, &a, &o, &help);
+    if (help) {
+        mask_usage(stdout);
+        return CLI_OK;
+    }
+    if (rc != CLI_OK)
+        return rc;
+    tf_file f = {0}, other = {0};
+    char err[512];
+    uint8_t *m = NULL, *rm = NULL;
+    float *lg = NULL, *rl = NULL;
+    int32_t *budget = NULL;
+    mi_image img = {0};
+    check_mask_result cr = {0};
+    stem_params p;
+    rc = CLI_USAGE;
+    if (ct_read(a.in, &f, err, sizeof(err)) != 0) {
+        cli_error("mask: %s", err);
+        goto done;
+    }
+    const char *name = a.logits ? "block_logits" : "mask";
+    const tf_tensor *t = tf_find(&f, name);
+    int64_t s[3];
+    if (!t) {
+        cli_error("mask: %s has no tensor '%s'", a.in, name);
+        goto done;
+    }
+    if (dims3(t, s) != 0) {
+        cli_error("mask: %s: '%s' is not [Hq,Qb,Kb] with Qb <= Kb", a.in,
+                  name);
+        goto done;
+    }
+    if (a.head >= s[0]) {
+        cli_error("mask: --head %lld: the file has %lld heads", a.head,
+                  (long long)s[0]);
+        goto done;
+    }
+    int64_t pb = s[2] - s[1], hoff = a.head * s[1] * s[2];
+    int px = mi_block_px(s[2]);
+    if (a.logits) {
+        float lo, hi;
+        if (ct_load_f32(t, s, 3, 0, &lg, err, sizeof(err)) != 0) {
+            cli_error("mask: %s: %s", a.in, err);
+            goto done;
+        }
+        if (mi_logits(lg + hoff, s[1], s[2], &img, &lo, &hi) != 0) {
+            cli_error("mask: cannot draw %lld x %lld blocks",
+                      (long long)s[1], (long long)s[2]);
+            goto done;
+        }
+        printf("logits of head %lld: %.5g (dark blue) .. %.5g (yellow), "
+               "-inf grey\n", a.head, lo, hi);
+    } else {
+        if (ct_load_mask(t, s, &m, err, sizeof(err)) != 0) {
+            cli_error("mask: %s: %s", a.in, err);
+            goto done;
+        }
+        if (!a.diff) {
+            if (mi_mask(m + hoff, s[1], s[2], pb, &img) != 0) {
+                cli_error("mask: cannot draw %lld x %lld blocks",
+                          (long long)s[1], (long long)s[2]);
+                goto done;
+            }
+            int64_t kept = 0;
+            for (int64_t i = 0; i < s[1] * s[2]; i++)
+                kept += m[hoff + i] != 0;
+            printf("mask of head %lld: %lld of %lld blocks kept\n", a.head,
+                   (long long)kept, (long long)(s[1] * s[2]));
+        } else {
+            if (ct_read(a.diff, &other, err, sizeof(err)) != 0) {
+                cli_error("mask: %s", err);
+                goto done;
+            }
+            ct_apply_meta_params(&f, &o);
+            if (cli_opts_resolve(&o, &p) != CLI_OK ||
+                reference_of(&other, &p, o.layout, s, &rm, &rl, a.diff) !=
+                    CLI_OK)
+                goto done;
+            int64_t nb = p.prompt_blocks > 0 ? p.prompt_blocks : s[2];
+            if (nb < s[2] || !(budget = malloc((size_t)nb * 4)) ||
+                stem_budget(&p, s[2], budget) != STEM_OK) {
+                cli_error("mask: cannot compute the budget");
+                goto done;
+            }
+            check_mask_geom g = {s[0], s[1], s[2], pb, p.sinks, p.window,
+                                 p.keep_diagonal};
+            double tau = diff_tau(&a, &f, &other);
+            if (check_mask(&g, rl, budget, nb, rm, m, tau, &cr) != 0 ||
+                mi_diff(m + hoff, rm + hoff, s[1], s[2], pb, &cr,
+                        (int)a.head, &img) != 0) {
+                cli_error("mask: out of memory or bad sizes");
+                goto done;
+            }
+            int64_t ties = 0, faults = 0;
+            for (int64_t i = 0; i < cr.n_diff; i++)
+                if (cr.diffs[i].head == a.head)
+                    cr.diffs[i].kind == CHECK_TIE ? ties++ : faults++;
+            printf("differences of head %lld: %lld ties (orange), %lld "
+                   "faults (red), tau %g\n", a.head, (long long)ties,
+                   (long long)faults, tau);
+        }
+    }
+    if (png_write_rgb(a.out, img.w, img.h, img.rgb, err, sizeof(err)) != 0) {
+        cli_error("mask: %s", err);
+        rc = CLI_FAIL;
+        goto done;
+    }
+    printf("wrote %s: %d x %d pixels, %d per block\n", a.out, img.w, img.h,
+           px);
+    rc = CLI_OK;
+done:
+    mi_free(&img);
+    check_mask_result_free(&cr);
+    free(m), free(rm), free(lg), free(rl), free(budget);
+    tf_free(&f);
+    tf_free(&other);
+    return rc;
+}
