@@ -29,6 +29,9 @@ static const stem_command stem_commands[] = {
     {"run", cmd_run, "run Stem (or dense) attention on q/k/v, write results"},
     {"info", cmd_info, "version, instruction sets, threads"},
     {"compare", cmd_compare, "relative L2 and max abs error of a tensor"},
+    {"check", cmd_check, "validate a GPU Stem kernel's logits, mask, out, lse"},
+    {"explain", cmd_explain, "why each key block of one query block was kept or dropped"},
+    {"mask", cmd_mask, "PNG picture of a block mask, of mask differences, or of logits"},
 };
 #endif
 
