@@ -66,7 +66,7 @@ BENCH_SRC   := $(wildcard bench/bench_*.c)
 BENCH_BIN   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 BENCH_COMMON_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bench/common/*.c))
 
-.PHONY: all lib cli deps demo test tests bench install clean examples
+.PHONY: all lib cli deps demo test tests bench install clean examples test-asan test-tsan fuzz
 all: lib cli
 
 lib: $(BUILD)/libstem.a $(BUILD)/$(SONAME)
@@ -140,6 +140,23 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
+
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+ASAN_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+test-asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN='$(ASAN_SAN)' tests
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	    sh tests/run-tests.sh build-asan
+
+# Race check: the determinism and stage tests built with clang
+# -fsanitize=thread against LLVM's OpenMP with its Archer annotations.
+test-tsan: deps
+	@sh tools/check-races.sh build-tsan
+
+# libFuzzer harnesses of tests/fuzz, FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@sh tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 install: lib cli
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
