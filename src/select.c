@@ -68,7 +68,8 @@ static stem_status check_dims(const stem_params *params, const stem_dims *d)
         d->lk < d->lq || d->offset != d->lk - d->lq || d->d < 1)
         return STEM_ERR_SHAPE;
     int64_t B = params->block;
-    if (d->qb != (d->lq + B - 1) / B || d->kb != (d->lk + B - 1) / B)
+    /* ceil(n / B) without forming n + B - 1, which can overflow */
+    if (d->qb != d->lq / B + (d->lq % B != 0) || d->kb != d->lk / B + (d->lk % B != 0))
         return STEM_ERR_SHAPE;
     if (d->offset % B)
         return STEM_ERR_OFFSET;

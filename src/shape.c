@@ -72,7 +72,9 @@ stem_status stem_dims_get(const stem_params *params, const stem_tensor *q,
         (st = check_extent(v)) != STEM_OK)
         return st;
     int64_t B = params->block;
-    int64_t qb = (q->tokens + B - 1) / B, kb = (k->tokens + B - 1) / B;
+    /* ceil(tokens / B) without forming tokens + B - 1, which can overflow */
+    int64_t qb = q->tokens / B + (q->tokens % B != 0),
+            kb = k->tokens / B + (k->tokens % B != 0);
     int64_t cells, tmp;
     /* logits and masks are hq * qb * kb; rows of lse hq * lq; lists int32 */
     if (!stem_mul_ok(q->heads, qb, &tmp) || !stem_mul_ok(tmp, kb, &cells) ||
