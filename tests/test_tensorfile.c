@@ -401,6 +401,20 @@ static void test_no_clobber(void **state)
         free(buf);
     }
     chmod(ro, 0755);
+    /* the target is a directory (fails even for root, at the rename): it
+     * stays as it was and the temporary file is removed */
+    char sub[1024], cmd0[1200];
+    path_in(p, sizeof(p), "isdir.safetensors");
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(sub, sizeof(sub), "%s/inside", p);
+    write_bytes(sub, "precious", 8);
+    assert_int_equal(tf_write_safetensors(&f, p, err, sizeof(err)), -1);
+    assert_int_equal(tf_write_npy(&f.tensors[0], p, err, sizeof(err)), -1);
+    assert_int_equal(tf_read_all(sub, &buf, &len, err, sizeof(err)), 0);
+    assert_int_equal(len, 8);
+    free(buf);
+    snprintf(cmd0, sizeof(cmd0), "ls '%s' | grep -q tmp", tmpdir);
+    assert_int_not_equal(system(cmd0), 0);
     /* a missing directory */
     path_in(p, sizeof(p), "nodir/out.safetensors");
     assert_int_equal(tf_write_safetensors(&f, p, err, sizeof(err)), -1);
