@@ -403,7 +403,7 @@ static void test_no_clobber(void **state)
     chmod(ro, 0755);
     /* the target is a directory (fails even for root, at the rename): it
      * stays as it was and the temporary file is removed */
-    char sub[1024], cmd0[1200];
+    char sub[1100], cmd0[1200];
     path_in(p, sizeof(p), "isdir.safetensors");
     assert_int_equal(mkdir(p, 0755), 0);
     snprintf(sub, sizeof(sub), "%s/inside", p);
