@@ -160,6 +160,9 @@ static void tile(int init, int m, int n, int k, const float *a, int lda,
     }
 }
 
+/* qk_tile of src/kernels.h: s = q . kt per element as one fmaf chain over
+ * c; no pointer may be NULL; nothing is allocated (the B panel is on the
+ * stack). */
 void stem_f32_qk_tile__avx512_12x32(int rows, int cols, int d, const float *q,
                                     int ldq, const float *kt, int ldk,
                                     float *s, int lds)
@@ -167,6 +170,9 @@ void stem_f32_qk_tile__avx512_12x32(int rows, int cols, int d, const float *q,
     tile(INIT_ZERO, rows, cols, d, q, ldq, kt, ldk, NULL, s, lds);
 }
 
+/* pv_tile of src/kernels.h: o = o * alpha (alpha may be NULL: no rescale),
+ * then one fmaf chain over j per element; other pointers non-NULL; nothing
+ * is allocated. */
 void stem_f32_pv_tile__avx512_12x32(int rows, int cols, int d, const float *p,
                                     int ldp, const float *v, int ldv,
                                     const float *alpha, float *o, int ldo)

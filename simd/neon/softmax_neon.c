@@ -54,6 +54,8 @@ static float scale_and_max(float *x, int n, float scale, float m0)
     return mx;
 }
 
+/* softmax_rows of src/kernels.h: one online-softmax step per row, updates s,
+ * m, l and writes alpha; no pointer may be NULL; 1 <= valid[i] <= cols. */
 void stem_f32_softmax_rows__neon_8(int rows, int cols, const int *valid,
                                    float scale, float *s, int lds, float *m,
                                    float *l, float *alpha)
