@@ -55,6 +55,8 @@ IO_SRC  := $(wildcard tools/io/*.c)
 CLI_SRC := $(wildcard tools/cli/*.c)
 IO_OBJ  := $(IO_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+# the tool's modules without its main(): linked into tests too
+CLI_MOD_OBJ := $(filter-out %/main.o,$(CLI_OBJ))
 TOOL_LIBS := -lcjson -lpng
 
 # ---------------------------------------------------------------- tests, bench
@@ -94,7 +96,7 @@ $(BUILD)/obj/tools/%.o: tools/%.c
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 $(BUILD)/obj/tests/%.o: tests/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests -MMD -MP -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -Itests -Itools/cli -MMD -MP -c $< -o $@
 $(BUILD)/obj/bench/%.o: bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Ibench -Ibench/common -MMD -MP -c $< -o $@
@@ -109,9 +111,9 @@ $(BUILD)/$(SONAME): $(LIB_OBJ)
 $(BUILD)/stem: $(CLI_OBJ) $(IO_OBJ) $(BUILD)/libstem.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(IO_OBJ) $(BUILD)/libstem.a $(TOOL_LIBS) $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_COMMON_OBJ) $(IO_OBJ) $(BUILD)/libstem.a
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_COMMON_OBJ) $(CLI_MOD_OBJ) $(IO_OBJ) $(BUILD)/libstem.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $< $(TEST_COMMON_OBJ) $(IO_OBJ) $(BUILD)/libstem.a $(TOOL_LIBS) -lcmocka $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(TEST_COMMON_OBJ) $(CLI_MOD_OBJ) $(IO_OBJ) $(BUILD)/libstem.a $(TOOL_LIBS) -lcmocka $(LDLIBS)
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCH_COMMON_OBJ) $(IO_OBJ) $(BUILD)/libstem.a
 	@mkdir -p $(dir $@)

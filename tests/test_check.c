@@ -19,8 +19,8 @@
 
 #include <cmocka.h>
 
-#include "../tools/cli/check.c"
-#include "../tools/cli/mask_image.c"
+#include "check.h"
+#include "mask_image.h"
 #include "png_write.h"
 #include "tensorfile.h"
 #include "common/testutil.h"
