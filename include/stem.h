@@ -46,6 +46,11 @@ extern "C" {
 /* Largest supported head dimension. */
 #define STEM_MAX_HEAD_DIM 256
 
+/* Largest accepted magnitude of a q, k or v element: below it no product or
+ * sum of the float32 path can overflow (|q.k| <= 256 * 1e30 and block sums
+ * stay far from FLT_MAX). */
+#define STEM_MAX_ABS_INPUT 1e15
+
 /* ------------------------------------------------------------------ status */
 
 typedef enum stem_status {
@@ -62,6 +67,7 @@ typedef enum stem_status {
     STEM_ERR_NOMEM,         /* an allocation failed */
     STEM_ERR_ISA,           /* requested instruction set not available */
     STEM_ERR_MASK,          /* a mask row lacks its diagonal or is malformed */
+    STEM_ERR_RANGE,         /* an input magnitude above STEM_MAX_ABS_INPUT */
     STEM_STATUS_COUNT
 } stem_status;
 

@@ -191,18 +191,21 @@ void stem_load_row_f64(const stem_tensor *t, int64_t head, int64_t token,
 
 stem_status stem_check_finite(const stem_tensor *t)
 {
-    int bad = 0;
-    #pragma omp parallel for schedule(static) reduction(|:bad)
+    int bad = 0, big = 0;
+    #pragma omp parallel for collapse(2) schedule(static) reduction(|:bad, big)
     for (int64_t h = 0; h < t->heads; h++) {
-        double row[STEM_MAX_HEAD_DIM];
-        for (int64_t n = 0; n < t->tokens && !bad; n++) {
+        for (int64_t n = 0; n < t->tokens; n++) {
+            double row[STEM_MAX_HEAD_DIM];
             stem_load_row_f64(t, h, n, row);
-            for (int64_t c = 0; c < t->dim; c++)
+            for (int64_t c = 0; c < t->dim; c++) {
                 if (!isfinite(row[c]))
                     bad = 1;
+                else if (fabs(row[c]) > STEM_MAX_ABS_INPUT)
+                    big = 1;
+            }
         }
     }
-    return bad ? STEM_ERR_NONFINITE : STEM_OK;
+    return bad ? STEM_ERR_NONFINITE : big ? STEM_ERR_RANGE : STEM_OK;
 }
 
 int stem_thread_count(const stem_params *params)
