@@ -6,6 +6,7 @@
 #   fuzz_safetensors  tools/io safetensors reader (header, offsets, data)
 #   fuzz_npy          tools/io .npy reader (magic, version, dict header)
 #   fuzz_cli_args     the stem command line's argument parsing
+#   fuzz_prefill      the library: random parameters, shapes, dtypes, data
 #
 # The library, tools/io and tools/cli are built with clang into
 # $FUZZ_BUILD (default build-fuzz) with the same sanitizers.  A crash, leak,
@@ -19,12 +20,13 @@ B=${FUZZ_BUILD:-build-fuzz}
 CC=${FUZZ_CC:-clang}
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 
+mkdir -p "$B"
 command -v "$CC" >/dev/null 2>&1 || { echo "fuzz: $CC not found (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
 
 # The library and the tool objects, instrumented for coverage.
 make --no-print-directory -j2 CC="$CC" BUILD="$B" OPT=-O1 \
-    SAN="$SAN -fsanitize=fuzzer-no-link" lib "$B/stem" >"$B.log" 2>&1 ||
-    { cat "$B.log" >&2; echo "fuzz: building the instrumented library failed" >&2; exit 1; }
+    SAN="$SAN -fsanitize=fuzzer-no-link" lib "$B/stem" >"$B/build.log" 2>&1 ||
+    { cat "$B/build.log" >&2; echo "fuzz: building the instrumented library failed" >&2; exit 1; }
 
 CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc -Itools/io -Itools/cli -Itests/fuzz $SAN"
 IO_OBJ=$(ls "$B"/obj/tools/io/*.o)
@@ -44,13 +46,15 @@ $CC $CFLAGS -fsanitize=fuzzer-no-link -fopenmp -Dmain=stem_cli_main \
 build fuzz_safetensors $IO_OBJ
 build fuzz_npy $IO_OBJ
 build fuzz_cli_args "$B/cli_main_renamed.o" $CLI_OBJ $IO_OBJ "$B/libstem.a"
+build fuzz_prefill "$B/libstem.a"
 
 status=0
-for name in fuzz_safetensors fuzz_npy fuzz_cli_args; do
+for name in fuzz_safetensors fuzz_npy fuzz_cli_args fuzz_prefill; do
     case $name in
     fuzz_safetensors) seeds=tests/fuzz/corpus/safetensors ;;
     fuzz_npy) seeds=tests/fuzz/corpus/npy ;;
     fuzz_cli_args) seeds=tests/fuzz/corpus/cli_args ;;
+    fuzz_prefill) seeds=tests/fuzz/corpus/prefill ;;
     esac
     work="$(pwd)/$B/corpus-$name"
     mkdir -p "$work"
