@@ -50,9 +50,12 @@ build fuzz_prefill "$B/libstem.a"
 
 status=0
 for name in fuzz_safetensors fuzz_npy fuzz_cli_args fuzz_prefill; do
+    dict=""
     case $name in
-    fuzz_safetensors) seeds=tests/fuzz/corpus/safetensors ;;
-    fuzz_npy) seeds=tests/fuzz/corpus/npy ;;
+    fuzz_safetensors) seeds=tests/fuzz/corpus/safetensors
+        dict="-dict=$(pwd)/tests/fuzz/safetensors.dict" ;;
+    fuzz_npy) seeds=tests/fuzz/corpus/npy
+        dict="-dict=$(pwd)/tests/fuzz/npy.dict" ;;
     fuzz_cli_args) seeds=tests/fuzz/corpus/cli_args ;;
     fuzz_prefill) seeds=tests/fuzz/corpus/prefill ;;
     esac
@@ -63,7 +66,7 @@ for name in fuzz_safetensors fuzz_npy fuzz_cli_args fuzz_prefill; do
     if ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 \
         OMP_NUM_THREADS=1 \
         "$B/$name" -max_total_time="$SECONDS_EACH" -timeout=10 \
-        -rss_limit_mb=2048 -max_len=8192 -close_fd_mask=3 \
+        -rss_limit_mb=2048 -max_len=8192 -close_fd_mask=3 $dict \
         -artifact_prefix="$(pwd)/$B/crash-$name-" -print_final_stats=1 \
         "$work" >"$B/$name.log" 2>&1; then
         tail -n 12 "$B/$name.log" | grep -E 'stat::number_of_executed_units|stat::new_units_added|Done' || true
