@@ -3,8 +3,8 @@
  * tests/test_errors.c does not reach: negative and absurd extents and
  * strides (-1, INT64_MIN, INT64_MAX) in every view, fabricated stem_dims
  * handed to stem_select, NaN / Inf in F64 inputs and in float64 mode, NaN
- * in the first element, NaN in the gaps of a padded view (not part of the
- * input, so no error), subnormals and negative zero, a single token with
+ * in the first element, the STEM_MAX_ABS_INPUT boundary, NaN and 1e30 in
+ * the gaps of a padded view (not part of the input, so no error), subnormals and negative zero, a single token with
  * d = 1 and d = 256 under GQA (the output must be v exactly), broadcast
  * views with stride 0 (the same bytes as the materialised tensor), and mask
  * bytes other than 0 / 1.
@@ -58,7 +58,7 @@ typedef struct outs {
 /*
  * Every call that takes q, k, v must answer `want` and write nothing
  * (stem_dims_get does not scan the data: it answers STEM_OK to
- * STEM_ERR_NONFINITE inputs).
+ * STEM_ERR_NONFINITE and STEM_ERR_RANGE inputs).
  * out_view: the output view to pass (over o->out).
  */
 static void expect_everywhere(const stem_params *p, const stem_tensor *q,
@@ -76,7 +76,7 @@ static void expect_everywhere(const stem_params *p, const stem_tensor *q,
     memset(&o, SENTINEL, sizeof o);
     memset(&dims, SENTINEL, sizeof dims);
     got[0] = stem_dims_get(p, q, k, v, 1, &dims);
-    if (want == STEM_ERR_NONFINITE && got[0] == STEM_OK)
+    if ((want == STEM_ERR_NONFINITE || want == STEM_ERR_RANGE) && got[0] == STEM_OK)
         got[0] = want;
     else if (!untouched(&dims, sizeof dims))
         fail_msg("%s: stem_dims_get wrote its output on error", what);
@@ -354,7 +354,37 @@ static void test_nonfinite_f64_and_first(void **state)
                 }
 }
 
-/* NaN stored in the gaps of a padded view is not part of the input. */
+/* STEM_MAX_ABS_INPUT itself is accepted, the next double above it (and its
+ * negative) refused with STEM_ERR_RANGE, in F64 and in float64 mode. */
+static void test_range_boundary(void **state)
+{
+    (void)state;
+    const double lim = STEM_MAX_ABS_INPUT;
+    const double above = nextafter(lim, INFINITY);
+    for (int use_f64 = 0; use_f64 < 2; use_f64++)
+        for (int which = 0; which < 3; which++) {
+            stem_params p = params_1t();
+            p.use_f64 = use_f64;
+            qkv t;
+            qkv_new(&t, STEM_F64, TU_HND, 80 + (uint64_t)which);
+            tu_tensor *x = which == 0 ? &t.q : which == 1 ? &t.k : &t.v;
+            /* at the limit: accepted (the q.k of 1e15 * O(1) is fine) */
+            tu_set(&x->t, 0, N / 2, 1, which == 2 ? lim : -lim);
+            memset(t.out.buf, SENTINEL, t.out.nbytes);
+            assert_int_equal(stem_attention_dense(&p, &t.q.t, &t.k.t, &t.v.t, &t.out.t, NULL),
+                             STEM_OK);
+            tu_set(&x->t, 0, N / 2, 1, which == 1 ? -above : above);
+            char what[64];
+            snprintf(what, sizeof what, "f64=%d tensor %d just above the limit", use_f64, which);
+            expect_everywhere(&p, &t.q.t, &t.k.t, &t.v.t, &t.out.t, STEM_ERR_RANGE, what);
+            /* NaN elsewhere wins over a value out of range */
+            tu_set(&x->t, x->t.heads - 1, N - 1, 0, NAN);
+            expect_everywhere(&p, &t.q.t, &t.k.t, &t.v.t, &t.out.t, STEM_ERR_NONFINITE, what);
+            qkv_free(&t);
+        }
+}
+
+/* NaN and 1e30 stored in the gaps of a padded view are not inputs. */
 static void test_nan_in_gaps_ignored(void **state)
 {
     (void)state;
@@ -381,7 +411,7 @@ static void test_nan_in_gaps_ignored(void **state)
         size_t gaps = 0;
         for (size_t j = 0; j < n; j++)
             if (!inview[j]) {
-                all[j] = NAN;
+                all[j] = gaps % 2 ? NAN : 1e30f;
                 gaps++;
             }
         assert_true(gaps > 0);
@@ -535,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_select_fabricated_dims),
         cmocka_unit_test(test_select_nonfinite_logits),
         cmocka_unit_test(test_nonfinite_f64_and_first),
+        cmocka_unit_test(test_range_boundary),
         cmocka_unit_test(test_nan_in_gaps_ignored),
         cmocka_unit_test(test_subnormal_and_negative_zero),
         cmocka_unit_test(test_one_token_exact),

@@ -4,7 +4,8 @@
 # Crafts safetensors and .npy files by hand (python3, standard library only):
 # shape products that overflow, offsets outside the file, data shorter than
 # declared, unknown dtypes, negative and absurd dimensions, missing tensors,
-# q/k dim mismatch, Hq not a multiple of Hkv, NaN / Inf in q, k and v, empty
+# q/k dim mismatch, Hq not a multiple of Hkv, NaN / Inf in q, k and v,
+# finite values too large for float32 arithmetic (1e30, 1e300), empty
 # tensors, d = 1, d = 256 and d = 257, one token, bad header lengths, and
 # hostile command lines.  Each must exit 1 (bad data) or 2 (bad command
 # line) with a message on stderr, or exit 0 with a correct result (one
@@ -135,6 +136,8 @@ st("nan_q.safetensors", qkv(patch=lambda n, v: v.__setitem__(-1, float("nan")) i
 st("inf_k.safetensors", qkv(patch=lambda n, v: v.__setitem__(7, float("inf")) if n == "k" else None))
 st("ninf_v.safetensors", qkv(patch=lambda n, v: v.__setitem__(0, float("-inf")) if n == "v" else None))
 st("nan_bf16.safetensors", qkv(dt="BF16", patch=lambda n, v: v.__setitem__(100, float("nan")) if n == "v" else None))
+st("huge_f32.safetensors", qkv(patch=lambda n, v: v.__setitem__(9, 1e30) if n == "k" else None))
+st("huge_f64.safetensors", qkv(dt="F64", patch=lambda n, v: v.__setitem__(3, 1e300) if n == "q" else None))
 st("inf_f16.safetensors", qkv(dt="F16", patch=lambda n, v: v.__setitem__(5, float("inf")) if n == "q" else None))
 st("empty.safetensors", qkv(n=0))
 st("zero_heads.safetensors", qkv(hq=0, hkv=0))
@@ -194,7 +197,7 @@ expect "good input runs" 0 run "$T/good.safetensors" -o "$T/good.out.safetensors
 expect "npy directory runs" 0 run "$T/npy_good" -o "$T/npy.out.safetensors"
 for f in overflow overflow2 offsets_out offsets_neg offsets_reversed offsets_2e64 \
          short unknown_dtype int_dtype neg_dim frac_dim absurd_dim missing_v \
-         dim_mismatch gqa nan_q inf_k ninf_v nan_bf16 inf_f16 empty zero_heads \
+         dim_mismatch gqa nan_q inf_k ninf_v nan_bf16 inf_f16 huge_f32 huge_f64 empty zero_heads \
          d257 q_2d q_5d hlen_huge hlen_zero hlen_past_end not_json not_object \
          dup_names deep_json tiny empty_file; do
     expect "run $f" 1 run "$T/$f.safetensors" -o "$O"
