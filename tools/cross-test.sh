@@ -44,11 +44,13 @@ bins=""
 for t in $TESTS; do bins="$bins $BUILD/tests/$t"; done
 make --no-print-directory -j"$(nproc)" CROSS=$CROSS BUILD="$BUILD" $bins
 
-# The multiarch libraries live in /usr/lib/aarch64-linux-gnu; the loader in
-# the cross sysroot.
-QEMU="qemu-aarch64 -L $SYSROOT"
-export QEMU_LD_PREFIX=$SYSROOT
-export LD_LIBRARY_PATH=/usr/lib/aarch64-linux-gnu:$SYSROOT/lib
+# Loader and libraries both from the arm64 multiarch packages (-L /): the
+# cross sysroot's loader ($SYSROOT, libc6-arm64-cross) may be another glibc
+# build than the multiarch libc6:arm64, and that mix hangs in pthread_create.
+QEMU="qemu-aarch64 -L /"
+export QEMU_LD_PREFIX=/
+# emulation is slow: the determinism test runs a third of its tokens
+export STEM_TEST_QUICK=${STEM_TEST_QUICK:-1}
 fail=0
 for t in $TESTS; do
     bin="$BUILD/tests/$t"
