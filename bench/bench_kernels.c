@@ -3,8 +3,9 @@
  * table that runs here (qk_tile 128x128 with d = 128, softmax_rows,
  * pv_tile), next to OpenBLAS cblas_sgemm on one thread (128^3 and 512^3),
  * measured in one run.  The inner loop counts 2 * 2 * 128^3 flops (the two
- * products; softmax is overhead).  Each figure is the best of 5 timed
- * repetitions of about 0.1 s.
+ * products; softmax is overhead).  Each figure is the best of 7 timings
+ * of about 0.05 s, taken in interleaved rounds so that load from other
+ * processes affects every figure alike.
  *
  *   build/bench/bench_kernels
  */
@@ -57,32 +58,23 @@ static void inner_step(loop_state *st)
     k->pv_tile(T, T, T, st->s, T, st->v, T, st->alpha, st->o, T);
 }
 
-/* Best seconds per call of fn over 5 repetitions of `iters` calls. */
-static double best_time(void (*fn)(void *), void *arg, int iters)
+/* Seconds per call of fn over `iters` calls. */
+static double time_calls(void (*fn)(void *), void *arg, int iters)
 {
-    double best = 1e30;
-    for (int r = 0; r < 5; r++) {
-        double t0 = now();
-        for (int i = 0; i < iters; i++)
-            fn(arg);
-        double t = (now() - t0) / iters;
-        if (t < best)
-            best = t;
-    }
-    return best;
+    double t0 = now();
+    for (int i = 0; i < iters; i++)
+        fn(arg);
+    return (now() - t0) / iters;
 }
 
-/* Calls so that one repetition lasts about 0.1 s. */
+/* Calls so that one timing lasts about 0.05 s. */
 static int calibrate(void (*fn)(void *), void *arg)
 {
     int iters = 1;
     for (;;) {
-        double t0 = now();
-        for (int i = 0; i < iters; i++)
-            fn(arg);
-        double t = now() - t0;
-        if (t > 0.02 || iters > (1 << 24))
-            return (int)(iters * (0.1 / (t > 1e-9 ? t : 1e-9))) + 1;
+        double t = time_calls(fn, arg, iters) * iters;
+        if (t > 0.01 || iters > (1 << 24))
+            return (int)(iters * (0.05 / (t > 1e-9 ? t : 1e-9))) + 1;
         iters *= 4;
     }
 }
@@ -104,51 +96,88 @@ static void gemm_fn(void *arg)
                 1.0f, g->a, g->n, g->b, g->n, 0.0f, g->c, g->n);
 }
 
-static double gemm_gflops(int n, unsigned *seed)
-{
-    gemm_state g = {n, alloc_fill((size_t)n * n, seed),
-                    alloc_fill((size_t)n * n, seed),
-                    alloc_fill((size_t)n * n, seed)};
-    double t = best_time(gemm_fn, &g, calibrate(gemm_fn, &g));
-    free(g.a), free(g.b), free(g.c);
-    return 2.0 * n * (double)n * n / t * 1e-9;
-}
+/* One measured thing: its call, its flops per call, its best time. */
+typedef struct item {
+    const char *label;
+    void (*fn)(void *);
+    void *arg;
+    double flops;
+    int iters;
+    double best;
+} item;
+
+#define ROUNDS 7
 
 int main(void)
 {
     unsigned seed = 12345u;
     openblas_set_num_threads(1);
-    double blas128 = gemm_gflops(128, &seed);
-    double blas512 = gemm_gflops(512, &seed);
+    item items[2 + STEM_ISA_COUNT];
+    loop_state states[STEM_ISA_COUNT];
+    gemm_state gemms[2];
+    int n_items = 0;
+
+    const int sizes[2] = {128, 512};
+    for (int g = 0; g < 2; g++) {
+        int n = sizes[g];
+        gemms[g] = (gemm_state){n, alloc_fill((size_t)n * n, &seed),
+                                alloc_fill((size_t)n * n, &seed),
+                                alloc_fill((size_t)n * n, &seed)};
+        items[n_items++] = (item){g ? "sgemm 512^3" : "sgemm 128^3", gemm_fn,
+                                  &gemms[g], 2.0 * n * (double)n * n, 0, 1e30};
+    }
+    for (int isa = 0; isa < STEM_ISA_COUNT; isa++) {
+        loop_state *st = &states[isa];
+        st->k = stem_kernels_for((stem_isa)isa);
+        if (!st->k)
+            continue;
+        st->q = alloc_fill(T * T, &seed);
+        st->kt = alloc_fill(T * T, &seed);
+        st->v = alloc_fill(T * T, &seed);
+        st->s = alloc_fill(T * T, &seed);
+        st->o = alloc_fill(T * T, &seed);
+        st->m = alloc_fill(T, &seed);
+        st->l = alloc_fill(T, &seed);
+        st->alpha = alloc_fill(T, &seed);
+        for (int i = 0; i < T; i++) {
+            st->valid[i] = T;
+            st->m[i] = -INFINITY;
+            st->l[i] = 0.0f;
+        }
+        items[n_items++] = (item){stem_isa_name((stem_isa)isa), inner_fn, st,
+                                  4.0 * T * (double)T * T, 0, 1e30};
+    }
+
+    /* Interleaved rounds, best of each: load from other processes hits
+     * every item alike. */
+    for (int i = 0; i < n_items; i++)
+        items[i].iters = calibrate(items[i].fn, items[i].arg);
+    for (int r = 0; r < ROUNDS; r++)
+        for (int i = 0; i < n_items; i++) {
+            double t = time_calls(items[i].fn, items[i].arg, items[i].iters);
+            if (t < items[i].best)
+                items[i].best = t;
+        }
+
+    double blas128 = items[0].flops / items[0].best * 1e-9;
+    double blas512 = items[1].flops / items[1].best * 1e-9;
     printf("OpenBLAS cblas_sgemm, 1 thread: 128^3 %.1f GFLOP/s, 512^3 %.1f "
            "GFLOP/s\n", blas128, blas512);
-
-    for (int isa = 0; isa < STEM_ISA_COUNT; isa++) {
-        loop_state st;
-        st.k = stem_kernels_for((stem_isa)isa);
-        if (!st.k)
-            continue;
-        st.q = alloc_fill(T * T, &seed);
-        st.kt = alloc_fill(T * T, &seed);
-        st.v = alloc_fill(T * T, &seed);
-        st.s = alloc_fill(T * T, &seed);
-        st.o = alloc_fill(T * T, &seed);
-        st.m = alloc_fill(T, &seed);
-        st.l = alloc_fill(T, &seed);
-        st.alpha = alloc_fill(T, &seed);
-        for (int i = 0; i < T; i++) {
-            st.valid[i] = T;
-            st.m[i] = -INFINITY;
-            st.l[i] = 0.0f;
-        }
-        double t = best_time(inner_fn, &st, calibrate(inner_fn, &st));
-        double gf = 4.0 * T * (double)T * T / t * 1e-9;
+    for (int i = 2; i < n_items; i++) {
+        double gf = items[i].flops / items[i].best * 1e-9;
         printf("%-6s qk_tile+softmax_rows+pv_tile 128x128x128: %.1f GFLOP/s "
                "(%.1f us/block), %.0f%% of sgemm 128^3, %.0f%% of sgemm 512^3\n",
-               stem_isa_name((stem_isa)isa), gf, t * 1e6, 100.0 * gf / blas128,
+               items[i].label, gf, items[i].best * 1e6, 100.0 * gf / blas128,
                100.0 * gf / blas512);
-        free(st.q), free(st.kt), free(st.v), free(st.s), free(st.o);
-        free(st.m), free(st.l), free(st.alpha);
     }
+    for (int isa = 0; isa < STEM_ISA_COUNT; isa++) {
+        loop_state *st = &states[isa];
+        if (!st->k)
+            continue;
+        free(st->q), free(st->kt), free(st->v), free(st->s), free(st->o);
+        free(st->m), free(st->l), free(st->alpha);
+    }
+    for (int g = 0; g < 2; g++)
+        free(gemms[g].a), free(gemms[g].b), free(gemms[g].c);
     return 0;
 }
