@@ -14,16 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static const struct {
     const char *descr;
     tf_dtype dtype;
@@ -154,7 +144,7 @@ static int parse_header(const char *h, size_t len, tf_dtype *dt, int *ndim,
                 goto bad;
             have_shape = 1;
         } else {
-            set_err(err, errlen, "unexpected header key '%s'", key);
+            tf_set_err(err, errlen, "unexpected header key '%s'", key);
             return -1;
         }
         if (eat(&c, '}'))
@@ -166,15 +156,15 @@ static int parse_header(const char *h, size_t len, tf_dtype *dt, int *ndim,
     if (c.p != c.end)
         goto bad;
     if (!have_descr || !have_fo || !have_shape) {
-        set_err(err, errlen, "header lacks descr, fortran_order or shape");
+        tf_set_err(err, errlen, "header lacks descr, fortran_order or shape");
         return -1;
     }
     if (fortran) {
-        set_err(err, errlen, "fortran_order True is not supported");
+        tf_set_err(err, errlen, "fortran_order True is not supported");
         return -1;
     }
     if (descr[0] == '>' || descr[0] == '!') {
-        set_err(err, errlen,
+        tf_set_err(err, errlen,
                 "big-endian dtype '%s' is not supported (save little-endian)",
                 descr);
         return -1;
@@ -184,12 +174,12 @@ static int parse_header(const char *h, size_t len, tf_dtype *dt, int *ndim,
             *dt = npy_types[i].dtype;
             return 0;
         }
-    set_err(err, errlen,
+    tf_set_err(err, errlen,
             "unsupported dtype '%s' (supported: <f4 <f2 <f8 |u1 <i4 <i8 |b1)",
             descr);
     return -1;
 bad:
-    set_err(err, errlen, "malformed header dict");
+    tf_set_err(err, errlen, "malformed header dict");
     return -1;
 }
 
@@ -206,7 +196,7 @@ static int read_npy_into(const char *path, const char *name, tf_file *f,
         return -1;
     const unsigned char *b = buf;
     if (len < 10 || memcmp(b, "\x93NUMPY", 6) != 0) {
-        set_err(err, errlen, "%s: not a .npy file", path);
+        tf_set_err(err, errlen, "%s: not a .npy file", path);
         return -1;
     }
     int major = b[6];
@@ -216,18 +206,18 @@ static int read_npy_into(const char *path, const char *name, tf_file *f,
         start = 10;
     } else if (major == 2 || major == 3) {
         if (len < 12) {
-            set_err(err, errlen, "%s: truncated .npy header", path);
+            tf_set_err(err, errlen, "%s: truncated .npy header", path);
             return -1;
         }
         hlen = (size_t)b[8] | ((size_t)b[9] << 8) | ((size_t)b[10] << 16) |
                ((size_t)b[11] << 24);
         start = 12;
     } else {
-        set_err(err, errlen, "%s: unsupported .npy version %d", path, major);
+        tf_set_err(err, errlen, "%s: unsupported .npy version %d", path, major);
         return -1;
     }
     if (hlen > len - start) {
-        set_err(err, errlen, "%s: truncated .npy header", path);
+        tf_set_err(err, errlen, "%s: truncated .npy header", path);
         return -1;
     }
     tf_dtype dt;
@@ -235,23 +225,23 @@ static int read_npy_into(const char *path, const char *name, tf_file *f,
     int64_t shape[TF_MAX_DIMS];
     if (parse_header((const char *)b + start, hlen, &dt, &ndim, shape, sub,
                      sizeof(sub)) != 0) {
-        set_err(err, errlen, "%s: %s", path, sub);
+        tf_set_err(err, errlen, "%s: %s", path, sub);
         return -1;
     }
     size_t nbytes;
     if (tf_shape_bytes(dt, ndim, shape, &nbytes, sub, sizeof(sub)) != 0) {
-        set_err(err, errlen, "%s: %s", path, sub);
+        tf_set_err(err, errlen, "%s: %s", path, sub);
         return -1;
     }
     size_t off = start + hlen;
     if (len - off != nbytes) {
-        set_err(err, errlen, "%s: %zu data bytes, shape needs %zu%s", path,
+        tf_set_err(err, errlen, "%s: %zu data bytes, shape needs %zu%s", path,
                 len - off, nbytes, len - off < nbytes ? " (truncated)" : "");
         return -1;
     }
     if (tf_push_tensor(f, name, dt, ndim, shape, (char *)buf + off, nbytes,
                        sub, sizeof(sub)) != 0) {
-        set_err(err, errlen, "%s: %s", path, sub);
+        tf_set_err(err, errlen, "%s: %s", path, sub);
         return -1;
     }
     return 0;
@@ -275,7 +265,7 @@ static void stem_of(const char *path, char *out, size_t cap)
 int tf_read_npy(const char *path, tf_file *out, char *err, size_t errlen)
 {
     if (!path || !out) {
-        set_err(err, errlen, "NULL argument");
+        tf_set_err(err, errlen, "NULL argument");
         return -1;
     }
     char name[TF_NAME_MAX];
@@ -298,12 +288,12 @@ static int cmp_names(const void *a, const void *b)
 int tf_read_npy_dir(const char *path, tf_file *out, char *err, size_t errlen)
 {
     if (!path || !out) {
-        set_err(err, errlen, "NULL argument");
+        tf_set_err(err, errlen, "NULL argument");
         return -1;
     }
     DIR *d = opendir(path);
     if (!d) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        tf_set_err(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
     char **names = NULL;
@@ -320,7 +310,7 @@ int tf_read_npy_dir(const char *path, tf_file *out, char *err, size_t errlen)
             names = nn;
         if (!nn || !s) {
             free(s);
-            set_err(err, errlen, "out of memory");
+            tf_set_err(err, errlen, "out of memory");
             rc = -1;
             break;
         }
@@ -328,7 +318,7 @@ int tf_read_npy_dir(const char *path, tf_file *out, char *err, size_t errlen)
     }
     closedir(d);
     if (rc == 0 && n == 0) {
-        set_err(err, errlen, "%s: no .npy files in the directory", path);
+        tf_set_err(err, errlen, "%s: no .npy files in the directory", path);
         rc = -1;
     }
     if (rc == 0)
@@ -339,7 +329,7 @@ int tf_read_npy_dir(const char *path, tf_file *out, char *err, size_t errlen)
         char *full = malloc(pl);
         char name[TF_NAME_MAX];
         if (!full) {
-            set_err(err, errlen, "out of memory");
+            tf_set_err(err, errlen, "out of memory");
             rc = -1;
             break;
         }
@@ -364,12 +354,12 @@ int tf_write_npy(const tf_tensor *t, const char *path, char *err,
                  size_t errlen)
 {
     if (!t || !path) {
-        set_err(err, errlen, "NULL argument");
+        tf_set_err(err, errlen, "NULL argument");
         return -1;
     }
     const char *descr;
     if (descr_of(t->dtype, &descr) != 0) {
-        set_err(err, errlen, "%s: dtype %s has no .npy equivalent", path,
+        tf_set_err(err, errlen, "%s: dtype %s has no .npy equivalent", path,
                 tf_dtype_name(t->dtype));
         return -1;
     }
@@ -378,7 +368,7 @@ int tf_write_npy(const tf_tensor *t, const char *path, char *err,
     if (tf_shape_bytes(t->dtype, t->ndim, t->shape, &nb, sub,
                        sizeof(sub)) != 0 ||
         nb != t->nbytes || (nb > 0 && !t->data)) {
-        set_err(err, errlen, "%s: invalid tensor '%s'", path, t->name);
+        tf_set_err(err, errlen, "%s: invalid tensor '%s'", path, t->name);
         return -1;
     }
     char dict[512];

@@ -20,31 +20,6 @@
 /* Largest header accepted (the format's own readers use 100 MB). */
 #define ST_MAX_HEADER (100u * 1000u * 1000u)
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static int read_exact(int fd, void *buf, size_t len)
-{
-    char *p = buf;
-    while (len > 0) {
-        ssize_t r = read(fd, p, len > (1u << 30) ? (1u << 30) : len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        len -= (size_t)r;
-    }
-    return 0;
-}
-
 /* A JSON number that is an integer in 0 .. 2^53; -1 otherwise. */
 static int64_t json_uint(const cJSON *item)
 {
@@ -60,14 +35,14 @@ static int parse_meta(const cJSON *meta, tf_file *f, char *err,
                       size_t errlen)
 {
     if (!cJSON_IsObject(meta)) {
-        set_err(err, errlen, "__metadata__ is not a JSON object");
+        tf_set_err(err, errlen, "__metadata__ is not a JSON object");
         return -1;
     }
     const cJSON *it;
     cJSON_ArrayForEach(it, meta)
     {
         if (!cJSON_IsString(it) || !it->string) {
-            set_err(err, errlen, "__metadata__ value of '%s' is not a string",
+            tf_set_err(err, errlen, "__metadata__ value of '%s' is not a string",
                     it->string ? it->string : "?");
             return -1;
         }
@@ -82,29 +57,29 @@ static int parse_tensor(const cJSON *it, char *data, size_t data_len,
 {
     const char *name = it->string;
     if (!cJSON_IsObject(it)) {
-        set_err(err, errlen, "tensor '%s': entry is not a JSON object", name);
+        tf_set_err(err, errlen, "tensor '%s': entry is not a JSON object", name);
         return -1;
     }
     const cJSON *jd = cJSON_GetObjectItemCaseSensitive(it, "dtype");
     const cJSON *js = cJSON_GetObjectItemCaseSensitive(it, "shape");
     const cJSON *jo = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
     if (!cJSON_IsString(jd)) {
-        set_err(err, errlen, "tensor '%s': missing dtype", name);
+        tf_set_err(err, errlen, "tensor '%s': missing dtype", name);
         return -1;
     }
     int dt = tf_dtype_from_name(jd->valuestring);
     if (dt < 0) {
-        set_err(err, errlen, "tensor '%s': unsupported dtype '%s'", name,
+        tf_set_err(err, errlen, "tensor '%s': unsupported dtype '%s'", name,
                 jd->valuestring);
         return -1;
     }
     if (!cJSON_IsArray(js)) {
-        set_err(err, errlen, "tensor '%s': missing shape", name);
+        tf_set_err(err, errlen, "tensor '%s': missing shape", name);
         return -1;
     }
     int ndim = cJSON_GetArraySize(js);
     if (ndim > TF_MAX_DIMS) {
-        set_err(err, errlen, "tensor '%s': %d dimensions (at most %d)", name,
+        tf_set_err(err, errlen, "tensor '%s': %d dimensions (at most %d)", name,
                 ndim, TF_MAX_DIMS);
         return -1;
     }
@@ -112,7 +87,7 @@ static int parse_tensor(const cJSON *it, char *data, size_t data_len,
     for (int i = 0; i < ndim; i++) {
         shape[i] = json_uint(cJSON_GetArrayItem(js, i));
         if (shape[i] < 0) {
-            set_err(err, errlen,
+            tf_set_err(err, errlen,
                     "tensor '%s': shape entry %d is not a non-negative integer",
                     name, i);
             return -1;
@@ -122,24 +97,24 @@ static int parse_tensor(const cJSON *it, char *data, size_t data_len,
     char sub[200];
     if (tf_shape_bytes((tf_dtype)dt, ndim, shape, &nbytes, sub,
                        sizeof(sub)) != 0) {
-        set_err(err, errlen, "tensor '%s': %s", name, sub);
+        tf_set_err(err, errlen, "tensor '%s': %s", name, sub);
         return -1;
     }
     if (!cJSON_IsArray(jo) || cJSON_GetArraySize(jo) != 2) {
-        set_err(err, errlen, "tensor '%s': data_offsets must be [begin, end]",
+        tf_set_err(err, errlen, "tensor '%s': data_offsets must be [begin, end]",
                 name);
         return -1;
     }
     int64_t b = json_uint(cJSON_GetArrayItem(jo, 0));
     int64_t e = json_uint(cJSON_GetArrayItem(jo, 1));
     if (b < 0 || e < 0 || b > e || (uint64_t)e > data_len) {
-        set_err(err, errlen,
+        tf_set_err(err, errlen,
                 "tensor '%s': data_offsets outside the %zu-byte data section",
                 name, data_len);
         return -1;
     }
     if ((uint64_t)(e - b) != nbytes) {
-        set_err(err, errlen,
+        tf_set_err(err, errlen,
                 "tensor '%s': %lld data bytes but dtype and shape need %zu",
                 name, (long long)(e - b), nbytes);
         return -1;
@@ -155,30 +130,30 @@ static int parse_header(const char *hdr, size_t len, char *data,
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(hdr, len, &end, 0);
     if (!root) {
-        set_err(err, errlen, "header is not valid JSON");
+        tf_set_err(err, errlen, "header is not valid JSON");
         return -1;
     }
     int rc = 0;
     for (; end && end < hdr + len; end++)
         if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r' &&
             *end != '\0') {
-            set_err(err, errlen, "header has trailing bytes after the JSON");
+            tf_set_err(err, errlen, "header has trailing bytes after the JSON");
             cJSON_Delete(root);
             return -1;
         }
     if (!cJSON_IsObject(root)) {
-        set_err(err, errlen, "header is not a JSON object");
+        tf_set_err(err, errlen, "header is not a JSON object");
         rc = -1;
     }
     const cJSON *it;
     int nmeta = 0;
     for (it = root->child; rc == 0 && it; it = it->next) {
         if (!it->string) {
-            set_err(err, errlen, "header entry without a name");
+            tf_set_err(err, errlen, "header entry without a name");
             rc = -1;
         } else if (strcmp(it->string, "__metadata__") == 0) {
             if (nmeta++) {
-                set_err(err, errlen, "__metadata__ given twice");
+                tf_set_err(err, errlen, "__metadata__ given twice");
                 rc = -1;
             } else {
                 rc = parse_meta(it, f, err, errlen);
@@ -196,24 +171,24 @@ int tf_read_safetensors(const char *path, tf_file *out, char *err,
                         size_t errlen)
 {
     if (!path || !out) {
-        set_err(err, errlen, "NULL argument");
+        tf_set_err(err, errlen, "NULL argument");
         return -1;
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        tf_set_err(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s: not a regular file", path);
+        tf_set_err(err, errlen, "%s: not a regular file", path);
         close(fd);
         return -1;
     }
     uint64_t fsize = (uint64_t)st.st_size;
     unsigned char lenb[8];
-    if (fsize < 8 || read_exact(fd, lenb, 8) != 0) {
-        set_err(err, errlen, "%s: too short for a safetensors file", path);
+    if (fsize < 8 || tf_read_exact(fd, lenb, 8) != 0) {
+        tf_set_err(err, errlen, "%s: too short for a safetensors file", path);
         close(fd);
         return -1;
     }
@@ -221,7 +196,7 @@ int tf_read_safetensors(const char *path, tf_file *out, char *err,
     for (int i = 7; i >= 0; i--)
         hlen = (hlen << 8) | lenb[i];
     if (hlen == 0 || hlen > ST_MAX_HEADER || hlen > fsize - 8) {
-        set_err(err, errlen,
+        tf_set_err(err, errlen,
                 "%s: header length %llu does not fit the %llu-byte file "
                 "(truncated or not safetensors)",
                 path, (unsigned long long)hlen, (unsigned long long)fsize);
@@ -230,7 +205,7 @@ int tf_read_safetensors(const char *path, tf_file *out, char *err,
     }
     uint64_t dlen64 = fsize - 8 - hlen;
     if (dlen64 > SIZE_MAX / 2) {
-        set_err(err, errlen, "%s: file too large", path);
+        tf_set_err(err, errlen, "%s: file too large", path);
         close(fd);
         return -1;
     }
@@ -238,15 +213,15 @@ int tf_read_safetensors(const char *path, tf_file *out, char *err,
     char *hdr = malloc((size_t)hlen);
     char *data = malloc(dlen ? dlen : 1);
     if (!hdr || !data) {
-        set_err(err, errlen, "%s: out of memory", path);
+        tf_set_err(err, errlen, "%s: out of memory", path);
         free(hdr);
         free(data);
         close(fd);
         return -1;
     }
-    if (read_exact(fd, hdr, (size_t)hlen) != 0 ||
-        read_exact(fd, data, dlen) != 0) {
-        set_err(err, errlen, "%s: read failed", path);
+    if (tf_read_exact(fd, hdr, (size_t)hlen) != 0 ||
+        tf_read_exact(fd, data, dlen) != 0) {
+        tf_set_err(err, errlen, "%s: read failed", path);
         free(hdr);
         free(data);
         close(fd);
@@ -259,7 +234,7 @@ int tf_read_safetensors(const char *path, tf_file *out, char *err,
     if (tf_own_chunk(&f, data, sub, sizeof(sub)) != 0 ||
         parse_header(hdr, (size_t)hlen, data, dlen, &f, sub,
                      sizeof(sub)) != 0) {
-        set_err(err, errlen, "%s: %s", path, sub);
+        tf_set_err(err, errlen, "%s: %s", path, sub);
         free(hdr);
         tf_free(&f);
         return -1;
@@ -276,21 +251,21 @@ static int validate_set(const tf_file *f, char *err, size_t errlen)
         size_t nb;
         char sub[200];
         if (t->name[0] == '\0' || strcmp(t->name, "__metadata__") == 0) {
-            set_err(err, errlen, "invalid tensor name '%s'", t->name);
+            tf_set_err(err, errlen, "invalid tensor name '%s'", t->name);
             return -1;
         }
         for (int j = 0; j < i; j++)
             if (strcmp(f->tensors[j].name, t->name) == 0) {
-                set_err(err, errlen, "duplicate tensor name '%s'", t->name);
+                tf_set_err(err, errlen, "duplicate tensor name '%s'", t->name);
                 return -1;
             }
         if (tf_shape_bytes(t->dtype, t->ndim, t->shape, &nb, sub,
                            sizeof(sub)) != 0) {
-            set_err(err, errlen, "tensor '%s': %s", t->name, sub);
+            tf_set_err(err, errlen, "tensor '%s': %s", t->name, sub);
             return -1;
         }
         if (nb != t->nbytes || (nb > 0 && !t->data)) {
-            set_err(err, errlen, "tensor '%s': %zu bytes, shape needs %zu",
+            tf_set_err(err, errlen, "tensor '%s': %zu bytes, shape needs %zu",
                     t->name, t->nbytes, nb);
             return -1;
         }
@@ -323,7 +298,7 @@ static char *build_header(const tf_file *f, size_t *hlen, char *err,
                  offs, cJSON_CreateNumber((double)(off + t->nbytes)));
         off += t->nbytes;
         if (off > 9007199254740992.0) {
-            set_err(err, errlen, "tensor data too large for the format");
+            tf_set_err(err, errlen, "tensor data too large for the format");
             cJSON_Delete(root);
             return NULL;
         }
@@ -338,7 +313,7 @@ static char *build_header(const tf_file *f, size_t *hlen, char *err,
     char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     if (!text) {
-        set_err(err, errlen, "out of memory building the header");
+        tf_set_err(err, errlen, "out of memory building the header");
         return NULL;
     }
     size_t n = strlen(text);
@@ -346,7 +321,7 @@ static char *build_header(const tf_file *f, size_t *hlen, char *err,
     char *h = malloc(padded);
     if (!h) {
         free(text);
-        set_err(err, errlen, "out of memory building the header");
+        tf_set_err(err, errlen, "out of memory building the header");
         return NULL;
     }
     memcpy(h, text, n);
@@ -361,18 +336,18 @@ int tf_write_safetensors(const tf_file *f, const char *path, char *err,
                          size_t errlen)
 {
     if (!f || !path) {
-        set_err(err, errlen, "NULL argument");
+        tf_set_err(err, errlen, "NULL argument");
         return -1;
     }
     char sub[256];
     if (validate_set(f, sub, sizeof(sub)) != 0) {
-        set_err(err, errlen, "%s: not written: %s", path, sub);
+        tf_set_err(err, errlen, "%s: not written: %s", path, sub);
         return -1;
     }
     size_t hlen;
     char *hdr = build_header(f, &hlen, sub, sizeof(sub));
     if (!hdr) {
-        set_err(err, errlen, "%s: %s", path, sub);
+        tf_set_err(err, errlen, "%s: %s", path, sub);
         return -1;
     }
     unsigned char lenb[8];
@@ -385,7 +360,7 @@ int tf_write_safetensors(const tf_file *f, const char *path, char *err,
         free(ptrs);
         free(lens);
         free(hdr);
-        set_err(err, errlen, "%s: out of memory", path);
+        tf_set_err(err, errlen, "%s: out of memory", path);
         return -1;
     }
     ptrs[0] = lenb;

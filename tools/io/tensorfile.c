@@ -20,7 +20,7 @@ typedef struct tf_store {
     int count, cap;
 } tf_store;
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+void tf_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     if (!err || errlen == 0)
         return;
@@ -81,15 +81,15 @@ int tf_shape_bytes(tf_dtype dtype, int ndim, const int64_t *shape,
 {
     size_t es = tf_dtype_size(dtype);
     if (es == 0) {
-        set_err(err, errlen, "unknown dtype %d", (int)dtype);
+        tf_set_err(err, errlen, "unknown dtype %d", (int)dtype);
         return -1;
     }
     if (ndim < 0 || ndim > TF_MAX_DIMS) {
-        set_err(err, errlen, "%d dimensions (at most %d)", ndim, TF_MAX_DIMS);
+        tf_set_err(err, errlen, "%d dimensions (at most %d)", ndim, TF_MAX_DIMS);
         return -1;
     }
     if (ndim > 0 && !shape) {
-        set_err(err, errlen, "missing shape");
+        tf_set_err(err, errlen, "missing shape");
         return -1;
     }
     uint64_t total = es;
@@ -98,7 +98,7 @@ int tf_shape_bytes(tf_dtype dtype, int ndim, const int64_t *shape,
     int zero = 0;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0) {
-            set_err(err, errlen, "negative extent %lld in dimension %d",
+            tf_set_err(err, errlen, "negative extent %lld in dimension %d",
                     (long long)shape[i], i);
             return -1;
         }
@@ -108,7 +108,7 @@ int tf_shape_bytes(tf_dtype dtype, int ndim, const int64_t *shape,
     for (int i = 0; i < ndim && !zero; i++) {
         uint64_t e = (uint64_t)shape[i];
         if (total > limit / e) {
-            set_err(err, errlen, "shape too large (size overflows)");
+            tf_set_err(err, errlen, "shape too large (size overflows)");
             return -1;
         }
         total *= e;
@@ -122,7 +122,7 @@ static tf_store *store_of(tf_file *f, char *err, size_t errlen)
     if (!f->blob) {
         f->blob = calloc(1, sizeof(tf_store));
         if (!f->blob)
-            set_err(err, errlen, "out of memory");
+            tf_set_err(err, errlen, "out of memory");
     }
     return f->blob;
 }
@@ -140,7 +140,7 @@ int tf_own_chunk(tf_file *f, void *chunk, char *err, size_t errlen)
         void **c = realloc(s->chunks, (size_t)cap * sizeof(*c));
         if (!c) {
             free(chunk);
-            set_err(err, errlen, "out of memory");
+            tf_set_err(err, errlen, "out of memory");
             return -1;
         }
         s->chunks = c;
@@ -157,34 +157,34 @@ int tf_push_tensor(tf_file *f, const char *name, tf_dtype dtype, int ndim,
 {
     size_t want;
     if (!f || !name) {
-        set_err(err, errlen, "NULL argument");
+        tf_set_err(err, errlen, "NULL argument");
         return -1;
     }
     if (name[0] == '\0' || strlen(name) >= TF_NAME_MAX) {
-        set_err(err, errlen, "tensor name empty or longer than %d bytes",
+        tf_set_err(err, errlen, "tensor name empty or longer than %d bytes",
                 TF_NAME_MAX - 1);
         return -1;
     }
     if (tf_find(f, name)) {
-        set_err(err, errlen, "duplicate tensor name '%s'", name);
+        tf_set_err(err, errlen, "duplicate tensor name '%s'", name);
         return -1;
     }
     if (tf_shape_bytes(dtype, ndim, shape, &want, err, errlen) != 0)
         return -1;
     if (want != nbytes) {
-        set_err(err, errlen, "tensor '%s': %zu bytes, shape needs %zu", name,
+        tf_set_err(err, errlen, "tensor '%s': %zu bytes, shape needs %zu", name,
                 nbytes, want);
         return -1;
     }
     if (nbytes > 0 && !data) {
-        set_err(err, errlen, "tensor '%s': NULL data", name);
+        tf_set_err(err, errlen, "tensor '%s': NULL data", name);
         return -1;
     }
     size_t es = tf_dtype_size(dtype);
     if (nbytes > 0 && (uintptr_t)data % es != 0) {
         void *copy = malloc(nbytes);
         if (!copy) {
-            set_err(err, errlen, "out of memory");
+            tf_set_err(err, errlen, "out of memory");
             return -1;
         }
         memcpy(copy, data, nbytes);
@@ -194,7 +194,7 @@ int tf_push_tensor(tf_file *f, const char *name, tf_dtype dtype, int ndim,
     }
     tf_tensor *t = realloc(f->tensors, (size_t)(f->count + 1) * sizeof(*t));
     if (!t) {
-        set_err(err, errlen, "out of memory");
+        tf_set_err(err, errlen, "out of memory");
         return -1;
     }
     f->tensors = t;
@@ -217,18 +217,18 @@ int tf_add(tf_file *f, const char *name, tf_dtype dtype, int ndim,
 {
     size_t nbytes;
     if (!f || !name) {
-        set_err(err, errlen, "NULL argument");
+        tf_set_err(err, errlen, "NULL argument");
         return -1;
     }
     if (tf_shape_bytes(dtype, ndim, shape, &nbytes, err, errlen) != 0)
         return -1;
     if (nbytes > 0 && !data) {
-        set_err(err, errlen, "tensor '%s': NULL data", name);
+        tf_set_err(err, errlen, "tensor '%s': NULL data", name);
         return -1;
     }
     void *copy = malloc(nbytes ? nbytes : 1);
     if (!copy) {
-        set_err(err, errlen, "out of memory (%zu bytes)", nbytes);
+        tf_set_err(err, errlen, "out of memory (%zu bytes)", nbytes);
         return -1;
     }
     if (nbytes)
@@ -251,12 +251,12 @@ int tf_set_meta(tf_file *f, const char *key, const char *value, char *err,
                 size_t errlen)
 {
     if (!f || !key || !value) {
-        set_err(err, errlen, "NULL argument");
+        tf_set_err(err, errlen, "NULL argument");
         return -1;
     }
     char *v = strdup(value);
     if (!v) {
-        set_err(err, errlen, "out of memory");
+        tf_set_err(err, errlen, "out of memory");
         return -1;
     }
     for (int i = 0; i < f->meta_count; i++) {
@@ -277,7 +277,7 @@ int tf_set_meta(tf_file *f, const char *key, const char *value, char *err,
     if (!k || !ks || !vs) {
         free(k);
         free(v);
-        set_err(err, errlen, "out of memory");
+        tf_set_err(err, errlen, "out of memory");
         return -1;
     }
     f->meta_keys[f->meta_count] = k;
@@ -330,7 +330,7 @@ const char *tf_meta(const tf_file *f, const char *key)
     return NULL;
 }
 
-static int read_full(int fd, void *buf, size_t len)
+int tf_read_exact(int fd, void *buf, size_t len)
 {
     char *p = buf;
     while (len > 0) {
@@ -351,29 +351,29 @@ int tf_read_all(const char *path, void **buf, size_t *len, char *err,
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        tf_set_err(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s: not a regular file", path);
+        tf_set_err(err, errlen, "%s: not a regular file", path);
         close(fd);
         return -1;
     }
     if ((uint64_t)st.st_size > SIZE_MAX / 2) {
-        set_err(err, errlen, "%s: file too large", path);
+        tf_set_err(err, errlen, "%s: file too large", path);
         close(fd);
         return -1;
     }
     size_t n = (size_t)st.st_size;
     void *b = malloc(n ? n : 1);
     if (!b) {
-        set_err(err, errlen, "%s: out of memory (%zu bytes)", path, n);
+        tf_set_err(err, errlen, "%s: out of memory (%zu bytes)", path, n);
         close(fd);
         return -1;
     }
-    if (read_full(fd, b, n) != 0) {
-        set_err(err, errlen, "%s: read failed", path);
+    if (tf_read_exact(fd, b, n) != 0) {
+        tf_set_err(err, errlen, "%s: read failed", path);
         free(b);
         close(fd);
         return -1;
@@ -404,23 +404,23 @@ int tf_write_atomic(const char *path, int n, const void *const *ptrs,
                     const size_t *lens, char *err, size_t errlen)
 {
     if (!path || path[0] == '\0') {
-        set_err(err, errlen, "empty output path");
+        tf_set_err(err, errlen, "empty output path");
         return -1;
     }
     size_t plen = strlen(path);
     if (path[plen - 1] == '/') {
-        set_err(err, errlen, "%s: is a directory name", path);
+        tf_set_err(err, errlen, "%s: is a directory name", path);
         return -1;
     }
     char *tmp = malloc(plen + 16);
     if (!tmp) {
-        set_err(err, errlen, "out of memory");
+        tf_set_err(err, errlen, "out of memory");
         return -1;
     }
     snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        set_err(err, errlen, "%s: cannot create temporary file: %s", path,
+        tf_set_err(err, errlen, "%s: cannot create temporary file: %s", path,
                 strerror(errno));
         free(tmp);
         return -1;
@@ -445,7 +445,7 @@ int tf_write_atomic(const char *path, int n, const void *const *ptrs,
         saved = errno;
     }
     if (!ok) {
-        set_err(err, errlen, "%s: write failed: %s", path, strerror(saved));
+        tf_set_err(err, errlen, "%s: write failed: %s", path, strerror(saved));
         unlink(tmp);
         free(tmp);
         return -1;
@@ -458,12 +458,12 @@ int tf_write_atomic(const char *path, int n, const void *const *ptrs,
 int tf_read(const char *path, tf_file *out, char *err, size_t errlen)
 {
     if (!path || !out) {
-        set_err(err, errlen, "NULL argument");
+        tf_set_err(err, errlen, "NULL argument");
         return -1;
     }
     struct stat st;
     if (stat(path, &st) != 0) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        tf_set_err(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
     if (S_ISDIR(st.st_mode))
@@ -471,7 +471,7 @@ int tf_read(const char *path, tf_file *out, char *err, size_t errlen)
     unsigned char magic[6] = {0};
     FILE *fp = fopen(path, "rb");
     if (!fp) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        tf_set_err(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
     size_t got = fread(magic, 1, sizeof(magic), fp);

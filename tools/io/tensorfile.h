@@ -102,6 +102,15 @@ uint16_t tf_f32_to_f16(float f);
  * safetensors.c, npy.c).  Callers normally use the functions above.
  */
 
+/* printf-style message into err (errlen bytes, NUL-terminated); nothing
+ * when err is NULL or errlen is 0. */
+void tf_set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Read exactly len bytes from fd (retrying short reads and EINTR); 0, or
+ * -1 on an error or end of file. */
+int tf_read_exact(int fd, void *buf, size_t len);
+
 /* Dtype by safetensors name ("F32", "BF16", ...); -1 if unknown. */
 int tf_dtype_from_name(const char *name);
 
