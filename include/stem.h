@@ -46,9 +46,10 @@ extern "C" {
 /* Largest supported head dimension. */
 #define STEM_MAX_HEAD_DIM 256
 
-/* Largest accepted magnitude of a q, k or v element: below it no product or
- * sum of the float32 path can overflow (|q.k| <= 256 * 1e30 and block sums
- * stay far from FLT_MAX). */
+/* Largest accepted magnitude of a q, k or v element.  The sparse modes
+ * lower it further to sqrt(FLT_MAX / (4 * s * d)) / (B / s), below which a
+ * block pair's strided sum cannot overflow float32 (1e15 stays the bound
+ * for B 128, s 8, d 256). */
 #define STEM_MAX_ABS_INPUT 1e15
 
 /* ------------------------------------------------------------------ status */
@@ -66,8 +67,8 @@ typedef enum stem_status {
     STEM_ERR_PARAM,         /* a parameter is out of its range */
     STEM_ERR_NOMEM,         /* an allocation failed */
     STEM_ERR_ISA,           /* requested instruction set not available */
-    STEM_ERR_MASK,          /* a mask row lacks its diagonal or is malformed */
-    STEM_ERR_RANGE,         /* an input magnitude above STEM_MAX_ABS_INPUT */
+    STEM_ERR_MASK,          /* a mask row selects no block at or below its diagonal */
+    STEM_ERR_RANGE,         /* an input magnitude above STEM_MAX_ABS_INPUT (or the scoring bound) */
     STEM_STATUS_COUNT
 } stem_status;
 
@@ -241,8 +242,9 @@ STEM_API stem_status stem_select(const stem_params *params,
 /*
  * Block-sparse attention: for each query row, softmax of q.k / sqrt(d) over
  * the causal keys of the row's selected blocks, times v.
- * mask [Hq, Qb, Kb] as from stem_select; every row must select its diagonal
- * block (STEM_ERR_MASK otherwise) and no block beyond it (ignored).
+ * mask [Hq, Qb, Kb] as from stem_select (any non-zero byte selects); every
+ * row must select at least one block at or below its diagonal I + P/B
+ * (STEM_ERR_MASK otherwise); blocks beyond the diagonal are ignored.
  * out: view [Hq, Lq, d] of dtype F32 or F64.
  * lse: optional Hq * Lq floats, the natural-log sum of exp of the row's
  * scaled scores (may be NULL).
@@ -266,8 +268,8 @@ STEM_API stem_status stem_attention_dense(const stem_params *params,
 
 /*
  * One layer's Stem prefill: logits, budget, selection, sparse attention.
- * logits and mask are optional outputs ([Hq, Qb, Kb] each, NULL to let the
- * library use its own workspace); lse is optional.
+ * logits and mask are optional outputs ([Hq, Qb, Kb] each, or NULL), written
+ * only once every stage has succeeded; lse is optional.
  */
 STEM_API stem_status stem_prefill(const stem_params *params,
                                   const stem_tensor *q, const stem_tensor *k,

@@ -6,22 +6,43 @@
  * finiteness of q, k and v) runs before the first byte of an output is
  * written.
  */
+#include <float.h>
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 #include "kernels.h"
 
+/* The largest input magnitude accepted: STEM_MAX_ABS_INPUT, and in the
+ * sparse modes also the bound under which a block pair's strided sum
+ * |QK| <= s*d*((B/s)*x)^2 stays below FLT_MAX / 4. */
+static double input_limit(const stem_params *p, int64_t d, int sparse)
+{
+    double limit = STEM_MAX_ABS_INPUT;
+    if (sparse) {
+        double groups = (double)(p->block / p->stride);
+        double x = sqrt((double)FLT_MAX / (4.0 * p->stride * (double)d)) / groups;
+        if (x < limit)
+            limit = x;
+    }
+    return limit;
+}
+
 /* Fail early with STEM_ERR_ISA when STEM_ISA names an unusable ISA (the
- * float64 oracle runs no kernel, but a bad setting is still an error). */
-static stem_status check_inputs(const stem_tensor *q, const stem_tensor *k,
-                                const stem_tensor *v)
+ * float64 oracle runs no kernel, but a bad setting is still an error), then
+ * scan q, k and v for NaN, Inf and out-of-range magnitudes. */
+static stem_status check_inputs(const stem_params *p, const stem_dims *dims,
+                                int sparse, const stem_tensor *q,
+                                const stem_tensor *k, const stem_tensor *v)
 {
     stem_status st = stem_isa_active(NULL);
     if (st != STEM_OK)
         return st;
-    if ((st = stem_check_finite(q)) != STEM_OK ||
-        (st = stem_check_finite(k)) != STEM_OK ||
-        (st = stem_check_finite(v)) != STEM_OK)
+    double limit = input_limit(p, dims->d, sparse);
+    if ((st = stem_check_finite(q, limit)) != STEM_OK ||
+        (st = stem_check_finite(k, limit)) != STEM_OK ||
+        (st = stem_check_finite(v, limit)) != STEM_OK)
         return st;
     return STEM_OK;
 }
@@ -53,19 +74,26 @@ stem_status stem_block_logits(const stem_params *params, const stem_tensor *q,
         return st;
     if (!logits)
         return STEM_ERR_NULL;
-    if ((st = check_inputs(q, k, v)) != STEM_OK)
+    if ((st = check_inputs(params, &dims, 1, q, k, v)) != STEM_OK)
         return st;
     return logits_stage(params, &dims, q, k, v, logits);
 }
 
-/* Every row (h, I) must select its diagonal block I + P/B. */
+/* Every row (h, I) must select a block J <= I + P/B: then each of its
+ * query rows has at least one key (a block below the diagonal is entirely
+ * causal for every row of the query block). */
 static stem_status check_mask(const stem_dims *dims, int B, const uint8_t *mask)
 {
     int64_t pb = dims->offset / B;
     for (int64_t h = 0; h < dims->hq; h++)
-        for (int64_t I = 0; I < dims->qb; I++)
-            if (!mask[((size_t)h * dims->qb + I) * dims->kb + I + pb])
+        for (int64_t I = 0; I < dims->qb; I++) {
+            const uint8_t *row = mask + ((size_t)h * dims->qb + I) * dims->kb;
+            int64_t J = 0;
+            while (J <= I + pb && !row[J])
+                J++;
+            if (J > I + pb)
                 return STEM_ERR_MASK;
+        }
     return STEM_OK;
 }
 
@@ -84,7 +112,7 @@ stem_status stem_attention_sparse(const stem_params *params,
         return st;
     if ((st = check_mask(&dims, params->block, mask)) != STEM_OK)
         return st;
-    if ((st = check_inputs(q, k, v)) != STEM_OK)
+    if ((st = check_inputs(params, &dims, 1, q, k, v)) != STEM_OK)
         return st;
     return attend_stage(params, &dims, q, k, v, mask, out, lse);
 }
@@ -100,7 +128,7 @@ stem_status stem_attention_dense(const stem_params *params,
         return st;
     if ((st = stem_check_out(out, &dims)) != STEM_OK)
         return st;
-    if ((st = check_inputs(q, k, v)) != STEM_OK)
+    if ((st = check_inputs(params, &dims, 0, q, k, v)) != STEM_OK)
         return st;
     return attend_stage(params, &dims, q, k, v, NULL, out, lse);
 }
@@ -116,16 +144,15 @@ stem_status stem_prefill(const stem_params *params, const stem_tensor *q,
         return st;
     if ((st = stem_check_out(out, &dims)) != STEM_OK)
         return st;
-    if ((st = check_inputs(q, k, v)) != STEM_OK)
+    if ((st = check_inputs(params, &dims, 1, q, k, v)) != STEM_OK)
         return st;
+    /* The stages work in the library's own buffers; the caller's logits and
+     * mask are written only once every stage has succeeded. */
     size_t cells = (size_t)dims.hq * (size_t)dims.qb * (size_t)dims.kb;
-    float *lg = logits ? logits : malloc(cells * sizeof(float));
-    uint8_t *mk = mask ? mask : malloc(cells);
+    float *lg = malloc(cells * sizeof(float));
+    uint8_t *mk = malloc(cells);
     if (!lg || !mk) {
-        if (!logits)
-            free(lg);
-        if (!mask)
-            free(mk);
+        free(lg), free(mk);
         return STEM_ERR_NOMEM;
     }
     st = logits_stage(params, &dims, q, k, v, lg);
@@ -133,9 +160,11 @@ stem_status stem_prefill(const stem_params *params, const stem_tensor *q,
         st = stem_select(params, &dims, lg, mk, NULL, NULL);
     if (st == STEM_OK)
         st = attend_stage(params, &dims, q, k, v, mk, out, lse);
-    if (!logits)
-        free(lg);
-    if (!mask)
-        free(mk);
+    if (st == STEM_OK && logits)
+        memcpy(logits, lg, cells * sizeof(float));
+    if (st == STEM_OK && mask)
+        memcpy(mask, mk, cells);
+    free(lg);
+    free(mk);
     return st;
 }

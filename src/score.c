@@ -86,19 +86,20 @@ stem_status stem_block_logits_f32(const stem_params *params,
     float *kst = malloc(head_floats * (size_t)chunk * sizeof(float));
     double *term = malloc((size_t)Kb * (size_t)chunk * sizeof(double));
     float *scratch = malloc((size_t)nt * per_thread * sizeof(float));
-    if (!kst || !term || !scratch) {
-        free(kst), free(term), free(scratch);
+    double *groups = malloc(stem_value_groups(params, dims) * sizeof(double));
+    float *vscratch = malloc((size_t)nt * stem_value_scratch(params, dims) * sizeof(float));
+    if (!kst || !term || !scratch || !groups || !vscratch) {
+        free(kst), free(term), free(scratch), free(groups), free(vscratch);
         return STEM_ERR_NOMEM;
     }
     const int64_t hpg = dims->hq / dims->hkv;
     const int64_t tasks = (Qb + SCORE_ROWS - 1) / SCORE_ROWS;
 
-    for (int64_t g0 = 0; g0 < dims->hkv && st == STEM_OK; g0 += chunk) {
+    for (int64_t g0 = 0; g0 < dims->hkv; g0 += chunk) {
         const int64_t ng = dims->hkv - g0 < chunk ? dims->hkv - g0 : chunk;
-        for (int64_t gg = 0; gg < ng && st == STEM_OK; gg++)
-            st = stem_value_term_f32(params, dims, v, g0 + gg, kern, nt, term + gg * Kb);
-        if (st != STEM_OK)
-            break;
+        for (int64_t gg = 0; gg < ng; gg++)
+            stem_value_term_f32(params, dims, v, g0 + gg, kern, nt, groups, vscratch,
+                                term + gg * Kb);
         /* Ksum of every key block, stored transposed: kst[e * Kb + J]. */
         #pragma omp parallel for collapse(2) schedule(static) num_threads(nt)
         for (int64_t gg = 0; gg < ng; gg++) {
@@ -159,7 +160,9 @@ stem_status stem_block_logits_f32(const stem_params *params,
     free(kst);
     free(term);
     free(scratch);
-    return st;
+    free(groups);
+    free(vscratch);
+    return STEM_OK;
 }
 
 stem_status stem_block_logits_f64(const stem_params *params,
@@ -173,19 +176,17 @@ stem_status stem_block_logits_f64(const stem_params *params,
     const int nt = stem_thread_count(params);
     const double c = qk_scale(params, d);
     const int64_t hpg = dims->hq / dims->hkv;
-    stem_status st = STEM_OK;
 
     double *ksum = malloc((size_t)sd * (size_t)Kb * sizeof(double));
     double *qsum = malloc((size_t)sd * (size_t)Qb * sizeof(double));
     double *term = malloc((size_t)Kb * sizeof(double));
-    if (!ksum || !qsum || !term) {
-        free(ksum), free(qsum), free(term);
+    double *groups = malloc(stem_value_groups(params, dims) * sizeof(double));
+    if (!ksum || !qsum || !term || !groups) {
+        free(ksum), free(qsum), free(term), free(groups);
         return STEM_ERR_NOMEM;
     }
-    for (int64_t g = 0; g < dims->hkv && st == STEM_OK; g++) {
-        st = stem_value_term_f64(params, dims, v, g, nt, term);
-        if (st != STEM_OK)
-            break;
+    for (int64_t g = 0; g < dims->hkv; g++) {
+        stem_value_term_f64(params, dims, v, g, nt, groups, term);
         /* ksum[J][j][c] = sum over groups a of block J of k[J*B + a*s + j][c] */
         #pragma omp parallel for schedule(static) num_threads(nt)
         for (int64_t J = 0; J < Kb; J++) {
@@ -238,5 +239,6 @@ stem_status stem_block_logits_f64(const stem_params *params,
     free(ksum);
     free(qsum);
     free(term);
-    return st;
+    free(groups);
+    return STEM_OK;
 }

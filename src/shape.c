@@ -189,7 +189,7 @@ void stem_load_row_f64(const stem_tensor *t, int64_t head, int64_t token,
         dst[c] = tmp[c];
 }
 
-stem_status stem_check_finite(const stem_tensor *t)
+stem_status stem_check_finite(const stem_tensor *t, double limit)
 {
     int bad = 0, big = 0;
     #pragma omp parallel for collapse(2) schedule(static) reduction(|:bad, big)
@@ -200,7 +200,7 @@ stem_status stem_check_finite(const stem_tensor *t)
             for (int64_t c = 0; c < t->dim; c++) {
                 if (!isfinite(row[c]))
                     bad = 1;
-                else if (fabs(row[c]) > STEM_MAX_ABS_INPUT)
+                else if (fabs(row[c]) > limit)
                     big = 1;
             }
         }

@@ -16,8 +16,8 @@ static const char *const messages[STEM_STATUS_COUNT] = {
     [STEM_ERR_PARAM] = "a parameter is out of range",
     [STEM_ERR_NOMEM] = "out of memory",
     [STEM_ERR_ISA] = "the requested instruction set (STEM_ISA) is unknown or not supported by this CPU or build",
-    [STEM_ERR_MASK] = "a mask row does not select its diagonal block",
-    [STEM_ERR_RANGE] = "an input magnitude exceeds 1e15 (float32 products could overflow)",
+    [STEM_ERR_MASK] = "a mask row selects no key block at or below its diagonal",
+    [STEM_ERR_RANGE] = "an input magnitude exceeds STEM_MAX_ABS_INPUT or the scoring bound (float32 sums could overflow)",
 };
 
 const char *stem_strerror(stem_status status)

@@ -69,26 +69,21 @@ static void term_from_groups(const stem_params *p, const stem_dims *dims,
     }
 }
 
-stem_status stem_value_term_f32(const stem_params *params,
-                                const stem_dims *dims, const stem_tensor *v,
-                                int64_t g, const stem_kernels *kern, int nt,
-                                double *term)
+void stem_value_term_f32(const stem_params *params, const stem_dims *dims,
+                         const stem_tensor *v, int64_t g,
+                         const stem_kernels *kern, int nt, double *groups,
+                         float *scratch, double *term)
 {
     const int B = params->block, s = params->stride, G = B / s;
     const int d = (int)dims->d;
     const int64_t kb = dims->kb, ngroups = kb * G;
-    double *gmax = malloc((size_t)ngroups * sizeof(double));
-    double *lg = malloc((size_t)ngroups * sizeof(double));
-    float *scratch = malloc((size_t)nt * ((size_t)B * d + B) * sizeof(float));
-    if (!gmax || !lg || !scratch) {
-        free(gmax), free(lg), free(scratch);
-        return STEM_ERR_NOMEM;
-    }
+    const size_t per = stem_value_scratch(params, dims);
+    double *gmax = groups, *lg = groups + ngroups;
     #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t J = 0; J < kb; J++) {
         float *tile = scratch;
 #ifdef _OPENMP
-        tile += (size_t)omp_get_thread_num() * ((size_t)B * d + B);
+        tile += (size_t)omp_get_thread_num() * per;
 #endif
         float *n2 = tile + (size_t)B * d;
         int64_t t0 = J * B;
@@ -110,24 +105,15 @@ stem_status stem_value_term_f32(const stem_params *params,
         }
     }
     term_from_groups(params, dims, gmax, lg, term);
-    free(gmax);
-    free(lg);
-    free(scratch);
-    return STEM_OK;
 }
 
-stem_status stem_value_term_f64(const stem_params *params,
-                                const stem_dims *dims, const stem_tensor *v,
-                                int64_t g, int nt, double *term)
+void stem_value_term_f64(const stem_params *params, const stem_dims *dims,
+                         const stem_tensor *v, int64_t g, int nt,
+                         double *groups, double *term)
 {
     const int s = params->stride;
     const int64_t d = dims->d, ngroups = dims->kb * (params->block / s);
-    double *gmax = malloc((size_t)ngroups * sizeof(double));
-    double *lg = malloc((size_t)ngroups * sizeof(double));
-    if (!gmax || !lg) {
-        free(gmax), free(lg);
-        return STEM_ERR_NOMEM;
-    }
+    double *gmax = groups, *lg = groups + ngroups;
     #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t b = 0; b < ngroups; b++) {
         double row[STEM_MAX_HEAD_DIM], m = 0.0;
@@ -146,7 +132,4 @@ stem_status stem_value_term_f64(const stem_params *params,
         lg[b] = log(m + 1e-6);
     }
     term_from_groups(params, dims, gmax, lg, term);
-    free(gmax);
-    free(lg);
-    return STEM_OK;
 }

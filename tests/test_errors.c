@@ -372,6 +372,37 @@ static void test_range(void **state)
     }
 }
 
+/* With the largest blocks the sparse modes' bound drops below 1e15:
+ * B 4096, s 1, d 256 gives sqrt(FLT_MAX / 1024) / 4096 ~ 1.4e14. */
+static void test_range_scoring_bound(void **state)
+{
+    (void)state;
+    stem_params p;
+    stem_params_init(&p, STEM_PROFILE_ANGELSLIM);
+    p.block = 4096;
+    p.stride = 1;
+    tu_tensor t[3];
+    for (int i = 0; i < 3; i++) {
+        t[i] = tu_tensor_new(STEM_F32, TU_HND, 1, 4096, 256);
+        tu_fill_normal(&t[i].t, 60 + (uint64_t)i, 1.0);
+    }
+    tu_set(&t[1].t, 0, 17, 5, 5e14);
+    float *logits = malloc(sizeof(float));
+    assert_non_null(logits);
+    logits[0] = 7.0f;
+    assert_int_equal(stem_block_logits(&p, &t[0].t, &t[1].t, &t[2].t, logits), STEM_ERR_RANGE);
+    assert_true(logits[0] == 7.0f);
+    /* dense attention has no block sums: only STEM_MAX_ABS_INPUT applies */
+    tu_tensor o = tu_tensor_new(STEM_F32, TU_HND, 1, 4096, 256);
+    tu_set(&t[1].t, 0, 17, 5, 1.0);
+    tu_set(&t[0].t, 0, 3, 5, 5e14);
+    assert_int_equal(stem_attention_dense(&p, &t[0].t, &t[1].t, &t[2].t, &o.t, NULL), STEM_OK);
+    for (int i = 0; i < 3; i++)
+        tu_tensor_free(&t[i]);
+    tu_tensor_free(&o);
+    free(logits);
+}
+
 static void test_param(void **state)
 {
     fixture *f = *state;
@@ -422,13 +453,20 @@ static void test_mask(void **state)
     uint8_t *m = malloc(f->nl);
     assert_non_null(m);
     memcpy(m, f->gmask, f->nl);
-    m[(1 * 2 + 1) * 2 + 1] = 0;                /* head 1, row 1 lacks block 1 */
-    EXPECT(f, stem_attention_sparse(&f->p, &f->q.t, &f->k.t, &f->v.t, m, &f->out.t, f->lse),
-           STEM_ERR_MASK);
-    memcpy(m, f->gmask, f->nl);
     m[0] = 0;                                   /* head 0, row 0: nothing at all */
     EXPECT(f, stem_attention_sparse(&f->p, &f->q.t, &f->k.t, &f->v.t, m, &f->out.t, f->lse),
            STEM_ERR_MASK);
+    memcpy(m, f->gmask, f->nl);
+    m[(1 * 2 + 1) * 2 + 0] = 0;                /* head 1, row 1: only block 1 ... */
+    m[(1 * 2 + 1) * 2 + 1] = 0;                /* ... and not even that */
+    EXPECT(f, stem_attention_sparse(&f->p, &f->q.t, &f->k.t, &f->v.t, m, &f->out.t, f->lse),
+           STEM_ERR_MASK);
+    /* a row without its diagonal but with an earlier block is valid */
+    memcpy(m, f->gmask, f->nl);
+    m[(1 * 2 + 1) * 2 + 1] = 0;
+    m[(1 * 2 + 1) * 2 + 0] = 1;
+    assert_int_equal(stem_attention_sparse(&f->p, &f->q.t, &f->k.t, &f->v.t, m, &f->out.t,
+                                           f->lse), STEM_OK);
     free(m);
 }
 
@@ -583,6 +621,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_head_dim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nonfinite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_range, setup, teardown),
+        cmocka_unit_test(test_range_scoring_bound),
         cmocka_unit_test_setup_teardown(test_param, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mask, setup, teardown),
     };
