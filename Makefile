@@ -69,6 +69,8 @@ BENCH_BIN   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 BENCH_COMMON_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bench/common/*.c))
 
 .PHONY: all lib cli deps demo test tests bench install clean examples test-asan test-tsan fuzz
+# keep the objects that pattern rules build on the way to a program
+.SECONDARY:
 all: lib cli
 
 lib: $(BUILD)/libstem.a $(BUILD)/$(SONAME)

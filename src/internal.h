@@ -21,8 +21,9 @@ STEM_INTERNAL void stem_load_row_f64(const stem_tensor *t, int64_t head,
                                      int64_t token, double *dst);
 
 /* STEM_ERR_NONFINITE if any element of the view is NaN or Inf, else
- * STEM_ERR_RANGE if one exceeds limit in magnitude. */
-STEM_INTERNAL stem_status stem_check_finite(const stem_tensor *t, double limit);
+ * STEM_ERR_RANGE if one exceeds limit in magnitude.  Scans with nt threads. */
+STEM_INTERNAL stem_status stem_check_finite(const stem_tensor *t, double limit,
+                                            int nt);
 
 /* Check that an output view is a valid F32/F64 [hq, lq, d] target. */
 STEM_INTERNAL stem_status stem_check_out(const stem_tensor *out,

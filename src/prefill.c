@@ -40,9 +40,10 @@ static stem_status check_inputs(const stem_params *p, const stem_dims *dims,
     if (st != STEM_OK)
         return st;
     double limit = input_limit(p, dims->d, sparse);
-    if ((st = stem_check_finite(q, limit)) != STEM_OK ||
-        (st = stem_check_finite(k, limit)) != STEM_OK ||
-        (st = stem_check_finite(v, limit)) != STEM_OK)
+    int nt = stem_thread_count(p);
+    if ((st = stem_check_finite(q, limit, nt)) != STEM_OK ||
+        (st = stem_check_finite(k, limit, nt)) != STEM_OK ||
+        (st = stem_check_finite(v, limit, nt)) != STEM_OK)
         return st;
     return STEM_OK;
 }

@@ -189,10 +189,10 @@ void stem_load_row_f64(const stem_tensor *t, int64_t head, int64_t token,
         dst[c] = tmp[c];
 }
 
-stem_status stem_check_finite(const stem_tensor *t, double limit)
+stem_status stem_check_finite(const stem_tensor *t, double limit, int nt)
 {
     int bad = 0, big = 0;
-    #pragma omp parallel for collapse(2) schedule(static) reduction(|:bad, big)
+    #pragma omp parallel for collapse(2) schedule(static) reduction(|:bad, big) num_threads(nt)
     for (int64_t h = 0; h < t->heads; h++) {
         for (int64_t n = 0; n < t->tokens; n++) {
             double row[STEM_MAX_HEAD_DIM];
