@@ -1,6 +1,5 @@
 /*
- * check_report.c - the human and JSON reports of `stem check`, and its
- * progress line (see check_report.h).
+ * check_report.c - the human and JSON reports of `stem check`.
  */
 #include "check_report.h"
 
@@ -390,52 +389,4 @@ int check_report_json(const check_report *r, const char *path, char *err,
     int rc = tf_write_atomic(path, 2, ptrs, lens, err, errlen);
     cJSON_free(text);
     return rc;
-}
-
-/* --------------------------------------------------------------- progress */
-
-static struct {
-    const char *label;
-    double start;
-    int shown, tty;
-} prog;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* See check_report.h. */
-void check_progress_start(const char *label)
-{
-    prog.label = label;
-    prog.start = now_s();
-    prog.shown = 0;
-    prog.tty = isatty(STDERR_FILENO);
-}
-
-/* See check_report.h. */
-void check_progress(const char *stage)
-{
-    if (!prog.tty || !prog.label)
-        return;
-    double el = now_s() - prog.start;
-    if (el <= 1.0)
-        return;
-    fprintf(stderr, "\r\033[K%s: %s ... (%.1f s)", prog.label, stage, el);
-    fflush(stderr);
-    prog.shown = 1;
-}
-
-/* See check_report.h. */
-void check_progress_done(void)
-{
-    if (prog.shown) {
-        fputs("\r\033[K", stderr);
-        fflush(stderr);
-    }
-    prog.shown = 0;
-    prog.label = NULL;
 }

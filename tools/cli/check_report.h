@@ -1,6 +1,5 @@
 /*
- * check_report.h - what `stem check` found, as a human report and as JSON,
- * and the progress line it shows on a terminal.
+ * check_report.h - what `stem check` found, as a human report and as JSON.
  */
 #ifndef STEM_CLI_CHECK_REPORT_H
 #define STEM_CLI_CHECK_REPORT_H
@@ -47,13 +46,5 @@ void check_report_text(FILE *fp, const check_report *r);
 int check_report_json(const check_report *r, const char *path, char *err,
                       size_t errlen);
 
-/*
- * Progress on stderr: a one-line status that appears only when stderr is a
- * terminal and the work has run for more than a second, rewritten in place
- * and erased by check_progress_done.  label is a static string.
- */
-void check_progress_start(const char *label);
-void check_progress(const char *stage);
-void check_progress_done(void);
 
 #endif /* STEM_CLI_CHECK_REPORT_H */

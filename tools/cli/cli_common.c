@@ -2,6 +2,7 @@
  * cli_common.c - shared pieces of the stem subcommands (see cli_common.h).
  */
 #include "cli_common.h"
+#include "progress.h"
 
 #include <errno.h>
 #include <math.h>
@@ -15,6 +16,7 @@
 void cli_error(const char *fmt, ...)
 {
     va_list ap;
+    cli_progress_done(); /* the message replaces a progress line */
     fputs("stem: ", stderr);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);

@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "check_report.h"
+#include "progress.h"
 #include "check_tensors.h"
 #include "cli_common.h"
 #include "commands.h"
@@ -223,7 +224,7 @@ static int compare_all(const stem_params *p, const stem_tensor *q,
     if (!b->ref_logits || !b->ref_mask || !b->budget)
         goto nomem;
     stem_status st;
-    check_progress("block logits");
+    cli_progress("block logits");
     if ((st = stem_block_logits(p, q, k, v, b->ref_logits)) != STEM_OK ||
         (st = stem_budget(p, dm->kb, b->budget)) != STEM_OK ||
         (st = stem_select(p, dm, b->ref_logits, b->ref_mask, NULL, NULL)) !=
@@ -268,7 +269,7 @@ static int compare_all(const stem_params *p, const stem_tensor *q,
         goto nomem;
     stem_tensor ot = stem_tensor_hnd(b->ref_out, STEM_F32, dm->hq, dm->lq,
                                      dm->d);
-    check_progress("masked attention");
+    cli_progress("masked attention");
     if ((st = stem_attention_sparse(p, q, k, v, am, &ot, b->ref_lse)) !=
         STEM_OK)
         goto lib;
@@ -277,10 +278,10 @@ static int compare_all(const stem_params *p, const stem_tensor *q,
             goto nomem;
         stem_tensor dt = stem_tensor_hnd(b->dense_out, STEM_F32, dm->hq,
                                          dm->lq, dm->d);
-        check_progress("dense attention");
+        cli_progress("dense attention");
         if ((st = stem_attention_dense(p, q, k, v, &dt, NULL)) != STEM_OK)
             goto lib;
-        check_progress("comparing");
+        cli_progress("comparing");
         if (check_output(b->gpu_out, b->ref_out, b->dense_out, dm->hq,
                          dm->lq, dm->d, nshow, &rep->out) != 0)
             goto nomem;
@@ -342,8 +343,8 @@ int cmd_check(int argc, char **argv)
     char err[512];
     double t0 = cli_now();
     rc = CLI_USAGE;
-    check_progress_start("stem check");
-    check_progress("reading");
+    cli_progress_start("stem check");
+    cli_progress("reading");
     if (ct_read(a.in, &fin, err, sizeof(err)) != 0) {
         cli_error("check: %s", err);
         goto done;
@@ -400,7 +401,7 @@ int cmd_check(int argc, char **argv)
         goto done;
     set_verdicts(&rep);
     rep.seconds = cli_now() - t0;
-    check_progress_done();
+    cli_progress_done();
     check_report_text(stdout, &rep);
     rc = check_report_failed(&rep) ? CLI_FAIL : CLI_OK;
     if (a.json && check_report_json(&rep, a.json, err, sizeof(err)) != 0) {
@@ -408,7 +409,7 @@ int cmd_check(int argc, char **argv)
         rc = CLI_USAGE;
     }
 done:
-    check_progress_done();
+    cli_progress_done();
     check_mask_result_free(&rep.mask);
     check_out_result_free(&rep.out);
     check_lse_result_free(&rep.lse);

@@ -10,6 +10,7 @@
 #include "check.h"
 #include "check_tensors.h"
 #include "cli_common.h"
+#include "progress.h"
 #include "commands.h"
 
 static void explain_usage(FILE *fp)
@@ -191,6 +192,8 @@ int cmd_explain(int argc, char **argv)
         cli_error("explain: out of memory");
         goto done;
     }
+    cli_progress_start("stem explain");
+    cli_progress("block logits");
     if ((st = stem_block_logits(&p, &q, &k, &vv, lg)) != STEM_OK ||
         (st = stem_block_logits(&pq, &q, &k, &vv, lq)) != STEM_OK ||
         (st = stem_budget(&p, dm.kb, budget)) != STEM_OK ||
@@ -198,6 +201,7 @@ int cmd_explain(int argc, char **argv)
         cli_error("explain: %s: %s", in, stem_strerror(st));
         goto done;
     }
+    cli_progress_done();
     int64_t pb = dm.offset / p.block, pos = qblock + pb;
     int64_t last = pos < dm.kb - 1 ? pos : dm.kb - 1;
     size_t base = (size_t)((head * dm.qb + qblock) * dm.kb);

@@ -10,6 +10,7 @@
 #include "check.h"
 #include "check_tensors.h"
 #include "cli_common.h"
+#include "progress.h"
 #include "commands.h"
 #include "mask_image.h"
 #include "png_write.h"
@@ -92,11 +93,14 @@ static int reference_of(const tf_file *o, const stem_params *p, int layout,
         cli_error("mask: out of memory");
         return CLI_USAGE;
     }
+    cli_progress_start("stem mask");
+    cli_progress("block logits");
     if ((st = stem_block_logits(p, &q, &k, &v, *logits)) != STEM_OK ||
         (st = stem_select(p, &dm, *logits, *mask, NULL, NULL)) != STEM_OK) {
         cli_error("mask: %s: %s", path, stem_strerror(st));
-        return CLI_USAGE;
+        return CLI_FAIL;
     }
+    cli_progress_done();
     return CLI_OK;
 }
 

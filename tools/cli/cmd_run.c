@@ -9,6 +9,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "progress.h"
 
 static void run_usage(FILE *fp)
 {
@@ -176,7 +177,10 @@ int cmd_run(int argc, char **argv)
 
     tf_file f = {0};
     char err[512];
+    cli_progress_start("stem run");
+    cli_progress("reading");
     if (tf_read(in, &f, err, sizeof(err)) != 0) {
+        cli_progress_done();
         cli_error("run: %s", err);
         return CLI_FAIL;
     }
@@ -210,6 +214,7 @@ int cmd_run(int argc, char **argv)
         goto done;
     }
     stem_tensor ot = stem_tensor_hnd(ro.out, STEM_F32, dm.hq, dm.lq, dm.d);
+    cli_progress(dense ? "dense attention" : "Stem prefill");
     double t0 = cli_now();
     if (dense)
         st = stem_attention_dense(&p, &q, &k, &v, &ot, ro.lse);
@@ -220,7 +225,9 @@ int cmd_run(int argc, char **argv)
         cli_error("run: %s: %s", in, stem_strerror(st));
         goto done;
     }
+    cli_progress("writing");
     rc = write_results(outp, &dm, &ro, &p, dense, isa, secs);
+    cli_progress_done();
     if (rc != CLI_OK)
         goto done;
     if (dense) {
@@ -242,6 +249,7 @@ int cmd_run(int argc, char **argv)
                 omp_get_max_threads());
     }
 done:
+    cli_progress_done();
     free(ro.out);
     free(ro.lse);
     free(ro.logits);
