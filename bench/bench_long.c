@@ -28,32 +28,6 @@
 #include "bench_util.h"
 #include "stem.h"
 
-static uint16_t to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
-}
-
-/* n BF16 values of N(0, 1), generated in chunks to keep the peak low. */
-static uint16_t *randn_bf16(size_t n, uint64_t seed)
-{
-    uint16_t *x = malloc(n * sizeof(uint16_t));
-    const size_t chunk = (size_t)1 << 20;
-    for (size_t i = 0; x && i < n; i += chunk) {
-        size_t m = n - i < chunk ? n - i : chunk;
-        float *f = bench_randn(m, seed + i, 1.0f);
-        if (!f) {
-            free(x);
-            return NULL;
-        }
-        for (size_t j = 0; j < m; j++)
-            x[i + j] = to_bf16(f[j]);
-        free(f);
-    }
-    return x;
-}
-
 int main(int argc, char **argv)
 {
     int64_t tokens = (int64_t)1 << 20, d = 128;
@@ -74,7 +48,7 @@ int main(int argc, char **argv)
     const double MiB = 1048576.0;
     double base = bench_peak_rss();
     size_t n = (size_t)tokens * (size_t)d;
-    uint16_t *q = randn_bf16(n, 11), *k = randn_bf16(n, 12), *v = randn_bf16(n, 13);
+    uint16_t *q = bench_randn_bf16(n, 11), *k = bench_randn_bf16(n, 12), *v = bench_randn_bf16(n, 13);
     float *out = malloc(n * sizeof(float)), *lse = malloc((size_t)tokens * sizeof(float));
     if (!q || !k || !v || !out || !lse) {
         fprintf(stderr, "bench_long: out of memory\n");

@@ -20,31 +20,6 @@
 #include "bench_util.h"
 #include "stem.h"
 
-static uint16_t to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
-}
-
-static uint16_t *randn_bf16(size_t n, uint64_t seed)
-{
-    uint16_t *x = malloc(n * sizeof(uint16_t));
-    const size_t chunk = (size_t)1 << 20;
-    for (size_t i = 0; x && i < n; i += chunk) {
-        size_t m = n - i < chunk ? n - i : chunk;
-        float *f = bench_randn(m, seed + i, 1.0f);
-        if (!f) {
-            free(x);
-            return NULL;
-        }
-        for (size_t j = 0; j < m; j++)
-            x[i + j] = to_bf16(f[j]);
-        free(f);
-    }
-    return x;
-}
-
 int main(int argc, char **argv)
 {
     int64_t tokens = 131072, heads = 8, kv = 8, d = 128;
@@ -66,7 +41,7 @@ int main(int argc, char **argv)
     }
     double base = bench_peak_rss();
     size_t nq = (size_t)heads * tokens * d, nk = (size_t)kv * tokens * d;
-    uint16_t *q = randn_bf16(nq, 1), *k = randn_bf16(nk, 2), *v = randn_bf16(nk, 3);
+    uint16_t *q = bench_randn_bf16(nq, 1), *k = bench_randn_bf16(nk, 2), *v = bench_randn_bf16(nk, 3);
     float *out = malloc(nq * sizeof(float));
     if (!q || !k || !v || !out) {
         fprintf(stderr, "bench_memory: out of memory\n");

@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -36,6 +37,31 @@ float *bench_randn(size_t n, uint64_t seed, float sigma)
         x[i] = sigma * (float)(r * cos(2.0 * M_PI * u2));
         if (i + 1 < n)
             x[i + 1] = sigma * (float)(r * sin(2.0 * M_PI * u2));
+    }
+    return x;
+}
+
+static uint16_t to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
+uint16_t *bench_randn_bf16(size_t n, uint64_t seed)
+{
+    uint16_t *x = malloc(n * sizeof(uint16_t));
+    const size_t chunk = (size_t)1 << 20;
+    for (size_t i = 0; x && i < n; i += chunk) {
+        size_t m = n - i < chunk ? n - i : chunk;
+        float *f = bench_randn(m, seed + i, 1.0f);
+        if (!f) {
+            free(x);
+            return NULL;
+        }
+        for (size_t j = 0; j < m; j++)
+            x[i + j] = to_bf16(f[j]);
+        free(f);
     }
     return x;
 }
