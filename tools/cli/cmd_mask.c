@@ -91,7 +91,7 @@ static int reference_of(const tf_file *o, const stem_params *p, int layout,
     *logits = malloc(n * sizeof(float));
     if (!*mask || !*logits) {
         cli_error("mask: out of memory");
-        return CLI_USAGE;
+        return CLI_FAIL;
     }
     cli_progress_start("stem mask");
     cli_progress("block logits");
