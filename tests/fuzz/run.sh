@@ -65,7 +65,7 @@ for name in fuzz_safetensors fuzz_npy fuzz_cli_args fuzz_prefill; do
     echo "fuzz: $name for ${SECONDS_EACH}s"
     if ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 \
         OMP_NUM_THREADS=1 \
-        "$B/$name" -max_total_time="$SECONDS_EACH" -timeout=10 \
+        "$B/$name" -max_total_time="$SECONDS_EACH" -timeout=30 \
         -rss_limit_mb=2048 -max_len=8192 -close_fd_mask=3 $dict \
         -artifact_prefix="$(pwd)/$B/crash-$name-" -print_final_stats=1 \
         "$work" >"$B/$name.log" 2>&1; then
