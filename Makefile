@@ -157,10 +157,11 @@ test-asan: deps
 test-tsan: deps
 	@sh tools/check-races.sh build-tsan
 
-# libFuzzer harnesses of tests/fuzz, FUZZ_SECONDS each.
+# libFuzzer harnesses of tests/fuzz, FUZZ_SECONDS each; FUZZ_SEED=N repeats a run.
 FUZZ_SECONDS ?= 60
+FUZZ_SEED ?=
 fuzz: deps
-	@sh tests/fuzz/run.sh $(FUZZ_SECONDS)
+	@FUZZ_SEED=$(FUZZ_SEED) sh tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 install: lib cli
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin

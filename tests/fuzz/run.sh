@@ -12,7 +12,8 @@
 # $FUZZ_BUILD (default build-fuzz) with the same sanitizers.  A crash, leak,
 # sanitizer report or timeout stops the run: the input that caused it is
 # saved as $FUZZ_BUILD/crash-* (re-run it with `$FUZZ_BUILD/fuzz_NAME FILE`).
-# Exit status 0 only if every harness ran clean.
+# Exit status 0 only if every harness ran clean.  FUZZ_SEED=N fixes
+# libFuzzer's random seed, so that a run can be repeated (CI sets it).
 set -eu
 SECONDS_EACH=${1:-${FUZZ_SECONDS:-60}}
 cd "$(dirname "$0")/../.."
@@ -48,6 +49,8 @@ build fuzz_npy $IO_OBJ
 build fuzz_cli_args "$B/cli_main_renamed.o" $CLI_OBJ $IO_OBJ "$B/libstem.a"
 build fuzz_prefill "$B/libstem.a"
 
+seed=""
+[ -n "${FUZZ_SEED:-}" ] && seed="-seed=$FUZZ_SEED"
 status=0
 for name in fuzz_safetensors fuzz_npy fuzz_cli_args fuzz_prefill; do
     dict=""
@@ -65,7 +68,7 @@ for name in fuzz_safetensors fuzz_npy fuzz_cli_args fuzz_prefill; do
     echo "fuzz: $name for ${SECONDS_EACH}s"
     if ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 \
         OMP_NUM_THREADS=1 \
-        "$B/$name" -max_total_time="$SECONDS_EACH" -timeout=30 \
+        "$B/$name" -max_total_time="$SECONDS_EACH" -timeout=30 $seed \
         -rss_limit_mb=2048 -max_len=8192 -close_fd_mask=3 $dict \
         -artifact_prefix="$(pwd)/$B/crash-$name-" -print_final_stats=1 \
         "$work" >"$B/$name.log" 2>&1; then
