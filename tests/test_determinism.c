@@ -35,17 +35,23 @@ typedef struct workload {
     const char *name;
     stem_profile profile;
     int64_t hq, hkv, lq, lk, d;
-    int paper_min_k0; /* > 0: replaces the preset's (and sinks 1, window 1) */
-    int sparse;       /* 1: selection must drop blocks */
+    int paper_min_k0; /* > 0: replaces the preset's */
+    int block;        /* > 0: replaces the preset's (stride 4) */
+    int sparse;       /* 1: one sink, a window of 1; selection must drop blocks */
 } workload;
 
 static workload workloads[] = {
     /* under 56 blocks the angelslim and hpc-ops budgets keep every block;
-     * these two cover their logit and value rules and dense attention */
-    {"angelslim d64 1536x1536", STEM_PROFILE_ANGELSLIM, 4, 2, 1536, 1536, 64, 0, 0},
-    {"hpc-ops d128 768x1536", STEM_PROFILE_HPCOPS, 4, 2, 768, 1536, 128, 0, 0},
+     * these two cover their logit and value rules and dense attention at
+     * the presets' block of 128 */
+    {"angelslim d64 1536x1536", STEM_PROFILE_ANGELSLIM, 4, 2, 1536, 1536, 64, 0, 0, 0},
+    {"hpc-ops d128 768x1536", STEM_PROFILE_HPCOPS, 4, 2, 768, 1536, 128, 0, 0, 0},
+    /* blocks of 8 (192 of them; 64 in quick mode), one sink and a window
+     * of 1: their top-k selection drops blocks */
+    {"angelslim B8 d64 1536x1536", STEM_PROFILE_ANGELSLIM, 4, 2, 1536, 1536, 64, 0, 8, 1},
+    {"hpc-ops B8 d128 768x1536", STEM_PROFILE_HPCOPS, 4, 2, 768, 1536, 128, 0, 8, 1},
     /* k0 >= 1 instead of 54, one sink, a window of 1: blocks are dropped */
-    {"paper d100 1500x1500", STEM_PROFILE_PAPER, 4, 2, 1500, 1500, 100, 1, 1},
+    {"paper d100 1500x1500", STEM_PROFILE_PAPER, 4, 2, 1500, 1500, 100, 1, 0, 1},
 };
 #define N_WORKLOADS ((int)(sizeof workloads / sizeof workloads[0]))
 
@@ -123,8 +129,13 @@ static int compute(const workload *w, const inputs *in, int threads,
     if (stem_params_init(&p, w->profile) != STEM_OK)
         return -1;
     p.threads = threads;
-    if (w->paper_min_k0 > 0) {
+    if (w->paper_min_k0 > 0)
         p.paper_min_k0 = w->paper_min_k0;
+    if (w->block > 0) {
+        p.block = w->block;
+        p.stride = 4;
+    }
+    if (w->sparse) {
         p.sinks = 1;
         p.window = 1;
     }
