@@ -6,7 +6,8 @@
  * Prints the input and output sizes, the peak resident set of the process,
  * and the library's own share (peak - inputs - outputs) beside the
  * documented bound: logits + mask (5 * Hq * Qb * Kb bytes), the packed kv
- * heads in flight (2 * Kb * B * d floats each, up to 256 MiB, at least one)
+ * heads in flight (2 * Kb * B * d floats each; up to 256 MiB and no more
+ * heads than give each thread 8 tasks, at least one)
  * and per-thread tiles.
  */
 #include <stdio.h>
@@ -78,8 +79,17 @@ int main(int argc, char **argv)
     double in = (double)(nq + 2 * nk) * 2, outb = (double)nq * 4;
     double cells = (double)dims.hq * dims.qb * dims.kb;
     double per_head = 2.0 * dims.kb * p.block * d * 4;
-    double packed = per_head > 256 * MiB ? per_head
-                    : per_head * (double)(kv < (int64_t)(256 * MiB / per_head) ? kv : (int64_t)(256 * MiB / per_head));
+    /* kv heads packed together: as many as fit in 256 MiB, no more than
+     * give each thread 8 (head, query block) tasks, at least one */
+    int64_t heads_packed = (int64_t)(256 * MiB / per_head);
+    int64_t want = (8 * (int64_t)nt + dims.hq / dims.hkv * dims.qb - 1) / (dims.hq / dims.hkv * dims.qb);
+    if (want < heads_packed)
+        heads_packed = want;
+    if (heads_packed < 1)
+        heads_packed = 1;
+    if (heads_packed > kv)
+        heads_packed = kv;
+    double packed = per_head * (double)heads_packed;
     double tiles = nt * ((double)p.block * d * 2 + (double)p.block * p.block + 4.0 * p.block) * 4;
     double bound = cells * 5 + packed + tiles;
     printf("Stem prefill %lld tokens x %lld heads (%lld kv), d %lld, BF16 in, F32 out: %.1f s\n",

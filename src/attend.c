@@ -29,8 +29,10 @@
 #include "internal.h"
 #include "kernels.h"
 
-/* Packed K/V of several kv heads are kept together up to this size. */
+/* Packed K/V of several kv heads are kept together up to this size, and no
+ * more heads than give each thread this many tasks. */
 #define STEM_PACK_BYTES ((size_t)256 << 20)
+#define STEM_TASKS_PER_THREAD 8
 
 typedef struct tile_ws {
     float *q;     /* [B][d] query rows */
@@ -146,11 +148,16 @@ stem_status stem_attend_f32(const stem_params *params, const stem_dims *dims,
     const int nt = stem_thread_count(params);
     const size_t blk = (size_t)B * d, per = ws_floats(B, d);
 
-    /* Pack as many kv heads at once as fit in STEM_PACK_BYTES (at least
-     * one), so that short prompts with many heads still give every thread
-     * work. */
+    /* Pack several kv heads at once: enough for STEM_TASKS_PER_THREAD
+     * (head, query block) tasks per thread, so that short prompts with many
+     * heads still give every thread work, but no more (a small pack stays
+     * in cache, and its buffer is reused by the next heads), and at most
+     * STEM_PACK_BYTES (at least one head). */
     const size_t head_bytes = 2 * blk * (size_t)Kb * sizeof(float);
     int64_t chunk = (int64_t)(STEM_PACK_BYTES / head_bytes);
+    int64_t want = (STEM_TASKS_PER_THREAD * (int64_t)nt + hpg * Qb - 1) / (hpg * Qb);
+    if (want < chunk)
+        chunk = want;
     if (chunk < 1)
         chunk = 1;
     if (chunk > dims->hkv)
