@@ -81,6 +81,40 @@ static void pack_block(const stem_tensor *k, const stem_tensor *v, int64_t g,
     }
 }
 
+/* A (head h, query block I) task and its cost in key blocks. */
+typedef struct attend_task {
+    int64_t blocks, h, I;
+} attend_task;
+
+/* Key blocks task (h, I) visits: the selected ones at or below its last
+ * causal block (all of them without a mask). */
+static int64_t task_blocks(const stem_dims *dims, int B, const uint8_t *mask,
+                           int64_t h, int64_t I)
+{
+    int64_t rows = dims->lq - I * B < B ? dims->lq - I * B : B;
+    int64_t last = (I * B + dims->offset + rows - 1) / B;
+    if (last > dims->kb - 1)
+        last = dims->kb - 1;
+    if (!mask)
+        return last + 1;
+    const uint8_t *mrow = mask + ((size_t)h * dims->qb + I) * dims->kb;
+    int64_t n = 0;
+    for (int64_t J = 0; J <= last; J++)
+        n += mrow[J] != 0;
+    return n;
+}
+
+/* Most blocks first; ties by later query block, then by head. */
+static int task_order(const void *pa, const void *pb)
+{
+    const attend_task *a = pa, *b = pb;
+    if (a->blocks != b->blocks)
+        return a->blocks > b->blocks ? -1 : 1;
+    if (a->I != b->I)
+        return a->I > b->I ? -1 : 1;
+    return (a->h > b->h) - (a->h < b->h);
+}
+
 /* One (head h, query block I) task. */
 static void attend_block(const stem_kernels *kern, const stem_dims *dims,
                          int B, const stem_tensor *q, int64_t h, int64_t I,
@@ -165,8 +199,9 @@ stem_status stem_attend_f32(const stem_params *params, const stem_dims *dims,
     float *kt = malloc(blk * (size_t)Kb * (size_t)chunk * sizeof(float));
     float *vp = malloc(blk * (size_t)Kb * (size_t)chunk * sizeof(float));
     float *ws = malloc(per * (size_t)nt * sizeof(float));
-    if (!kt || !vp || !ws) {
-        free(kt), free(vp), free(ws);
+    attend_task *tasks = malloc((size_t)(chunk * hpg * Qb) * sizeof *tasks);
+    if (!kt || !vp || !ws || !tasks) {
+        free(kt), free(vp), free(ws), free(tasks);
         return STEM_ERR_NOMEM;
     }
     const size_t head_floats = blk * (size_t)Kb;
@@ -180,24 +215,30 @@ stem_status stem_attend_f32(const stem_params *params, const stem_dims *dims,
                            vp + gg * head_floats + J * blk, row);
             }
         }
-        /* Longest rows first: the last query blocks carry the most work. */
-        #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nt)
-        for (int64_t task = 0; task < Qb; task++) {
-            for (int64_t hh = 0; hh < ng * hpg; hh++) {
-                int tid = 0;
+        /* Longest tasks first (by selected key blocks), so that the last
+         * tasks the threads pick up are short. */
+        const int64_t n = ng * hpg * Qb;
+        for (int64_t i = 0; i < n; i++) {
+            int64_t h = g0 * hpg + i / Qb, I = i % Qb;
+            tasks[i] = (attend_task){task_blocks(dims, B, mask, h, I), h, I};
+        }
+        qsort(tasks, (size_t)n, sizeof *tasks, task_order);
+        #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+        for (int64_t i = 0; i < n; i++) {
+            int tid = 0;
 #ifdef _OPENMP
-                tid = omp_get_thread_num();
+            tid = omp_get_thread_num();
 #endif
-                int64_t I = Qb - 1 - task, h = g0 * hpg + hh, gg = hh / hpg;
-                const uint8_t *mrow = mask ? mask + ((size_t)h * Qb + I) * Kb : NULL;
-                attend_block(kern, dims, B, q, h, I, mrow, kt + gg * head_floats,
-                             vp + gg * head_floats,
-                             ws_at(ws + (size_t)tid * per, B, d), out, lse);
-            }
+            int64_t h = tasks[i].h, I = tasks[i].I, gg = h / hpg - g0;
+            const uint8_t *mrow = mask ? mask + ((size_t)h * Qb + I) * Kb : NULL;
+            attend_block(kern, dims, B, q, h, I, mrow, kt + gg * head_floats,
+                         vp + gg * head_floats, ws_at(ws + (size_t)tid * per, B, d),
+                         out, lse);
         }
     }
     free(kt);
     free(vp);
     free(ws);
+    free(tasks);
     return STEM_OK;
 }
