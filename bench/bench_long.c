@@ -7,7 +7,8 @@
  * size, and the library's share of it (peak during the call - resident set
  * before) beside the documented workspace bound:
  *   logits + mask   5 * Hq * Qb * Kb bytes (float logits, byte mask)
- *   packed kv       2 * Kb * B * d floats for one kv head (K^T and V blocks)
+ *   packed kv       2 * Kb * B * d floats for one kv head (K^T and V blocks),
+ *                   24 bytes per (head, query block) task
  *   per thread      one query tile: (2 * B * d + B * B + 4 * B) floats
  *   scoring         s * d * Kb floats of key sums, Kb doubles of value term,
  *                   per thread (B * d + 8 * s * d + s * d + 8 * Kb) floats
@@ -94,7 +95,7 @@ int main(int argc, char **argv)
     const double B = p.block, s = p.stride, Kb = (double)dims.kb;
     const double cells = (double)dims.hq * (double)dims.qb * Kb;
     const double logits_mask = cells * 5;
-    const double packed = 2.0 * Kb * B * (double)d * 4;
+    const double packed = 2.0 * Kb * B * (double)d * 4 + (double)dims.qb * 24;
     const double tiles = nt * (2 * B * d + B * B + 4 * B) * 4;
     const double scoring = s * d * Kb * 4 + Kb * 8 + nt * (B * d + 8 * s * d + s * d + 8 * Kb) * 4;
     const double norms = 2 * Kb * (B / s) * 8 + nt * (B * d + B) * 4;
