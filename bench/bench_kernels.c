@@ -17,9 +17,8 @@
 
 #include <cblas.h>
 
-#include "kernels.h"
+#include "bench_tile.h"
 
-#define T 128 /* tile rows = tile cols = head dim */
 
 static double now(void)
 {
@@ -40,22 +39,6 @@ static float *alloc_fill(size_t n, unsigned *seed)
         p[i] = (float)((*seed >> 9) & 0xffff) / 65536.0f - 0.5f;
     }
     return p;
-}
-
-typedef struct loop_state {
-    const stem_kernels *k;
-    float *q, *kt, *v, *s, *o, *m, *l, *alpha;
-    int valid[T];
-} loop_state;
-
-/* One step of the inner loop over one 128-key block. */
-static void inner_step(loop_state *st)
-{
-    const stem_kernels *k = st->k;
-    k->qk_tile(T, T, T, st->q, T, st->kt, T, st->s, T);
-    k->softmax_rows(T, T, st->valid, 0.08838835f, st->s, T, st->m, st->l,
-                    st->alpha);
-    k->pv_tile(T, T, T, st->s, T, st->v, T, st->alpha, st->o, T);
 }
 
 /* Seconds per call of fn over `iters` calls. */
@@ -81,7 +64,7 @@ static int calibrate(void (*fn)(void *), void *arg)
 
 static void inner_fn(void *arg)
 {
-    inner_step(arg);
+    bench_tile_step(arg);
 }
 
 typedef struct gemm_state {
@@ -113,7 +96,7 @@ int main(void)
     unsigned seed = 12345u;
     openblas_set_num_threads(1);
     item items[2 + STEM_ISA_COUNT];
-    loop_state states[STEM_ISA_COUNT];
+    bench_tile states[STEM_ISA_COUNT] = {0};
     gemm_state gemms[2];
     int n_items = 0;
 
@@ -127,25 +110,16 @@ int main(void)
                                   &gemms[g], 2.0 * n * (double)n * n, 0, 1e30};
     }
     for (int isa = 0; isa < STEM_ISA_COUNT; isa++) {
-        loop_state *st = &states[isa];
-        st->k = stem_kernels_for((stem_isa)isa);
-        if (!st->k)
+        bench_tile *st = &states[isa];
+        const stem_kernels *k = stem_kernels_for((stem_isa)isa);
+        if (!k)
             continue;
-        st->q = alloc_fill(T * T, &seed);
-        st->kt = alloc_fill(T * T, &seed);
-        st->v = alloc_fill(T * T, &seed);
-        st->s = alloc_fill(T * T, &seed);
-        st->o = alloc_fill(T * T, &seed);
-        st->m = alloc_fill(T, &seed);
-        st->l = alloc_fill(T, &seed);
-        st->alpha = alloc_fill(T, &seed);
-        for (int i = 0; i < T; i++) {
-            st->valid[i] = T;
-            st->m[i] = -INFINITY;
-            st->l[i] = 0.0f;
+        if (bench_tile_init(st, k, 100 + (uint64_t)isa)) {
+            fprintf(stderr, "bench_kernels: out of memory\n");
+            return 1;
         }
         items[n_items++] = (item){stem_isa_name((stem_isa)isa), inner_fn, st,
-                                  4.0 * T * (double)T * T, 0, 1e30};
+                                  4.0 * BENCH_TILE * (double)BENCH_TILE * BENCH_TILE, 0, 1e30};
     }
 
     /* Interleaved rounds, best of each: load from other processes hits
@@ -170,13 +144,8 @@ int main(void)
                items[i].label, gf, items[i].best * 1e6, 100.0 * gf / blas128,
                100.0 * gf / blas512);
     }
-    for (int isa = 0; isa < STEM_ISA_COUNT; isa++) {
-        loop_state *st = &states[isa];
-        if (!st->k)
-            continue;
-        free(st->q), free(st->kt), free(st->v), free(st->s), free(st->o);
-        free(st->m), free(st->l), free(st->alpha);
-    }
+    for (int isa = 0; isa < STEM_ISA_COUNT; isa++)
+        bench_tile_free(&states[isa]);
     for (int g = 0; g < 2; g++)
         free(gemms[g].a), free(gemms[g].b), free(gemms[g].c);
     return 0;

@@ -26,8 +26,8 @@
 #include <omp.h>
 #endif
 
+#include "bench_tile.h"
 #include "bench_util.h"
-#include "kernels.h"
 #include "stem.h"
 
 typedef struct workload {
@@ -162,19 +162,17 @@ static int time_stages(const stem_params *p, workload *w, int threads, stage_tim
  * throughputs.  Nothing is shared, so what keeps it under nt is the
  * machine (the clock speed under full load).  0 on failure.
  */
-#define CEIL_T 128
 static double scaling_ceiling(int nt)
 {
     stem_status st;
     const stem_kernels *k = stem_kernels_active(&st);
     if (!k)
         return 0.0;
-    const size_t tile = (size_t)CEIL_T * CEIL_T, per = 5 * tile + 3 * CEIL_T;
     const int iters = 1000;
-    float **bufs = calloc((size_t)nt, sizeof *bufs);
-    int ok = bufs != NULL;
+    bench_tile *tiles = calloc((size_t)nt, sizeof *tiles);
+    int ok = tiles != NULL;
     for (int i = 0; ok && i < nt; i++)
-        ok = (bufs[i] = bench_randn(per, 5 + (unsigned)i, 0.5f)) != NULL;
+        ok = bench_tile_init(&tiles[i], k, 5 + (uint64_t)i) == 0;
     double t[2] = {0, 0};
     for (int pass = 0; ok && pass < 2; pass++) {
         int n = pass == 0 ? 1 : nt;
@@ -187,25 +185,17 @@ static double scaling_ceiling(int nt)
 #ifdef _OPENMP
                 me = omp_get_thread_num();
 #endif
-                float *q = bufs[me], *kt = q + tile, *v = kt + tile, *sc = v + tile;
-                float *o = sc + tile, *m = o + tile, *l = m + CEIL_T, *al = l + CEIL_T;
-                int valid[CEIL_T];
-                for (int i = 0; i < CEIL_T; i++)
-                    valid[i] = CEIL_T, m[i] = -INFINITY, l[i] = 0.0f;
-                for (int it = 0; it < iters; it++) {
-                    k->qk_tile(CEIL_T, CEIL_T, CEIL_T, q, CEIL_T, kt, CEIL_T, sc, CEIL_T);
-                    k->softmax_rows(CEIL_T, CEIL_T, valid, 0.08838835f, sc, CEIL_T, m, l, al);
-                    k->pv_tile(CEIL_T, CEIL_T, CEIL_T, sc, CEIL_T, v, CEIL_T, al, o, CEIL_T);
-                }
+                for (int it = 0; it < iters; it++)
+                    bench_tile_step(&tiles[me]);
             }
             double dt = bench_now() - t0;
             best = dt < best ? dt : best;
         }
         t[pass] = best;
     }
-    for (int i = 0; bufs && i < nt; i++)
-        free(bufs[i]);
-    free(bufs);
+    for (int i = 0; tiles && i < nt; i++)
+        bench_tile_free(&tiles[i]);
+    free(tiles);
     return ok ? (double)nt * t[0] / t[1] : 0.0;
 }
 

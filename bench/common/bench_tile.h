@@ -1,0 +1,34 @@
+/*
+ * bench_tile.h - the flash-attention inner step that bench_kernels and
+ * bench_prefill time: qk_tile, softmax_rows and pv_tile of one kernel
+ * table on a BENCH_TILE x BENCH_TILE tile with d = BENCH_TILE, on data the
+ * tile owns (4 * BENCH_TILE^3 flops per step).
+ */
+#ifndef STEM_BENCH_TILE_H
+#define STEM_BENCH_TILE_H
+
+#include <stdint.h>
+
+#include "kernels.h"
+
+#define BENCH_TILE 128
+
+typedef struct bench_tile {
+    const stem_kernels *k;
+    float *buf; /* one allocation holding the arrays below */
+    float *q, *kt, *v, *s, *o, *m, *l, *alpha;
+    int valid[BENCH_TILE];
+} bench_tile;
+
+/* Allocate and fill a tile for kernel table k (random data from seed,
+ * running max -inf, sums 0).  0 on success, -1 if out of memory; free
+ * with bench_tile_free. */
+int bench_tile_init(bench_tile *t, const stem_kernels *k, uint64_t seed);
+
+/* One step of the inner loop over one key block. */
+void bench_tile_step(bench_tile *t);
+
+/* Free a tile from bench_tile_init (NULL-safe on a failed init). */
+void bench_tile_free(bench_tile *t);
+
+#endif
