@@ -135,8 +135,8 @@ typedef enum stem_value_rule {
 
 /* How the per-query-block budget decays with position. */
 typedef enum stem_budget_rule {
-    STEM_BUDGET_TPD_F64 = 0,    /* SPEC 2, torch.linspace in float64 (angelslim) */
-    STEM_BUDGET_TPD_F32_FMA,    /* SPEC 2, float32 with fused multiply-add (hpc-ops) */
+    STEM_BUDGET_TPD_F64 = 0,    /* docs/ALGORITHM.md 2: float64 linspace (angelslim) */
+    STEM_BUDGET_TPD_F32_FMA,    /* docs/ALGORITHM.md 2: float32 + fma (hpc-ops) */
     STEM_BUDGET_PAPER_LINEAR    /* ceil(k0 - k0*(1-mu)*p/n) (paper) */
 } stem_budget_rule;
 
@@ -198,8 +198,8 @@ STEM_API stem_status stem_dims_get(const stem_params *params,
 /* --------------------------------------------------------------- stage 1 */
 
 /*
- * Block logits (SPEC section 1): logits[h][I][J] for every query head h,
- * query block I < Qb, key block J < Kb; -INFINITY where J > I + P/B.
+ * Block logits (docs/ALGORITHM.md section 1): logits[h][I][J] for every
+ * query head h, query block I < Qb, key block J < Kb; -INFINITY where J > I + P/B.
  * logits: caller buffer of Hq * Qb * Kb floats, row-major.
  * Errors: those of stem_dims_get (sparse), NONFINITE, NOMEM.
  */
@@ -211,8 +211,8 @@ STEM_API stem_status stem_block_logits(const stem_params *params,
 /* --------------------------------------------------------------- stage 2 */
 
 /*
- * Per-position budget (SPEC section 2): budget[p] for key-block positions
- * p = 0 .. n-1, n = params->prompt_blocks if > 0 else kb.  The count of
+ * Per-position budget (docs/ALGORITHM.md section 2): budget[p] for
+ * key-block positions p = 0 .. n-1, n = params->prompt_blocks if > 0 else kb.  The count of
  * top-k blocks a query block at absolute block position p keeps, not
  * counting sinks and window.  budget: caller buffer of n int32.
  * Errors: NULL, PARAM (kb < 1 or bad parameters).
@@ -223,8 +223,8 @@ STEM_API stem_status stem_budget(const stem_params *params, int64_t kb,
 /* --------------------------------------------------------------- stage 3 */
 
 /*
- * Block selection (SPEC section 3) from logits [Hq, Qb, Kb] (as written by
- * stem_block_logits; -inf entries are never picked by the top-k).
+ * Block selection (docs/ALGORITHM.md section 3) from logits [Hq, Qb, Kb]
+ * (as written by stem_block_logits; -inf entries are never picked by the top-k).
  * mask: caller buffer of Hq * Qb * Kb bytes, 1 = selected (may be NULL).
  * row_start / blocks: optional per-row lists (both NULL or both set):
  *   row_start has Hq * Qb + 1 entries; the selected key blocks of row

@@ -1,6 +1,7 @@
 /*
- * budget.c - Token Position-Decay, SPEC section 2: how many top-k key
- * blocks a query block keeps, as a function of its absolute block position.
+ * budget.c - Token Position-Decay, docs/ALGORITHM.md section 2: how many
+ * top-k key blocks a query block keeps, as a function of its absolute
+ * block position.
  */
 #include <math.h>
 

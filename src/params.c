@@ -1,6 +1,6 @@
 /*
- * params.c - the three profiles of SPEC section 4 as presets of one
- * parameter set, and the range check of every parameter.
+ * params.c - the three profiles of docs/ALGORITHM.md section 4 as presets of
+ * one parameter set, and the range check of every parameter.
  */
 #include <math.h>
 #include <string.h>

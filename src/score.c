@@ -1,5 +1,6 @@
 /*
- * score.c - block logits, SPEC section 1: where a key block is scored.
+ * score.c - block logits, docs/ALGORITHM.md section 1: where a key block is
+ * scored.
  *
  * For query block I and key block J the logit is the mean over the block
  * pair of the strided anti-diagonal estimate plus a value-norm term:

@@ -1,5 +1,6 @@
 /*
- * value.c - the value-norm term (Output-Aware Metric), SPEC sections 1, 4.
+ * value.c - the value-norm term (Output-Aware Metric), docs/ALGORITHM.md
+ * sections 1 and 4.
  *
  * Per kv head, per downsampled key column b (a group of s tokens):
  *   g[b] = max over the group of ||v_t||_2   (padding tokens: 0)

@@ -287,8 +287,8 @@ static void test_select_nonfinite_logits(void **state)
 {
     (void)state;
     stem_params p = params_1t();
-    /* Kb = 70: the budget (SPEC 2: int(0.2 * 70 + 30) = 44 at most) is
-     * smaller than the causal range of the late rows */
+    /* Kb = 70: the budget (docs/ALGORITHM.md section 2: int(0.2 * 70 + 30)
+     * = 44 at most) is smaller than the causal range of the late rows */
     enum { QB = 70, KB = 70 };
     stem_dims d = {.hq = 1, .hkv = 1, .lq = QB * B, .lk = KB * B, .d = 8,
                    .offset = 0, .qb = QB, .kb = KB};

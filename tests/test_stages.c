@@ -533,7 +533,7 @@ static void test_budget_sweep(void **state)
     free(bb);
 }
 
-/* The library's presets are the table of SPEC.md section 4. */
+/* The library's presets are the table of docs/ALGORITHM.md section 4. */
 static void test_presets(void **state)
 {
     (void)state;

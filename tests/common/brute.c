@@ -1,5 +1,6 @@
 /*
- * brute.c - the float64 brute-force oracle of brute.h, written from SPEC.md.
+ * brute.c - the float64 brute-force oracle of brute.h, written from
+ * docs/ALGORITHM.md.
  */
 #include "brute.h"
 
@@ -26,7 +27,7 @@ bf_dims bf_dims_of(const stem_params *p, const stem_tensor *q,
 }
 
 /* Head h of a view as doubles [rows, d], rows >= tokens; rows past the
- * view's tokens are zero (the padding of SPEC 1). */
+ * view's tokens are zero (the padding of ALGORITHM.md section 1). */
 static double *load_head(const stem_tensor *t, int64_t h, int64_t rows)
 {
     double *x = calloc((size_t)(rows * t->dim), sizeof *x);
@@ -105,8 +106,8 @@ static void value_terms(const stem_params *p, const double *nr, int64_t lk,
             sd = sqrt(ss / (double)(count - 1));
         }
     }
-    /* SPEC leaves the statistics of zero full groups (Lk < s) undefined;
-     * the term is then 0 (nothing to compare a group with). */
+    /* With zero full groups (Lk < s) there are no statistics: the term
+     * is 0 (docs/ALGORITHM.md section 1). */
     for (int64_t b = 0; b < ngroups && count > 0; b++) {
         double z = (l[b] - mean) / (sd + 1e-6);
         col_bonus[b] = p->value_weight * (z > 0.0 ? z : 0.0);
@@ -175,7 +176,7 @@ out:
     return rc;
 }
 
-/* The k of the token position-decay rule (SPEC 2). */
+/* The k of the token position-decay rule (ALGORITHM.md section 2). */
 static int64_t tpd_k(double rho, int64_t n)
 {
     int64_t k = (int64_t)(rho * (double)n);

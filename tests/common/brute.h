@@ -1,5 +1,5 @@
 /*
- * brute.h - a brute-force float64 Stem written directly from SPEC.md, the
+ * brute.h - a brute-force float64 Stem written directly from docs/ALGORITHM.md, the
  * oracle of the tests.  It shares no code with the library: every formula is
  * evaluated literally (per-pair anti-diagonal sums, means over every pair of
  * a block, two-pass softmax), in double, with plain loops.  Slow on purpose.
@@ -26,23 +26,23 @@ bf_dims bf_dims_of(const stem_params *p, const stem_tensor *q,
                    const stem_tensor *k);
 
 /*
- * SPEC 1: L[h][I][J] (double, [hq, qb, kb]), -INFINITY above the causal
- * diagonal J > I + P/B.  L: caller buffer.  Returns 0, or -1 if an
+ * docs/ALGORITHM.md section 1: L[h][I][J] (double, [hq, qb, kb]),
+ * -INFINITY above the causal diagonal J > I + P/B.  L: caller buffer.  Returns 0, or -1 if an
  * allocation failed.
  */
 int bf_block_logits(const stem_params *p, const stem_tensor *q,
                     const stem_tensor *k, const stem_tensor *v, double *L);
 
 /*
- * SPEC 2 / 4: budget[pos] for pos < n under p->budget_rule.  lk_tokens is
- * the prompt length in tokens used by the paper rule to choose rho_N.
+ * docs/ALGORITHM.md sections 2, 4: budget[pos] for pos < n under
+ * p->budget_rule.  lk_tokens is the prompt length in tokens used by the paper rule to choose rho_N.
  */
 void bf_budget(const stem_params *p, int64_t n, int64_t lk_tokens,
                int32_t *budget);
 
 /*
- * SPEC 3: selection of every row from logits L ([hq, qb, kb] doubles,
- * -inf never picked).  mask: [hq, qb, kb] bytes written 0/1.
+ * docs/ALGORITHM.md section 3: selection of every row from logits L
+ * ([hq, qb, kb] doubles, -inf never picked).  mask: [hq, qb, kb] bytes written 0/1.
  * thr (optional, [hq*qb]): the row threshold, the budget-th largest finite
  * logit (+inf when the budget is 0 or the row has no finite entry).
  * topk (optional, [hq, qb, kb]): 1 where the block came from the top-k
@@ -58,8 +58,8 @@ void bf_select(const stem_params *p, const bf_dims *dm, const double *L,
 int bf_forced(const stem_params *p, int64_t pos, int64_t J);
 
 /*
- * SPEC 3 attention in double: for each query head h and row r, softmax of
- * q.k_t / sqrt(d) over keys t <= r + P whose key block is selected in
+ * docs/ALGORITHM.md section 3, attention in double: for each query head
+ * h and row r, softmax of q.k_t / sqrt(d) over keys t <= r + P whose key block is selected in
  * mask[h][r/B][t/B] (mask NULL: dense causal attention, any P), times v.
  * out: [hq, lq, d] doubles; lse (optional): [hq, lq].  Rows with no key
  * get out 0 and lse -inf.  Returns 0, or -1 if an allocation failed.

@@ -1,8 +1,8 @@
 /*
  * testutil.h - shared helpers of the test programs: a portable seeded random
  * source, tensors in either layout and any element type, error measures, the
- * profile presets written from SPEC.md section 4, and a loader of the GPU
- * conformance cases.
+ * profile presets written from docs/ALGORITHM.md section 4, and a loader of
+ * the GPU conformance cases.
  *
  * Nothing here calls into the library except through its public types; the
  * presets and the element conversions are written independently so that the
@@ -96,7 +96,8 @@ double tu_logit_scale(const stem_params *p, const stem_tensor *q,
 
 /* ------------------------------------------------------------------ params */
 
-/* The preset of a profile, filled from the table of SPEC.md section 4. */
+/* The preset of a profile, filled from the table of docs/ALGORITHM.md
+ * section 4. */
 stem_params tu_preset(stem_profile profile);
 
 /* ------------------------------------------------------------- conformance */
