@@ -8,7 +8,10 @@ Import this on the GPU machine, next to the kernel under test:
 
 then, on any machine with stem:
 
-    stem check case.safetensors          (or: stem check case/  for .npy)
+    stem check case.safetensors
+
+The name given is the name written, whatever the format: the same command
+works whether the safetensors package was installed or not.
 
 Tensors may be PyTorch tensors (any device; torch is imported only when a
 torch tensor is given) or NumPy arrays.  q is [H, N, d] (or [1, H, N, d]);
@@ -17,22 +20,42 @@ written transposed to [H, N, d].  mask (bool or uint8) and block_logits are
 [Hq, Qb, Kb]; lse is [Hq, N]; out is [Hq, N, d].  Batch dimensions of 1 are
 dropped.
 
-Where the `safetensors` package is installed and path ends in
-".safetensors", one safetensors file is written, BF16 kept as BF16.
-Otherwise path (without a ".safetensors" suffix) becomes a directory of
-.npy files plus metadata.json; BF16 tensors are widened to float32 there
-(exactly), since .npy has no bfloat16.  Either way the metadata records
-"dtype" (bf16, fp16 or fp32: the dtype of q unless given), which sets the
-tolerances of `stem check`, plus any extra string metadata passed in meta.
+Formats.  A path ending in ".safetensors" becomes one safetensors file,
+BF16 kept as BF16, where the `safetensors` package is installed (or with
+format="safetensors", which requires it).  Any other path, format="npy", or
+a ".safetensors" path without the package, becomes a *directory* of .npy
+files plus metadata.json, under exactly the name given (for a
+".safetensors" name a UserWarning says so); BF16 and FP8 tensors are
+widened to float32 there (exactly), since .npy has neither.  `stem check`
+reads both forms under the same name.  An existing file is replaced only by
+a file, an existing directory only when it holds nothing but .npy files and
+metadata.json (an earlier dump); anything else is refused (FileExistsError)
+and left alone.
+
+The metadata records "dtype", the GPU's precision, which sets the
+tolerances of `stem check`: dtype= when given (bf16, fp16, fp32 or fp8,
+torch and NumPy names accepted), else the less precise of the dtypes of out
+and q.  A bf16 output widened to float32 before the dump is still a bf16
+result: pass dtype="bf16" then (or keep q in bf16).  Extra string metadata
+may be passed in meta.
 """
 import json
 import os
+import shutil
+import tempfile
+import warnings
 
 __all__ = ["dump"]
 
 _NAMES = ("q", "k", "v", "block_logits", "mask", "out", "lse")
-_DTYPE_NAMES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32",
-                "float64": "fp32"}
+_DTYPE_NAMES = {"bfloat16": "bf16", "bf16": "bf16",
+                "float16": "fp16", "half": "fp16", "fp16": "fp16",
+                "float32": "fp32", "float": "fp32", "fp32": "fp32",
+                "float64": "fp32", "double": "fp32",
+                "float8_e4m3fn": "fp8", "float8_e4m3fnuz": "fp8",
+                "e4m3": "fp8", "fp8": "fp8"}
+# Least precise first: the dtype recorded when out and q disagree.
+_PRECISION_ORDER = ("fp8", "bf16", "fp16", "fp32")
 
 
 def _is_torch(x):
@@ -40,9 +63,30 @@ def _is_torch(x):
 
 
 def _dtype_name(x):
-    """bf16, fp16, fp32 (or None for other dtypes) of a tensor or array."""
+    """bf16, fp16, fp32, fp8 (or None for other dtypes) of a tensor/array."""
     name = str(x.dtype).replace("torch.", "")
     return _DTYPE_NAMES.get(name)
+
+
+def _canonical_dtype(dtype):
+    """The canonical name of a dtype given by the caller, or ValueError."""
+    name = str(dtype).replace("torch.", "").lower()
+    canon = _DTYPE_NAMES.get(name)
+    if canon is None:
+        raise ValueError("dtype must be bf16, fp16, fp32 or fp8 (got %r)"
+                         % (dtype,))
+    return canon
+
+
+def _gpu_dtype(dtype, out, q):
+    """dtype= when given, else the least precise of out's and q's dtypes."""
+    if dtype is not None:
+        return _canonical_dtype(dtype)
+    found = [_dtype_name(x) for x in (out, q) if x is not None]
+    found = [d for d in found if d is not None]
+    if not found:
+        return None
+    return min(found, key=_PRECISION_ORDER.index)
 
 
 def _squeeze_batch(x, ndim):
@@ -55,15 +99,16 @@ def _squeeze_batch(x, ndim):
 
 
 def _to_numpy(x):
-    """A C-ordered NumPy array; torch bfloat16 becomes float32 (exact)."""
+    """A C-ordered NumPy array; torch bfloat16 and float8 become float32
+    (exact), bool becomes uint8."""
     import numpy as np
     if _is_torch(x):
         import torch
         x = x.detach().cpu()
-        if x.dtype == torch.bfloat16:
-            x = x.float()
-        elif x.dtype == torch.bool:
+        if x.dtype == torch.bool:
             x = x.to(torch.uint8)
+        elif x.dtype == torch.bfloat16 or "float8" in str(x.dtype):
+            x = x.float()
         x = x.contiguous().numpy()
     x = np.ascontiguousarray(x)
     if x.dtype == np.bool_:
@@ -86,26 +131,85 @@ def _prepare(tensors, layout):
     return out
 
 
+def _is_earlier_dump(path):
+    """True when directory path holds only .npy files and metadata.json."""
+    for e in os.listdir(path):
+        full = os.path.join(path, e)
+        if not os.path.isfile(full) or not (
+                e.endswith(".npy") or e == "metadata.json"):
+            return False
+    return True
+
+
+def _check_target(path, want_dir):
+    """Refuse to replace what is not ours to replace (see the module text)."""
+    if not os.path.lexists(path):
+        return
+    if os.path.isdir(path) and not os.path.islink(path):
+        if not want_dir:
+            raise FileExistsError(
+                "%s is a directory; not replacing it with a safetensors file "
+                "(remove it or choose another name)" % path)
+        if not _is_earlier_dump(path):
+            raise FileExistsError(
+                "%s exists and holds more than .npy files and metadata.json; "
+                "not replacing it (remove it or choose another name)" % path)
+    elif want_dir:
+        raise FileExistsError(
+            "%s exists and is not a directory; not replacing it with a "
+            "directory of .npy files (remove it or choose another name)"
+            % path)
+
+
 def _write_safetensors(path, tensors, meta):
-    if all(_is_torch(x) for x in tensors.values()):
-        from safetensors.torch import save_file
-        save_file({k: x.detach().cpu().contiguous()
-                   for k, x in tensors.items()}, path, metadata=meta)
-    else:
-        from safetensors.numpy import save_file
-        save_file({k: _to_numpy(x) for k, x in tensors.items()}, path,
-                  metadata=meta)
+    """One safetensors file, written to a temporary name and renamed."""
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".",
+                               suffix=".tmp",
+                               dir=os.path.dirname(path) or ".")
+    os.close(fd)
+    try:
+        if all(_is_torch(x) for x in tensors.values()):
+            from safetensors.torch import save_file
+            save_file({k: x.detach().cpu().contiguous()
+                       for k, x in tensors.items()}, tmp, metadata=meta)
+        else:
+            from safetensors.numpy import save_file
+            save_file({k: _to_numpy(x) for k, x in tensors.items()}, tmp,
+                      metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _write_npy_dir(path, tensors, meta):
+    """A directory of .npy files plus metadata.json, built next to path and
+    moved into place whole (an earlier dump there is replaced)."""
     import numpy as np
-    os.makedirs(path, exist_ok=True)
-    for name, x in tensors.items():
-        np.save(os.path.join(path, name + ".npy"), _to_numpy(x))
-    tmp = os.path.join(path, "metadata.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(meta, f, indent=1, sort_keys=True)
-    os.replace(tmp, os.path.join(path, "metadata.json"))
+    parent = os.path.dirname(os.path.abspath(path))
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
+                           dir=parent)
+    old = None
+    try:
+        for name, x in tensors.items():
+            np.save(os.path.join(tmp, name + ".npy"), _to_numpy(x))
+        with open(os.path.join(tmp, "metadata.json"), "w") as f:
+            json.dump(meta, f, indent=1, sort_keys=True)
+        if os.path.isdir(path):
+            old = tempfile.mkdtemp(prefix=os.path.basename(path) + ".",
+                                   suffix=".old", dir=parent)
+            os.rmdir(old)
+            os.rename(path, old)
+        os.rename(tmp, path)
+        tmp = None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if old is not None and not os.path.exists(path):
+                os.rename(old, path)
+                old = None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _have_safetensors():
@@ -119,36 +223,50 @@ def _have_safetensors():
 def dump(path, q=None, k=None, v=None, out=None, mask=None, lse=None,
          block_logits=None, layout="hnd", dtype=None, meta=None,
          format=None):
-    """Write the given tensors for `stem check`; returns the path written.
+    """Write the given tensors for `stem check` under path; returns path.
 
-    format: None (safetensors when possible, see the module text),
-    "safetensors" (requires the package) or "npy".
+    format: None (a ".safetensors" path: one file when the package is
+    installed; anything else: a directory of .npy files; see the module
+    text), "safetensors" (requires
+    the package) or "npy".  dtype: the GPU's precision for the metadata
+    (default: the less precise of out's and q's dtypes).  Raises ValueError
+    on bad arguments and FileExistsError rather than replace something that
+    is not an earlier dump of the same kind.
     """
+    path = os.fspath(path)
     if layout not in ("hnd", "nhd"):
         raise ValueError("layout must be 'hnd' or 'nhd'")
     if format not in (None, "safetensors", "npy"):
         raise ValueError("format must be None, 'safetensors' or 'npy'")
+    if path.endswith(os.sep) and path.strip(os.sep):
+        path = path.rstrip(os.sep)          # "case/": the directory case
+    if not path or path == os.sep:
+        raise ValueError("path must name a file or directory, got %r" % path)
     given = {"q": q, "k": k, "v": v, "block_logits": block_logits,
              "mask": mask, "out": out, "lse": lse}
     tensors = {n: given[n] for n in _NAMES if given[n] is not None}
     if not tensors:
         raise ValueError("no tensors to dump")
     md = {str(a): str(b) for a, b in (meta or {}).items()}
-    if dtype is None and q is not None:
-        dtype = _dtype_name(q)
-    if dtype is not None:
-        canon = _DTYPE_NAMES.get(str(dtype).replace("torch.", ""), dtype)
-        if canon not in ("bf16", "fp16", "fp32"):
-            raise ValueError("dtype must be bf16, fp16 or fp32")
-        md["dtype"] = canon
+    gpu_dtype = _gpu_dtype(dtype, out, q)
+    if gpu_dtype is not None:
+        md["dtype"] = gpu_dtype
     tensors = _prepare(tensors, layout)
+    if format == "safetensors" and not _have_safetensors():
+        raise ImportError("format='safetensors' needs the safetensors package "
+                          "(or use format='npy')")
     use_st = format == "safetensors" or (
         format is None and path.endswith(".safetensors") and
         _have_safetensors())
+    _check_target(path, not use_st)
     if use_st:
         _write_safetensors(path, tensors, md)
         return path
-    if path.endswith(".safetensors"):
-        path = path[:-len(".safetensors")]
+    if format is None and path.endswith(".safetensors"):
+        warnings.warn(
+            "safetensors package not installed: wrote %s as a directory of "
+            ".npy files plus metadata.json; `stem check %s` reads it as it "
+            "is (pip install safetensors for one file)" % (path, path),
+            UserWarning, stacklevel=2)
     _write_npy_dir(path, tensors, md)
     return path
