@@ -87,12 +87,13 @@ typedef enum stem_dtype {
     STEM_BF16,
     STEM_F16,
     STEM_F64,
+    STEM_U8,                /* bytes: block masks (stem_check); not an input dtype */
     STEM_DTYPE_COUNT
 } stem_dtype;
 
 /* Size in bytes of one element, 0 for an unknown dtype. */
 STEM_API size_t stem_dtype_size(stem_dtype dtype);
-/* "F32", "BF16", "F16", "F64", or "?" */
+/* "F32", "BF16", "F16", "F64", "U8", or "?" */
 STEM_API const char *stem_dtype_name(stem_dtype dtype);
 
 /*
@@ -162,6 +163,8 @@ typedef struct stem_params {
     int ties_keep_all;          /* 1: every block >= the threshold is kept (hpc-ops) */
     int use_f64;                /* 1: compute in float64 (the oracle mode) */
     int threads;                /* 0: OpenMP default / OMP_NUM_THREADS */
+    int sinks_unclipped;        /* 1: sink bits are set in every row, also above the
+                                   causal diagonal (hpc-ops); attention never reads them */
 } stem_params;
 
 /* Fill *params with a profile's preset.  Returns STEM_ERR_NULL or

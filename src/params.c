@@ -64,6 +64,7 @@ stem_status stem_params_init(stem_params *params, stem_profile profile)
         .ties_keep_all = 0,
         .use_f64 = 0,
         .threads = 0,
+        .sinks_unclipped = 0,
     };
     switch (profile) {
     case STEM_PROFILE_ANGELSLIM:
@@ -79,6 +80,7 @@ stem_status stem_params_init(stem_params *params, stem_profile profile)
         p.value_weight = 0.3;
         p.budget_rule = STEM_BUDGET_TPD_F32_FMA;
         p.ties_keep_all = 1;
+        p.sinks_unclipped = 1;
         break;
     default:
         break;
@@ -116,7 +118,8 @@ stem_status stem_params_validate(const stem_params *p)
         return STEM_ERR_PARAM;
     if (p->sinks < 0 || p->window < 0 || (p->keep_diagonal != 0 && p->keep_diagonal != 1) ||
         (p->ties_keep_all != 0 && p->ties_keep_all != 1) ||
-        (p->use_f64 != 0 && p->use_f64 != 1) || p->threads < 0 || p->threads > 4096)
+        (p->use_f64 != 0 && p->use_f64 != 1) || p->threads < 0 || p->threads > 4096 ||
+        (p->sinks_unclipped != 0 && p->sinks_unclipped != 1))
         return STEM_ERR_PARAM;
     return STEM_OK;
 }

@@ -6,7 +6,9 @@
  * budget[p] largest finite logits among key blocks 0..p (ties: the lower
  * index wins; with ties_keep_all every block >= the threshold), then, on top
  * and whatever their logits, the first `sinks` blocks, the `window` blocks
- * ending at p, and block p itself when keep_diagonal is set.
+ * ending at p, and block p itself when keep_diagonal is set.  Sinks are
+ * clipped to the causal range unless sinks_unclipped is set (hpc-ops), in
+ * which case rows before block `sinks` carry sink bits above the diagonal.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -53,7 +55,10 @@ static void select_row(const stem_params *prm, const float *logits,
         for (int64_t i = take; i < n && work[i].logit >= thr; i++)
             mrow[work[i].index] = 1;
     }
-    for (int64_t j = 0; j < prm->sinks && j <= last; j++)
+    /* Sinks: clipped to the causal range, or (sinks_unclipped) set in every
+     * row as hpc-ops does; attention never reads bits beyond the diagonal. */
+    int64_t sink_end = prm->sinks_unclipped ? kb - 1 : last;
+    for (int64_t j = 0; j < prm->sinks && j <= sink_end; j++)
         mrow[j] = 1;
     for (int64_t j = p - prm->window + 1; j <= p; j++)
         if (j >= 0 && j <= last)

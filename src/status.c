@@ -39,6 +39,7 @@ size_t stem_dtype_size(stem_dtype dtype)
     case STEM_BF16: return 2;
     case STEM_F16: return 2;
     case STEM_F64: return 8;
+    case STEM_U8: return 1;
     default: return 0;
     }
 }
@@ -50,6 +51,7 @@ const char *stem_dtype_name(stem_dtype dtype)
     case STEM_BF16: return "BF16";
     case STEM_F16: return "F16";
     case STEM_F64: return "F64";
+    case STEM_U8: return "U8";
     default: return "?";
     }
 }

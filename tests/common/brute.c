@@ -304,6 +304,9 @@ void bf_select(const stem_params *p, const bf_dims *dm, const double *L,
             for (int64_t J = 0; J <= pos && J < kb; J++)
                 if (bf_forced(p, pos, J))
                     mk[J] = 1;
+            /* hpc-ops sets its sinks in every row, beyond the diagonal too */
+            for (int64_t J = 0; p->sinks_unclipped && J < p->sinks && J < kb; J++)
+                mk[J] = 1;
         }
     }
     free(order);

@@ -1,0 +1,287 @@
+/*
+ * stem_check.h - judging what a GPU Stem kernel produced against the
+ * reference, in process (docs/ALGORITHM.md section 5).
+ *
+ * A GPU backend hands over any subset of its block logits, block mask,
+ * attention output and log-sum-exp, together with the q, k, v it saw.
+ * stem_check() computes the reference and judges every stage on the GPU's
+ * own input to that stage, so that a fault is pinned to the stage that
+ * made it:
+ *
+ *   logits     GPU logits against the reference logits; the -inf pattern
+ *              exactly, finite entries within a limit derived from the
+ *              GPU's intermediate precisions and the magnitudes involved.
+ *   selection  the profile's selection rule applied to the GPU's own
+ *              logits must give the GPU's mask exactly (only exchanges
+ *              between exactly equal GPU logits are tie-breaks).
+ *   mask       GPU mask against the reference mask: sinks, window and
+ *              diagonal exactly; every other difference an exchange of
+ *              blocks within tau of the row threshold; the top-k count of
+ *              each row what the budget says.
+ *   out, lse   every row against attention under the GPU's own mask, with
+ *              a limit per row derived from the GPU precisions and that
+ *              row's values; plus the ignored-mask test per head.
+ *
+ * PASS means every difference is explained by rounding; FAIL lists the
+ * offenders with their positions, worst first.  The library never prints:
+ * stem_check_report_text / _json render a report into a caller buffer.
+ */
+#ifndef STEM_CHECK_H
+#define STEM_CHECK_H
+
+#include "stem.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------ precisions */
+
+/* A floating-point format of the GPU's arithmetic or storage.  Its unit
+ * roundoff u (half an ulp at 1): fp32 2^-24, bf16 2^-8, fp16 2^-11, fp8
+ * e4m3 2^-4. */
+typedef enum stem_prec {
+    STEM_PREC_FP32 = 0,
+    STEM_PREC_BF16,
+    STEM_PREC_FP16,
+    STEM_PREC_FP8,              /* e4m3 */
+    STEM_PREC_COUNT
+} stem_prec;
+
+/* "fp32", "bf16", "fp16", "fp8", or "?" */
+STEM_API const char *stem_prec_name(stem_prec prec);
+/* Accepts fp32/float32/f32/float, bf16/bfloat16, fp16/float16/f16/half,
+ * fp8/e4m3/float8_e4m3fn (an optional "torch." prefix, any case).
+ * STEM_ERR_NULL, or STEM_ERR_PARAM for an unknown name (*out untouched). */
+STEM_API stem_status stem_prec_from_name(const char *name, stem_prec *out);
+/* The unit roundoff of prec (0 for an unknown value). */
+STEM_API double stem_prec_unit(stem_prec prec);
+
+/* --------------------------------------------------------------- options */
+
+typedef struct stem_check_options {
+    stem_prec gpu_dtype;        /* the GPU's working dtype; sets the rest */
+    stem_prec score_prec;       /* its block-scoring intermediates (pair
+                                   scores or group sums, value norms) */
+    stem_prec logit_store;      /* dtype its logits were stored in; a view
+                                   of a coarser dtype counts as that one */
+    stem_prec attn_prec;        /* P before P.V (fp8: P * 256 in e4m3) */
+    stem_prec attn_score_prec;  /* attention scores before the softmax:
+                                   fp32 in flash kernels, the input dtype
+                                   where scores are materialised */
+    stem_prec out_store;        /* dtype out was stored in (or coarser view) */
+    stem_prec lse_store;        /* dtype lse was stored in (or coarser view) */
+    double tau;                 /* < 0: per block, from the logit limits;
+                                   >= 0: one fixed tie band */
+    double logit_tol;           /* < 0: derived per entry; else absolute */
+    double out_tol;             /* < 0: derived per row; else a fixed
+                                   per-row relative L2 limit */
+    double lse_tol;             /* < 0: derived per row; else absolute */
+    double sigmas;              /* K of the row limits (default 4) */
+    int dense_test;             /* 1: run dense attention for the
+                                   ignored-mask test (default 1) */
+    int64_t head_begin;         /* first query head judged (0) */
+    int64_t head_count;         /* heads judged; 0: all from head_begin */
+    int max_items;              /* offenders kept per stage, and ties (20) */
+} stem_check_options;
+
+/*
+ * Defaults for a GPU working in gpu_dtype:
+ *   fp32: every precision fp32;
+ *   bf16 / fp16: scoring, attention and scores in that dtype (scores
+ *        materialised, as a dense-masked fallback does), logits and lse
+ *        stored fp32, out stored in it;
+ *   fp8:  FP8 attention as hpc-ops runs it: scoring in bf16 with logits
+ *        stored bf16, P in e4m3, scores fp32, out bf16.
+ * tau, logit_tol, out_tol, lse_tol -1 (derived), sigmas 4, dense_test 1,
+ * all heads, max_items 20.  STEM_ERR_NULL / STEM_ERR_PARAM on bad input.
+ */
+STEM_API stem_status stem_check_options_init(stem_check_options *opt,
+                                             stem_prec gpu_dtype);
+
+/* ------------------------------------------------------------ GPU tensors */
+
+/*
+ * What the GPU produced; any member may be NULL (at least one must not).
+ *   logits [Hq, Qb, Kb]  heads = Hq, tokens = Qb, dim = Kb; F32, F64,
+ *                        BF16 or F16; -inf above the causal diagonal
+ *   mask   [Hq, Qb, Kb]  STEM_U8, any non-zero byte = kept
+ *   out    [Hq, Lq, d]   F32, F64, BF16 or F16
+ *   lse    [Hq, Lq, 1]   dim = 1; F32, F64, BF16 or F16; natural log
+ *                        ([Lq, Hq] storage: head_stride 1, token_stride Hq)
+ * The views are read only.
+ */
+typedef struct stem_check_gpu {
+    const stem_tensor *logits;
+    const stem_tensor *mask;
+    const stem_tensor *out;
+    const stem_tensor *lse;
+} stem_check_gpu;
+
+/* ---------------------------------------------------------------- report */
+
+typedef enum stem_check_stage {
+    STEM_STAGE_LOGITS = 0,
+    STEM_STAGE_SELECTION,
+    STEM_STAGE_MASK,
+    STEM_STAGE_OUT,
+    STEM_STAGE_LSE,
+    STEM_STAGE_COUNT
+} stem_check_stage;
+
+/* "logits", "selection", "mask", "out", "lse", or "?" */
+STEM_API const char *stem_check_stage_name(stem_check_stage stage);
+
+typedef enum stem_check_verdict {
+    STEM_CHECK_ABSENT = 0,      /* not judged (its input is missing) */
+    STEM_CHECK_PASS,
+    STEM_CHECK_FAIL
+} stem_check_verdict;
+
+/* What an item of the report is.  Every kind is a fault except
+ * STEM_KIND_MASK_TIE, STEM_KIND_SELECT_TIE and STEM_KIND_MASK_UNREAD. */
+typedef enum stem_check_kind {
+    STEM_KIND_NONE = 0,
+    STEM_KIND_LOGIT_NONFINITE,  /* NaN or +inf in the GPU logits */
+    STEM_KIND_LOGIT_PATTERN,    /* -inf on one side only */
+    STEM_KIND_LOGIT_ERROR,      /* |gpu - ref| above the entry's limit */
+    STEM_KIND_SELECT_EXTRA,     /* GPU kept a block its own logits drop */
+    STEM_KIND_SELECT_MISSING,   /* GPU dropped a block its own logits keep */
+    STEM_KIND_SELECT_TIE,       /* exchange between equal GPU logits */
+    STEM_KIND_MASK_SINK,        /* a sink block dropped */
+    STEM_KIND_MASK_WINDOW,      /* a window or diagonal block dropped */
+    STEM_KIND_MASK_FUTURE,      /* a block beyond the diagonal kept */
+    STEM_KIND_MASK_GAP,         /* kept/dropped though beyond tau of the
+                                   row threshold */
+    STEM_KIND_MASK_COUNT,       /* the row's top-k count is off its budget */
+    STEM_KIND_MASK_TIE,         /* an exchange within tau: rounding */
+    STEM_KIND_MASK_UNREAD,      /* an unread bit above the diagonal that
+                                   the profile lets the backend set */
+    STEM_KIND_OUT_NONFINITE,    /* NaN/Inf in a GPU output row */
+    STEM_KIND_OUT_ROW,          /* a row beyond its limit */
+    STEM_KIND_OUT_IGNORES_MASK, /* a head closer to dense than to masked */
+    STEM_KIND_OUT_WRONG_HEAD,   /* a head far from both masked and dense */
+    STEM_KIND_LSE_NONFINITE,
+    STEM_KIND_LSE_ROW,          /* an lse beyond its limit */
+    STEM_KIND_COUNT
+} stem_check_kind;
+
+/* A short name ("logit error", "mask tie", ...), or "?". */
+STEM_API const char *stem_check_kind_name(stem_check_kind kind);
+/* 1 if kind is a fault, 0 otherwise. */
+STEM_API int stem_check_kind_is_fault(stem_check_kind kind);
+
+/*
+ * One offender (or tie).  Positions not meaningful for the kind are -1.
+ *   logits: gpu, ref the logits; err |gpu - ref|; limit its limit
+ *   selection: gpu 1 kept / 0 dropped; ref what the rule on the GPU
+ *           logits says; threshold the GPU row threshold
+ *   mask:   gpu / ref 1 kept, 0 dropped; ref_logit the reference logit;
+ *           threshold the reference row threshold; err |logit - threshold|;
+ *           limit tau.  MASK_COUNT: gpu the row's top-k count, ref the
+ *           budget, limit how far the count may be off
+ *   out:    row L2 of gpu - ref in err, its limit, gpu / ref the row norms;
+ *           col the element with the largest difference
+ *   heads:  head-level kinds carry row = qblock = -1; err ||G - M||,
+ *           limit the head limit, gpu the position t on masked -> dense
+ *   lse:    gpu, ref the values; err, limit
+ */
+typedef struct stem_check_item {
+    stem_check_kind kind;
+    int64_t head, qblock, kblock, row, col;
+    double gpu, ref, err, limit;
+    double ref_logit, threshold;
+} stem_check_item;
+
+typedef struct stem_check_stage_result {
+    stem_check_verdict verdict;
+    int64_t checked;            /* entries, rows or blocks judged */
+    int64_t faults;             /* of them, faults */
+    double worst_ratio;         /* largest err / limit over the checked */
+    double max_err;             /* largest error (absolute) */
+    int64_t n_items;            /* items[0 .. n_items): faults, worst first */
+    stem_check_item *items;
+} stem_check_stage_result;
+
+/* Per query head judged. */
+typedef struct stem_check_head {
+    int64_t head;
+    double out_rel_l2;          /* ||G - M|| / ||M|| over the head (context) */
+    int64_t rows_failed;        /* out or lse rows beyond their limits */
+    double dense_t;             /* position on masked (0) -> dense (1) */
+    double dense_spread;        /* noise spread of t */
+    double masked_vs_dense;     /* ||D - M|| / ||M|| */
+    int dense_decidable;        /* the test could tell */
+    stem_check_kind status;     /* NONE, OUT_IGNORES_MASK, OUT_WRONG_HEAD */
+} stem_check_head;
+
+typedef struct stem_check_report {
+    stem_check_verdict verdict;             /* FAIL if any stage failed */
+    stem_dims dims;
+    stem_params params;
+    stem_check_options options;             /* as resolved */
+    int64_t head_begin, head_end;           /* heads judged [begin, end) */
+    stem_check_stage_result stage[STEM_STAGE_COUNT];
+
+    /* logits */
+    int64_t logit_nonfinite, logit_pattern;
+    double logit_scale;         /* median gpu/ref over large entries (1: fine) */
+    /* mask */
+    int64_t mask_diffs, mask_ties, mask_unread, rows_count_off;
+    int64_t gpu_kept, ref_kept, causal_blocks;
+    double max_tie_gap;                     /* |gap| of the widest tie */
+    int64_t n_ties;                         /* ties listed (up to max_items) */
+    stem_check_item *ties;
+    int64_t select_ties;
+    /* out / lse */
+    int out_under_ref_mask;     /* no GPU mask: judged under the reference's */
+    int diag_added;             /* missing diagonals added for the reference */
+    double out_rel_l2;          /* over the heads judged (context) */
+    double lse_max_abs;
+    int lse_base2_hint;         /* the GPU lse looks like log2 */
+    int64_t rows_failed;        /* distinct (head, row) failing out or lse */
+    int64_t qblocks_failed;     /* (head, query block) with a failing row */
+    int64_t n_heads;            /* heads[0 .. n_heads) */
+    stem_check_head *heads;
+    int32_t *qblock_rows_failed;/* [n_heads][Qb]: failing rows per block */
+    char hint[512];             /* a likely parameter mismatch, or "" */
+} stem_check_report;
+
+/*
+ * Judge gpu against the reference of params on q, k, v.
+ * params, q, k, v as for stem_prefill (sparse modes: (Lk - Lq) % B == 0).
+ * opt: NULL for stem_check_options_init defaults of q's dtype (bf16 and
+ * fp16 inputs: that dtype; fp32/fp64: fp32).
+ * report: filled on STEM_OK (then the verdict is in report->verdict);
+ * release with stem_check_report_free.  On an error it is left zeroed.
+ * Errors: those of stem_prefill for q, k, v and params; STEM_ERR_NULL
+ * (no GPU tensor at all); STEM_ERR_SHAPE / STEM_ERR_DTYPE for a GPU view of
+ * the wrong shape or dtype; STEM_ERR_PARAM for bad options (head range,
+ * negative sigmas); STEM_ERR_NOMEM.
+ * Non-finite GPU values are findings in the report, not errors.
+ */
+STEM_API stem_status stem_check(const stem_params *params,
+                                const stem_tensor *q, const stem_tensor *k,
+                                const stem_tensor *v,
+                                const stem_check_gpu *gpu,
+                                const stem_check_options *opt,
+                                stem_check_report *report);
+
+/* Release what stem_check allocated and zero *report; NULL is a no-op. */
+STEM_API void stem_check_report_free(stem_check_report *report);
+
+/*
+ * Render the report as text (verbose 0: a PASS is a short summary; 1:
+ * every stage with its figures) or JSON, snprintf style: writes at most
+ * cap bytes including the terminating NUL (buf may be NULL when cap is 0)
+ * and returns the length the whole text needs, without the NUL.
+ */
+STEM_API size_t stem_check_report_text(const stem_check_report *report,
+                                       int verbose, char *buf, size_t cap);
+STEM_API size_t stem_check_report_json(const stem_check_report *report,
+                                       char *buf, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* STEM_CHECK_H */
