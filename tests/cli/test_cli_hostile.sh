@@ -209,7 +209,8 @@ for f in npy_overflow npy_short npy_bigendian npy_unknown npy_negative \
 done
 expect "run: input missing" 1 run "$T/absent.safetensors" -o "$O"
 expect "run: input is /dev/null" 1 run /dev/null -o "$O"
-expect "run: output is a directory" 1 run "$T/good.safetensors" -o "$T"
+# a directory that holds other files is not an output directory: refused
+expect "run: output is a directory of other files" 2 run "$T/good.safetensors" -o "$T"
 expect "run: output directory missing" 1 run "$T/good.safetensors" -o "$T/no/such/dir/x.safetensors"
 expect "run --f64 overflow" 1 run "$T/overflow.safetensors" -o "$O" --f64
 for d in d1 d256; do

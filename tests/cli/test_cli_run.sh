@@ -110,6 +110,37 @@ expect "run --dense" 0 "$STEM" run "$T/a.safetensors" -o "$T/d.safetensors" --de
 expect "dense output has out and lse" 0 "$STEM" compare "$T/d.safetensors" "$T/d.safetensors" --tensor out --tensor lse
 expect "dense output has no mask" 1 "$STEM" compare "$T/d.safetensors" "$T/d.safetensors" --tensor mask
 
+# metadata under both naming styles, and the dtypes
+for kv in '"profile":"angelslim"' '"dtype":"fp32"' '"input_dtype":"bf16"' \
+          '"sinks":"4"' '"initial_blocks":"4"' '"window":"4"' '"window_size":"4"' \
+          '"lambda":"0.2"' '"lambda_mag":"0.2"' '"alpha":"0.7"' '"keep_ratio":"0.2"' \
+          '"block_size":"128"' '"stride":"8"'; do
+    ok "run metadata has $kv" grep -aqF "$kv" "$T/s.safetensors"
+done
+
+# -o NAME.npy is refused; -o DIR/ (or an existing directory) is a directory
+# of .npy files plus metadata.json
+expect "run -o x.npy refused" 2 "$STEM" run "$T/a.safetensors" -o "$T/x.npy"
+ok "run -o x.npy says why" stderr_has "one .npy file holds one tensor"
+ok "run -o x.npy writes nothing" test ! -e "$T/x.npy"
+expect "run -o dir/" 0 "$STEM" run "$T/a.safetensors" -o "$T/rd/"
+for f in block_logits.npy mask.npy out.npy lse.npy metadata.json; do
+    ok "run -o dir/ wrote $f" test -f "$T/rd/$f"
+done
+ok "run -o dir/ leaves no temporary directory" test -z "$(ls "$T" | grep -e '\.tmp' -e '\.old')"
+expect "directory output equals the safetensors output" 0 "$STEM" compare "$T/rd" "$T/s.safetensors" --tensor block_logits --tensor mask --tensor out --tensor lse --max-rel-l2 0
+ok "metadata.json names initial_blocks" grep -q '"initial_blocks":[[:space:]]*"4"' "$T/rd/metadata.json"
+ok "metadata.json names window_size" grep -q '"window_size":[[:space:]]*"4"' "$T/rd/metadata.json"
+ok "metadata.json names lambda_mag" grep -q '"lambda_mag":[[:space:]]*"0.2"' "$T/rd/metadata.json"
+ok "metadata.json names the dtype" grep -q '"dtype":[[:space:]]*"fp32"' "$T/rd/metadata.json"
+expect "run --dense over the earlier output directory" 0 "$STEM" run "$T/a.safetensors" -o "$T/rd" --dense
+ok "no stale tensor left from the earlier run" test ! -e "$T/rd/mask.npy" -a ! -e "$T/rd/block_logits.npy" -a -f "$T/rd/out.npy"
+mkdir "$T/mine" && printf 'precious' > "$T/mine/notes.txt"
+expect "run into a directory holding other files" 2 "$STEM" run "$T/a.safetensors" -o "$T/mine"
+ok "the refusal names the file" stderr_has "notes.txt"
+ok "the foreign directory is untouched" test "$(ls "$T/mine")" = notes.txt -a "$(cat "$T/mine/notes.txt")" = precious
+expect "run -o FILE/ where FILE is a file" 2 "$STEM" run "$T/a.safetensors" -o "$T/keep.safetensors/"
+
 # a sparse case: small blocks give 64 key blocks over 1024 tokens
 S="--block 16 --stride 8"
 expect "gen sparse case" 0 "$STEM" gen -o "$T/b.safetensors" --tokens 1024 --heads 2 --kv-heads 1 --dim 32 --seed 3
@@ -119,6 +150,11 @@ expect "thread count does not change the bits" 0 "$STEM" compare "$T/b1.safetens
 expect "run sparse dense" 0 "$STEM" run "$T/b.safetensors" -o "$T/bd.safetensors" --dense $S
 expect "sparse differs from dense" 1 "$STEM" compare "$T/b1.safetensors" "$T/bd.safetensors" --max-rel-l2 1e-12
 expect "sparse is close to dense" 0 "$STEM" compare "$T/b1.safetensors" "$T/bd.safetensors" --max-rel-l2 0.5
+# a run's output checked against the same input: its metadata (block,
+# stride, initial_blocks, window_size, lambda_mag, alpha) sets the check's
+# parameters, so non-default values still pass
+expect "run sparse non-default parameters" 0 "$STEM" run "$T/b.safetensors" -o "$T/bp/" $S --sinks 1 --window 1 --lambda 0.6 --alpha 0.4
+expect "stem check reads the run's parameters" 0 "$STEM" check "$T/b.safetensors" "$T/bp"
 expect "run scalar isa" 0 env STEM_ISA=scalar "$STEM" run "$T/b.safetensors" -o "$T/bs.safetensors" $S
 expect "every isa gives the same bits" 0 "$STEM" compare "$T/bs.safetensors" "$T/b1.safetensors" --tensor block_logits --tensor mask --tensor out --tensor lse --max-rel-l2 0
 expect "run bad isa" 1 env STEM_ISA=bogus "$STEM" run "$T/b.safetensors" -o "$T/bx.safetensors" $S

@@ -1,11 +1,13 @@
 /*
  * cmd_run.c - `stem run`: Stem prefill (or dense attention) on the q/k/v of
- * a tensor file, results written as safetensors.
+ * a tensor file, results written as safetensors or a directory of .npy
+ * files.
  */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli_common.h"
 #include "commands.h"
@@ -13,11 +15,17 @@
 
 static void run_usage(FILE *fp)
 {
-    fputs("usage: stem run IN -o OUT.safetensors [--dense] [options]\n\n"
+    fputs("usage: stem run IN -o OUT.safetensors [--dense] [options]\n"
+          "       stem run IN -o OUTDIR/ [--dense] [options]\n\n"
           "IN: safetensors file, .npy directory with q.npy k.npy v.npy;\n"
           "q [Hq,N,d], k and v [Hkv,N,d] (BF16, F16, F32 or F64).\n"
           "Writes block_logits F32 [Hq,Qb,Kb], mask U8 [Hq,Qb,Kb],\n"
-          "out F32 [Hq,N,d], lse F32 [Hq,N] (--dense: out and lse only).\n\n",
+          "out F32 [Hq,N,d], lse F32 [Hq,N] (--dense: out and lse only),\n"
+          "with the parameters as metadata, to one safetensors file, or,\n"
+          "when OUT ends in '/' or is an existing directory, to a directory\n"
+          "of .npy files plus metadata.json (an existing directory only if\n"
+          "it holds nothing but an earlier run's outputs).  A name ending\n"
+          "in .npy is refused: one .npy file holds one tensor.\n\n",
           fp);
     cli_opts_usage(fp);
 }
@@ -60,10 +68,32 @@ static const char *budget_rule_name(stem_budget_rule r)
     return "?";
 }
 
+/* Canonical name of an input dtype, as `stem check` and stem_dump use. */
+static const char *input_dtype_name(stem_dtype dt)
+{
+    switch (dt) {
+    case STEM_F32: return "fp32";
+    case STEM_BF16: return "bf16";
+    case STEM_F16: return "fp16";
+    case STEM_F64: return "fp64";
+    default: return "?";
+    }
+}
+
+/*
+ * The run's metadata: every parameter, under stem's own names and, where
+ * they differ, under the names of the conformance files and `stem check`
+ * (initial_blocks = sinks, window_size = window, lambda_mag = lambda), so
+ * that one run's output can be checked against another.  dtype is the
+ * precision of the results (fp32: every output is float32 arithmetic
+ * stored as F32), input_dtype that of q.  0, or -1 after a message.
+ */
 static int add_meta(tf_file *f, const stem_params *p, int dense,
-                    stem_isa isa, double secs)
+                    stem_dtype in_dtype, stem_isa isa, double secs)
 {
     return set_meta_str(f, "mode", dense ? "dense" : "stem") ||
+           set_meta_str(f, "dtype", "fp32") ||
+           set_meta_str(f, "input_dtype", input_dtype_name(in_dtype)) ||
            set_meta_str(f, "profile", stem_profile_name(p->profile)) ||
            set_meta_num(f, "alpha", p->alpha) ||
            set_meta_num(f, "keep_ratio", p->keep_ratio) ||
@@ -73,10 +103,13 @@ static int add_meta(tf_file *f, const stem_params *p, int dense,
            set_meta_num(f, "norm", p->norm) ||
            set_meta_str(f, "value_rule", value_rule_name(p->value_rule)) ||
            set_meta_num(f, "lambda", p->value_weight) ||
+           set_meta_num(f, "lambda_mag", p->value_weight) ||
            set_meta_str(f, "budget_rule", budget_rule_name(p->budget_rule)) ||
            set_meta_num(f, "prompt_blocks", (double)p->prompt_blocks) ||
            set_meta_num(f, "sinks", p->sinks) ||
+           set_meta_num(f, "initial_blocks", p->sinks) ||
            set_meta_num(f, "window", p->window) ||
+           set_meta_num(f, "window_size", p->window) ||
            set_meta_num(f, "keep_diagonal", p->keep_diagonal) ||
            set_meta_num(f, "ties_keep_all", p->ties_keep_all) ||
            set_meta_num(f, "f64", p->use_f64) ||
@@ -92,9 +125,44 @@ typedef struct run_out {
     uint8_t *mask;
 } run_out;
 
-static int write_results(const char *path, const stem_dims *dm,
+/* The names an earlier output directory may hold and a run may replace. */
+static const char *const run_outputs[] = {"block_logits.npy", "mask.npy",
+                                          "out.npy", "lse.npy",
+                                          "metadata.json", NULL};
+
+/*
+ * How `-o path` is written: 1 a directory of .npy files (path ends in '/'
+ * or is an existing directory), 0 one safetensors file, -1 refused after a
+ * message (a name ending in .npy, or a directory holding other files).
+ */
+static int output_kind(const char *path)
+{
+    size_t n = strlen(path);
+    struct stat sb;
+    char err[512];
+    int exists;
+    if (n >= 4 && strcmp(path + n - 4, ".npy") == 0) {
+        cli_error("run: -o %s: one .npy file holds one tensor and stem run "
+                  "writes several; give a directory name ending in '/' "
+                  "(e.g. -o %.*s/) for a directory of .npy files, or a "
+                  ".safetensors name", path, (int)(n - 4), path);
+        return -1;
+    }
+    if ((n > 0 && path[n - 1] == '/') ||
+        (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))) {
+        if (tf_npy_dir_target(path, run_outputs, &exists, err,
+                              sizeof(err)) != 0) {
+            cli_error("run: -o: %s", err);
+            return -1;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static int write_results(const char *path, int as_dir, const stem_dims *dm,
                          const run_out *ro, const stem_params *p, int dense,
-                         stem_isa isa, double secs)
+                         stem_dtype in_dtype, stem_isa isa, double secs)
 {
     tf_file f = {0};
     char err[256];
@@ -110,9 +178,12 @@ static int write_results(const char *path, const stem_dims *dm,
          tf_add(&f, "lse", TF_F32, 2, se, ro->lse, err, sizeof(err));
     if (rc) {
         cli_error("run: %s", err);
-    } else if (add_meta(&f, p, dense, isa, secs)) {
+    } else if (add_meta(&f, p, dense, in_dtype, isa, secs)) {
         rc = 1;
-    } else if (tf_write_safetensors(&f, path, err, sizeof(err)) != 0) {
+    } else if (as_dir ? tf_write_npy_dir(&f, path, run_outputs, err,
+                                         sizeof(err)) != 0
+                      : tf_write_safetensors(&f, path, err, sizeof(err)) !=
+                            0) {
         cli_error("run: %s", err);
         rc = 1;
     }
@@ -163,6 +234,9 @@ int cmd_run(int argc, char **argv)
         run_usage(stderr);
         return CLI_USAGE;
     }
+    int as_dir = output_kind(outp);
+    if (as_dir < 0)
+        return CLI_USAGE;
     stem_params p;
     int rc = cli_opts_resolve(&o, &p);
     if (rc != CLI_OK)
@@ -226,7 +300,8 @@ int cmd_run(int argc, char **argv)
         goto done;
     }
     cli_progress("writing");
-    rc = write_results(outp, &dm, &ro, &p, dense, isa, secs);
+    rc = write_results(outp, as_dir, &dm, &ro, &p, dense, q.dtype, isa,
+                       secs);
     cli_progress_done();
     if (rc != CLI_OK)
         goto done;

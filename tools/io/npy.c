@@ -1,18 +1,22 @@
 /*
  * npy.c - NumPy .npy files (format versions 1, 2 and 3) and directories of
- * them.  The header is a Python dict literal such as
+ * them (read; written with a metadata.json beside the tensors).  The header is a Python dict literal such as
  *     {'descr': '<f4', 'fortran_order': False, 'shape': (4, 8), }
  * which is parsed here with a small tokenizer (it is not JSON).
  */
 #include "tensorfile.h"
 
+#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const struct {
     const char *descr;
@@ -396,4 +400,199 @@ int tf_write_npy(const tf_tensor *t, const char *path, char *err,
     const void *ptrs[2] = {head, t->data};
     size_t lens[2] = {total, nb};
     return tf_write_atomic(path, 2, ptrs, lens, err, errlen);
+}
+
+/* 1 if name is in the NULL-terminated list. */
+static int name_in(const char *name, const char *const *list)
+{
+    for (; list && *list; list++)
+        if (strcmp(name, *list) == 0)
+            return 1;
+    return 0;
+}
+
+/* 0 when directory path holds only regular files named in replaceable
+ * (or nothing); -1 with the offending entry in err otherwise. */
+static int dir_replaceable(const char *path, const char *const *replaceable,
+                           char *err, size_t errlen)
+{
+    DIR *d = opendir(path);
+    if (!d) {
+        tf_set_err(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct dirent *e;
+    int rc = 0;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char full[4096];
+        struct stat sb;
+        if (!name_in(e->d_name, replaceable) ||
+            snprintf(full, sizeof(full), "%s/%s", path, e->d_name) >=
+                (int)sizeof(full) ||
+            lstat(full, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+            tf_set_err(err, errlen,
+                       "%s: the directory holds '%s', which is not an "
+                       "earlier output; not replacing it (choose a new "
+                       "directory name)", path, e->d_name);
+            rc = -1;
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+/* See tensorfile.h. */
+int tf_npy_dir_target(const char *path, const char *const *replaceable,
+                      int *exists, char *err, size_t errlen)
+{
+    struct stat sb;
+    if (!path || !exists) {
+        tf_set_err(err, errlen, "NULL argument");
+        return -1;
+    }
+    if (path[0] == '\0') {
+        tf_set_err(err, errlen, "empty output path");
+        return -1;
+    }
+    if (lstat(path, &sb) != 0) {
+        if (errno != ENOENT) {
+            tf_set_err(err, errlen, "%s: %s", path, strerror(errno));
+            return -1;
+        }
+        *exists = 0;
+        return 0;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        tf_set_err(err, errlen, "%s exists and is not a directory; not "
+                   "replacing it with a directory of .npy files", path);
+        return -1;
+    }
+    *exists = 1;
+    return dir_replaceable(path, replaceable, err, errlen);
+}
+
+/* Remove directory path and the regular files in it (best effort). */
+static void remove_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *e;
+        char full[4096];
+        while ((e = readdir(d)) != NULL)
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+                snprintf(full, sizeof(full), "%s/%s", path, e->d_name) <
+                    (int)sizeof(full))
+                unlink(full);
+        closedir(d);
+    }
+    rmdir(path);
+}
+
+/* metadata.json of f in directory dir: an object of string members. */
+static int write_meta_json(const tf_file *f, const char *dir, char *err,
+                           size_t errlen)
+{
+    cJSON *o = cJSON_CreateObject();
+    int ok = o != NULL;
+    for (int i = 0; ok && i < f->meta_count; i++)
+        ok = cJSON_AddStringToObject(o, f->meta_keys[i], f->meta_values[i]) !=
+             NULL;
+    char *text = ok ? cJSON_Print(o) : NULL;
+    cJSON_Delete(o);
+    if (!text) {
+        tf_set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    char path[4096];
+    int rc = -1;
+    if (snprintf(path, sizeof(path), "%s/metadata.json", dir) >=
+        (int)sizeof(path)) {
+        tf_set_err(err, errlen, "%s: path too long", dir);
+    } else {
+        const void *ptrs[2] = {text, "\n"};
+        size_t lens[2] = {strlen(text), 1};
+        rc = tf_write_atomic(path, 2, ptrs, lens, err, errlen);
+    }
+    cJSON_free(text);
+    return rc;
+}
+
+/* See tensorfile.h. */
+int tf_write_npy_dir(const tf_file *f, const char *path,
+                     const char *const *replaceable, char *err, size_t errlen)
+{
+    if (!f || !path) {
+        tf_set_err(err, errlen, "NULL argument");
+        return -1;
+    }
+    char dir[4096];
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/')
+        len--;                  /* "out/" names the directory out */
+    if (len == 0 || len + 32 >= sizeof(dir)) {
+        tf_set_err(err, errlen, "%s: bad output directory name", path);
+        return -1;
+    }
+    memcpy(dir, path, len);
+    dir[len] = '\0';
+    int exists;
+    if (tf_npy_dir_target(dir, replaceable, &exists, err, errlen) != 0)
+        return -1;
+    for (int i = 0; i < f->count; i++) {
+        const tf_tensor *t = &f->tensors[i];
+        const char *descr;
+        if (descr_of(t->dtype, &descr) != 0 || !t->name[0] ||
+            strchr(t->name, '/') || t->name[0] == '.') {
+            tf_set_err(err, errlen, "%s: tensor '%s' cannot be a .npy file",
+                       dir, t->name);
+            return -1;
+        }
+    }
+    char tmp[4096 + 32];
+    snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", dir);
+    if (!mkdtemp(tmp)) {
+        tf_set_err(err, errlen, "%s: cannot create a temporary directory: %s",
+                   dir, strerror(errno));
+        return -1;
+    }
+    mode_t um = umask(0);
+    umask(um);
+    int rc = chmod(tmp, 0777 & ~um) == 0 ? 0 : -1;
+    if (rc != 0)
+        tf_set_err(err, errlen, "%s: %s", tmp, strerror(errno));
+    for (int i = 0; rc == 0 && i < f->count; i++) {
+        char file[4096 + 32 + TF_NAME_MAX + 8];
+        snprintf(file, sizeof(file), "%s/%s.npy", tmp, f->tensors[i].name);
+        rc = tf_write_npy(&f->tensors[i], file, err, errlen);
+    }
+    if (rc == 0)
+        rc = write_meta_json(f, tmp, err, errlen);
+    if (rc == 0 && exists) {
+        /* swap the finished directory with the earlier output, atomically
+         * where the kernel can; then the temporary name holds the old one */
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {
+            char old[4096 + 32];
+            snprintf(old, sizeof(old), "%s.old.XXXXXX", dir);
+            if (!mkdtemp(old) || rmdir(old) != 0 || rename(dir, old) != 0) {
+                tf_set_err(err, errlen, "%s: cannot replace it: %s", dir,
+                           strerror(errno));
+                rc = -1;
+            } else if (rename(tmp, dir) != 0) {
+                tf_set_err(err, errlen, "%s: cannot replace it: %s", dir,
+                           strerror(errno));
+                rename(old, dir);
+                rc = -1;
+            } else {
+                remove_dir(old);
+                return 0;
+            }
+        }
+    } else if (rc == 0 && rename(tmp, dir) != 0) {
+        tf_set_err(err, errlen, "%s: %s", dir, strerror(errno));
+        rc = -1;
+    }
+    remove_dir(tmp);
+    return rc;
 }

@@ -91,6 +91,30 @@ int tf_write_safetensors(const tf_file *f, const char *path, char *err,
 int tf_write_npy(const tf_tensor *t, const char *path, char *err,
                  size_t errlen);
 
+/*
+ * Write f as a directory of .npy files, one per tensor (NAME.npy), plus
+ * metadata.json holding f's metadata as an object of strings (the form
+ * `stem check` reads).  path may end in '/'.  The files are written into a
+ * temporary directory beside path, which then takes path's place whole: a
+ * failed write leaves path as it was.  An existing path is replaced only
+ * when it is a directory holding nothing but regular files named in
+ * replaceable (a NULL-terminated list, e.g. the outputs of an earlier run);
+ * anything else there is refused with a reason in err.  Every tensor's
+ * dtype must have a .npy equivalent (not BF16).
+ */
+int tf_write_npy_dir(const tf_file *f, const char *path,
+                     const char *const *replaceable, char *err,
+                     size_t errlen);
+
+/*
+ * The check tf_write_npy_dir makes before writing, for callers that want
+ * to refuse a target before a long computation: 0 when path does not exist
+ * (*exists = 0) or is a directory holding only regular files named in
+ * replaceable (*exists = 1); -1 with a reason otherwise.
+ */
+int tf_npy_dir_target(const char *path, const char *const *replaceable,
+                      int *exists, char *err, size_t errlen);
+
 /* Element conversion helpers (round to nearest even where narrowing). */
 float tf_bf16_to_f32(uint16_t h);
 uint16_t tf_f32_to_bf16(float f);
