@@ -21,11 +21,14 @@ static void mask_usage(FILE *fp)
           "[--logits]\n"
           "                 [--tau T] [--dtype D] [options]\n\n"
           "FILE holds a block mask `mask` [Hq,Qb,Kb] (U8 or BOOL) and/or\n"
-          "`block_logits`.  One square per key block (max(1, 512/Kb) pixels),\n"
-          "query blocks down, key blocks across; --head H (default 0).\n"
+          "`block_logits`.  One square per key block (512/Kb pixels, at\n"
+          "least 6, with thin lines between blocks of 8 pixels or more),\n"
+          "query blocks down, key blocks across, block indices on both\n"
+          "axes and a legend of the colours below; --head H (default 0).\n"
           "  (default)     kept dark, dropped light, beyond the diagonal grey\n"
           "  --diff OTHER  FILE's mask against the reference in OTHER: both\n"
-          "                kept dark, neither light, a tie orange, a fault red.\n"
+          "                kept dark, neither light, a tie orange, a fault red\n"
+          "                (faults also marked red on both axes).\n"
           "                OTHER holds mask and block_logits (e.g. stem run's\n"
           "                output) or q, k, v (the reference is computed).\n"
           "                Ties as in stem check: within tau of the row\n"
@@ -211,7 +214,7 @@ int cmd_mask(int argc, char **argv)
     uint8_t *m = NULL, *rm = NULL;
     float *lg = NULL, *rl = NULL;
     int32_t *budget = NULL;
-    mi_image img = {0};
+    mi_image img = {0}, fig = {0};
     check_mask_result cr = {0};
     stem_params p;
     rc = CLI_USAGE;
@@ -238,6 +241,11 @@ int cmd_mask(int argc, char **argv)
     }
     int64_t pb = s[2] - s[1], hoff = a.head * s[1] * s[2];
     int px = mi_block_px(s[2]);
+    mi_kind kind = a.logits ? MI_KIND_LOGITS
+                   : a.diff ? MI_KIND_DIFF
+                            : MI_KIND_MASK;
+    char title[160];
+    double lo_v = 0, hi_v = 0;
     if (a.logits) {
         float lo, hi;
         if (ct_load_f32(t, s, 3, 0, &lg, err, sizeof(err)) != 0) {
@@ -251,6 +259,8 @@ int cmd_mask(int argc, char **argv)
         }
         printf("logits of head %lld: %.5g (dark blue) .. %.5g (yellow), "
                "-inf grey\n", a.head, lo, hi);
+        lo_v = lo, hi_v = hi;
+        snprintf(title, sizeof(title), "block logits, head %lld", a.head);
     } else {
         if (ct_load_mask(t, s, &m, err, sizeof(err)) != 0) {
             cli_error("mask: %s: %s", a.in, err);
@@ -267,6 +277,8 @@ int cmd_mask(int argc, char **argv)
                 kept += m[hoff + i] != 0;
             printf("mask of head %lld: %lld of %lld blocks kept\n", a.head,
                    (long long)kept, (long long)(s[1] * s[2]));
+            snprintf(title, sizeof(title), "mask, head %lld: %lld blocks kept",
+                     a.head, (long long)kept);
         } else {
             if (ct_read(a.diff, &other, err, sizeof(err)) != 0) {
                 cli_error("mask: %s", err);
@@ -299,18 +311,30 @@ int cmd_mask(int argc, char **argv)
             printf("differences of head %lld: %lld ties (orange), %lld "
                    "faults (red), tau %g\n", a.head, (long long)ties,
                    (long long)faults, tau);
+            snprintf(title, sizeof(title), "mask differences, head %lld: "
+                     "%lld ties, %lld faults", a.head, (long long)ties,
+                     (long long)faults);
         }
     }
-    if (png_write_rgb(a.out, img.w, img.h, img.rgb, err, sizeof(err)) != 0) {
+    if (mi_figure(&img, s[1], s[2], px, kind, title, lo_v, hi_v, &fig,
+                  NULL) != 0) {
+        cli_error("mask: cannot draw the figure of %lld x %lld blocks "
+                  "(out of memory or over 65535 pixels a side)",
+                  (long long)s[1], (long long)s[2]);
+        rc = CLI_FAIL;
+        goto done;
+    }
+    if (png_write_rgb(a.out, fig.w, fig.h, fig.rgb, err, sizeof(err)) != 0) {
         cli_error("mask: %s", err);
         rc = CLI_FAIL;
         goto done;
     }
-    printf("wrote %s: %d x %d pixels, %d per block\n", a.out, img.w, img.h,
+    printf("wrote %s: %d x %d pixels, %d per block\n", a.out, fig.w, fig.h,
            px);
     rc = CLI_OK;
 done:
     mi_free(&img);
+    mi_free(&fig);
     check_mask_result_free(&cr);
     free(m), free(rm), free(lg), free(rl), free(budget);
     tf_free(&f);
