@@ -178,8 +178,9 @@ STEM_API int stem_check_kind_is_fault(stem_check_kind kind);
  *           logits says; threshold the GPU row threshold
  *   mask:   gpu / ref 1 kept, 0 dropped; ref_logit the reference logit;
  *           threshold the reference row threshold; err |logit - threshold|;
- *           limit tau.  MASK_COUNT: gpu the row's top-k count, ref the
- *           budget, limit how far the count may be off
+ *           limit tau.  MASK_COUNT: gpu the blocks the row keeps besides
+ *           sinks and window, threshold and ref the least and most the
+ *           budget allows, ref_logit the budget, err how far off
  *   out:    row L2 of gpu - ref in err, its limit, gpu / ref the row norms;
  *           col the element with the largest difference
  *   heads:  head-level kinds carry row = qblock = -1; err ||G - M||,

@@ -1,0 +1,440 @@
+/*
+ * check.c - stem_check: judging a GPU Stem kernel stage by stage against
+ * the reference (docs/ALGORITHM.md section 5).  This file holds the
+ * options, the names, the argument checks and the driver; the stages live
+ * in check_logits.c (logits, selection, mask) and check_attn.c (out,
+ * lse), the limits in check_bound.c, the reports in check_render.c.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "check_internal.h"
+
+/* ------------------------------------------------------------ precisions */
+
+const char *stem_prec_name(stem_prec prec)
+{
+    switch (prec) {
+    case STEM_PREC_FP32: return "fp32";
+    case STEM_PREC_BF16: return "bf16";
+    case STEM_PREC_FP16: return "fp16";
+    case STEM_PREC_FP8: return "fp8";
+    default: return "?";
+    }
+}
+
+stem_status stem_prec_from_name(const char *name, stem_prec *out)
+{
+    static const struct {
+        const char *name;
+        stem_prec prec;
+    } names[] = {
+        {"fp32", STEM_PREC_FP32}, {"float32", STEM_PREC_FP32},
+        {"f32", STEM_PREC_FP32}, {"float", STEM_PREC_FP32},
+        {"bf16", STEM_PREC_BF16}, {"bfloat16", STEM_PREC_BF16},
+        {"fp16", STEM_PREC_FP16}, {"float16", STEM_PREC_FP16},
+        {"f16", STEM_PREC_FP16}, {"half", STEM_PREC_FP16},
+        {"fp8", STEM_PREC_FP8}, {"e4m3", STEM_PREC_FP8},
+        {"fp8_e4m3", STEM_PREC_FP8}, {"float8_e4m3fn", STEM_PREC_FP8},
+    };
+    if (!name || !out)
+        return STEM_ERR_NULL;
+    if (strncmp(name, "torch.", 6) == 0)
+        name += 6;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcasecmp(name, names[i].name) == 0) {
+            *out = names[i].prec;
+            return STEM_OK;
+        }
+    return STEM_ERR_PARAM;
+}
+
+double stem_prec_unit(stem_prec prec)
+{
+    switch (prec) {
+    case STEM_PREC_FP32: return 0x1p-24;
+    case STEM_PREC_BF16: return 0x1p-8;
+    case STEM_PREC_FP16: return 0x1p-11;
+    case STEM_PREC_FP8: return 0x1p-4;
+    default: return 0;
+    }
+}
+
+double check_view_unit(stem_dtype dt)
+{
+    switch (dt) {
+    case STEM_BF16: return 0x1p-8;
+    case STEM_F16: return 0x1p-11;
+    case STEM_F32: return 0x1p-24;
+    default: return 0x1p-53;
+    }
+}
+
+double check_view_at(const stem_tensor *t, int64_t h, int64_t tok, int64_t c)
+{
+    float row[1];
+    stem_tensor one = *t;
+    int64_t at = h * t->head_stride + tok * t->token_stride + c;
+    one.data = (char *)t->data + at * (int64_t)stem_dtype_size(t->dtype);
+    one.dim = 1;
+    if (t->dtype == STEM_F64)
+        return *(const double *)one.data;
+    stem_load_row_f32(&one, 0, 0, row);
+    return row[0];
+}
+
+/* --------------------------------------------------------------- options */
+
+stem_status stem_check_options_init(stem_check_options *opt,
+                                    stem_prec gpu_dtype)
+{
+    if (!opt)
+        return STEM_ERR_NULL;
+    if ((unsigned)gpu_dtype >= STEM_PREC_COUNT)
+        return STEM_ERR_PARAM;
+    stem_check_options o;
+    memset(&o, 0, sizeof(o));
+    o.gpu_dtype = gpu_dtype;
+    switch (gpu_dtype) {
+    case STEM_PREC_FP8:
+        o.score_prec = STEM_PREC_BF16;
+        o.logit_store = STEM_PREC_BF16;
+        o.attn_prec = STEM_PREC_FP8;
+        o.attn_score_prec = STEM_PREC_FP32;
+        o.out_store = STEM_PREC_BF16;
+        o.lse_store = STEM_PREC_FP32;
+        break;
+    case STEM_PREC_BF16:
+    case STEM_PREC_FP16:
+        o.score_prec = gpu_dtype;
+        o.logit_store = STEM_PREC_FP32;
+        o.attn_prec = gpu_dtype;
+        o.attn_score_prec = gpu_dtype;
+        o.out_store = gpu_dtype;
+        o.lse_store = STEM_PREC_FP32;
+        break;
+    default:
+        o.score_prec = o.logit_store = o.attn_prec = STEM_PREC_FP32;
+        o.attn_score_prec = o.out_store = o.lse_store = STEM_PREC_FP32;
+        break;
+    }
+    o.tau = o.logit_tol = o.out_tol = o.lse_tol = -1;
+    o.sigmas = 4;
+    o.dense_test = 1;
+    o.head_begin = 0;
+    o.head_count = 0;
+    o.max_items = 20;
+    *opt = o;
+    return STEM_OK;
+}
+
+static int prec_ok(stem_prec p)
+{
+    return (unsigned)p < STEM_PREC_COUNT;
+}
+
+static stem_status options_valid(const stem_check_options *o, int64_t hq)
+{
+    if (!prec_ok(o->gpu_dtype) || !prec_ok(o->score_prec) ||
+        !prec_ok(o->logit_store) || !prec_ok(o->attn_prec) ||
+        !prec_ok(o->attn_score_prec) || !prec_ok(o->out_store) ||
+        !prec_ok(o->lse_store))
+        return STEM_ERR_PARAM;
+    /* NaN fails every comparison below */
+    if (!(o->tau < 0 || o->tau <= 1e30) || !(o->logit_tol < 0 || o->logit_tol <= 1e30) ||
+        !(o->out_tol < 0 || o->out_tol <= 1e30) || !(o->lse_tol < 0 || o->lse_tol <= 1e30) ||
+        !(o->sigmas > 0 && o->sigmas <= 1e6))
+        return STEM_ERR_PARAM;
+    if (o->dense_test != 0 && o->dense_test != 1)
+        return STEM_ERR_PARAM;
+    if (o->head_begin < 0 || o->head_begin >= hq || o->head_count < 0 ||
+        o->head_count > hq - o->head_begin)
+        return STEM_ERR_PARAM;
+    if (o->max_items < 0 || o->max_items > 1000000)
+        return STEM_ERR_PARAM;
+    return STEM_OK;
+}
+
+/* ----------------------------------------------------------------- names */
+
+const char *stem_check_stage_name(stem_check_stage stage)
+{
+    static const char *const n[STEM_STAGE_COUNT] = {
+        "logits", "selection", "mask", "out", "lse"};
+    return (unsigned)stage < STEM_STAGE_COUNT ? n[stage] : "?";
+}
+
+const char *stem_check_kind_name(stem_check_kind kind)
+{
+    static const char *const n[STEM_KIND_COUNT] = {
+        [STEM_KIND_NONE] = "none",
+        [STEM_KIND_LOGIT_NONFINITE] = "non-finite logit",
+        [STEM_KIND_LOGIT_PATTERN] = "-inf pattern",
+        [STEM_KIND_LOGIT_ERROR] = "logit error",
+        [STEM_KIND_SELECT_EXTRA] = "selection extra",
+        [STEM_KIND_SELECT_MISSING] = "selection missing",
+        [STEM_KIND_SELECT_TIE] = "selection tie",
+        [STEM_KIND_MASK_SINK] = "sink dropped",
+        [STEM_KIND_MASK_WINDOW] = "window dropped",
+        [STEM_KIND_MASK_FUTURE] = "future block",
+        [STEM_KIND_MASK_GAP] = "mask gap",
+        [STEM_KIND_MASK_COUNT] = "budget count",
+        [STEM_KIND_MASK_TIE] = "tie",
+        [STEM_KIND_MASK_UNREAD] = "unread bit",
+        [STEM_KIND_OUT_NONFINITE] = "non-finite out",
+        [STEM_KIND_OUT_ROW] = "out row",
+        [STEM_KIND_OUT_IGNORES_MASK] = "ignores the mask",
+        [STEM_KIND_OUT_WRONG_HEAD] = "wrong output",
+        [STEM_KIND_LSE_NONFINITE] = "non-finite lse",
+        [STEM_KIND_LSE_ROW] = "lse row",
+    };
+    return (unsigned)kind < STEM_KIND_COUNT && n[kind] ? n[kind] : "?";
+}
+
+int stem_check_kind_is_fault(stem_check_kind kind)
+{
+    return (unsigned)kind < STEM_KIND_COUNT && kind != STEM_KIND_NONE &&
+           kind != STEM_KIND_MASK_TIE && kind != STEM_KIND_SELECT_TIE &&
+           kind != STEM_KIND_MASK_UNREAD;
+}
+
+/* ----------------------------------------------------------------- items */
+
+int check_items_init(check_items *it, int64_t cap)
+{
+    memset(it, 0, sizeof(*it));
+    it->cap = cap;
+    if (cap > 0) {
+        it->v = malloc((size_t)cap * sizeof(*it->v));
+        it->key = malloc((size_t)cap * sizeof(double));
+        if (!it->v || !it->key) {
+            check_items_free(it);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void check_items_add(check_items *it, const stem_check_item *x, double key)
+{
+    it->total++;
+    if (it->cap < 1)
+        return;
+    if (isnan(key))
+        key = INFINITY;
+    if (it->n < it->cap) {
+        it->v[it->n] = *x;
+        it->key[it->n++] = key;
+        if (it->n == it->cap) {
+            it->min_at = 0;
+            for (int64_t i = 1; i < it->n; i++)
+                if (it->key[i] < it->key[it->min_at])
+                    it->min_at = i;
+        }
+        return;
+    }
+    if (!(key > it->key[it->min_at]))
+        return;
+    it->v[it->min_at] = *x;
+    it->key[it->min_at] = key;
+    it->min_at = 0;
+    for (int64_t i = 1; i < it->n; i++)
+        if (it->key[i] < it->key[it->min_at])
+            it->min_at = i;
+}
+
+void check_items_take(check_items *it, stem_check_item **out, int64_t *n)
+{
+    /* insertion sort, largest key first; ties by position for stability */
+    for (int64_t i = 1; i < it->n; i++) {
+        stem_check_item x = it->v[i];
+        double k = it->key[i];
+        int64_t j = i;
+        while (j > 0 && (it->key[j - 1] < k ||
+                         (it->key[j - 1] == k &&
+                          (it->v[j - 1].head > x.head ||
+                           (it->v[j - 1].head == x.head &&
+                            it->v[j - 1].row * 1000003 + it->v[j - 1].qblock * 1009 + it->v[j - 1].kblock >
+                                x.row * 1000003 + x.qblock * 1009 + x.kblock))))) {
+            it->v[j] = it->v[j - 1];
+            it->key[j] = it->key[j - 1];
+            j--;
+        }
+        it->v[j] = x;
+        it->key[j] = k;
+    }
+    *out = it->n ? it->v : NULL;
+    *n = it->n;
+    if (!it->n)
+        free(it->v);
+    it->v = NULL;
+    free(it->key);
+    it->key = NULL;
+    it->n = it->cap = 0;
+}
+
+void check_items_free(check_items *it)
+{
+    free(it->v);
+    free(it->key);
+    memset(it, 0, sizeof(*it));
+}
+
+/* ---------------------------------------------------------------- driver */
+
+void stem_check_report_free(stem_check_report *r)
+{
+    if (!r)
+        return;
+    for (int s = 0; s < STEM_STAGE_COUNT; s++)
+        free(r->stage[s].items);
+    free(r->ties);
+    free(r->heads);
+    free(r->qblock_rows_failed);
+    memset(r, 0, sizeof(*r));
+}
+
+/* A GPU view must be [heads, tokens, dim] of a float dtype (or U8 for the
+ * mask) with a valid extent. */
+static stem_status gpu_view_ok(const stem_tensor *t, int64_t heads,
+                               int64_t tokens, int64_t dim, int is_mask)
+{
+    if (!t->data)
+        return STEM_ERR_NULL;
+    if (is_mask ? t->dtype != STEM_U8
+                : (t->dtype != STEM_F32 && t->dtype != STEM_F64 &&
+                   t->dtype != STEM_BF16 && t->dtype != STEM_F16))
+        return STEM_ERR_DTYPE;
+    if (t->heads != heads || t->tokens != tokens || t->dim != dim ||
+        t->head_stride < 0 || t->token_stride < 0)
+        return STEM_ERR_SHAPE;
+    int64_t a, b, end;
+    if (!stem_mul_ok(heads - 1, t->head_stride, &a) ||
+        !stem_mul_ok(tokens - 1, t->token_stride, &b) || a > INT64_MAX - b ||
+        a + b > INT64_MAX - dim || !stem_mul_ok(a + b + dim, 8, &end))
+        return STEM_ERR_OVERFLOW;
+    return STEM_OK;
+}
+
+static void ctx_free(check_ctx *c)
+{
+    free(c->budget);
+    free(c->ref_logits);
+    free(c->ref_mask);
+    free(c->limit);
+    free(c->gpu_logits);
+    free(c->gpu_mask);
+}
+
+/* Copy the judged heads of the GPU logits and mask into contiguous
+ * arrays. */
+static stem_status load_gpu_blocks(check_ctx *c)
+{
+    const int64_t qb = c->dm.qb, kb = c->dm.kb;
+    const size_t n = (size_t)c->nh * (size_t)qb * (size_t)kb;
+    if (c->gpu->logits) {
+        if (!(c->gpu_logits = malloc(n * sizeof(float))))
+            return STEM_ERR_NOMEM;
+        const stem_tensor *t = c->gpu->logits;
+        #pragma omp parallel for schedule(static) num_threads(stem_thread_count(c->p))
+        for (int64_t i = 0; i < c->nh * qb; i++) {
+            int64_t h = c->h0 + i / qb, I = i % qb;
+            stem_load_row_f32(t, h, I, c->gpu_logits + (size_t)i * kb);
+        }
+    }
+    if (c->gpu->mask) {
+        if (!(c->gpu_mask = malloc(n)))
+            return STEM_ERR_NOMEM;
+        const stem_tensor *t = c->gpu->mask;
+        for (int64_t i = 0; i < c->nh * qb; i++) {
+            int64_t h = c->h0 + i / qb, I = i % qb;
+            const uint8_t *src = (const uint8_t *)t->data + h * t->head_stride +
+                                 I * t->token_stride;
+            for (int64_t J = 0; J < kb; J++)
+                c->gpu_mask[(size_t)i * kb + J] = src[J] != 0;
+        }
+    }
+    return STEM_OK;
+}
+
+stem_status stem_check(const stem_params *params, const stem_tensor *q,
+                       const stem_tensor *k, const stem_tensor *v,
+                       const stem_check_gpu *gpu,
+                       const stem_check_options *opt,
+                       stem_check_report *report)
+{
+    if (!report)
+        return STEM_ERR_NULL;
+    memset(report, 0, sizeof(*report));
+    if (!params || !q || !k || !v || !gpu)
+        return STEM_ERR_NULL;
+    if (!gpu->logits && !gpu->mask && !gpu->out && !gpu->lse)
+        return STEM_ERR_NULL;
+    stem_status st;
+    check_ctx c;
+    memset(&c, 0, sizeof(c));
+    c.p = params, c.q = q, c.k = k, c.v = v, c.gpu = gpu, c.r = report;
+    if ((st = stem_dims_get(params, q, k, v, 1, &c.dm)) != STEM_OK)
+        return st;
+    if (opt) {
+        c.o = *opt;
+    } else {
+        stem_prec g = q->dtype == STEM_BF16  ? STEM_PREC_BF16
+                      : q->dtype == STEM_F16 ? STEM_PREC_FP16
+                                             : STEM_PREC_FP32;
+        stem_check_options_init(&c.o, g);
+    }
+    if ((st = options_valid(&c.o, c.dm.hq)) != STEM_OK)
+        return st;
+    const stem_dims *d = &c.dm;
+    if ((gpu->logits && (st = gpu_view_ok(gpu->logits, d->hq, d->qb, d->kb, 0))) ||
+        (gpu->mask && (st = gpu_view_ok(gpu->mask, d->hq, d->qb, d->kb, 1))) ||
+        (gpu->out && (st = gpu_view_ok(gpu->out, d->hq, d->lq, d->d, 0))) ||
+        (gpu->lse && (st = gpu_view_ok(gpu->lse, d->hq, d->lq, 1, 0))))
+        return st;
+    c.h0 = c.o.head_begin;
+    c.h1 = c.o.head_count ? c.h0 + c.o.head_count : d->hq;
+    c.nh = c.h1 - c.h0;
+    c.pb = d->offset / params->block;
+    c.nbudget = stem_budget_blocks(params, d->kb);
+
+    /* the reference's first three stages (they also scan q, k, v) */
+    size_t cells = (size_t)d->hq * (size_t)d->qb * (size_t)d->kb;
+    c.budget = malloc((size_t)c.nbudget * sizeof(int32_t));
+    c.ref_logits = malloc(cells * sizeof(float));
+    c.ref_mask = malloc(cells);
+    c.limit = malloc((size_t)c.nh * (size_t)d->qb * (size_t)d->kb * sizeof(float));
+    if (!c.budget || !c.ref_logits || !c.ref_mask || !c.limit) {
+        ctx_free(&c);
+        return STEM_ERR_NOMEM;
+    }
+    if ((st = stem_block_logits(params, q, k, v, c.ref_logits)) != STEM_OK ||
+        (st = stem_budget(params, d->kb, c.budget)) != STEM_OK ||
+        (st = stem_select(params, d, c.ref_logits, c.ref_mask, NULL, NULL)) != STEM_OK ||
+        (st = load_gpu_blocks(&c)) != STEM_OK ||
+        (st = check_logit_limits(&c)) != STEM_OK) {
+        ctx_free(&c);
+        return st;
+    }
+    report->dims = *d;
+    report->params = *params;
+    report->options = c.o;
+    report->head_begin = c.h0;
+    report->head_end = c.h1;
+    if ((st = check_stage_logits(&c)) != STEM_OK ||
+        (st = check_stage_selection(&c)) != STEM_OK ||
+        (st = check_stage_mask(&c)) != STEM_OK ||
+        (st = check_attention(&c)) != STEM_OK) {
+        ctx_free(&c);
+        stem_check_report_free(report);
+        return st;
+    }
+    report->verdict = STEM_CHECK_PASS;
+    for (int s = 0; s < STEM_STAGE_COUNT; s++)
+        if (report->stage[s].verdict == STEM_CHECK_FAIL)
+            report->verdict = STEM_CHECK_FAIL;
+    ctx_free(&c);
+    return STEM_OK;
+}

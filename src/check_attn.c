@@ -1,0 +1,398 @@
+/*
+ * check_attn.c - the out and lse stages of stem_check: every row of the
+ * GPU's attention against the reference computed under the GPU's own mask
+ * (docs/ALGORITHM.md section 5), and the ignored-mask test per head.
+ *
+ * The limit of a row.  With P_t the softmax weights of row r over its
+ * keys, O = sum_t P_t v_t, a GPU working at lower precision perturbs:
+ *   - the stored output: each element by at most u_o |O_c|;
+ *   - P before P.V (unit u_p, independent relative errors e_t): O_c moves
+ *     by sum_t P_t e_t (v_tc - O_c) or sum_t P_t e_t v_tc (depending on
+ *     whether the normaliser used the rounded P), whose variance is at most
+ *     u_p^2 / 3 * (sqrt(Z2_c) + |O_c| sqrt(Q2))^2, with
+ *     Z2_c = sum_t P_t^2 v_tc^2 and Q2 = sum_t P_t^2 (Minkowski);
+ *   - scores rounded before the softmax (unit u_s; plus the float32 dot
+ *     product over d terms, d 2^-24): P_t moves by P_t * u_s |s_t|, so the
+ *     same variance with u_s^2 smax^2, smax = ||q_r|| max_t ||k_t|| / sqrt(d)
+ *     bounding every |s_t| (Cauchy-Schwarz);
+ *   - fp8 e4m3 P (P * 256 with subnormals below 2^-6): an absolute error of
+ *     at most min(2^-18, P~_t) on the max-relative weight P~_t, so a
+ *     variance of at most 2^-18 / 3 * Z1_c, Z1_c = sum_t P_t v_tc^2;
+ *   - float32 accumulation of the GPU and of the reference over the row's
+ *     blocks: at most 2 (B + Kb + d) 2^-24 sqrt(Z1) in all.
+ * Rounding errors of distinct values are independent, so the row's error
+ * norm concentrates at the square root of its summed variance:
+ *
+ *   limit_r = u_o ||O_r|| + K sqrt(sum_c var_c) + 2 (B + Kb + d) 2^-24 ||Z1_r||^1/2
+ *
+ * with K = options.sigmas (4).  The variances use upper bounds (smax, the
+ * Minkowski sum), so K = 4 sits far out: on the public AngelSlim, hpc-ops
+ * and FlexAttention captures no genuine row reaches 0.3 of its limit,
+ * while a row left at zero exceeds it at least 1.4 times (a fault confined
+ * to one query block cannot hide in a head average).
+ *
+ * Z1, Z2 and Q2 come from the library's own attention: Z1 with values
+ * v^2 / vs (vs = max |v| of the kv head, so nothing overflows), and Z2, Q2
+ * from the same with doubled queries, whose softmax is P^2 renormalised:
+ * sum_t P_t^2 x_t = exp(lse2 - 2 lse) * attention_{2q}(x).
+ *
+ * lse: score rounding moves it by sum_t P_t e_t s_t (variance at most
+ * u_s^2 / 3 smax^2 Q2); float32 sums and the log add (B + Kb + 16) 2^-24
+ * (|lse| + smax); storage u_l |lse|.
+ *
+ * Ignored mask: with M the masked reference, D dense attention and G the
+ * GPU's head, t = <G - M, D - M> / ||D - M||^2 places G on the line from M
+ * (0) to D (1); the rest of G - M is noise, which moves t by about
+ * ||noise|| / (sqrt(n) ||D - M||).  A head with ||D - M|| > 1e-5 ||M|| and
+ * that spread under 1/12 is decidable; decidable and t > 1/2 ignores the
+ * mask.  A head that is not, but has most rows beyond their limits, is
+ * wrong output.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_internal.h"
+
+static stem_tensor head_view(const stem_tensor *t, int64_t h)
+{
+    stem_tensor x = *t;
+    x.data = (char *)t->data + h * t->head_stride * (int64_t)stem_dtype_size(t->dtype);
+    x.heads = 1;
+    return x;
+}
+
+/* Buffers of one head's reference passes. */
+typedef struct attn_bufs {
+    float *m, *lse, *z1, *y, *lse2, *dense, *vsq, *q2, *grow;
+    uint8_t *mask;
+} attn_bufs;
+
+static void bufs_free(attn_bufs *b)
+{
+    free(b->m), free(b->lse), free(b->z1), free(b->y), free(b->lse2);
+    free(b->dense), free(b->vsq), free(b->q2), free(b->grow), free(b->mask);
+}
+
+static stem_check_item row_item(stem_check_kind kind, int64_t h, int64_t t,
+                                int B)
+{
+    stem_check_item x;
+    memset(&x, 0, sizeof(x));
+    x.kind = kind;
+    x.head = h;
+    x.row = t;
+    x.qblock = t / B;
+    x.kblock = x.col = -1;
+    return x;
+}
+
+stem_status check_attention(check_ctx *c)
+{
+    stem_check_report *r = c->r;
+    const stem_check_gpu *gpu = c->gpu;
+    if (!gpu->out && !gpu->lse)
+        return STEM_OK;
+    const stem_params *p = c->p;
+    const stem_dims *dm = &c->dm;
+    const int64_t lq = dm->lq, lk = dm->lk, d = dm->d, qb = dm->qb, kb = dm->kb;
+    const int B = p->block;
+    const int64_t hpg = dm->hq / dm->hkv;
+    const size_t nrow = (size_t)lq * (size_t)d;
+    attn_bufs b;
+    memset(&b, 0, sizeof(b));
+    b.m = malloc(nrow * sizeof(float));
+    b.lse = malloc((size_t)lq * sizeof(float));
+    b.z1 = malloc(nrow * sizeof(float));
+    b.y = malloc(nrow * sizeof(float));
+    b.lse2 = malloc((size_t)lq * sizeof(float));
+    b.vsq = malloc((size_t)lk * (size_t)d * sizeof(float));
+    b.q2 = malloc(nrow * sizeof(float));
+    b.grow = malloc((size_t)d * sizeof(float));
+    b.mask = malloc((size_t)qb * (size_t)kb);
+    if (gpu->out && c->o.dense_test)
+        b.dense = malloc(nrow * sizeof(float));
+    r->heads = calloc((size_t)c->nh, sizeof(stem_check_head));
+    r->qblock_rows_failed = calloc((size_t)c->nh * (size_t)qb, sizeof(int32_t));
+    check_items io, il;
+    int io_ok = check_items_init(&io, c->o.max_items) == 0;
+    int il_ok = check_items_init(&il, c->o.max_items) == 0;
+    if (!b.m || !b.lse || !b.z1 || !b.y || !b.lse2 || !b.vsq || !b.q2 ||
+        !b.grow || !b.mask || (gpu->out && c->o.dense_test && !b.dense) ||
+        !r->heads || !r->qblock_rows_failed || !io_ok || !il_ok) {
+        bufs_free(&b);
+        if (io_ok)
+            check_items_free(&io);
+        if (il_ok)
+            check_items_free(&il);
+        return STEM_ERR_NOMEM;
+    }
+    r->n_heads = c->nh;
+    r->out_under_ref_mask = c->gpu_mask == NULL;
+
+    const double K = c->o.sigmas;
+    const double up = stem_prec_unit(c->o.attn_prec);
+    const double us = stem_prec_unit(c->o.attn_score_prec);
+    const double ud = (double)d * 0x1p-24;
+    const int fp8 = c->o.attn_prec == STEM_PREC_FP8;
+    double uo = stem_prec_unit(c->o.out_store), ul = stem_prec_unit(c->o.lse_store);
+    if (gpu->out && check_view_unit(gpu->out->dtype) > uo)
+        uo = check_view_unit(gpu->out->dtype);
+    if (gpu->lse && check_view_unit(gpu->lse->dtype) > ul)
+        ul = check_view_unit(gpu->lse->dtype);
+    const double acc = 2.0 * (double)(B + kb + d) * 0x1p-24;
+    const double acc_lse = (double)(B + kb + 16) * 0x1p-24;
+
+    stem_params pf = *p;
+    pf.use_f64 = 0;
+    stem_status st = STEM_OK;
+    int64_t g_loaded = -1;
+    double vs = 0, kmax = 0;
+    double all_err2 = 0, all_ref2 = 0;
+    int64_t lse_fail = 0, lse_base2 = 0;
+    stem_check_stage_result *so = &r->stage[STEM_STAGE_OUT];
+    stem_check_stage_result *sl = &r->stage[STEM_STAGE_LSE];
+
+    for (int64_t hh = 0; hh < c->nh && st == STEM_OK; hh++) {
+        const int64_t h = c->h0 + hh, g = h / hpg;
+        stem_check_head *hd = &r->heads[hh];
+        hd->head = h;
+        /* the mask of this head: the GPU's (diagonal put back) or ours */
+        const uint8_t *src = c->gpu_mask ? c->gpu_mask + (size_t)hh * qb * kb
+                                         : c->ref_mask + (size_t)h * qb * kb;
+        memcpy(b.mask, src, (size_t)qb * kb);
+        for (int64_t I = 0; I < qb; I++) {
+            int64_t pos = I + c->pb;
+            if (pos < kb && !b.mask[I * kb + pos]) {
+                b.mask[I * kb + pos] = 1;
+                r->diag_added = 1;
+            }
+        }
+        stem_tensor qh = head_view(c->q, h), kg = head_view(c->k, g),
+                    vg = head_view(c->v, g);
+        if (g != g_loaded) {
+            float row[STEM_MAX_HEAD_DIM];
+            vs = 0, kmax = 0;
+            for (int64_t t = 0; t < lk; t++) {
+                stem_load_row_f32(c->v, g, t, row);
+                for (int64_t e = 0; e < d; e++)
+                    if (fabs(row[e]) > vs)
+                        vs = fabs(row[e]);
+                stem_load_row_f32(c->k, g, t, row);
+                double n2 = 0;
+                for (int64_t e = 0; e < d; e++)
+                    n2 += (double)row[e] * row[e];
+                if (sqrt(n2) > kmax)
+                    kmax = sqrt(n2);
+            }
+            for (int64_t t = 0; t < lk; t++) {
+                stem_load_row_f32(c->v, g, t, row);
+                for (int64_t e = 0; e < d; e++)
+                    b.vsq[t * d + e] = vs > 0 ? (float)((double)row[e] * row[e] / vs) : 0;
+            }
+            g_loaded = g;
+        }
+        stem_tensor vq = stem_tensor_hnd(b.vsq, STEM_F32, 1, lk, d);
+        for (int64_t t = 0; t < lq; t++) {
+            stem_load_row_f32(c->q, h, t, b.q2 + t * d);
+            for (int64_t e = 0; e < d; e++)
+                b.q2[t * d + e] *= 2.0f;
+        }
+        stem_tensor q2 = stem_tensor_hnd(b.q2, STEM_F32, 1, lq, d);
+        stem_tensor om = stem_tensor_hnd(b.m, STEM_F32, 1, lq, d);
+        stem_tensor oz = stem_tensor_hnd(b.z1, STEM_F32, 1, lq, d);
+        stem_tensor oy = stem_tensor_hnd(b.y, STEM_F32, 1, lq, d);
+        if ((st = stem_attention_sparse(p, &qh, &kg, &vg, b.mask, &om, b.lse)) != STEM_OK ||
+            (st = stem_attention_sparse(&pf, &qh, &kg, &vq, b.mask, &oz, NULL)) != STEM_OK)
+            break;
+        /* doubled queries can leave the accepted input range: then fall
+         * back to sum P^2 x <= sum P x (Q2 <= 1) */
+        int have_q2 = stem_attention_sparse(&pf, &q2, &kg, &vq, b.mask, &oy, b.lse2) == STEM_OK;
+        if (b.dense) {
+            stem_tensor od = stem_tensor_hnd(b.dense, STEM_F32, 1, lq, d);
+            if ((st = stem_attention_dense(p, &qh, &kg, &vg, &od, NULL)) != STEM_OK)
+                break;
+        }
+        double h_err2 = 0, h_ref2 = 0;
+        double gm_dm = 0, dm2 = 0, gm2 = 0;
+        int64_t out_failed = 0;
+        for (int64_t t = 0; t < lq; t++) {
+            const float *mr = b.m + t * d;
+            double qn = 0;
+            for (int64_t e = 0; e < d; e++) {
+                double x = b.q2[t * d + e] * 0.5;
+                qn += x * x;
+            }
+            double smax = sqrt(qn) * kmax / sqrt((double)d);
+            double Q2 = have_q2 ? exp((double)b.lse2[t] - 2.0 * b.lse[t]) : 1.0;
+            if (!(Q2 <= 1))
+                Q2 = 1;
+            int failed = 0;
+            if (gpu->out) {
+                stem_load_row_f32(gpu->out, h, t, b.grow);
+                double var = 0, o2 = 0, z1s = 0, e2 = 0, emax = -1, g2 = 0;
+                int64_t at = 0, bad = -1;
+                double w = (up * up + (us * us + ud * ud) * smax * smax) / 3.0;
+                for (int64_t e = 0; e < d; e++) {
+                    double O = mr[e], z1 = (double)b.z1[t * d + e] * vs;
+                    double z2 = have_q2 ? Q2 * (double)b.y[t * d + e] * vs : z1;
+                    double base = sqrt(z2) + fabs(O) * sqrt(Q2);
+                    var += w * base * base + (fp8 ? 0x1p-18 / 3.0 * z1 : 0);
+                    o2 += O * O;
+                    z1s += z1;
+                    double G = b.grow[e];
+                    if (!isfinite(G) && bad < 0)
+                        bad = e;
+                    double diff = G - O;
+                    e2 += diff * diff;
+                    g2 += G * G;
+                    if (fabs(diff) > emax) {
+                        emax = fabs(diff);
+                        at = e;
+                    }
+                    if (b.dense) {
+                        double dd = (double)b.dense[t * d + e] - O;
+                        gm_dm += diff * dd;
+                        dm2 += dd * dd;
+                    }
+                }
+                gm2 += e2;
+                double lim = c->o.out_tol >= 0
+                                 ? c->o.out_tol * sqrt(o2)
+                                 : uo * sqrt(o2) + K * sqrt(var) + acc * sqrt(z1s);
+                double err = sqrt(e2);
+                so->checked++;
+                if (bad >= 0) {
+                    stem_check_item x = row_item(STEM_KIND_OUT_NONFINITE, h, t, B);
+                    x.col = bad;
+                    x.err = INFINITY;
+                    x.limit = lim;
+                    x.gpu = b.grow[bad];
+                    x.ref = mr[bad];
+                    check_items_add(&io, &x, INFINITY);
+                    failed = 1;
+                } else {
+                    h_err2 += e2;
+                    double ratio = lim > 0 ? err / lim : (err > 0 ? INFINITY : 0);
+                    if (ratio > so->worst_ratio)
+                        so->worst_ratio = ratio;
+                    if (emax > so->max_err)
+                        so->max_err = emax;
+                    if (err > lim) {
+                        stem_check_item x = row_item(STEM_KIND_OUT_ROW, h, t, B);
+                        x.col = at;
+                        x.err = err;
+                        x.limit = lim;
+                        x.gpu = sqrt(g2);
+                        x.ref = sqrt(o2);
+                        check_items_add(&io, &x, ratio);
+                        failed = 1;
+                    }
+                }
+                h_ref2 += o2;
+                out_failed += failed;
+            }
+            if (gpu->lse) {
+                double gl = check_view_at(gpu->lse, h, t, 0), rl = b.lse[t];
+                double lim = c->o.lse_tol >= 0
+                                 ? c->o.lse_tol
+                                 : K * sqrt((us * us + ud * ud) / 3.0) * smax * sqrt(Q2) +
+                                       acc_lse * (fabs(rl) + smax) + ul * fabs(rl);
+                double err = fabs(gl - rl);
+                sl->checked++;
+                stem_check_item x = row_item(STEM_KIND_LSE_ROW, h, t, B);
+                x.gpu = gl, x.ref = rl, x.err = err, x.limit = lim;
+                if (!isfinite(gl)) {
+                    x.kind = STEM_KIND_LSE_NONFINITE;
+                    x.err = INFINITY;
+                    check_items_add(&il, &x, INFINITY);
+                    failed = 1;
+                } else {
+                    double ratio = lim > 0 ? err / lim : (err > 0 ? INFINITY : 0);
+                    if (ratio > sl->worst_ratio)
+                        sl->worst_ratio = ratio;
+                    if (err > sl->max_err)
+                        sl->max_err = err;
+                    if (err > lim) {
+                        check_items_add(&il, &x, ratio);
+                        failed = 1;
+                        lse_fail++;
+                        lse_base2 += fabs(gl - rl / M_LN2) < 0.1 * err;
+                    }
+                }
+            }
+            if (failed) {
+                hd->rows_failed++;
+                r->rows_failed++;
+                if (r->qblock_rows_failed[hh * qb + t / B]++ == 0)
+                    r->qblocks_failed++;
+            }
+        }
+        all_err2 += h_err2;
+        all_ref2 += h_ref2;
+        if (gpu->out) {
+            hd->out_rel_l2 = h_ref2 > 0 ? sqrt(h_err2 / h_ref2) : (h_err2 > 0 ? INFINITY : 0);
+            if (b.dense) {
+                double m2 = h_ref2;
+                hd->masked_vs_dense = m2 > 0 ? sqrt(dm2 / m2) : (dm2 > 0 ? INFINITY : 0);
+                hd->dense_spread = INFINITY;
+                if (dm2 > 0 && isfinite(gm2)) {
+                    hd->dense_t = gm_dm / dm2;
+                    double resid = gm2 - hd->dense_t * hd->dense_t * dm2;
+                    hd->dense_spread = sqrt(resid > 0 ? resid : 0) /
+                                       (sqrt((double)lq * d) * sqrt(dm2));
+                    hd->dense_decidable = hd->masked_vs_dense > 1e-5 &&
+                                          hd->dense_spread < 1.0 / 12.0;
+                }
+            }
+            stem_check_item x = row_item(STEM_KIND_NONE, h, -1, B);
+            x.qblock = -1;
+            x.err = sqrt(h_err2);
+            x.gpu = hd->dense_t;
+            x.ref = hd->masked_vs_dense;
+            if (hd->dense_decidable && hd->dense_t > 0.5)
+                x.kind = STEM_KIND_OUT_IGNORES_MASK;
+            else if (out_failed * 2 > lq)
+                x.kind = STEM_KIND_OUT_WRONG_HEAD;
+            if (x.kind != STEM_KIND_NONE) {
+                hd->status = x.kind;
+                check_items_add(&io, &x, INFINITY);
+            }
+        }
+    }
+    if (st != STEM_OK) {
+        bufs_free(&b);
+        check_items_free(&io);
+        check_items_free(&il);
+        return st;
+    }
+    if (gpu->out) {
+        r->out_rel_l2 = all_ref2 > 0 ? sqrt(all_err2 / all_ref2) : (all_err2 > 0 ? INFINITY : 0);
+        so->faults = io.total;
+        so->verdict = io.total ? STEM_CHECK_FAIL : STEM_CHECK_PASS;
+        check_items_take(&io, &so->items, &so->n_items);
+    } else {
+        check_items_free(&io);
+    }
+    if (gpu->lse) {
+        r->lse_max_abs = sl->max_err;
+        r->lse_base2_hint = lse_fail > 0 && lse_base2 * 2 > lse_fail;
+        sl->faults = il.total;
+        sl->verdict = il.total ? STEM_CHECK_FAIL : STEM_CHECK_PASS;
+        check_items_take(&il, &sl->items, &sl->n_items);
+        if (r->lse_base2_hint && !r->hint[0])
+            snprintf(r->hint, sizeof(r->hint),
+                     "the GPU lse matches the reference divided by ln 2: it "
+                     "looks like a base-2 logarithm");
+    } else {
+        check_items_free(&il);
+    }
+    if (gpu->out && so->checked > 0 && r->rows_failed * 10 > so->checked * 9 &&
+        !r->hint[0])
+        snprintf(r->hint, sizeof(r->hint),
+                 "almost every row differs: check --layout, --dtype and the "
+                 "parameters (--profile, --alpha) against the kernel's");
+    bufs_free(&b);
+    return STEM_OK;
+}

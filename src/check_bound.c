@@ -1,0 +1,188 @@
+/*
+ * check_bound.c - how far a GPU's block logit may lie from the reference,
+ * derived from the arithmetic (docs/ALGORITHM.md section 5).
+ *
+ * The reference logit is L = c * sum_j Qsum_I[s-1-j] . Ksum_J[j] + T[J]
+ * (score.c).  A GPU computes the same sum with some of its intermediates
+ * rounded to a lower precision of unit roundoff u (bf16 2^-8, fp16
+ * 2^-11): the strided pair scores or the group sums, and the block
+ * reduction.  Each rounding of a partial result x moves it by at most
+ * u|x|, and every partial result of the QK term is bounded in magnitude by
+ * the same sum taken over absolute values,
+ *
+ *   A[I][J] = c * sum_j sum_e Qabs_I[s-1-j][e] * Kabs_J[j][e],
+ *
+ * where Qabs/Kabs are the group sums of |q| and |k|.  Two such roundings
+ * (the operands or pair scores, then the reduction) give at most 2u A;
+ * float32 accumulation over the s*d products and (B/s)^2 pairs adds
+ * (s*d + (B/s)^2) 2^-24 A, for the GPU and for the reference alike.  A
+ * logit stored in a format of unit u_st moves by u_st |L| more.
+ *
+ * The value term: a norm computed or stored at unit u has a relative error
+ * u, so l = ln(norm) moves by at most u, the mean of the l by u and their
+ * standard deviation by 2u; the z-score z = (l - mean) / std then moves by
+ * at most 2u (1 + |z|) / (std - 2u), times the weight lambda (the ReLU
+ * does not enlarge it, and a group whose z stays negative under that
+ * shift contributes nothing).  The paper's rule beta * ln(max norm) moves
+ * by beta * u.  The block's term is the mean over its groups, so is its
+ * bound.
+ *
+ * Limit: E[I][J] = (2u + (s d + (B/s)^2) 2^-24) A[I][J] + u_st |L[I][J]|
+ *                  + E_T[J].
+ * On the public AngelSlim and hpc-ops captures the largest observed
+ * difference is about half of E (docs/ALGORITHM.md section 5 gives the
+ * figures); a fixed limit (options.logit_tol) replaces E when set.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_internal.h"
+
+/* Group sums of |x| of every block of head h: out[blk][j*d + e] is the sum
+ * over the groups a of block blk of |x[blk*B + a*s + j][e]| (zero rows past
+ * the end). */
+static void abs_group_sums(const stem_tensor *x, int64_t h, int64_t nblk,
+                           int B, int s, int64_t d, float *out, int nt)
+{
+    const int64_t sd = (int64_t)s * d;
+    #pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t blk = 0; blk < nblk; blk++) {
+        float row[STEM_MAX_HEAD_DIM];
+        float *o = out + blk * sd;
+        memset(o, 0, (size_t)sd * sizeof(float));
+        for (int64_t t = blk * B; t < (blk + 1) * B && t < x->tokens; t++) {
+            int64_t j = (t - blk * B) % s;
+            stem_load_row_f32(x, h, t, row);
+            for (int64_t e = 0; e < d; e++)
+                o[j * d + e] += fabsf(row[e]);
+        }
+    }
+}
+
+/* Error bound of the value term of every key block of kv head g into
+ * eb[0..kb), for norms at unit u (see the file comment). */
+static stem_status value_bounds(const check_ctx *c, int64_t g, double u,
+                                double *eb)
+{
+    const stem_params *p = c->p;
+    const int64_t kb = c->dm.kb, lk = c->dm.lk, d = c->dm.d;
+    const int B = p->block, s = p->stride;
+    const int64_t ng = kb * (B / s); /* groups of the block-padded length */
+    memset(eb, 0, (size_t)kb * sizeof(double));
+    if (p->value_rule == STEM_VALUE_NONE || p->value_weight == 0)
+        return STEM_OK;
+    double w = fabs(p->value_weight);
+    if (p->value_rule == STEM_VALUE_LOG_MAX_BLOCK) {
+        for (int64_t J = 0; J < kb; J++)
+            eb[J] = w * u;
+        return STEM_OK;
+    }
+    double *l = malloc((size_t)ng * sizeof(double));
+    if (!l)
+        return STEM_ERR_NOMEM;
+    for (int64_t b = 0; b < ng; b++) {
+        double gmax = 0, row[STEM_MAX_HEAD_DIM];
+        for (int64_t t = b * s; t < (b + 1) * s && t < lk; t++) {
+            stem_load_row_f64(c->v, g, t, row);
+            double n2 = 0;
+            for (int64_t e = 0; e < d; e++)
+                n2 += row[e] * row[e];
+            if (sqrt(n2) > gmax)
+                gmax = sqrt(n2);
+        }
+        l[b] = log(gmax + 1e-6);
+    }
+    int64_t nstat = p->value_rule == STEM_VALUE_ZSCORE_FULL ? lk / s : ng;
+    double mean = 0, var = 0;
+    for (int64_t b = 0; b < nstat; b++)
+        mean += l[b];
+    mean = nstat ? mean / (double)nstat : 0;
+    for (int64_t b = 0; b < nstat; b++)
+        var += (l[b] - mean) * (l[b] - mean);
+    double sd = nstat > 1 ? sqrt(var / (double)(nstat - 1)) : 0;
+    double den = sd + 1e-6 - 2 * u;
+    if (den < 0.5 * (sd + 1e-6))
+        den = 0.5 * (sd + 1e-6);
+    for (int64_t b = 0; b < ng; b++) {
+        double z = (l[b] - mean) / (sd + 1e-6);
+        double dz = 2 * u * (1 + fabs(z)) / den;
+        double e = z + dz < 0 ? 0 : w * dz;
+        eb[b / (B / s)] += e / (double)(B / s);
+    }
+    free(l);
+    return STEM_OK;
+}
+
+stem_status check_logit_limits(check_ctx *c)
+{
+    const stem_params *p = c->p;
+    const stem_dims *dm = &c->dm;
+    const int B = p->block, s = p->stride, G = B / s;
+    const int64_t d = dm->d, sd = (int64_t)s * d, qb = dm->qb, kb = dm->kb;
+    const int nt = stem_thread_count(p);
+    const size_t cells = (size_t)qb * (size_t)kb;
+    if (c->o.logit_tol >= 0) {
+        for (size_t i = 0; i < (size_t)c->nh * cells; i++)
+            c->limit[i] = (float)c->o.logit_tol;
+        return STEM_OK;
+    }
+    double scale = 1.0 / ((double)G * G);
+    if (p->qk_scaled)
+        scale /= sqrt((double)d) * (double)s * p->norm;
+    double u = stem_prec_unit(c->o.score_prec);
+    double gamma = 2 * u + ((double)sd + (double)G * G) * 0x1p-24;
+    double ust = stem_prec_unit(c->o.logit_store);
+    if (c->gpu->logits && check_view_unit(c->gpu->logits->dtype) > ust)
+        ust = check_view_unit(c->gpu->logits->dtype);
+    float *ka = malloc((size_t)kb * (size_t)sd * sizeof(float));
+    float *qa = malloc((size_t)qb * (size_t)sd * sizeof(float));
+    double *eb = malloc((size_t)kb * sizeof(double));
+    if (!ka || !qa || !eb) {
+        free(ka), free(qa), free(eb);
+        return STEM_ERR_NOMEM;
+    }
+    const int64_t hpg = dm->hq / dm->hkv;
+    int64_t g_loaded = -1;
+    stem_status st = STEM_OK;
+    for (int64_t h = c->h0; h < c->h1 && st == STEM_OK; h++) {
+        int64_t g = h / hpg;
+        if (g != g_loaded) {
+            abs_group_sums(c->k, g, kb, B, s, d, ka, nt);
+            if ((st = value_bounds(c, g, u, eb)) != STEM_OK)
+                break;
+            g_loaded = g;
+        }
+        abs_group_sums(c->q, h, qb, B, s, d, qa, nt);
+        float *lim = c->limit + (size_t)(h - c->h0) * cells;
+        const float *L = c->ref_logits + (size_t)h * cells;
+        #pragma omp parallel for schedule(dynamic, 4) num_threads(nt)
+        for (int64_t I = 0; I < qb; I++) {
+            const float *qi = qa + I * sd;
+            int64_t last = I + c->pb;
+            for (int64_t J = 0; J < kb; J++) {
+                size_t at = (size_t)I * kb + J;
+                if (J > last) {
+                    lim[at] = 0;
+                    continue;
+                }
+                const float *kj = ka + J * sd;
+                double acc = 0;
+                for (int j = 0; j < s; j++) {
+                    const float *a = qi + (int64_t)(s - 1 - j) * d;
+                    const float *b = kj + (int64_t)j * d;
+                    float part = 0;
+                    for (int64_t e = 0; e < d; e++)
+                        part += a[e] * b[e];
+                    acc += part;
+                }
+                double A = acc * scale * (1 + 1e-4); /* covers this sum's own rounding */
+                lim[at] = (float)(gamma * A + ust * fabs((double)L[at]) + eb[J]);
+            }
+        }
+    }
+    free(ka);
+    free(qa);
+    free(eb);
+    return st;
+}

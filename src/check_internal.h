@@ -1,0 +1,75 @@
+/*
+ * check_internal.h - what the stages of stem_check share (not public).
+ *
+ * check.c drives; check_logits.c judges logits, selection and mask;
+ * check_attn.c judges out and lse; check_bound.c derives the limits from
+ * the GPU's precisions; check_render.c writes the text and JSON reports.
+ */
+#ifndef STEM_CHECK_INTERNAL_H
+#define STEM_CHECK_INTERNAL_H
+
+#include <stdint.h>
+
+#include "internal.h"
+#include "stem_check.h"
+
+/* The worst items of one kind of finding, at most cap of them, kept by a
+ * sort key (larger is worse).  Owned buffer; see items_* below. */
+typedef struct check_items {
+    stem_check_item *v;
+    double *key;
+    int64_t n, cap;
+    int64_t total;              /* items offered, kept or not */
+    int64_t min_at;             /* index of the smallest key when full */
+} check_items;
+
+/* Allocate room for cap items (cap may be 0).  0 or -1 on no memory. */
+STEM_INTERNAL int check_items_init(check_items *it, int64_t cap);
+/* Offer one item with its sort key; keeps the cap largest keys. */
+STEM_INTERNAL void check_items_add(check_items *it, const stem_check_item *x,
+                                   double key);
+/* Sort the kept items by key, largest first, and hand the array over to
+ * *out / *n (the caller frees it); it is left empty. */
+STEM_INTERNAL void check_items_take(check_items *it, stem_check_item **out,
+                                    int64_t *n);
+STEM_INTERNAL void check_items_free(check_items *it);
+
+/* Everything a check run carries between its stages. */
+typedef struct check_ctx {
+    const stem_params *p;
+    const stem_tensor *q, *k, *v;
+    const stem_check_gpu *gpu;
+    stem_check_options o;
+    stem_dims dm;
+    int64_t h0, h1, nh;         /* heads judged [h0, h1), nh = h1 - h0 */
+    int64_t pb;                 /* query block I sits at key block I + pb */
+    int64_t nbudget;
+    int32_t *budget;            /* by absolute block position */
+    float *ref_logits;          /* [Hq, Qb, Kb], all heads */
+    uint8_t *ref_mask;          /* [Hq, Qb, Kb] */
+    float *limit;               /* [nh, Qb, Kb]: logit limit per entry */
+    float *gpu_logits;          /* [nh, Qb, Kb] or NULL */
+    uint8_t *gpu_mask;          /* [nh, Qb, Kb] or NULL */
+    stem_check_report *r;
+} check_ctx;
+
+/* Logit limits of every judged entry into ctx->limit (check_bound.c).
+ * STEM_ERR_NOMEM or STEM_OK. */
+STEM_INTERNAL stem_status check_logit_limits(check_ctx *c);
+
+/* The stages; each fills its part of ctx->r.  STEM_OK or STEM_ERR_NOMEM
+ * (or an error of the reference attention in check_attention). */
+STEM_INTERNAL stem_status check_stage_logits(check_ctx *c);
+STEM_INTERNAL stem_status check_stage_selection(check_ctx *c);
+STEM_INTERNAL stem_status check_stage_mask(check_ctx *c);
+STEM_INTERNAL stem_status check_attention(check_ctx *c);
+
+/* The view's unit roundoff: 2^-8 for BF16, 2^-11 for F16, 2^-24 F32,
+ * 2^-53 F64 (how coarse its stored values are). */
+STEM_INTERNAL double check_view_unit(stem_dtype dt);
+
+/* Read element (h, t, c) of a view of any float dtype as double. */
+STEM_INTERNAL double check_view_at(const stem_tensor *t, int64_t h,
+                                   int64_t tok, int64_t c);
+
+#endif /* STEM_CHECK_INTERNAL_H */

@@ -1,0 +1,362 @@
+/*
+ * check_logits.c - the logits, selection and mask stages of stem_check
+ * (docs/ALGORITHM.md section 5).
+ *
+ *   logits     every entry of the judged heads: the -inf pattern exactly,
+ *              NaN / +inf located, |gpu - ref| within the entry's limit
+ *              (check_bound.c).
+ *   selection  the profile's rule (stem_select) run on the GPU's own
+ *              logits must reproduce the GPU's mask at and below the
+ *              diagonal.  The only freedom is the order among exactly equal
+ *              GPU logits at the row threshold, for profiles whose ties
+ *              break by index, and only while the row keeps as many
+ *              blocks as the rule does.
+ *   mask       the GPU mask against the reference.  Sinks, window and
+ *              diagonal must be kept.  A block whose reference logit lies
+ *              more than tau above the row threshold (the budget-th largest
+ *              reference logit) must be kept, more than tau below must be
+ *              dropped; in between a difference is a tie.  tau is the sum of
+ *              the two logits' limits (the block's and the threshold
+ *              block's): how far the two could move towards each other on
+ *              the GPU.  Counts: the row's top-k part has budget b blocks;
+ *              the GPU keeps k_g blocks outside sinks and window, so b - k_g
+ *              of its top-k blocks must be forced blocks.  With f_in forced
+ *              blocks surely above the threshold and f_band within tau of
+ *              it, b - f_in - f_band <= k_g <= b - f_in (keep-all-ties
+ *              profiles may keep more, each extra one within tau).  A budget
+ *              one short or one over in a row breaks this unless a forced
+ *              block sits in the tie band, where the two are the same mask.
+ *              Bits above the diagonal: the attention never reads them;
+ *              they are faults (a mask built for the wrong position)
+ *              except the sinks of a profile that sets them unclipped
+ *              (hpc-ops), which are reported as unread bits.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_internal.h"
+
+static stem_check_item item0(stem_check_kind kind, int64_t h)
+{
+    stem_check_item x;
+    memset(&x, 0, sizeof(x));
+    x.kind = kind;
+    x.head = h;
+    x.qblock = x.kblock = x.row = x.col = -1;
+    return x;
+}
+
+static void stage_done(stem_check_stage_result *s, check_items *it)
+{
+    s->faults = it->total;
+    s->verdict = it->total ? STEM_CHECK_FAIL : STEM_CHECK_PASS;
+    check_items_take(it, &s->items, &s->n_items);
+}
+
+/* ----------------------------------------------------------------- logits */
+
+stem_status check_stage_logits(check_ctx *c)
+{
+    stem_check_report *r = c->r;
+    stem_check_stage_result *s = &r->stage[STEM_STAGE_LOGITS];
+    if (!c->gpu_logits)
+        return STEM_OK;
+    check_items it;
+    if (check_items_init(&it, c->o.max_items) != 0)
+        return STEM_ERR_NOMEM;
+    const int64_t qb = c->dm.qb, kb = c->dm.kb;
+    double sgr = 0, srr = 0;
+    for (int64_t hh = 0; hh < c->nh; hh++) {
+        int64_t h = c->h0 + hh;
+        for (int64_t I = 0; I < qb; I++) {
+            for (int64_t J = 0; J < kb; J++) {
+                size_t gi = ((size_t)hh * qb + I) * kb + J;
+                size_t ri = ((size_t)h * qb + I) * kb + J;
+                float g = c->gpu_logits[gi], ref = c->ref_logits[ri];
+                stem_check_item x = item0(STEM_KIND_NONE, h);
+                x.qblock = I, x.kblock = J, x.gpu = g, x.ref = ref;
+                x.limit = c->limit[gi];
+                if (isnan(g) || g == INFINITY) {
+                    r->logit_nonfinite++;
+                    x.kind = STEM_KIND_LOGIT_NONFINITE;
+                    x.err = INFINITY;
+                    check_items_add(&it, &x, INFINITY);
+                    continue;
+                }
+                if ((g == -INFINITY) != (ref == -INFINITY)) {
+                    r->logit_pattern++;
+                    x.kind = STEM_KIND_LOGIT_PATTERN;
+                    x.err = INFINITY;
+                    check_items_add(&it, &x, INFINITY);
+                    continue;
+                }
+                if (ref == -INFINITY)
+                    continue;
+                s->checked++;
+                double e = fabs((double)g - (double)ref);
+                double ratio = x.limit > 0 ? e / x.limit : (e > 0 ? INFINITY : 0);
+                sgr += (double)g * ref;
+                srr += (double)ref * ref;
+                if (e > s->max_err)
+                    s->max_err = e;
+                if (ratio > s->worst_ratio)
+                    s->worst_ratio = ratio;
+                if (e > x.limit) {
+                    x.kind = STEM_KIND_LOGIT_ERROR;
+                    x.err = e;
+                    check_items_add(&it, &x, ratio);
+                }
+            }
+        }
+    }
+    r->logit_scale = srr > 0 ? sgr / srr : 1;
+    if (it.total && fabs(r->logit_scale - 1) > 0.1 && !r->hint[0])
+        snprintf(r->hint, sizeof(r->hint),
+                 "the GPU logits are about %.3g times the reference: check "
+                 "--profile (scaled or raw QK term), --stride and --block",
+                 r->logit_scale);
+    stage_done(s, &it);
+    return STEM_OK;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+/* The budget-th largest finite entry of row[0..last] and its index (the
+ * lowest among equals); -inf and -1 when the budget keeps every finite
+ * entry.  work holds last + 1 floats. */
+static float row_threshold(const float *row, int64_t last, int32_t b,
+                           float *work, int64_t *at, int64_t *nfinite)
+{
+    int64_t n = 0;
+    for (int64_t j = 0; j <= last; j++)
+        if (isfinite(row[j]))
+            work[n++] = row[j];
+    *nfinite = n;
+    *at = -1;
+    if (b < 1 || b >= n)
+        return -INFINITY;
+    qsort(work, (size_t)n, sizeof(float), cmp_desc);
+    float t = work[b - 1];
+    for (int64_t j = 0; j <= last; j++)
+        if (row[j] == t) {
+            *at = j;
+            break;
+        }
+    return t;
+}
+
+static int forced(const stem_params *p, int64_t pos, int64_t last, int64_t J)
+{
+    if (J > last)
+        return 0;
+    return J < p->sinks || J > pos - p->window || (p->keep_diagonal && J == pos);
+}
+
+/* -------------------------------------------------------------- selection */
+
+stem_status check_stage_selection(check_ctx *c)
+{
+    stem_check_report *r = c->r;
+    stem_check_stage_result *s = &r->stage[STEM_STAGE_SELECTION];
+    if (!c->gpu_logits || !c->gpu_mask)
+        return STEM_OK;
+    const int64_t qb = c->dm.qb, kb = c->dm.kb;
+    const size_t cells = (size_t)c->nh * qb * kb;
+    stem_dims sd = c->dm;
+    sd.hq = c->nh;
+    sd.hkv = 1;
+    uint8_t *sel = malloc(cells);
+    float *work = malloc((size_t)kb * sizeof(float));
+    check_items it;
+    if (!sel || !work || check_items_init(&it, c->o.max_items) != 0) {
+        free(sel), free(work);
+        return STEM_ERR_NOMEM;
+    }
+    stem_status st = stem_select(c->p, &sd, c->gpu_logits, sel, NULL, NULL);
+    if (st != STEM_OK) {
+        free(sel), free(work), check_items_free(&it);
+        return st;
+    }
+    for (int64_t hh = 0; hh < c->nh; hh++) {
+        for (int64_t I = 0; I < qb; I++) {
+            size_t base = ((size_t)hh * qb + I) * kb;
+            const float *gl = c->gpu_logits + base;
+            const uint8_t *gm = c->gpu_mask + base, *sm = sel + base;
+            int64_t pos = I + c->pb, last = pos < kb - 1 ? pos : kb - 1;
+            int bad = 0;
+            for (int64_t J = 0; J <= last; J++)
+                bad |= isnan(gl[J]) || gl[J] == INFINITY;
+            if (bad)
+                continue; /* judged by the logits stage */
+            s->checked++;
+            int64_t ng = 0, ns = 0, ndiff = 0;
+            for (int64_t J = 0; J <= last; J++) {
+                ng += gm[J];
+                ns += sm[J];
+                ndiff += gm[J] != sm[J];
+            }
+            if (!ndiff)
+                continue;
+            int32_t b = c->budget[pos < c->nbudget ? pos : c->nbudget - 1];
+            int64_t at, nfin;
+            float thr = row_threshold(gl, last, b, work, &at, &nfin);
+            for (int64_t J = 0; J <= last; J++) {
+                if (gm[J] == sm[J])
+                    continue;
+                stem_check_item x = item0(gm[J] ? STEM_KIND_SELECT_EXTRA
+                                                : STEM_KIND_SELECT_MISSING,
+                                          c->h0 + hh);
+                x.qblock = I, x.kblock = J, x.gpu = gm[J], x.ref = sm[J];
+                x.ref_logit = gl[J];
+                x.threshold = thr;
+                x.err = fabs((double)gl[J] - thr);
+                if (!c->p->ties_keep_all && ng == ns && gl[J] == thr &&
+                    !forced(c->p, pos, last, J)) {
+                    r->select_ties++;
+                    continue;
+                }
+                check_items_add(&it, &x, INFINITY);
+            }
+        }
+    }
+    stage_done(s, &it);
+    free(sel);
+    free(work);
+    return STEM_OK;
+}
+
+/* ------------------------------------------------------------------- mask */
+
+stem_status check_stage_mask(check_ctx *c)
+{
+    stem_check_report *r = c->r;
+    stem_check_stage_result *s = &r->stage[STEM_STAGE_MASK];
+    if (!c->gpu_mask)
+        return STEM_OK;
+    const stem_params *p = c->p;
+    const int64_t qb = c->dm.qb, kb = c->dm.kb;
+    float *work = malloc((size_t)kb * sizeof(float));
+    check_items it, ties;
+    if (!work || check_items_init(&it, c->o.max_items) != 0) {
+        free(work);
+        return STEM_ERR_NOMEM;
+    }
+    if (check_items_init(&ties, c->o.max_items) != 0) {
+        free(work), check_items_free(&it);
+        return STEM_ERR_NOMEM;
+    }
+    int64_t sparse_rows = 0;
+    for (int64_t hh = 0; hh < c->nh; hh++) {
+        int64_t h = c->h0 + hh;
+        for (int64_t I = 0; I < qb; I++) {
+            size_t gbase = ((size_t)hh * qb + I) * kb;
+            size_t rbase = ((size_t)h * qb + I) * kb;
+            const float *L = c->ref_logits + rbase, *lim = c->limit + gbase;
+            const uint8_t *gm = c->gpu_mask + gbase, *rm = c->ref_mask + rbase;
+            int64_t pos = I + c->pb, last = pos < kb - 1 ? pos : kb - 1;
+            int32_t b = c->budget[pos < c->nbudget ? pos : c->nbudget - 1];
+            int64_t at, nfin;
+            float thr = row_threshold(L, last, b, work, &at, &nfin);
+            int64_t btop = b < nfin ? b : nfin;
+            double tau_thr = at >= 0 ? lim[at] : 0;
+            int64_t kg = 0, f_in = 0, f_band = 0, n_nf_in = 0;
+            s->checked++;
+            if (b < nfin)
+                sparse_rows++;
+            for (int64_t J = 0; J < kb; J++) {
+                stem_check_item x = item0(STEM_KIND_NONE, h);
+                x.qblock = I, x.kblock = J, x.gpu = gm[J], x.ref = rm[J];
+                x.ref_logit = L[J];
+                x.threshold = thr;
+                if (J > last) {
+                    if (gm[J] == rm[J])
+                        continue;
+                    r->mask_diffs++;
+                    if (p->sinks_unclipped && J < p->sinks) {
+                        r->mask_unread++;
+                        continue;
+                    }
+                    x.kind = gm[J] ? STEM_KIND_MASK_FUTURE : STEM_KIND_MASK_UNREAD;
+                    if (x.kind == STEM_KIND_MASK_UNREAD) {
+                        r->mask_unread++;
+                        continue;
+                    }
+                    x.err = INFINITY;
+                    check_items_add(&it, &x, INFINITY);
+                    continue;
+                }
+                r->causal_blocks++;
+                r->gpu_kept += gm[J];
+                r->ref_kept += rm[J];
+                r->mask_diffs += gm[J] != rm[J];
+                double tau = c->o.tau >= 0 ? c->o.tau : (double)lim[J] + tau_thr;
+                double gap = (double)L[J] - (double)thr; /* +inf when thr is -inf */
+                int in_hi = gap > tau, out_lo = -gap > tau;
+                x.err = fabs(gap);
+                x.limit = tau;
+                if (forced(p, pos, last, J)) {
+                    f_in += in_hi;
+                    f_band += !in_hi && !out_lo;
+                    if (!gm[J]) {
+                        x.kind = J < p->sinks ? STEM_KIND_MASK_SINK : STEM_KIND_MASK_WINDOW;
+                        x.err = INFINITY;
+                        check_items_add(&it, &x, INFINITY);
+                    }
+                    continue;
+                }
+                kg += gm[J];
+                n_nf_in += !out_lo;
+                if ((gm[J] && out_lo) || (!gm[J] && in_hi)) {
+                    x.kind = STEM_KIND_MASK_GAP;
+                    check_items_add(&it, &x, tau > 0 ? fabs(gap) / tau : INFINITY);
+                    if (tau > 0 && isfinite(gap) && fabs(gap) / tau > s->worst_ratio)
+                        s->worst_ratio = fabs(gap) / tau;
+                } else if (gm[J] != rm[J]) {
+                    x.kind = STEM_KIND_MASK_TIE;
+                    r->mask_ties++;
+                    if (isfinite(gap) && fabs(gap) > r->max_tie_gap)
+                        r->max_tie_gap = fabs(gap);
+                    double ratio = tau > 0 ? fabs(gap) / tau : 0;
+                    if (ratio > s->worst_ratio)
+                        s->worst_ratio = ratio;
+                    check_items_add(&ties, &x, fabs(gap));
+                }
+            }
+            int64_t lo = btop - f_in - f_band, hi = btop - f_in;
+            if (lo < 0)
+                lo = 0;
+            int off = kg < lo || (!p->ties_keep_all && kg > hi);
+            if (off) {
+                r->rows_count_off++;
+                stem_check_item x = item0(STEM_KIND_MASK_COUNT, h);
+                x.qblock = I;
+                x.gpu = (double)kg;
+                x.ref = (double)(p->ties_keep_all ? n_nf_in : hi);
+                x.threshold = (double)lo;
+                x.ref_logit = (double)b;
+                x.err = kg < lo ? (double)(lo - kg) : (double)(kg - hi);
+                x.limit = 0;
+                check_items_add(&it, &x, 1e300);
+            }
+        }
+    }
+    if (r->rows_count_off * 2 > sparse_rows && r->rows_count_off > 0 && !r->hint[0] &&
+        r->causal_blocks > 0)
+        snprintf(r->hint, sizeof(r->hint),
+                 "the GPU keeps %.1f%% of the causal blocks, the reference "
+                 "%.1f%%, and %lld of %lld sparse rows keep another count: "
+                 "check --alpha, --keep-ratio and --profile",
+                 100.0 * (double)r->gpu_kept / (double)r->causal_blocks,
+                 100.0 * (double)r->ref_kept / (double)r->causal_blocks,
+                 (long long)r->rows_count_off, (long long)sparse_rows);
+    stage_done(s, &it);
+    check_items_take(&ties, &r->ties, &r->n_ties);
+    free(work);
+    return STEM_OK;
+}

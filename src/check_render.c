@@ -1,0 +1,401 @@
+/*
+ * check_render.c - a stem_check report as text or JSON, into a caller
+ * buffer, snprintf style (see stem_check.h).
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "check_internal.h"
+
+/* An output buffer that counts what it could not hold. */
+typedef struct sbuf {
+    char *buf;
+    size_t cap, len;
+} sbuf;
+
+static void put(sbuf *s, const char *fmt, ...)
+{
+    char tmp[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    size_t m = (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1;
+    if (s->cap > 0 && s->len < s->cap - 1) {
+        size_t room = s->cap - 1 - s->len;
+        memcpy(s->buf + s->len, tmp, m < room ? m : room);
+    }
+    s->len += m;
+}
+
+static size_t finish(sbuf *s)
+{
+    if (s->cap > 0)
+        s->buf[s->len < s->cap ? s->len : s->cap - 1] = '\0';
+    return s->len;
+}
+
+static const char *verdict_word(stem_check_verdict v)
+{
+    return v == STEM_CHECK_PASS ? "PASS" : v == STEM_CHECK_FAIL ? "FAIL" : "absent";
+}
+
+/* One line per item, with the positions that matter for its kind. */
+static void item_text(sbuf *s, const stem_check_item *x)
+{
+    put(s, "    %-18s head %lld", stem_check_kind_name(x->kind), (long long)x->head);
+    switch (x->kind) {
+    case STEM_KIND_LOGIT_NONFINITE:
+    case STEM_KIND_LOGIT_PATTERN:
+        put(s, " block (%lld,%lld): GPU %g, reference %g\n", (long long)x->qblock,
+            (long long)x->kblock, x->gpu, x->ref);
+        break;
+    case STEM_KIND_LOGIT_ERROR:
+        put(s, " block (%lld,%lld): GPU %.6g, reference %.6g, |diff| %.4g > "
+            "limit %.4g\n", (long long)x->qblock, (long long)x->kblock, x->gpu,
+            x->ref, x->err, x->limit);
+        break;
+    case STEM_KIND_SELECT_EXTRA:
+    case STEM_KIND_SELECT_MISSING:
+    case STEM_KIND_SELECT_TIE:
+        put(s, " qblock %lld kblock %lld: GPU %s it, its own logits %s it "
+            "(GPU logit %.6g, GPU threshold %.6g)\n", (long long)x->qblock,
+            (long long)x->kblock, x->gpu ? "kept" : "dropped",
+            x->ref ? "keep" : "drop", x->ref_logit, x->threshold);
+        break;
+    case STEM_KIND_MASK_COUNT:
+        if (x->ref > x->threshold)
+            put(s, " qblock %lld: keeps %g blocks besides sinks and window; the "
+                "budget %g allows %g to %g\n", (long long)x->qblock, x->gpu,
+                x->ref_logit, x->threshold, x->ref);
+        else
+            put(s, " qblock %lld: keeps %g blocks besides sinks and window; the "
+                "budget %g allows %g\n", (long long)x->qblock, x->gpu,
+                x->ref_logit, x->ref);
+        break;
+    case STEM_KIND_MASK_SINK:
+    case STEM_KIND_MASK_WINDOW:
+    case STEM_KIND_MASK_FUTURE:
+    case STEM_KIND_MASK_GAP:
+    case STEM_KIND_MASK_TIE:
+    case STEM_KIND_MASK_UNREAD:
+        put(s, " qblock %lld kblock %lld: GPU %s, reference %s", (long long)x->qblock,
+            (long long)x->kblock, x->gpu ? "kept" : "dropped",
+            x->ref ? "kept" : "dropped");
+        if (x->kind == STEM_KIND_MASK_GAP || x->kind == STEM_KIND_MASK_TIE)
+            put(s, "; logit %.6g, threshold %.6g, gap %+.4g, tau %.4g",
+                x->ref_logit, x->threshold, x->ref_logit - x->threshold, x->limit);
+        put(s, "\n");
+        break;
+    case STEM_KIND_OUT_NONFINITE:
+        put(s, " row %lld (qblock %lld) col %lld: GPU %g\n", (long long)x->row,
+            (long long)x->qblock, (long long)x->col, x->gpu);
+        break;
+    case STEM_KIND_OUT_ROW:
+        put(s, " row %lld (qblock %lld): ||diff|| %.4g > limit %.4g (%.3gx); "
+            "||GPU|| %.4g, ||ref|| %.4g; largest at col %lld\n", (long long)x->row,
+            (long long)x->qblock, x->err, x->limit, x->limit > 0 ? x->err / x->limit : INFINITY,
+            x->gpu, x->ref, (long long)x->col);
+        break;
+    case STEM_KIND_OUT_IGNORES_MASK:
+        put(s, ": the output is closer to dense attention than to the masked "
+            "reference (t = %.3f; 0 masked, 1 dense; masked vs dense %.3g)\n",
+            x->gpu, x->ref);
+        break;
+    case STEM_KIND_OUT_WRONG_HEAD:
+        put(s, ": most rows beyond their limits, and not closer to dense "
+            "attention (t = %.3f): wrong output\n", x->gpu);
+        break;
+    case STEM_KIND_LSE_NONFINITE:
+    case STEM_KIND_LSE_ROW:
+        put(s, " row %lld (qblock %lld): GPU %.7g, reference %.7g, |diff| %.3g "
+            "> limit %.3g\n", (long long)x->row, (long long)x->qblock, x->gpu,
+            x->ref, x->err, x->limit);
+        break;
+    default:
+        put(s, "\n");
+        break;
+    }
+}
+
+static void stage_line(sbuf *s, const stem_check_report *r, stem_check_stage st)
+{
+    const stem_check_stage_result *g = &r->stage[st];
+    put(s, "  %-9s %-6s", stem_check_stage_name(st), verdict_word(g->verdict));
+    if (g->verdict == STEM_CHECK_ABSENT) {
+        put(s, " (not in the GPU's data)\n");
+        return;
+    }
+    switch (st) {
+    case STEM_STAGE_LOGITS:
+        put(s, " %lld entries, max |diff| %.4g, worst %.3g of its limit",
+            (long long)g->checked, g->max_err, g->worst_ratio);
+        if (r->logit_nonfinite)
+            put(s, "; %lld NaN/+inf", (long long)r->logit_nonfinite);
+        if (r->logit_pattern)
+            put(s, "; %lld -inf pattern mismatches", (long long)r->logit_pattern);
+        break;
+    case STEM_STAGE_SELECTION:
+        put(s, " %lld rows: the rule on the GPU's logits gives its mask",
+            (long long)g->checked);
+        if (g->faults)
+            put(s, " except %lld blocks", (long long)g->faults);
+        if (r->select_ties)
+            put(s, " (%lld exchanges between equal logits)", (long long)r->select_ties);
+        break;
+    case STEM_STAGE_MASK:
+        put(s, " %lld rows, %lld differences: %lld ties (widest gap %.3g)",
+            (long long)g->checked, (long long)r->mask_diffs, (long long)r->mask_ties,
+            r->max_tie_gap);
+        if (g->faults)
+            put(s, ", %lld faults", (long long)g->faults);
+        if (r->rows_count_off)
+            put(s, ", %lld rows off their budget", (long long)r->rows_count_off);
+        if (r->mask_unread)
+            put(s, ", %lld unread bits above the diagonal", (long long)r->mask_unread);
+        if (r->causal_blocks)
+            put(s, "; kept %.1f%% GPU, %.1f%% reference",
+                100.0 * (double)r->gpu_kept / (double)r->causal_blocks,
+                100.0 * (double)r->ref_kept / (double)r->causal_blocks);
+        break;
+    case STEM_STAGE_OUT:
+        put(s, " %lld rows, worst %.3g of its limit; rel L2 %.3g over the heads",
+            (long long)g->checked, g->worst_ratio, r->out_rel_l2);
+        if (g->faults)
+            put(s, "; %lld faults", (long long)g->faults);
+        if (r->out_under_ref_mask)
+            put(s, " (no GPU mask: judged under the reference mask)");
+        break;
+    case STEM_STAGE_LSE:
+        put(s, " %lld rows, max |diff| %.3g, worst %.3g of its limit",
+            (long long)g->checked, g->max_err, g->worst_ratio);
+        if (g->faults)
+            put(s, "; %lld faults", (long long)g->faults);
+        break;
+    default:
+        break;
+    }
+    put(s, "\n");
+}
+
+size_t stem_check_report_text(const stem_check_report *r, int verbose,
+                              char *buf, size_t cap)
+{
+    sbuf s = {buf, buf ? cap : 0, 0};
+    if (!r) {
+        put(&s, "(no report)\n");
+        return finish(&s);
+    }
+    const stem_dims *d = &r->dims;
+    const stem_params *p = &r->params;
+    const stem_check_options *o = &r->options;
+    int fail = r->verdict == STEM_CHECK_FAIL;
+    if (fail) {
+        put(&s, "FAIL: a difference is not explained by rounding, in");
+        for (int i = 0; i < STEM_STAGE_COUNT; i++)
+            if (r->stage[i].verdict == STEM_CHECK_FAIL)
+                put(&s, " %s", stem_check_stage_name((stem_check_stage)i));
+        put(&s, "\n");
+    } else {
+        put(&s, "PASS: every difference is explained by rounding\n");
+    }
+    put(&s, "  profile %s (alpha %g, keep ratio %g, block %d, stride %d, "
+        "sinks %d, window %d); GPU dtype %s; heads %lld..%lld of %lld, Lq %lld, "
+        "Lk %lld, d %lld\n", stem_profile_name(p->profile), p->alpha, p->keep_ratio,
+        p->block, p->stride, p->sinks, p->window, stem_prec_name(o->gpu_dtype),
+        (long long)r->head_begin, (long long)r->head_end - 1, (long long)d->hq,
+        (long long)d->lq, (long long)d->lk, (long long)d->d);
+    for (int i = 0; i < STEM_STAGE_COUNT; i++)
+        stage_line(&s, r, (stem_check_stage)i);
+    if (r->hint[0])
+        put(&s, "hint: %s\n", r->hint);
+    if (!fail && !verbose)
+        return finish(&s);
+    if (r->diag_added)
+        put(&s, "note: rows without their diagonal block were given it for "
+            "the attention reference\n");
+    for (int i = 0; i < STEM_STAGE_COUNT; i++) {
+        const stem_check_stage_result *g = &r->stage[i];
+        if (!g->n_items)
+            continue;
+        put(&s, "%s faults (%lld, worst first):\n",
+            stem_check_stage_name((stem_check_stage)i), (long long)g->faults);
+        for (int64_t j = 0; j < g->n_items; j++)
+            item_text(&s, &g->items[j]);
+        if (g->faults > g->n_items)
+            put(&s, "    ... %lld more\n", (long long)(g->faults - g->n_items));
+    }
+    if (r->qblocks_failed > 0 && r->qblock_rows_failed) {
+        put(&s, "failing rows per query block (head qblock: rows):");
+        int64_t shown = 0;
+        for (int64_t hh = 0; hh < r->n_heads; hh++)
+            for (int64_t I = 0; I < d->qb; I++) {
+                int32_t n = r->qblock_rows_failed[hh * d->qb + I];
+                if (!n)
+                    continue;
+                if (shown++ < 24)
+                    put(&s, " %lld %lld: %d;", (long long)r->heads[hh].head,
+                        (long long)I, n);
+            }
+        if (shown > 24)
+            put(&s, " ... %lld blocks in all", (long long)shown);
+        put(&s, "\n");
+    }
+    if (verbose && r->n_ties) {
+        put(&s, "ties (%lld, widest first):\n", (long long)r->mask_ties);
+        for (int64_t j = 0; j < r->n_ties; j++)
+            item_text(&s, &r->ties[j]);
+    }
+    if (verbose && r->n_heads && r->stage[STEM_STAGE_OUT].verdict != STEM_CHECK_ABSENT) {
+        put(&s, "heads (rel L2, rows failed, ignored-mask t):\n");
+        for (int64_t hh = 0; hh < r->n_heads; hh++) {
+            const stem_check_head *h = &r->heads[hh];
+            put(&s, "    head %lld: %.3g, %lld", (long long)h->head, h->out_rel_l2,
+                (long long)h->rows_failed);
+            if (h->dense_decidable)
+                put(&s, ", t %.3f", h->dense_t);
+            else
+                put(&s, ", t undecidable");
+            if (h->status != STEM_KIND_NONE)
+                put(&s, " (%s)", stem_check_kind_name(h->status));
+            put(&s, "\n");
+        }
+    }
+    return finish(&s);
+}
+
+/* ------------------------------------------------------------------- JSON */
+
+static void jnum(sbuf *s, const char *key, double x, int comma)
+{
+    if (isfinite(x))
+        put(s, "\"%s\": %.17g%s", key, x, comma ? ", " : "");
+    else
+        put(s, "\"%s\": \"%s\"%s", key, isnan(x) ? "nan" : x > 0 ? "inf" : "-inf",
+            comma ? ", " : "");
+}
+
+static void jint(sbuf *s, const char *key, long long x, int comma)
+{
+    put(s, "\"%s\": %lld%s", key, x, comma ? ", " : "");
+}
+
+static void item_json(sbuf *s, const stem_check_item *x)
+{
+    put(s, "{\"kind\": \"%s\", \"fault\": %s, ", stem_check_kind_name(x->kind),
+        stem_check_kind_is_fault(x->kind) ? "true" : "false");
+    jint(s, "head", x->head, 1);
+    jint(s, "qblock", x->qblock, 1);
+    jint(s, "kblock", x->kblock, 1);
+    jint(s, "row", x->row, 1);
+    jint(s, "col", x->col, 1);
+    jnum(s, "gpu", x->gpu, 1);
+    jnum(s, "ref", x->ref, 1);
+    jnum(s, "err", x->err, 1);
+    jnum(s, "limit", x->limit, 1);
+    jnum(s, "ref_logit", x->ref_logit, 1);
+    jnum(s, "threshold", x->threshold, 0);
+    put(s, "}");
+}
+
+size_t stem_check_report_json(const stem_check_report *r, char *buf, size_t cap)
+{
+    sbuf s = {buf, buf ? cap : 0, 0};
+    if (!r) {
+        put(&s, "null");
+        return finish(&s);
+    }
+    const stem_dims *d = &r->dims;
+    const stem_params *p = &r->params;
+    const stem_check_options *o = &r->options;
+    put(&s, "{\"result\": \"%s\", ", r->verdict == STEM_CHECK_FAIL ? "fail" : "pass");
+    put(&s, "\"shape\": {");
+    jint(&s, "hq", d->hq, 1), jint(&s, "hkv", d->hkv, 1), jint(&s, "lq", d->lq, 1);
+    jint(&s, "lk", d->lk, 1), jint(&s, "d", d->d, 1), jint(&s, "qb", d->qb, 1);
+    jint(&s, "kb", d->kb, 0);
+    put(&s, "}, \"params\": {\"profile\": \"%s\", ", stem_profile_name(p->profile));
+    jnum(&s, "alpha", p->alpha, 1), jnum(&s, "keep_ratio", p->keep_ratio, 1);
+    jint(&s, "block", p->block, 1), jint(&s, "stride", p->stride, 1);
+    jnum(&s, "lambda", p->value_weight, 1), jint(&s, "sinks", p->sinks, 1);
+    jint(&s, "window", p->window, 0);
+    put(&s, "}, \"options\": {\"gpu_dtype\": \"%s\", \"score_prec\": \"%s\", "
+        "\"logit_store\": \"%s\", \"attn_prec\": \"%s\", \"attn_score_prec\": \"%s\", "
+        "\"out_store\": \"%s\", \"lse_store\": \"%s\", ", stem_prec_name(o->gpu_dtype),
+        stem_prec_name(o->score_prec), stem_prec_name(o->logit_store),
+        stem_prec_name(o->attn_prec), stem_prec_name(o->attn_score_prec),
+        stem_prec_name(o->out_store), stem_prec_name(o->lse_store));
+    jnum(&s, "tau", o->tau, 1), jnum(&s, "logit_tol", o->logit_tol, 1);
+    jnum(&s, "out_tol", o->out_tol, 1), jnum(&s, "lse_tol", o->lse_tol, 1);
+    jnum(&s, "sigmas", o->sigmas, 1), jint(&s, "dense_test", o->dense_test, 0);
+    put(&s, "}, ");
+    jint(&s, "head_begin", r->head_begin, 1);
+    jint(&s, "head_end", r->head_end, 1);
+    put(&s, "\"stages\": {");
+    for (int i = 0; i < STEM_STAGE_COUNT; i++) {
+        const stem_check_stage_result *g = &r->stage[i];
+        put(&s, "%s\"%s\": {\"verdict\": \"%s\", ", i ? ", " : "",
+            stem_check_stage_name((stem_check_stage)i),
+            g->verdict == STEM_CHECK_PASS ? "pass" : g->verdict == STEM_CHECK_FAIL ? "fail" : "absent");
+        jint(&s, "checked", g->checked, 1);
+        jint(&s, "faults", g->faults, 1);
+        jnum(&s, "worst_ratio", g->worst_ratio, 1);
+        jnum(&s, "max_err", g->max_err, 1);
+        put(&s, "\"items\": [");
+        for (int64_t j = 0; j < g->n_items; j++) {
+            put(&s, j ? ", " : "");
+            item_json(&s, &g->items[j]);
+        }
+        put(&s, "]}");
+    }
+    put(&s, "}, \"logits\": {");
+    jint(&s, "nonfinite", r->logit_nonfinite, 1);
+    jint(&s, "pattern", r->logit_pattern, 1);
+    jnum(&s, "scale", r->logit_scale, 0);
+    put(&s, "}, \"mask\": {");
+    jint(&s, "differences", r->mask_diffs, 1), jint(&s, "ties", r->mask_ties, 1);
+    jint(&s, "unread", r->mask_unread, 1), jint(&s, "rows_count_off", r->rows_count_off, 1);
+    jint(&s, "gpu_kept", r->gpu_kept, 1), jint(&s, "ref_kept", r->ref_kept, 1);
+    jint(&s, "causal_blocks", r->causal_blocks, 1);
+    jint(&s, "select_ties", r->select_ties, 1);
+    jnum(&s, "max_tie_gap", r->max_tie_gap, 1);
+    put(&s, "\"ties\": [");
+    for (int64_t j = 0; j < r->n_ties; j++) {
+        put(&s, j ? ", " : "");
+        item_json(&s, &r->ties[j]);
+    }
+    put(&s, "]}, \"out\": {");
+    jint(&s, "under_reference_mask", r->out_under_ref_mask, 1);
+    jint(&s, "diagonal_added", r->diag_added, 1);
+    jnum(&s, "rel_l2", r->out_rel_l2, 1);
+    jint(&s, "rows_failed", r->rows_failed, 1);
+    jint(&s, "qblocks_failed", r->qblocks_failed, 1);
+    put(&s, "\"heads\": [");
+    for (int64_t hh = 0; hh < r->n_heads; hh++) {
+        const stem_check_head *h = &r->heads[hh];
+        put(&s, "%s{", hh ? ", " : "");
+        jint(&s, "head", h->head, 1);
+        jnum(&s, "rel_l2", h->out_rel_l2, 1);
+        jint(&s, "rows_failed", h->rows_failed, 1);
+        jnum(&s, "dense_t", h->dense_t, 1);
+        jnum(&s, "dense_spread", h->dense_spread, 1);
+        jnum(&s, "masked_vs_dense", h->masked_vs_dense, 1);
+        jint(&s, "decidable", h->dense_decidable, 1);
+        put(&s, "\"status\": \"%s\", \"qblock_rows_failed\": [",
+            stem_check_kind_name(h->status));
+        for (int64_t I = 0; r->qblock_rows_failed && I < d->qb; I++)
+            put(&s, "%s%d", I ? ", " : "", r->qblock_rows_failed[hh * d->qb + I]);
+        put(&s, "]}");
+    }
+    put(&s, "]}, \"lse\": {");
+    jnum(&s, "max_abs", r->lse_max_abs, 1);
+    put(&s, "\"base2_hint\": %s}, ", r->lse_base2_hint ? "true" : "false");
+    put(&s, "\"hint\": \"");
+    for (const char *c = r->hint; *c; c++)
+        put(&s, *c == '"' || *c == '\\' ? "\\%c" : "%c", *c);
+    put(&s, "\"}\n");
+    return finish(&s);
+}
