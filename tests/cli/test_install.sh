@@ -2,7 +2,9 @@
 # test_install.sh BUILD - `make install PREFIX=...` of a build, then a small
 # program compiled with `pkg-config --cflags --libs stem` against the
 # installed tree, linked once to the shared library (soname libstem.so.N)
-# and once statically, and run.  Also checks the installed files, the
+# and once statically, and run -- without LD_LIBRARY_PATH: stem.pc carries
+# an rpath for a prefix other than /usr, and none for /usr (checked with a
+# DESTDIR install).  Also checks the installed files, the
 # soname, the pkg-config version against STEM_VERSION_STRING, and the
 # exported symbols (tools/check-symbols.sh).  Ends with
 # "install: N passed, M failed"; exits 1 if any failed.
@@ -119,18 +121,40 @@ PROG
 # shellcheck disable=SC2046
 if $CC -std=c11 $SANFLAGS -o "$T/tiny" "$T/tiny.c" $(pkg-config --cflags --libs stem) >"$T/cc.log" 2>&1; then
     ok
-    if LD_LIBRARY_PATH="$P/lib" "$T/tiny" >"$T/run.log" 2>&1 &&
+    if env -u LD_LIBRARY_PATH "$T/tiny" >"$T/run.log" 2>&1 &&
         grep -qx "stem $version ok" "$T/run.log"; then
         ok
     else
-        bad "program linked to the shared library failed"
+        bad "program linked to the shared library failed without LD_LIBRARY_PATH"
         sed 's/^/    /' "$T/run.log"
+    fi
+    if readelf -d "$T/tiny" | grep -E '\((RUNPATH|RPATH)\)' | grep -qF "[$P/lib]"; then
+        ok
+    else
+        bad "program has no run path to $P/lib"
+    fi
+    if env -u LD_LIBRARY_PATH ldd "$T/tiny" 2>/dev/null | grep -q "libstem.so.$major => $P/lib/libstem.so.$major"; then
+        ok
+    else
+        bad "the loader does not find $P/lib/libstem.so.$major"
     fi
     needed=$(readelf -d "$T/tiny" | sed -n 's/.*(NEEDED).*\[\(libstem[^]]*\)\]/\1/p')
     if [ "$needed" = "libstem.so.$major" ]; then ok; else bad "program NEEDED '$needed'"; fi
 else
     bad "cc tiny.c \$(pkg-config --cflags --libs stem)"
     sed 's/^/    /' "$T/cc.log" | head -n 10
+fi
+
+# PREFIX=/usr: the loader's own directory, no rpath in stem.pc.
+if make --no-print-directory install BUILD="$BUILD" PREFIX=/usr DESTDIR="$T/dest" >"$T/install_usr.log" 2>&1; then
+    if grep -q '^Libs: -L${libdir} -lstem$' "$T/dest/usr/lib/pkgconfig/stem.pc"; then
+        ok
+    else
+        bad "stem.pc for PREFIX=/usr: $(grep '^Libs:' "$T/dest/usr/lib/pkgconfig/stem.pc")"
+    fi
+else
+    bad "make install PREFIX=/usr DESTDIR=$T/dest"
+    sed 's/^/    /' "$T/install_usr.log" | tail -n 10
 fi
 
 # Static: the archive plus the private libraries of the .pc file.
