@@ -87,9 +87,10 @@ static const char *input_dtype_name(stem_dtype dt)
  * that one run's output can be checked against another.  dtype is the
  * precision of the results (fp32: every output is float32 arithmetic
  * stored as F32), input_dtype that of q.  0, or -1 after a message.
+ * Shared with stem-mpi (commands.h), whose output must equal this one's.
  */
-static int add_meta(tf_file *f, const stem_params *p, int dense,
-                    stem_dtype in_dtype, stem_isa isa, double secs)
+int cli_run_add_meta(tf_file *f, const stem_params *p, int dense,
+                     stem_dtype in_dtype, stem_isa isa, double secs)
 {
     return set_meta_str(f, "mode", dense ? "dense" : "stem") ||
            set_meta_str(f, "dtype", "fp32") ||
@@ -178,7 +179,7 @@ static int write_results(const char *path, int as_dir, const stem_dims *dm,
          tf_add(&f, "lse", TF_F32, 2, se, ro->lse, err, sizeof(err));
     if (rc) {
         cli_error("run: %s", err);
-    } else if (add_meta(&f, p, dense, in_dtype, isa, secs)) {
+    } else if (cli_run_add_meta(&f, p, dense, in_dtype, isa, secs)) {
         rc = 1;
     } else if (as_dir ? tf_write_npy_dir(&f, path, run_outputs, err,
                                          sizeof(err)) != 0

@@ -7,6 +7,8 @@
 #ifndef STEM_CLI_COMMANDS_H
 #define STEM_CLI_COMMANDS_H
 
+#include "stem.h"
+
 int cmd_gen(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_info(int argc, char **argv);
@@ -14,6 +16,12 @@ int cmd_compare(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_explain(int argc, char **argv);
 int cmd_mask(int argc, char **argv);
+
+/* The metadata `stem run` writes with its results (cmd_run.c); stem-mpi
+ * writes the same.  0, or -1 after a message. */
+struct tf_file;
+int cli_run_add_meta(struct tf_file *f, const stem_params *p, int dense,
+                     stem_dtype in_dtype, stem_isa isa, double secs);
 
 typedef struct stem_command {
     const char *name;
