@@ -29,6 +29,13 @@
  *
  * Limit: E[I][J] = (2u + (s d + (B/s)^2) 2^-24) A[I][J] + u_st |L[I][J]|
  *                  + E_T[J].
+ * Where the profile says the backend rounds the group sums themselves
+ * (hpc-ops: Qsum and Ksum to BF16, then a float32 GEMM), each product
+ * Qsum.Ksum moves by at most (2u + u^2) |Qsum| |Ksum|, so A1, the same sum
+ * over |Qsum_I[s-1-j][e] Ksum_J[j][e]| (signed sums, then absolute), takes
+ * the place of A in the first term (the float32 terms keep A, plus the
+ * group sums' own float32 additions, (B/s) 2^-24 A); A1 <= A, often much
+ * smaller when signs cancel within a group.
  * On the public AngelSlim and hpc-ops captures the largest observed
  * difference is about half of E (docs/ALGORITHM.md section 5 gives the
  * figures); a fixed limit (options.logit_tol) replaces E when set.
@@ -39,11 +46,12 @@
 
 #include "check_internal.h"
 
-/* Group sums of |x| of every block of head h: out[blk][j*d + e] is the sum
- * over the groups a of block blk of |x[blk*B + a*s + j][e]| (zero rows past
- * the end). */
+/* Group sums of every block of head h: out[blk][j*d + e] is the sum over
+ * the groups a of block blk of |x[blk*B + a*s + j][e]| (absolute, 1) or
+ * of x[...] itself (absolute, 0); zero rows past the end. */
 static void abs_group_sums(const stem_tensor *x, int64_t h, int64_t nblk,
-                           int B, int s, int64_t d, float *out, int nt)
+                           int B, int s, int64_t d, float *out, int nt,
+                           int absolute)
 {
     const int64_t sd = (int64_t)s * d;
     #pragma omp parallel for schedule(static) num_threads(nt)
@@ -55,7 +63,7 @@ static void abs_group_sums(const stem_tensor *x, int64_t h, int64_t nblk,
             int64_t j = (t - blk * B) % s;
             stem_load_row_f32(x, h, t, row);
             for (int64_t e = 0; e < d; e++)
-                o[j * d + e] += fabsf(row[e]);
+                o[j * d + e] += absolute ? fabsf(row[e]) : row[e];
         }
     }
 }
@@ -135,11 +143,16 @@ stem_status check_logit_limits(check_ctx *c)
     double ust = stem_prec_unit(c->o.logit_store);
     if (c->gpu->logits && check_view_unit(c->gpu->logits->dtype) > ust)
         ust = check_view_unit(c->gpu->logits->dtype);
+    /* hpc-ops rounds the group sums themselves (docs/ALGORITHM.md section
+     * 4): the bound then follows the signed sums, A1 below */
+    const int sums = p->profile == STEM_PROFILE_HPCOPS;
     float *ka = malloc((size_t)kb * (size_t)sd * sizeof(float));
     float *qa = malloc((size_t)qb * (size_t)sd * sizeof(float));
+    float *ks1 = sums ? malloc((size_t)kb * (size_t)sd * sizeof(float)) : NULL;
+    float *qs1 = sums ? malloc((size_t)qb * (size_t)sd * sizeof(float)) : NULL;
     double *eb = malloc((size_t)kb * sizeof(double));
-    if (!ka || !qa || !eb) {
-        free(ka), free(qa), free(eb);
+    if (!ka || !qa || !eb || (sums && (!ks1 || !qs1))) {
+        free(ka), free(qa), free(eb), free(ks1), free(qs1);
         return STEM_ERR_NOMEM;
     }
     const int64_t hpg = dm->hq / dm->hkv;
@@ -148,12 +161,16 @@ stem_status check_logit_limits(check_ctx *c)
     for (int64_t h = c->h0; h < c->h1 && st == STEM_OK; h++) {
         int64_t g = h / hpg;
         if (g != g_loaded) {
-            abs_group_sums(c->k, g, kb, B, s, d, ka, nt);
+            abs_group_sums(c->k, g, kb, B, s, d, ka, nt, 1);
+            if (sums)
+                abs_group_sums(c->k, g, kb, B, s, d, ks1, nt, 0);
             if ((st = value_bounds(c, g, u, eb)) != STEM_OK)
                 break;
             g_loaded = g;
         }
-        abs_group_sums(c->q, h, qb, B, s, d, qa, nt);
+        abs_group_sums(c->q, h, qb, B, s, d, qa, nt, 1);
+        if (sums)
+            abs_group_sums(c->q, h, qb, B, s, d, qs1, nt, 0);
         float *lim = c->limit + (size_t)(h - c->h0) * cells;
         const float *L = c->ref_logits + (size_t)h * cells;
         #pragma omp parallel for schedule(dynamic, 4) num_threads(nt)
@@ -167,7 +184,7 @@ stem_status check_logit_limits(check_ctx *c)
                     continue;
                 }
                 const float *kj = ka + J * sd;
-                double acc = 0;
+                double acc = 0, acc1 = 0;
                 for (int j = 0; j < s; j++) {
                     const float *a = qi + (int64_t)(s - 1 - j) * d;
                     const float *b = kj + (int64_t)j * d;
@@ -175,14 +192,27 @@ stem_status check_logit_limits(check_ctx *c)
                     for (int64_t e = 0; e < d; e++)
                         part += a[e] * b[e];
                     acc += part;
+                    if (sums) {
+                        const float *a1 = qs1 + I * sd + (int64_t)(s - 1 - j) * d;
+                        const float *b1 = ks1 + J * sd + (int64_t)j * d;
+                        float part1 = 0;
+                        for (int64_t e = 0; e < d; e++)
+                            part1 += fabsf(a1[e] * b1[e]);
+                        acc1 += part1;
+                    }
                 }
-                double A = acc * scale * (1 + 1e-4); /* covers this sum's own rounding */
-                lim[at] = (float)(gamma * A + ust * fabs((double)L[at]) + eb[J]);
+                /* (1 + 1e-4) covers these sums' own float rounding */
+                double A = acc * scale * (1 + 1e-4), A1 = acc1 * scale * (1 + 1e-4);
+                double e = sums ? (2 * u + u * u) * A1 + (gamma - 2 * u + G * 0x1p-24) * A
+                                : gamma * A;
+                lim[at] = (float)(e + ust * fabs((double)L[at]) + eb[J]);
             }
         }
     }
     free(ka);
     free(qa);
+    free(ks1);
+    free(qs1);
     free(eb);
     return st;
 }
