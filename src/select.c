@@ -1,6 +1,6 @@
 /*
- * select.c - block selection, SPEC section 3: where the key blocks of a
- * query block are chosen.
+ * select.c - block selection, docs/ALGORITHM.md section 3: where the key
+ * blocks of a query block are chosen.
  *
  * Row (h, I) sits at absolute block position p = I + P/B.  It keeps the
  * budget[p] largest finite logits among key blocks 0..p (ties: the lower

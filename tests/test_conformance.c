@@ -1,7 +1,7 @@
 /*
  * test_conformance.c - the library against real GPU outputs of AngelSlim's
- * Stem (tests/data/conformance, byte copies of shared/conformance), checked
- * as its README.md and SPEC.md section 5 say:
+ * Stem (tests/data/conformance), checked as its README.md and
+ * docs/ALGORITHM.md section 5 say:
  *   - the -inf pattern of the block logits is identical, and the largest
  *     finite difference is within 0.06 (bf16 GPU run) / 0.01 (fp16);
  *   - every mask difference is a tie: the library's (reference) logit lies
