@@ -44,9 +44,11 @@
  * GPU's head, t = <G - M, D - M> / ||D - M||^2 places G on the line from M
  * (0) to D (1); the rest of G - M is noise, which moves t by about
  * ||noise|| / (sqrt(n) ||D - M||).  A head with ||D - M|| > 1e-5 ||M|| and
- * that spread under 1/12 is decidable; decidable and t > 1/2 ignores the
- * mask.  A head that is not, but has most rows beyond their limits, is
- * wrong output.
+ * that spread under 1/12 is decidable.  A decidable head with 1/2 < t <
+ * 3/2 that lies closer to D than to M ignores the mask (it is dense
+ * attention plus noise).  A head that does not, but has most rows beyond
+ * their limits, is wrong output: an all-zero head, another head's output,
+ * far from both references.
  */
 #include <math.h>
 #include <stdio.h>
@@ -351,7 +353,10 @@ stem_status check_attention(check_ctx *c)
             x.err = sqrt(h_err2);
             x.gpu = hd->dense_t;
             x.ref = hd->masked_vs_dense;
-            if (hd->dense_decidable && hd->dense_t > 0.5)
+            /* G - D = (G - M) - (D - M) */
+            double gd2 = gm2 - 2 * gm_dm + dm2;
+            if (hd->dense_decidable && hd->dense_t > 0.5 && hd->dense_t < 1.5 &&
+                gd2 < gm2)
                 x.kind = STEM_KIND_OUT_IGNORES_MASK;
             else if (out_failed * 2 > lq)
                 x.kind = STEM_KIND_OUT_WRONG_HEAD;
