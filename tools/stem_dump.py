@@ -25,8 +25,9 @@ BF16 kept as BF16, where the `safetensors` package is installed (or with
 format="safetensors", which requires it).  Any other path, format="npy", or
 a ".safetensors" path without the package, becomes a *directory* of .npy
 files plus metadata.json, under exactly the name given (for a
-".safetensors" name a UserWarning says so); BF16 and FP8 tensors are
-widened to float32 there (exactly), since .npy has neither.  `stem check`
+".safetensors" name a UserWarning says so); BF16 tensors are widened to
+float32 there (exactly), since .npy has no bfloat16.  FP8 tensors are
+widened to float32 in both forms (stem reads no FP8).  `stem check`
 reads both forms under the same name.  An existing file is replaced only by
 a file, an existing directory only when it holds nothing but .npy files and
 metadata.json (an earlier dump); anything else is refused (FileExistsError)
@@ -161,6 +162,15 @@ def _check_target(path, want_dir):
             % path)
 
 
+def _torch_storable(x):
+    """A contiguous CPU tensor in a dtype stem reads: float8 widened to
+    float32 (exact), others as they are (BF16 stays BF16)."""
+    x = x.detach().cpu()
+    if "float8" in str(x.dtype):
+        x = x.float()
+    return x.contiguous()
+
+
 def _write_safetensors(path, tensors, meta):
     """One safetensors file, written to a temporary name and renamed."""
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".",
@@ -170,8 +180,8 @@ def _write_safetensors(path, tensors, meta):
     try:
         if all(_is_torch(x) for x in tensors.values()):
             from safetensors.torch import save_file
-            save_file({k: x.detach().cpu().contiguous()
-                       for k, x in tensors.items()}, tmp, metadata=meta)
+            save_file({k: _torch_storable(x) for k, x in tensors.items()},
+                      tmp, metadata=meta)
         else:
             from safetensors.numpy import save_file
             save_file({k: _to_numpy(x) for k, x in tensors.items()}, tmp,
