@@ -59,6 +59,14 @@ CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_MOD_OBJ := $(filter-out %/main.o,$(CLI_OBJ))
 TOOL_LIBS := -lcjson -lpng
 
+# ---------------------------------------------------------------- stem-mpi
+# Built when Open MPI's mpicc is found (libopenmpi-dev), skipped otherwise;
+# links the tool's modules and IO like the tests do.
+MPICC   ?= $(if $(CROSS),,$(shell command -v mpicc 2>/dev/null))
+MPI_SRC := $(wildcard tools/mpi/*.c)
+MPI_OBJ := $(MPI_SRC:%.c=$(BUILD)/obj/%.o)
+MPI_BIN := $(if $(MPICC),$(BUILD)/stem-mpi)
+
 # ---------------------------------------------------------------- tests, bench
 TEST_COMMON := $(wildcard tests/common/*.c)
 TEST_SRC    := $(wildcard tests/test_*.c)
@@ -68,13 +76,17 @@ BENCH_SRC   := $(wildcard bench/bench_*.c)
 BENCH_BIN   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 BENCH_COMMON_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bench/common/*.c))
 
-.PHONY: all lib cli deps demo test tests bench install clean examples test-asan test-tsan fuzz
+.PHONY: all lib cli deps demo test tests bench install clean examples test-asan test-tsan fuzz mpi
 # keep the objects that pattern rules build on the way to a program
 .SECONDARY:
-all: lib cli
+all: lib cli mpi
 
 lib: $(BUILD)/libstem.a $(BUILD)/$(SONAME)
 cli: $(BUILD)/stem
+mpi: $(MPI_BIN)
+ifeq ($(MPICC),)
+	@echo "stem-mpi skipped: mpicc not found (install libopenmpi-dev openmpi-bin)"
+endif
 
 $(BUILD)/obj/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -93,6 +105,9 @@ $(BUILD)/obj/simd/avx512/%.o: simd/avx512/%.c
 $(BUILD)/obj/simd/neon/%.o: simd/neon/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(LIB_CFLAGS) -DSTEM_HAVE_NEON -MMD -MP -c $< -o $@
+$(BUILD)/obj/tools/mpi/%.o: tools/mpi/%.c
+	@mkdir -p $(dir $@)
+	$(MPICC) $(ALL_CFLAGS) -Itools/cli -MMD -MP -c $< -o $@
 $(BUILD)/obj/tools/%.o: tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
@@ -113,6 +128,9 @@ $(BUILD)/$(SONAME): $(LIB_OBJ)
 $(BUILD)/stem: $(CLI_OBJ) $(IO_OBJ) $(BUILD)/libstem.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(IO_OBJ) $(BUILD)/libstem.a $(TOOL_LIBS) $(LDLIBS)
 
+$(BUILD)/stem-mpi: $(MPI_OBJ) $(CLI_MOD_OBJ) $(IO_OBJ) $(BUILD)/libstem.a
+	$(MPICC) $(ALL_LDFLAGS) -o $@ $(MPI_OBJ) $(CLI_MOD_OBJ) $(IO_OBJ) $(BUILD)/libstem.a $(TOOL_LIBS) $(LDLIBS)
+
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_COMMON_OBJ) $(CLI_MOD_OBJ) $(IO_OBJ) $(BUILD)/libstem.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(TEST_COMMON_OBJ) $(CLI_MOD_OBJ) $(IO_OBJ) $(BUILD)/libstem.a $(TOOL_LIBS) -lcmocka $(LDLIBS)
@@ -130,7 +148,7 @@ examples: $(EXAMPLE_BIN)
 deps:
 	@sh tools/install-deps.sh
 
-tests: $(TEST_BIN) $(BUILD)/stem $(EXAMPLE_BIN)
+tests: $(TEST_BIN) $(BUILD)/stem $(EXAMPLE_BIN) $(MPI_BIN)
 
 # The test command of README.md: every test binary, then the CLI tests.
 test: deps

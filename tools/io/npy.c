@@ -596,3 +596,36 @@ int tf_write_npy_dir(const tf_file *f, const char *path,
     remove_dir(tmp);
     return rc;
 }
+
+/* See tensorindex.h: the header of a .npy file from its first len bytes. */
+int tf_npy_header(const void *buf, size_t len, tf_dtype *dtype, int *ndim,
+                  int64_t *shape, size_t *data_off, char *err, size_t errlen)
+{
+    const unsigned char *b = buf;
+    size_t hlen, start;
+    if (!b || len < 10 || memcmp(b, "\x93NUMPY", 6) != 0) {
+        tf_set_err(err, errlen, "not a .npy file");
+        return -1;
+    }
+    if (b[6] == 1) {
+        hlen = (size_t)b[8] | ((size_t)b[9] << 8);
+        start = 10;
+    } else if ((b[6] == 2 || b[6] == 3) && len >= 12) {
+        hlen = (size_t)b[8] | ((size_t)b[9] << 8) | ((size_t)b[10] << 16) |
+               ((size_t)b[11] << 24);
+        start = 12;
+    } else {
+        tf_set_err(err, errlen, "unsupported .npy version %d or truncated "
+                   "header", b[6]);
+        return -1;
+    }
+    if (hlen > len - start) {
+        tf_set_err(err, errlen, "truncated .npy header");
+        return -1;
+    }
+    if (parse_header((const char *)b + start, hlen, dtype, ndim, shape, err,
+                     errlen) != 0)
+        return -1;
+    *data_off = start + hlen;
+    return 0;
+}

@@ -378,3 +378,30 @@ int tf_write_safetensors(const tf_file *f, const char *path, char *err,
     free(hdr);
     return rc;
 }
+
+/* See tensorindex.h: the 8 length bytes and the padded JSON header that
+ * tf_write_safetensors writes for f; the tensors' data is not read. */
+int tf_safetensors_header(const tf_file *f, void **out, size_t *len,
+                          char *err, size_t errlen)
+{
+    size_t hlen;
+    char *hdr = f && out && len ? build_header(f, &hlen, err, errlen) : NULL;
+    if (!hdr) {
+        if (!f || !out || !len)
+            tf_set_err(err, errlen, "NULL argument");
+        return -1;
+    }
+    unsigned char *b = malloc(8 + hlen);
+    if (!b) {
+        free(hdr);
+        tf_set_err(err, errlen, "out of memory building the header");
+        return -1;
+    }
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+    memcpy(b + 8, hdr, hlen);
+    free(hdr);
+    *out = b;
+    *len = 8 + hlen;
+    return 0;
+}

@@ -1,0 +1,131 @@
+#!/bin/sh
+# test_mpi.sh BUILD - stem-mpi against stem on this machine, with 1, 2 and
+# 3 ranks (oversubscribed): `run` writes the bytes of `stem run` (metadata
+# "seconds" aside), `check` gives the verdicts of `stem check`, and a
+# failing rank fails the whole job cleanly.  Skipped, with a message, when
+# mpirun or BUILD/stem-mpi is missing.
+BUILD=${1:-build}
+STEM=$BUILD/stem
+MPI=$BUILD/stem-mpi
+HERE=$(cd "$(dirname "$0")" && pwd)
+if ! command -v mpirun >/dev/null 2>&1 || [ ! -x "$MPI" ]; then
+    echo "SKIP test_mpi.sh: mpirun or $MPI missing (install libopenmpi-dev" \
+         "openmpi-bin, then make)"
+    exit 0
+fi
+# Open MPI as root in a container: allow root, and copy through shared
+# memory without cross-memory attach (often refused in containers).
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+MPIRUN="mpirun --allow-run-as-root --oversubscribe"
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+# a python3 with numpy (a pyenv one first on PATH may lack it)
+PY=python3
+"$PY" -c 'import numpy' 2>/dev/null || PY=/usr/bin/python3
+fails=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; fails=$((fails + 1)); }
+
+# ------------------------------------------------------------------ run
+"$STEM" gen -o "$T/a.safetensors" --tokens 1024 --heads 6 --kv-heads 2 \
+    --dim 64 --seed 3 2>/dev/null || bad "gen a"
+"$STEM" gen -o "$T/b.safetensors" --tokens 640 --heads 4 --kv-heads 4 \
+    --dim 32 --seed 5 --dtype f32 --layout nhd 2>/dev/null || bad "gen b"
+"$STEM" gen -o "$T/c.safetensors" --tokens 512 --heads 2 --kv-heads 1 \
+    --dim 16 --seed 7 --dtype f16 --kind random 2>/dev/null || bad "gen c"
+# a directory of .npy files, queries the last 384 of 896 positions
+# (chunked prefill), and a copy with a NaN in the last query head only
+"$PY" - "$T" <<'EOF' || bad "npy inputs"
+import json, os, struct, sys
+import numpy as np
+t = sys.argv[1]
+raw = open(os.path.join(t, "b.safetensors"), "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+hdr = json.loads(raw[8:8 + n])
+def get(name):
+    e = hdr[name]
+    b, f = e["data_offsets"]
+    a = np.frombuffer(raw[8 + n + b:8 + n + f], dtype="<f4")
+    return a.reshape(e["shape"]).transpose(1, 0, 2).copy()   # nhd -> hnd
+q, k, v = get("q"), get("k"), get("v")
+for name, q2 in (("d", q[:, -384:, :]), ("nan", q.copy())):
+    os.mkdir(os.path.join(t, name))
+    if name == "nan":
+        q2[3, 17, 5] = np.nan
+    np.save(os.path.join(t, name, "q.npy"), np.ascontiguousarray(q2))
+    np.save(os.path.join(t, name, "k.npy"), k[:, -640:, :])
+    np.save(os.path.join(t, name, "v.npy"), v[:, -640:, :])
+EOF
+
+same() {  # name, stem-run args...
+    name=$1
+    shift
+    "$STEM" run "$@" -o "$T/ref.safetensors" --threads 1 2>/dev/null ||
+        { bad "$name: stem run"; return; }
+    for n in 1 2 3; do
+        rm -f "$T/m.safetensors"
+        if ! $MPIRUN -n $n "$MPI" run "$@" -o "$T/m.safetensors" \
+            --threads 1 2>"$T/err"; then
+            bad "$name: stem-mpi run -n $n: $(cat "$T/err")"
+        elif "$PY" "$HERE/mpi_same.py" "$T/ref.safetensors" \
+            "$T/m.safetensors"; then
+            ok "$name: -n $n bytes of stem run"
+        else
+            bad "$name: -n $n differs from stem run"
+        fi
+    done
+}
+same "bf16 GQA 6/2 (partial groups)" "$T/a.safetensors"
+same "f32 nhd 4/4" "$T/b.safetensors" --layout nhd
+same "f16 2 heads, 3 ranks > heads" "$T/c.safetensors" --profile hpc-ops
+same "dense" "$T/a.safetensors" --dense
+same "npy directory, chunked" "$T/d"
+same "paper profile, block 64" "$T/a.safetensors" --profile paper --block 64
+
+# ------------------------------------------------------- failing ranks
+echo keep >"$T/out.safetensors"
+"$STEM" run "$T/nan" -o "$T/x.safetensors" 2>"$T/serr"
+src=$?
+$MPIRUN -n 3 "$MPI" run "$T/nan" -o "$T/out.safetensors" --threads 1 \
+    2>"$T/err"
+rc=$?
+msg=$(grep 'stem-mpi:' "$T/err")
+want=$(sed 's/^stem: //' "$T/serr")
+if [ $rc -eq 1 ] && [ $src -eq 1 ] && [ "$(cat "$T/out.safetensors")" = keep ] &&
+    echo "$msg" | grep -q "rank 2 of 3" &&
+    echo "$msg" | grep -q "$(echo "$want" | sed 's/.*: //')" &&
+    [ -z "$(ls "$T" | grep 'out.safetensors.tmp')" ]; then
+    ok "a NaN on rank 2: exit 1, '$msg', OUT kept, no temporary file"
+else
+    bad "a NaN on rank 2: exit $rc ($src), '$msg' vs '$want'"
+fi
+$MPIRUN -n 2 "$MPI" run "$T/none.safetensors" -o "$T/o2.safetensors" \
+    2>"$T/err"
+rc=$?
+if [ $rc -eq 1 ] && grep -q 'none.safetensors' "$T/err" &&
+    [ ! -e "$T/o2.safetensors" ]; then
+    ok "missing input: exit 1 with its message"
+else
+    bad "missing input: exit $rc: $(cat "$T/err")"
+fi
+head -c 100 "$T/a.safetensors" >"$T/trunc.safetensors"
+$MPIRUN -n 2 "$MPI" run "$T/trunc.safetensors" -o "$T/o3.safetensors" \
+    2>"$T/err"
+rc=$?
+if [ $rc -eq 1 ] && [ "$(grep -c 'stem-mpi:' "$T/err")" -eq 1 ] &&
+    [ ! -e "$T/o3.safetensors" ]; then
+    ok "truncated input: exit 1, one message"
+else
+    bad "truncated input: exit $rc: $(cat "$T/err")"
+fi
+$MPIRUN -n 2 "$MPI" run "$T/a.safetensors" --bogus 2>"$T/err"
+rc=$?
+if [ $rc -eq 2 ] && [ "$(grep -c 'bogus' "$T/err")" -eq 1 ]; then
+    ok "usage error: exit 2, one message"
+else
+    bad "usage error: exit $rc: $(cat "$T/err")"
+fi
+
+echo "test_mpi.sh: $fails failed"
+[ $fails -eq 0 ]

@@ -1,0 +1,521 @@
+/*
+ * tensorindex.c - tensor files indexed from their headers, and positioned
+ * reads of slices (see tensorindex.h).
+ */
+#include "tensorindex.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define IDX_MAX_HEADER (100u * 1000u * 1000u)   /* as the reader */
+
+static int add_path(tf_index *idx, const char *path, char *err, size_t errlen)
+{
+    char **p = realloc(idx->paths, (size_t)(idx->npaths + 1) * sizeof(*p));
+    char *s = strdup(path);
+    if (p)
+        idx->paths = p;
+    if (!p || !s) {
+        free(s);
+        tf_set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    idx->paths[idx->npaths++] = s;
+    return 0;
+}
+
+static int add_entry(tf_index *idx, const char *name, tf_dtype dt, int ndim,
+                     const int64_t *shape, uint64_t offset, char *err,
+                     size_t errlen)
+{
+    size_t nb;
+    if (name[0] == '\0' || strlen(name) >= TF_NAME_MAX) {
+        tf_set_err(err, errlen, "tensor name empty or longer than %d bytes",
+                   TF_NAME_MAX - 1);
+        return -1;
+    }
+    if (tf_index_find(idx, name)) {
+        tf_set_err(err, errlen, "duplicate tensor name '%s'", name);
+        return -1;
+    }
+    if (tf_shape_bytes(dt, ndim, shape, &nb, err, errlen) != 0)
+        return -1;
+    tf_index_entry *e =
+        realloc(idx->entries, (size_t)(idx->count + 1) * sizeof(*e));
+    if (!e) {
+        tf_set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    idx->entries = e;
+    e = &idx->entries[idx->count++];
+    memset(e, 0, sizeof(*e));
+    snprintf(e->name, sizeof(e->name), "%s", name);
+    e->dtype = dt;
+    e->ndim = ndim;
+    memcpy(e->shape, shape, (size_t)ndim * sizeof(*shape));
+    e->nbytes = nb;
+    e->file = idx->npaths - 1;
+    e->offset = offset;
+    return 0;
+}
+
+/* An integer JSON number in 0 .. 2^53, else -1. */
+static int64_t json_uint(const cJSON *item)
+{
+    if (!cJSON_IsNumber(item))
+        return -1;
+    double v = cJSON_GetNumberValue(item);
+    if (!(v >= 0.0) || v > 9007199254740992.0 || v != floor(v))
+        return -1;
+    return (int64_t)v;
+}
+
+static int st_tensor(tf_index *idx, const cJSON *it, uint64_t data_start,
+                     uint64_t data_len, char *err, size_t errlen)
+{
+    const char *name = it->string;
+    const cJSON *jd = cJSON_GetObjectItemCaseSensitive(it, "dtype");
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(it, "shape");
+    const cJSON *jo = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
+    int dt = cJSON_IsString(jd) ? tf_dtype_from_name(jd->valuestring) : -1;
+    if (!cJSON_IsObject(it) || dt < 0 || !cJSON_IsArray(js) ||
+        cJSON_GetArraySize(js) > TF_MAX_DIMS || !cJSON_IsArray(jo) ||
+        cJSON_GetArraySize(jo) != 2) {
+        tf_set_err(err, errlen, "tensor '%s': bad or unsupported dtype, "
+                   "shape or data_offsets", name);
+        return -1;
+    }
+    int ndim = cJSON_GetArraySize(js);
+    int64_t shape[TF_MAX_DIMS];
+    for (int i = 0; i < ndim; i++)
+        if ((shape[i] = json_uint(cJSON_GetArrayItem(js, i))) < 0) {
+            tf_set_err(err, errlen, "tensor '%s': shape entry %d is not a "
+                       "non-negative integer", name, i);
+            return -1;
+        }
+    int64_t b = json_uint(cJSON_GetArrayItem(jo, 0));
+    int64_t e = json_uint(cJSON_GetArrayItem(jo, 1));
+    if (b < 0 || e < 0 || b > e || (uint64_t)e > data_len) {
+        tf_set_err(err, errlen, "tensor '%s': data_offsets outside the "
+                   "%llu-byte data section", name,
+                   (unsigned long long)data_len);
+        return -1;
+    }
+    char sub[200];
+    if (add_entry(idx, name, (tf_dtype)dt, ndim, shape, data_start +
+                  (uint64_t)b, sub, sizeof(sub)) != 0) {
+        tf_set_err(err, errlen, "tensor '%s': %s", name, sub);
+        return -1;
+    }
+    if (idx->entries[idx->count - 1].nbytes != (uint64_t)(e - b)) {
+        tf_set_err(err, errlen, "tensor '%s': %lld data bytes but dtype and "
+                   "shape need %zu", name, (long long)(e - b),
+                   idx->entries[idx->count - 1].nbytes);
+        return -1;
+    }
+    return 0;
+}
+
+static int index_safetensors(const char *path, int fd, uint64_t fsize,
+                             tf_index *idx, char *err, size_t errlen)
+{
+    unsigned char lenb[8];
+    if (fsize < 8 || pread(fd, lenb, 8, 0) != 8) {
+        tf_set_err(err, errlen, "too short for a safetensors file");
+        return -1;
+    }
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = (hlen << 8) | lenb[i];
+    if (hlen == 0 || hlen > IDX_MAX_HEADER || hlen > fsize - 8) {
+        tf_set_err(err, errlen, "header length %llu does not fit the "
+                   "%llu-byte file (truncated or not safetensors)",
+                   (unsigned long long)hlen, (unsigned long long)fsize);
+        return -1;
+    }
+    char *hdr = malloc((size_t)hlen);
+    if (!hdr) {
+        tf_set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    if (pread(fd, hdr, (size_t)hlen, 8) != (ssize_t)hlen) {
+        free(hdr);
+        tf_set_err(err, errlen, "read failed");
+        return -1;
+    }
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(hdr, (size_t)hlen, &end, 0);
+    int rc = 0;
+    if (!root || !cJSON_IsObject(root)) {
+        tf_set_err(err, errlen, "header is not a JSON object");
+        rc = -1;
+    }
+    for (; rc == 0 && end && end < hdr + hlen; end++)
+        if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r' &&
+            *end != '\0') {
+            tf_set_err(err, errlen, "header has trailing bytes after the JSON");
+            rc = -1;
+        }
+    if (rc == 0)
+        rc = add_path(idx, path, err, errlen);
+    int nmeta = 0;
+    for (const cJSON *it = rc == 0 ? root->child : NULL; rc == 0 && it;
+         it = it->next) {
+        if (!it->string) {
+            tf_set_err(err, errlen, "header entry without a name");
+            rc = -1;
+        } else if (strcmp(it->string, "__metadata__") == 0) {
+            const cJSON *m;
+            if (nmeta++ || !cJSON_IsObject(it)) {
+                tf_set_err(err, errlen, "bad __metadata__");
+                rc = -1;
+            }
+            cJSON_ArrayForEach(m, it)
+            {
+                if (rc == 0 && (!cJSON_IsString(m) || !m->string)) {
+                    tf_set_err(err, errlen, "__metadata__ value of '%s' is "
+                               "not a string", m->string ? m->string : "?");
+                    rc = -1;
+                }
+                if (rc == 0)
+                    rc = tf_set_meta(&idx->meta, m->string, m->valuestring,
+                                     err, errlen);
+            }
+        } else {
+            rc = st_tensor(idx, it, 8 + hlen, fsize - 8 - hlen, err, errlen);
+        }
+    }
+    cJSON_Delete(root);
+    free(hdr);
+    return rc;
+}
+
+/* The file name without directories and without ".npy". */
+static void npy_stem(const char *path, char *out, size_t cap)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    if (n > 4 && strcmp(base + n - 4, ".npy") == 0)
+        n -= 4;
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, base, n);
+    out[n] = '\0';
+}
+
+static int index_npy(const char *path, tf_index *idx, char *err,
+                     size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        tf_set_err(err, errlen, "%s: %s", path,
+                   fd < 0 ? strerror(errno) : "not a regular file");
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    unsigned char head[12];
+    uint64_t fsize = (uint64_t)st.st_size;
+    size_t want = fsize < 12 ? (size_t)fsize : 12, hlen = 0;
+    char sub[256];
+    int rc = pread(fd, head, want, 0) == (ssize_t)want ? 0 : -1;
+    if (rc == 0 && want >= 10)
+        hlen = (head[6] == 1 ? 10 + ((size_t)head[8] | (size_t)head[9] << 8)
+                             : want == 12 ? 12 + ((size_t)head[8] |
+                                                  (size_t)head[9] << 8 |
+                                                  (size_t)head[10] << 16 |
+                                                  (size_t)head[11] << 24)
+                                          : want);
+    if (hlen > fsize)
+        hlen = (size_t)fsize;   /* tf_npy_header reports the truncation */
+    unsigned char *h = rc == 0 ? malloc(hlen ? hlen : 1) : NULL;
+    tf_dtype dt;
+    int ndim = 0;
+    int64_t shape[TF_MAX_DIMS];
+    size_t off = 0, nb = 0;
+    if (!h || pread(fd, h, hlen, 0) != (ssize_t)hlen ||
+        tf_npy_header(h, hlen, &dt, &ndim, shape, &off, sub,
+                      sizeof(sub)) != 0 ||
+        tf_shape_bytes(dt, ndim, shape, &nb, sub, sizeof(sub)) != 0) {
+        tf_set_err(err, errlen, "%s: %s", path, h ? sub : "read failed");
+        rc = -1;
+    } else if (fsize - off != nb) {
+        tf_set_err(err, errlen, "%s: %llu data bytes, shape needs %zu%s",
+                   path, (unsigned long long)(fsize - off), nb,
+                   fsize - off < nb ? " (truncated)" : "");
+        rc = -1;
+    }
+    free(h);
+    close(fd);
+    char name[TF_NAME_MAX];
+    npy_stem(path, name, sizeof(name));
+    if (rc == 0 && add_path(idx, path, err, errlen) != 0) {
+        rc = -1;
+    } else if (rc == 0 && add_entry(idx, name, dt, ndim, shape, off, sub,
+                                    sizeof(sub)) != 0) {
+        tf_set_err(err, errlen, "%s: %s", path, sub);
+        rc = -1;
+    }
+    return rc;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* metadata.json of a directory: string and number members, as stem check
+ * reads them. */
+static int dir_meta(const char *dir, tf_index *idx, char *err, size_t errlen)
+{
+    char path[4096];
+    struct stat sb;
+    if (snprintf(path, sizeof(path), "%s/metadata.json", dir) >=
+            (int)sizeof(path) || stat(path, &sb) != 0)
+        return 0;
+    void *buf;
+    size_t len;
+    if (tf_read_all(path, &buf, &len, err, errlen) != 0)
+        return -1;
+    cJSON *j = cJSON_ParseWithLength(buf, len);
+    free(buf);
+    if (!j || !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        tf_set_err(err, errlen, "%s: not a JSON object", path);
+        return -1;
+    }
+    int rc = 0;
+    for (cJSON *e = j->child; e && rc == 0; e = e->next) {
+        char num[64];
+        const char *val = NULL;
+        if (cJSON_IsString(e)) {
+            val = e->valuestring;
+        } else if (cJSON_IsNumber(e)) {
+            for (int p = 1; p <= 17; p++) {
+                snprintf(num, sizeof(num), "%.*g", p, e->valuedouble);
+                if (strtod(num, NULL) == e->valuedouble)
+                    break;
+            }
+            val = num;
+        }
+        if (val && e->string)
+            rc = tf_set_meta(&idx->meta, e->string, val, err, errlen);
+    }
+    cJSON_Delete(j);
+    return rc;
+}
+
+static int index_dir(const char *path, tf_index *idx, char *err,
+                     size_t errlen)
+{
+    DIR *d = opendir(path);
+    if (!d) {
+        tf_set_err(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char **names = NULL;
+    int n = 0, rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        size_t l = strlen(e->d_name);
+        if (l <= 4 || strcmp(e->d_name + l - 4, ".npy") != 0 ||
+            e->d_name[0] == '.')
+            continue;
+        char **nn = realloc(names, (size_t)(n + 1) * sizeof(*nn));
+        char *s = strdup(e->d_name);
+        if (nn)
+            names = nn;
+        if (!nn || !s) {
+            free(s);
+            tf_set_err(err, errlen, "out of memory");
+            rc = -1;
+            break;
+        }
+        names[n++] = s;
+    }
+    closedir(d);
+    if (rc == 0 && n == 0) {
+        tf_set_err(err, errlen, "%s: no .npy files in the directory", path);
+        rc = -1;
+    }
+    if (rc == 0)
+        qsort(names, (size_t)n, sizeof(*names), cmp_names);
+    for (int i = 0; rc == 0 && i < n; i++) {
+        char full[4096];
+        if (snprintf(full, sizeof(full), "%s/%s", path, names[i]) >=
+            (int)sizeof(full)) {
+            tf_set_err(err, errlen, "%s: path too long", path);
+            rc = -1;
+        } else {
+            rc = index_npy(full, idx, err, errlen);
+        }
+    }
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc == 0 ? dir_meta(path, idx, err, errlen) : rc;
+}
+
+/* See tensorindex.h. */
+int tf_index_read(const char *path, tf_index *idx, char *err, size_t errlen)
+{
+    struct stat st;
+    if (!path || !idx) {
+        tf_set_err(err, errlen, "NULL argument");
+        return -1;
+    }
+    memset(idx, 0, sizeof(*idx));
+    if (stat(path, &st) != 0) {
+        tf_set_err(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc;
+    if (S_ISDIR(st.st_mode)) {
+        rc = index_dir(path, idx, err, errlen);
+    } else {
+        unsigned char magic[6] = {0};
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat fs;
+        if (fd < 0 || fstat(fd, &fs) != 0 || !S_ISREG(fs.st_mode)) {
+            tf_set_err(err, errlen, "%s: %s", path,
+                       fd < 0 ? strerror(errno) : "not a regular file");
+            if (fd >= 0)
+                close(fd);
+            return -1;
+        }
+        if (pread(fd, magic, 6, 0) == 6 &&
+            memcmp(magic, "\x93NUMPY", 6) == 0) {
+            close(fd);
+            rc = index_npy(path, idx, err, errlen);
+        } else {
+            char sub[256];
+            rc = index_safetensors(path, fd, (uint64_t)fs.st_size, idx, sub,
+                                   sizeof(sub));
+            close(fd);
+            if (rc != 0)
+                tf_set_err(err, errlen, "%s: %s", path, sub);
+        }
+    }
+    if (rc != 0)
+        tf_index_free(idx);
+    return rc;
+}
+
+/* See tensorindex.h. */
+void tf_index_free(tf_index *idx)
+{
+    if (!idx)
+        return;
+    for (int i = 0; i < idx->npaths; i++)
+        free(idx->paths[i]);
+    free(idx->paths);
+    free(idx->entries);
+    tf_free(&idx->meta);
+    memset(idx, 0, sizeof(*idx));
+}
+
+/* See tensorindex.h. */
+const tf_index_entry *tf_index_find(const tf_index *idx, const char *name)
+{
+    for (int i = 0; idx && name && i < idx->count; i++)
+        if (strcmp(idx->entries[i].name, name) == 0)
+            return &idx->entries[i];
+    return NULL;
+}
+
+static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+    char *p = buf;
+    while (len > 0) {
+        ssize_t r = pread(fd, p, len > (1u << 30) ? (1u << 30) : len,
+                          (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        len -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return 0;
+}
+
+/* See tensorindex.h. */
+int tf_index_read_slice(const tf_index *idx, const tf_index_entry *e,
+                        int axis, int64_t begin, int64_t count, void *buf,
+                        char *err, size_t errlen)
+{
+    if (!idx || !e || e->file < 0 || e->file >= idx->npaths || axis < 0 ||
+        axis >= e->ndim || begin < 0 || count < 0 ||
+        begin > e->shape[axis] - count) {
+        tf_set_err(err, errlen, "tensor '%s': bad slice", e ? e->name : "?");
+        return -1;
+    }
+    if (count == 0 || e->nbytes == 0)
+        return 0;
+    uint64_t outer = 1;
+    for (int i = 0; i < axis; i++)
+        outer *= (uint64_t)e->shape[i];
+    uint64_t inner = e->nbytes / outer / (uint64_t)e->shape[axis];
+    uint64_t run = inner * (uint64_t)count;
+    const char *path = idx->paths[e->file];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        tf_set_err(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    for (uint64_t o = 0; o < outer; o++) {
+        uint64_t at = e->offset +
+                      (o * (uint64_t)e->shape[axis] + (uint64_t)begin) * inner;
+        if (pread_full(fd, (char *)buf + o * run, (size_t)run, at) != 0) {
+            tf_set_err(err, errlen, "%s: read of tensor '%s' failed "
+                       "(truncated?)", path, e->name);
+            close(fd);
+            return -1;
+        }
+    }
+    close(fd);
+    return 0;
+}
+
+/* See tensorindex.h. */
+int tf_index_load_slice(const tf_index *idx, const tf_index_entry *e,
+                        int axis, int64_t begin, int64_t count, tf_file *f,
+                        char *err, size_t errlen)
+{
+    if (!e || axis < 0 || axis >= e->ndim || count < 0) {
+        tf_set_err(err, errlen, "bad slice");
+        return -1;
+    }
+    int64_t shape[TF_MAX_DIMS];
+    memcpy(shape, e->shape, sizeof(shape));
+    shape[axis] = count;
+    size_t nb;
+    if (tf_shape_bytes(e->dtype, e->ndim, shape, &nb, err, errlen) != 0)
+        return -1;
+    void *buf = malloc(nb ? nb : 1);
+    if (!buf) {
+        tf_set_err(err, errlen, "out of memory (%zu bytes for '%s')", nb,
+                   e->name);
+        return -1;
+    }
+    if (tf_index_read_slice(idx, e, axis, begin, count, buf, err, errlen) !=
+        0) {
+        free(buf);
+        return -1;
+    }
+    if (tf_own_chunk(f, buf, err, errlen) != 0)
+        return -1;
+    return tf_push_tensor(f, e->name, e->dtype, e->ndim, shape, buf, nb, err,
+                          errlen);
+}
