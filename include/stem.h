@@ -141,6 +141,16 @@ typedef enum stem_budget_rule {
     STEM_BUDGET_PAPER_LINEAR    /* ceil(k0 - k0*(1-mu)*p/n) (paper) */
 } stem_budget_rule;
 
+/* How attention (Q.K and P.V) computes; scoring, budget and selection are
+ * the same in every mode, so the mask is too. */
+typedef enum stem_compute {
+    STEM_COMPUTE_F32 = 0,       /* float32 operands and products (default) */
+    STEM_COMPUTE_BF16,          /* bf16 operands (q, k, v and P rounded to bf16,
+                                 * round to nearest even), products summed in
+                                 * float32: the kernels.h contract */
+    STEM_COMPUTE_COUNT
+} stem_compute;
+
 typedef struct stem_params {
     stem_profile profile;       /* the preset these values came from */
     int block;                  /* B, tokens per block (default 128) */
@@ -165,6 +175,7 @@ typedef struct stem_params {
     int threads;                /* 0: OpenMP default / OMP_NUM_THREADS */
     int sinks_unclipped;        /* 1: sink bits are set in every row, also above the
                                    causal diagonal (hpc-ops); attention never reads them */
+    stem_compute compute;       /* attention arithmetic (STEM_COMPUTE_F32) */
 } stem_params;
 
 /* Fill *params with a profile's preset.  Returns STEM_ERR_NULL or
@@ -286,14 +297,20 @@ typedef enum stem_isa {
     STEM_ISA_AVX2,
     STEM_ISA_AVX512,
     STEM_ISA_NEON,
+    STEM_ISA_AMX,               /* AVX-512 plus AMX tiles for the bf16 mode:
+                                 * fast, not bit-exact; only by STEM_ISA=amx */
     STEM_ISA_COUNT
 } stem_isa;
 
-/* "scalar", "avx2", "avx512", "neon" */
+/* "scalar", "avx2", "avx512", "neon", "amx" */
 STEM_API const char *stem_isa_name(stem_isa isa);
 /* 1 if this build has kernels for isa and this CPU can run them. */
 STEM_API int stem_isa_supported(stem_isa isa);
-/* The best ISA of this CPU. */
+/* "f32", "bf16", or "?" */
+STEM_API const char *stem_compute_name(stem_compute compute);
+/* Compute mode by name ("f32", "bf16"); STEM_ERR_PARAM if unknown. */
+STEM_API stem_status stem_compute_from_name(const char *name, stem_compute *out);
+/* The best bit-exact ISA of this CPU (never STEM_ISA_AMX). */
 STEM_API stem_isa stem_isa_detected(void);
 /*
  * The ISA in use: STEM_ISA from the environment if set, else the detected

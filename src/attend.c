@@ -14,9 +14,15 @@
  * not depend on the thread count; the kernels are bit-exact twins across
  * instruction sets, so they do not depend on the ISA either.
  *
- * Memory: the packed kv heads (2 * Kb * B * d floats each; as many heads
- * together as fit in 256 MiB, at least one) plus, per thread, a
- * query tile, a B x B score tile and the row state.
+ * The bf16 compute mode (params->compute) runs the same steps with the
+ * bf16 kernels of src/kernels.h: K and V are packed as bf16 (half the
+ * memory), the query rows and each block's probabilities are rounded to
+ * bf16 (bf16_rows) before their products.
+ *
+ * Memory: the packed kv heads (2 * Kb * B * d floats each, half that in
+ * bf16; as many heads together as fit in 256 MiB, at least one) plus, per
+ * thread, a query tile, a B x B score tile, the row state, and in bf16 mode
+ * a B x B probability tile and a B x d scratch.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -34,29 +40,43 @@
 #define STEM_PACK_BYTES ((size_t)256 << 20)
 #define STEM_TASKS_PER_THREAD 8
 
+/* Sizes rounded up to even (bf16 pairs). */
+static int even_up(int n)
+{
+    return (n + 1) & ~1;
+}
+
 typedef struct tile_ws {
-    float *q;     /* [B][d] query rows */
+    float *q;     /* [B][d2] query rows (bf16 mode: bf16_rows order) */
     float *s;     /* [B][B] scores, then probabilities */
     float *o;     /* [B][d] accumulator */
     float *m, *l, *alpha;
     int *valid;
+    float *p;     /* bf16 mode: [B][B2] probabilities as bf16 */
+    float *work;  /* bf16 mode: [B][d] pv_tile_bf16 scratch */
 } tile_ws;
 
-static size_t ws_floats(int B, int d)
+static size_t ws_floats(int B, int d, int bf16)
 {
-    return (size_t)B * d * 2 + (size_t)B * B + (size_t)B * 4;
+    size_t n = (size_t)B * even_up(d) + (size_t)B * d + (size_t)B * B +
+               (size_t)B * 4;
+    if (bf16)
+        n += (size_t)B * even_up(B) + (size_t)B * d;
+    return n;
 }
 
-static tile_ws ws_at(float *base, int B, int d)
+static tile_ws ws_at(float *base, int B, int d, int bf16)
 {
     tile_ws w;
     w.q = base;
-    w.s = w.q + (size_t)B * d;
+    w.s = w.q + (size_t)B * even_up(d);
     w.o = w.s + (size_t)B * B;
     w.m = w.o + (size_t)B * d;
     w.l = w.m + B;
     w.alpha = w.l + B;
     w.valid = (int *)(w.alpha + B);
+    w.p = bf16 ? w.alpha + 2 * B : NULL;
+    w.work = bf16 ? w.p + (size_t)B * even_up(B) : NULL;
     return w;
 }
 
@@ -78,6 +98,29 @@ static void pack_block(const stem_tensor *k, const stem_tensor *v, int64_t g,
                 kt[(size_t)c * B + j] = 0.0f;
             memset(vb + (size_t)j * d, 0, (size_t)d * sizeof(float));
         }
+    }
+}
+
+/* The bf16 mode's pack of key block J of kv head g: kt[c * B + j] (d2 rows,
+ * row d zero when d is odd) and vb[j * d + c] (B2 rows), bf16 as
+ * stem_bf16_round gives, zero past Lk. */
+static void pack_block_bf16(const stem_tensor *k, const stem_tensor *v,
+                            int64_t g, int64_t J, int B, int d, uint16_t *kt,
+                            uint16_t *vb, float *row)
+{
+    const int d2 = even_up(d), B2 = even_up(B);
+    memset(kt, 0, (size_t)d2 * B * sizeof *kt);
+    memset(vb, 0, (size_t)B2 * d * sizeof *vb);
+    for (int j = 0; j < B; j++) {
+        int64_t t = J * B + j;
+        if (t >= k->tokens)
+            break;
+        stem_load_row_f32(k, g, t, row);
+        for (int c = 0; c < d; c++)
+            kt[(size_t)c * B + j] = stem_bf16_round(row[c]);
+        stem_load_row_f32(v, g, t, row);
+        for (int c = 0; c < d; c++)
+            vb[(size_t)j * d + c] = stem_bf16_round(row[c]);
     }
 }
 
@@ -118,9 +161,9 @@ static int task_order(const void *pa, const void *pb)
 /* One (head h, query block I) task. */
 static void attend_block(const stem_kernels *kern, const stem_dims *dims,
                          int B, const stem_tensor *q, int64_t h, int64_t I,
-                         const uint8_t *mrow, const float *kt,
-                         const float *vp, tile_ws w, stem_tensor *out,
-                         float *lse)
+                         const uint8_t *mrow, const void *kt,
+                         const void *vp, int bf16, tile_ws w,
+                         stem_tensor *out, float *lse)
 {
     const int d = (int)dims->d;
     const int64_t Kb = dims->kb;
@@ -128,9 +171,15 @@ static void attend_block(const stem_kernels *kern, const stem_dims *dims,
     const int64_t r0 = I * B + dims->offset; /* absolute position of row 0 */
     const float scale = (float)(1.0 / sqrt((double)d));
     const size_t blk = (size_t)B * d;
+    const int d2 = even_up(d), B2 = even_up(B), ldq = bf16 ? d2 : d;
+    const size_t kblk = bf16 ? (size_t)d2 * B : blk;
+    const size_t vblk = bf16 ? (size_t)B2 * d : blk;
 
     for (int i = 0; i < rows; i++) {
-        stem_load_row_f32(q, h, I * B + i, w.q + (size_t)i * d);
+        float *qi = w.q + (size_t)i * ldq;
+        stem_load_row_f32(q, h, I * B + i, qi);
+        if (bf16)
+            kern->bf16_rows(1, d, qi, ldq, qi, ldq);
         w.m[i] = -INFINITY;
         w.l[i] = 0.0f;
     }
@@ -153,11 +202,24 @@ static void attend_block(const stem_kernels *kern, const stem_dims *dims,
         }
         int nr = rows - i0;
         float *s = w.s + (size_t)i0 * B;
-        kern->qk_tile(nr, cols, d, w.q + (size_t)i0 * d, d, kt + J * blk, B, s, B);
+        if (bf16) {
+            const uint16_t *kj = (const uint16_t *)kt + J * kblk;
+            const uint16_t *vj = (const uint16_t *)vp + J * vblk;
+            kern->qk_tile_bf16(nr, cols, d, w.q + (size_t)i0 * ldq, ldq, kj,
+                               B, s, B);
+            kern->softmax_rows(nr, cols, w.valid + i0, scale, s, B, w.m + i0,
+                               w.l + i0, w.alpha + i0);
+            kern->bf16_rows(nr, cols, s, B, w.p, B2);
+            kern->pv_tile_bf16(nr, cols, d, w.p, B2, vj, d, w.alpha + i0,
+                               w.o + (size_t)i0 * d, d, w.work);
+            continue;
+        }
+        kern->qk_tile(nr, cols, d, w.q + (size_t)i0 * d, d,
+                      (const float *)kt + J * blk, B, s, B);
         kern->softmax_rows(nr, cols, w.valid + i0, scale, s, B, w.m + i0,
                            w.l + i0, w.alpha + i0);
-        kern->pv_tile(nr, cols, d, s, B, vp + J * blk, d, w.alpha + i0,
-                      w.o + (size_t)i0 * d, d);
+        kern->pv_tile(nr, cols, d, s, B, (const float *)vp + J * blk, d,
+                      w.alpha + i0, w.o + (size_t)i0 * d, d);
     }
     for (int i = 0; i < rows; i++) {
         const float *oi = w.o + (size_t)i * d;
@@ -180,14 +242,19 @@ stem_status stem_attend_f32(const stem_params *params, const stem_dims *dims,
     const int B = params->block, d = (int)dims->d;
     const int64_t Qb = dims->qb, Kb = dims->kb, hpg = dims->hq / dims->hkv;
     const int nt = stem_thread_count(params);
-    const size_t blk = (size_t)B * d, per = ws_floats(B, d);
+    const int bf16 = params->compute == STEM_COMPUTE_BF16;
+    const size_t blk = (size_t)B * d, per = ws_floats(B, d, bf16);
+    /* elements of one block's K and V pack, and their size */
+    const size_t kblk = bf16 ? (size_t)even_up(d) * B : blk;
+    const size_t vblk = bf16 ? (size_t)even_up(B) * d : blk;
+    const size_t esize = bf16 ? sizeof(uint16_t) : sizeof(float);
 
     /* Pack several kv heads at once: enough for STEM_TASKS_PER_THREAD
      * (head, query block) tasks per thread, so that short prompts with many
      * heads still give every thread work, but no more (a small pack stays
      * in cache, and its buffer is reused by the next heads), and at most
      * STEM_PACK_BYTES (at least one head). */
-    const size_t head_bytes = 2 * blk * (size_t)Kb * sizeof(float);
+    const size_t head_bytes = (kblk + vblk) * (size_t)Kb * esize;
     int64_t chunk = (int64_t)(STEM_PACK_BYTES / head_bytes);
     int64_t want = (STEM_TASKS_PER_THREAD * (int64_t)nt + hpg * Qb - 1) / (hpg * Qb);
     if (want < chunk)
@@ -196,23 +263,30 @@ stem_status stem_attend_f32(const stem_params *params, const stem_dims *dims,
         chunk = 1;
     if (chunk > dims->hkv)
         chunk = dims->hkv;
-    float *kt = malloc(blk * (size_t)Kb * (size_t)chunk * sizeof(float));
-    float *vp = malloc(blk * (size_t)Kb * (size_t)chunk * sizeof(float));
+    char *kt = malloc(kblk * (size_t)Kb * (size_t)chunk * esize);
+    char *vp = malloc(vblk * (size_t)Kb * (size_t)chunk * esize);
     float *ws = malloc(per * (size_t)nt * sizeof(float));
     attend_task *tasks = malloc((size_t)(chunk * hpg * Qb) * sizeof *tasks);
     if (!kt || !vp || !ws || !tasks) {
         free(kt), free(vp), free(ws), free(tasks);
         return STEM_ERR_NOMEM;
     }
-    const size_t head_floats = blk * (size_t)Kb;
+    const size_t kt_head = kblk * (size_t)Kb * esize; /* bytes */
+    const size_t vp_head = vblk * (size_t)Kb * esize;
     for (int64_t g0 = 0; g0 < dims->hkv; g0 += chunk) {
         const int64_t ng = dims->hkv - g0 < chunk ? dims->hkv - g0 : chunk;
         #pragma omp parallel for collapse(2) schedule(static) num_threads(nt)
         for (int64_t gg = 0; gg < ng; gg++) {
             for (int64_t J = 0; J < Kb; J++) {
                 float row[STEM_MAX_HEAD_DIM];
-                pack_block(k, v, g0 + gg, J, B, d, kt + gg * head_floats + J * blk,
-                           vp + gg * head_floats + J * blk, row);
+                char *kd = kt + gg * kt_head + J * kblk * esize;
+                char *vd = vp + gg * vp_head + J * vblk * esize;
+                if (bf16)
+                    pack_block_bf16(k, v, g0 + gg, J, B, d, (uint16_t *)kd,
+                                    (uint16_t *)vd, row);
+                else
+                    pack_block(k, v, g0 + gg, J, B, d, (float *)kd,
+                               (float *)vd, row);
             }
         }
         /* Longest tasks first (by selected key blocks), so that the last
@@ -231,9 +305,9 @@ stem_status stem_attend_f32(const stem_params *params, const stem_dims *dims,
 #endif
             int64_t h = tasks[i].h, I = tasks[i].I, gg = h / hpg - g0;
             const uint8_t *mrow = mask ? mask + ((size_t)h * Qb + I) * Kb : NULL;
-            attend_block(kern, dims, B, q, h, I, mrow, kt + gg * head_floats,
-                         vp + gg * head_floats, ws_at(ws + (size_t)tid * per, B, d),
-                         out, lse);
+            attend_block(kern, dims, B, q, h, I, mrow, kt + gg * kt_head,
+                         vp + gg * vp_head, bf16,
+                         ws_at(ws + (size_t)tid * per, B, d, bf16), out, lse);
         }
     }
     free(kt);

@@ -23,6 +23,7 @@ static const char *const isa_names[STEM_ISA_COUNT] = {
     [STEM_ISA_AVX2] = "avx2",
     [STEM_ISA_AVX512] = "avx512",
     [STEM_ISA_NEON] = "neon",
+    [STEM_ISA_AMX] = "amx",
 };
 
 const char *stem_isa_name(stem_isa isa)

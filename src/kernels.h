@@ -81,7 +81,94 @@ typedef struct stem_kernels {
      */
     void (*group_sum)(int groups, int stride, int d, const float *x, int ldx,
                       float *out);
+
+    /* ---- the bf16 compute mode (STEM_COMPUTE_BF16) -------------------- */
+
+    /*
+     * bf16_rows: operands of the bf16 mode, in contract order.  For i < rows,
+     * with n2 = n rounded up to even and x[i][j] = 0 for n <= j < n2:
+     *   y[i*ldy + j] = bf16(x[i*ldx + (j ^ 1)])       (j < n2)
+     * where bf16(v) rounds v to bfloat16, nearest even, and gives a zero of
+     * v's sign if the result's magnitude is below STEM_BF16_MIN.  The values
+     * are stored as floats; pairs are swapped (odd element first).
+     * x and y may be the same buffer (ldx == ldy).  n >= 1.
+     */
+    void (*bf16_rows)(int rows, int n, const float *x, int ldx, float *y,
+                      int ldy);
+
+    /*
+     * qk_tile_bf16: s[i*lds + j] for i < rows, j < cols:
+     *   acc = 0.0f; for t = 0..d2-1: acc = fmaf(q[i*ldq + t],
+     *                                          f(kt[(t ^ 1)*ldk + j]), acc)
+     * with d2 = d rounded up to even, q a bf16_rows output (contract order),
+     * kt the key block transposed in bf16 bit patterns (d2 rows; row d zero
+     * when d is odd) and f(h) the float with bits h << 16.  In the natural
+     * order this is, pair by pair, the odd product then the even one: the
+     * order of AVX512-BF16's VDPBF16PS.
+     */
+    void (*qk_tile_bf16)(int rows, int cols, int d, const float *q, int ldq,
+                         const uint16_t *kt, int ldk, float *s, int lds);
+
+    /*
+     * pv_tile_bf16: for i < rows, c < d, with c2 = cols rounded up to even:
+     *   acc = 0.0f; for t = 0..c2-1: acc = fmaf(p[i*ldp + t],
+     *                                          f(v[(t ^ 1)*ldv + c]), acc)
+     *   o[i*ldo + c] = o[i*ldo + c] * alpha[i] + acc    (two roundings)
+     * p a bf16_rows output over cols, v the value rows in bf16 bit patterns
+     * (c2 rows; row cols zero when cols is odd).  alpha may be NULL (then
+     * o + acc).  work: rows * d floats of scratch (any alignment).
+     */
+    void (*pv_tile_bf16)(int rows, int cols, int d, const float *p, int ldp,
+                         const uint16_t *v, int ldv, const float *alpha,
+                         float *o, int ldo, float *work);
 } stem_kernels;
+
+/*
+ * Why this contract.  bf16 operands whose magnitude is at least
+ * STEM_BF16_MIN = 2^-56 have their last significand bit at 2^-63 or above,
+ * so every product is a multiple of 2^-126 and exact in float32 (no
+ * subnormal, no overflow below the input bound of 1e15); every partial sum
+ * of a chain that starts at 0 is a multiple of 2^-126 too, hence zero or
+ * normal.  So no step meets a subnormal, and flush-to-zero or
+ * denormals-are-zero modes (which VDPBF16PS and AMX use) cannot change a
+ * bit.  VDPBF16PS computes dst = fma(a_odd, b_odd, dst) then
+ * fma(a_even, b_even, dst), measured bit for bit by tests/test_amx.c; the
+ * emulations run the same fmaf chain with the pairs swapped.  The AMX tile
+ * unit's TDPBF16PS does not round like any fmaf chain or tree of float32
+ * sums (tests/test_amx.c prints the models it was held against), so the
+ * amx ISA is fast but not bit-exact.
+ */
+#define STEM_BF16_MIN 0x1p-56f
+
+/*
+ * The register micro-kernel of one ISA for the shared tile driver
+ * (src/tile.c, BLIS's split): C (mr x nc, nc <= nr) = init + A (mr x kc) *
+ * panel (kc x nr, row k at panel + k*nr, zero past nc, 64-byte aligned) as
+ * fmaf chains over k in increasing order.  init 0: chains start at 0.0f;
+ * init 1: at C, times alpha[i] first (one rounding) when alpha is not NULL.
+ * mr <= this->mr.  Columns nc..nr-1 of C are never touched.
+ */
+typedef struct stem_ukernel {
+    int mr, nr, kc;
+    void (*block)(int init, int mr, int nc, int kc, const float *a, int lda,
+                  const float *panel, const float *alpha, float *c, int ldc);
+} stem_ukernel;
+
+/* C (m x n) = init + A (m x k) * B (k x n) through uk, B float32 with
+ * leading dimension ldb; the qk_tile / pv_tile contracts (init 0 / 1). */
+void stem_tile_f32(const stem_ukernel *uk, int init, int m, int n, int k,
+                   const float *a, int lda, const float *b, int ldb,
+                   const float *alpha, float *c, int ldc);
+/* C (m x n) = 0 + A (m x k2) * B' where B'[t][j] = f(b[(t ^ 1)*ldb + j]),
+ * k2 = k rounded up to even (b has k2 rows): the chains of qk_tile_bf16. */
+void stem_tile_bf16(const stem_ukernel *uk, int m, int n, int k,
+                    const float *a, int lda, const uint16_t *b, int ldb,
+                    float *c, int ldc);
+/* pv_tile_bf16 of the contract through uk (work: rows * d floats). */
+void stem_pv_tile_bf16_with(const stem_ukernel *uk, int rows, int cols, int d,
+                            const float *p, int ldp, const uint16_t *v,
+                            int ldv, const float *alpha, float *o, int ldo,
+                            float *work);
 
 /* Kernel tables, one per ISA compiled into this build (NULL members never
  * occur in a table that exists). */
@@ -95,6 +182,15 @@ extern const stem_kernels stem_kernels_avx512;
 #if defined(STEM_HAVE_NEON)
 extern const stem_kernels stem_kernels_neon;
 #endif
+#if defined(STEM_HAVE_AMX)
+extern const stem_kernels stem_kernels_amx;
+/* 0 if the OS granted this process AMX tile data (asked once). */
+int stem_amx_request(void);
+#endif
+
+/* bf16 bit pattern of v as bf16_rows rounds it (nearest even, magnitudes
+ * below STEM_BF16_MIN to a zero of v's sign); v finite. */
+uint16_t stem_bf16_round(float v);
 
 /* The table for an ISA, or NULL if not built in / not runnable here. */
 const stem_kernels *stem_kernels_for(stem_isa isa);
@@ -108,5 +204,11 @@ const stem_kernels *stem_kernels_active(stem_status *status);
 float stem_expf_ref(float x);
 /* ln x through SLEEF's FMA u10 logf (bit-exact across ISAs). */
 float stem_logf_ref(float x);
+
+/* The bf16 dot of the contract above for one output element: c plus the
+ * products a[t] * b[t], t < n (n even), of bf16 operands (bit patterns), as
+ * VDPBF16PS orders them: per pair t = 2u, fmaf of the odd product, then of
+ * the even one.  Operands are taken as they are (no flushing). */
+float stem_bf16_dot_ref(float c, const uint16_t *a, const uint16_t *b, int n);
 
 #endif /* STEM_KERNELS_H */

@@ -65,6 +65,7 @@ stem_status stem_params_init(stem_params *params, stem_profile profile)
         .use_f64 = 0,
         .threads = 0,
         .sinks_unclipped = 0,
+        .compute = STEM_COMPUTE_F32,
     };
     switch (profile) {
     case STEM_PROFILE_ANGELSLIM:
@@ -121,5 +122,31 @@ stem_status stem_params_validate(const stem_params *p)
         (p->use_f64 != 0 && p->use_f64 != 1) || p->threads < 0 || p->threads > 4096 ||
         (p->sinks_unclipped != 0 && p->sinks_unclipped != 1))
         return STEM_ERR_PARAM;
+    if ((unsigned)p->compute >= STEM_COMPUTE_COUNT)
+        return STEM_ERR_PARAM;
     return STEM_OK;
+}
+
+static const char *const compute_names[STEM_COMPUTE_COUNT] = {
+    [STEM_COMPUTE_F32] = "f32",
+    [STEM_COMPUTE_BF16] = "bf16",
+};
+
+const char *stem_compute_name(stem_compute compute)
+{
+    if ((unsigned)compute >= STEM_COMPUTE_COUNT)
+        return "?";
+    return compute_names[compute];
+}
+
+stem_status stem_compute_from_name(const char *name, stem_compute *out)
+{
+    if (!name || !out)
+        return STEM_ERR_NULL;
+    for (int i = 0; i < STEM_COMPUTE_COUNT; i++)
+        if (strcmp(name, compute_names[i]) == 0) {
+            *out = (stem_compute)i;
+            return STEM_OK;
+        }
+    return STEM_ERR_PARAM;
 }

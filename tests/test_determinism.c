@@ -38,21 +38,33 @@ typedef struct workload {
     int paper_min_k0; /* > 0: replaces the preset's */
     int block;        /* > 0: replaces the preset's (stride 4) */
     int sparse;       /* 1: one sink, a window of 1; selection must drop blocks */
+    stem_compute compute;
 } workload;
 
 static workload workloads[] = {
     /* under 56 blocks the angelslim and hpc-ops budgets keep every block;
      * these two cover their logit and value rules and dense attention at
      * the presets' block of 128 */
-    {"angelslim d64 1536x1536", STEM_PROFILE_ANGELSLIM, 4, 2, 1536, 1536, 64, 0, 0, 0},
-    {"hpc-ops d128 768x1536", STEM_PROFILE_HPCOPS, 4, 2, 768, 1536, 128, 0, 0, 0},
+    {"angelslim d64 1536x1536", STEM_PROFILE_ANGELSLIM, 4, 2, 1536, 1536, 64, 0, 0, 0, STEM_COMPUTE_F32},
+    {"hpc-ops d128 768x1536", STEM_PROFILE_HPCOPS, 4, 2, 768, 1536, 128, 0, 0, 0, STEM_COMPUTE_F32},
     /* blocks of 8 (192 of them; 64 in quick mode), one sink and a window
      * of 1: their top-k selection drops blocks */
-    {"angelslim B8 d64 1536x1536", STEM_PROFILE_ANGELSLIM, 4, 2, 1536, 1536, 64, 0, 8, 1},
-    {"hpc-ops B8 d128 768x1536", STEM_PROFILE_HPCOPS, 4, 2, 768, 1536, 128, 0, 8, 1},
+    {"angelslim B8 d64 1536x1536", STEM_PROFILE_ANGELSLIM, 4, 2, 1536, 1536, 64, 0, 8, 1, STEM_COMPUTE_F32},
+    {"hpc-ops B8 d128 768x1536", STEM_PROFILE_HPCOPS, 4, 2, 768, 1536, 128, 0, 8, 1, STEM_COMPUTE_F32},
     /* k0 >= 1 instead of 54, one sink, a window of 1: blocks are dropped */
-    {"paper d100 1500x1500", STEM_PROFILE_PAPER, 4, 2, 1500, 1500, 100, 1, 0, 1},
+    {"paper d100 1500x1500", STEM_PROFILE_PAPER, 4, 2, 1500, 1500, 100, 1, 0, 1, STEM_COMPUTE_F32},
+    /* the bf16 compute mode: the first two repeat workloads 0 and 4 (their
+     * logits and mask must be the same bytes as in the f32 mode); then an
+     * odd head dim and an odd last block (bf16 pairs padded) */
+    {"angelslim d64 1536x1536 bf16", STEM_PROFILE_ANGELSLIM, 4, 2, 1536, 1536, 64, 0, 0, 0,
+     STEM_COMPUTE_BF16},
+    {"paper d100 1500x1500 bf16", STEM_PROFILE_PAPER, 4, 2, 1500, 1500, 100, 1, 0, 1,
+     STEM_COMPUTE_BF16},
+    {"hpc-ops B8 d37 771x1539 bf16", STEM_PROFILE_HPCOPS, 4, 2, 771, 1539, 37, 0, 8, 1,
+     STEM_COMPUTE_BF16},
 };
+/* workloads[BF16_TWIN_OF[i]] is workload i in the f32 mode (or -1) */
+static const int bf16_twin_of[] = {-1, -1, -1, -1, -1, 0, 4, -1};
 #define N_WORKLOADS ((int)(sizeof workloads / sizeof workloads[0]))
 
 /* Every output byte of one workload. */
@@ -129,6 +141,7 @@ static int compute(const workload *w, const inputs *in, int threads,
     if (stem_params_init(&p, w->profile) != STEM_OK)
         return -1;
     p.threads = threads;
+    p.compute = w->compute;
     if (w->paper_min_k0 > 0)
         p.paper_min_k0 = w->paper_min_k0;
     if (w->block > 0) {
@@ -253,6 +266,36 @@ static void test_workloads_are_sparse(void **state)
         if (workloads[i].sparse)
             assert_true(kept < causal);
     }
+}
+
+/* The bf16 mode changes out and lse only: logits and mask are the f32
+ * mode's bytes; the outputs differ, by bf16 rounding only. */
+static void test_bf16_same_mask(void **state)
+{
+    (void)state;
+    assert_int_equal((int)(sizeof bf16_twin_of / sizeof bf16_twin_of[0]), N_WORKLOADS);
+    int pairs = 0;
+    for (int i = 0; i < N_WORKLOADS; i++) {
+        int j = bf16_twin_of[i];
+        if (j < 0)
+            continue;
+        assert_int_equal(workloads[i].compute, STEM_COMPUTE_BF16);
+        assert_memory_equal(ref[i].logits, ref[j].logits, ref[i].n_logits * 4);
+        assert_memory_equal(ref[i].mask, ref[j].mask, ref[i].n_logits);
+        assert_true(memcmp(ref[i].out, ref[j].out, ref[i].n_out * 4) != 0);
+        double num = 0, den = 0;
+        for (size_t e = 0; e < ref[i].n_out; e++) {
+            double dlt = (double)ref[i].out[e] - ref[j].out[e];
+            num += dlt * dlt;
+            den += (double)ref[j].out[e] * ref[j].out[e];
+        }
+        double rel = sqrt(num / den);
+        printf("[ INFO     ] %s: out within %.2e relative L2 of the f32 mode\n",
+               workloads[i].name, rel);
+        assert_true(rel < 2e-2);
+        pairs++;
+    }
+    assert_int_equal(pairs, 2);
 }
 
 static void test_threads(void **state)
@@ -381,6 +424,14 @@ static void test_isas(void **state)
             result r;
             int ok = read_result(f, &ref[i], &r) == 0;
             const char *diff = ok ? first_difference(&ref[i], &r) : "size";
+            /* AMX tiles are fast but not bit-exact in the bf16 mode
+             * (src/kernels.h); tests/test_amx.c measures their distance */
+            if (diff && isa == STEM_ISA_AMX &&
+                workloads[i].compute == STEM_COMPUTE_BF16) {
+                printf("[ INFO     ] STEM_ISA=amx: %s: %s differs (not bit-exact, "
+                       "as documented)\n", workloads[i].name, diff);
+                diff = NULL;
+            }
             free_result(&r);
             if (diff) {
                 fclose(f);
@@ -408,6 +459,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_workloads_are_sparse),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_bf16_same_mask),
         cmocka_unit_test(test_isas),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -405,6 +405,188 @@ static void test_group_sum(void **state)
     }
 }
 
+/* ------------------------------------------------------- the bf16 kernels */
+
+/* bf16 bit patterns of random values of a regime, rounded as the library
+ * packs them (stem_bf16_round), at a random misalignment. */
+typedef struct hbuf {
+    uint16_t *base, *p;
+    size_t n;
+} hbuf;
+
+static hbuf hbuf_new(tu_rng *r, size_t n, int regime)
+{
+    hbuf b;
+    int shift = (int)tu_rng_int(r, 0, 3);
+    b.base = malloc((n + 4) * sizeof(uint16_t));
+    assert_non_null(b.base);
+    b.p = b.base + shift;
+    b.n = n;
+    for (size_t i = 0; i < n; i++)
+        b.p[i] = stem_bf16_round(draw(r, regime));
+    return b;
+}
+
+/* The bf16 kernels of the AMX table are fast but not bit-exact (kernels.h):
+ * they are held to a distance instead (tests/test_amx.c). */
+static int bf16_exact(const stem_kernels *k)
+{
+    return k->isa != STEM_ISA_AMX;
+}
+
+/* bf16_rows of the scalar twin against the contract written out here. */
+static void test_bf16_round(void **state)
+{
+    (void)state;
+    /* nearest even, and the flush below 2^-56 */
+    assert_int_equal(stem_bf16_round(1.0f), 0x3f80);
+    assert_int_equal(stem_bf16_round(0x1.01p0f), 0x3f80);   /* tie to even */
+    assert_int_equal(stem_bf16_round(0x1.03p0f), 0x3f82);   /* tie to even, up */
+    assert_int_equal(stem_bf16_round(0x1.0101p0f), 0x3f81); /* above the tie */
+    assert_int_equal(stem_bf16_round(-0x1p-56f), 0xa380);
+    assert_int_equal(stem_bf16_round(0x1.fcp-57f), 0x0000);
+    assert_int_equal(stem_bf16_round(-0x1p-60f), 0x8000);
+    assert_int_equal(stem_bf16_round(0x1.ffp-57f), 0x2380); /* rounds up to 2^-56 */
+    float x[5] = {1.0f, 2.0f, 3.0f, 0x1.0101p0f, 5.0f}, y[6];
+    ref->bf16_rows(1, 5, x, 5, y, 6);
+    const float want[6] = {2.0f, 1.0f, 0x1.02p0f, 3.0f, 0.0f, 5.0f};
+    assert_memory_equal(y, want, sizeof want);
+    /* the dot model: odd product first within a pair */
+    uint16_t a[2] = {stem_bf16_round(1.0f), stem_bf16_round(0x1p30f)};
+    uint16_t b[2] = {stem_bf16_round(1.0f), stem_bf16_round(-1.0f)};
+    assert_true(stem_bf16_dot_ref(0x1p30f, a, b, 2) == 1.0f);
+}
+
+static void qk16_case(tu_rng *r, const stem_kernels *k, int rows, int cols,
+                      int d)
+{
+    int regime = (int)tu_rng_int(r, 0, 4), d2 = (d + 1) & ~1;
+    int ldq = d2 + (int)tu_rng_int(r, 0, 5);
+    int ldk = cols + (int)tu_rng_int(r, 0, 5);
+    int lds = cols + (int)tu_rng_int(r, 0, 5);
+    buf q = buf_new(r, (size_t)rows * ldq, regime);
+    ref->bf16_rows(rows, d, q.p, ldq, q.p, ldq);
+    hbuf kt = hbuf_new(r, (size_t)d2 * ldk, regime);
+    if (d2 != d)
+        memset(kt.p + (size_t)d * ldk, 0, (size_t)ldk * sizeof(uint16_t));
+    buf s0 = buf_new(r, (size_t)rows * lds, 0);
+    buf s1 = buf_copy(&s0);
+    ref->qk_tile_bf16(rows, cols, d, q.p, ldq, kt.p, ldk, s0.p, lds);
+    k->qk_tile_bf16(rows, cols, d, q.p, ldq, kt.p, ldk, s1.p, lds);
+    expect_same(s0.p, s1.p, s0.n * sizeof(float), "qk_tile_bf16",
+                stem_isa_name(k->isa), rows, cols, d);
+    /* every element is the contract's dot (natural order, pairs) */
+    if (rows <= 2 && cols <= 3) {
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < cols; j++) {
+                uint16_t a[STEM_MAX_HEAD_DIM + 2], b[STEM_MAX_HEAD_DIM + 2];
+                for (int t = 0; t < d2; t++) {
+                    a[t] = stem_bf16_round(q.p[(size_t)i * ldq + (t ^ 1)]);
+                    b[t] = kt.p[(size_t)t * ldk + j];
+                }
+                float want = stem_bf16_dot_ref(0.0f, a, b, d2);
+                assert_memory_equal(&want, s0.p + (size_t)i * lds + j, 4);
+            }
+    }
+    buf_free(&q), free(kt.base), buf_free(&s0), buf_free(&s1);
+}
+
+static void test_qk_tile_bf16(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 11);
+    const stem_kernels *all[STEM_ISA_COUNT + 1];
+    int n = 0;
+    all[n++] = ref; /* the twin against the dot model */
+    for (int t = 0; t < n_isas; t++)
+        if (bf16_exact(isas[t]))
+            all[n++] = isas[t];
+    for (int t = 0; t < n; t++) {
+        for (int di = 0; di < N_HEAD_DIMS; di++) {
+            int d = head_dims[di];
+            if (d > 128)
+                continue;
+            for (int rows = 1; rows <= 13; rows++)
+                qk16_case(&r, all[t], rows, (int)tu_rng_int(&r, 1, 130), d);
+            for (int cols = 1; cols <= 130; cols += (cols < 40 ? 1 : 7))
+                qk16_case(&r, all[t], (int)tu_rng_int(&r, 1, 13), cols, d);
+            qk16_case(&r, all[t], 128, 128, d);
+        }
+        qk16_case(&r, all[t], 7, 33, 255);
+        qk16_case(&r, all[t], 2, 3, 255);
+        qk16_case(&r, all[t], 13, 33, 600); /* d beyond one packed chunk */
+    }
+}
+
+static void pv16_case(tu_rng *r, const stem_kernels *k, int rows, int cols,
+                      int d)
+{
+    int regime = (int)tu_rng_int(r, 0, 4), c2 = (cols + 1) & ~1;
+    int ldp = c2 + (int)tu_rng_int(r, 0, 5);
+    int ldv = d + (int)tu_rng_int(r, 0, 5);
+    int ldo = d + (int)tu_rng_int(r, 0, 5);
+    buf p = buf_new(r, (size_t)rows * ldp, regime);
+    ref->bf16_rows(rows, cols, p.p, ldp, p.p, ldp);
+    hbuf v = hbuf_new(r, (size_t)c2 * ldv, regime);
+    if (c2 != cols)
+        memset(v.p + (size_t)cols * ldv, 0, (size_t)ldv * sizeof(uint16_t));
+    buf al = buf_new(r, (size_t)rows, 0);
+    for (int i = 0; i < rows; i++)
+        al.p[i] = (float)tu_rng_uniform(r);
+    buf o0 = buf_new(r, (size_t)rows * ldo, regime);
+    buf o1 = buf_copy(&o0);
+    buf w = buf_new(r, (size_t)rows * d, 0);
+    const float *alpha = tu_rng_int(r, 0, 3) ? al.p : NULL;
+    ref->pv_tile_bf16(rows, cols, d, p.p, ldp, v.p, ldv, alpha, o0.p, ldo, w.p);
+    k->pv_tile_bf16(rows, cols, d, p.p, ldp, v.p, ldv, alpha, o1.p, ldo, w.p);
+    expect_same(o0.p, o1.p, o0.n * sizeof(float), "pv_tile_bf16",
+                stem_isa_name(k->isa), rows, cols, d);
+    buf_free(&p), free(v.base), buf_free(&al), buf_free(&o0), buf_free(&o1);
+    buf_free(&w);
+}
+
+static void test_pv_tile_bf16(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 12);
+    for (int t = 0; t < n_isas; t++) {
+        if (!bf16_exact(isas[t]))
+            continue;
+        for (int di = 0; di < N_HEAD_DIMS; di++) {
+            int d = head_dims[di];
+            for (int rows = 1; rows <= 13; rows++)
+                pv16_case(&r, isas[t], rows, (int)tu_rng_int(&r, 1, 130), d);
+            for (int cols = 1; cols <= 130; cols += (cols < 40 ? 1 : 7))
+                pv16_case(&r, isas[t], (int)tu_rng_int(&r, 1, 13), cols, d);
+            pv16_case(&r, isas[t], 128, 128, d);
+        }
+        pv16_case(&r, isas[t], 5, 701, 40); /* cols beyond one packed chunk */
+    }
+}
+
+/* bf16_rows of every table against the twin (in place and not). */
+static void test_bf16_rows(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 13);
+    for (int t = 0; t < n_isas; t++) {
+        for (int c = 0; c < 200; c++) {
+            int rows = (int)tu_rng_int(&r, 1, 9), n = (int)tu_rng_int(&r, 1, 140);
+            int ld = ((n + 1) & ~1) + (int)tu_rng_int(&r, 0, 3);
+            buf x = buf_new(&r, (size_t)rows * ld, (int)tu_rng_int(&r, 0, 4));
+            buf y0 = buf_copy(&x), y1 = buf_copy(&x);
+            ref->bf16_rows(rows, n, x.p, ld, y0.p, ld);
+            isas[t]->bf16_rows(rows, n, y1.p, ld, y1.p, ld);
+            expect_same(y0.p, y1.p, y0.n * 4, "bf16_rows",
+                        stem_isa_name(isas[t]->isa), rows, n, 0);
+            buf_free(&x), buf_free(&y0), buf_free(&y1);
+        }
+    }
+}
+
 /* A table that exists has every member. */
 static void test_tables_complete(void **state)
 {
@@ -419,6 +601,9 @@ static void test_tables_complete(void **state)
         assert_non_null(k->pv_tile);
         assert_non_null(k->sqnorm_rows);
         assert_non_null(k->group_sum);
+        assert_non_null(k->bf16_rows);
+        assert_non_null(k->qk_tile_bf16);
+        assert_non_null(k->pv_tile_bf16);
     }
 }
 
@@ -432,6 +617,10 @@ int main(void)
         cmocka_unit_test(test_exp_sweep),
         cmocka_unit_test(test_sqnorm_rows),
         cmocka_unit_test(test_group_sum),
+        cmocka_unit_test(test_bf16_round),
+        cmocka_unit_test(test_bf16_rows),
+        cmocka_unit_test(test_qk_tile_bf16),
+        cmocka_unit_test(test_pv_tile_bf16),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -1,16 +1,13 @@
 /*
- * tile_avx2.c - qk_tile and pv_tile on AVX2+FMA: one register-blocked
- * micro-kernel C[i][j] = fmaf chain over k of A[i][k] * B[k][j].
+ * tile_avx2.c - the AVX2+FMA register micro-kernel of the tile driver
+ * (src/tile.c): C[i][j] = fmaf chain over k of A[i][k] * panel[k][j].
  *
  * A block of 6 rows x 16 columns of C lives in 12 ymm accumulators; for each
- * k the kernel broadcasts A[i][k] and multiplies a 16-wide row of B.  Every
- * output element therefore sees exactly the scalar twin's chain
+ * k the kernel broadcasts A[i][k] and multiplies a 16-wide row of the panel.
+ * Every output element therefore sees exactly the scalar twin's chain
  *     acc = init; for k = 0..K-1: acc = fmaf(A[i][k], B[k][j], acc)
- * and the bits match.  B is copied 16 columns at a time into a contiguous,
- * zero-padded panel (kills cache-set conflicts of power-of-two strides and
- * lets edge columns use full loads); C edge columns use masked loads and
- * stores.  A long K is cut into chunks of KC; a chunk ends by storing the
- * accumulators and the next reloads them, which keeps every rounding.
+ * and the bits match.  C edge columns use masked loads and stores.  The
+ * driver does the blocking, packing (float or bf16 B) and chunking of K.
  */
 #include <immintrin.h>
 #include <stddef.h>
@@ -29,25 +26,6 @@ static inline __m256i lanes_below(int r)
 {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(r),
                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-/* panel[k*NR + j] = b[k*ldb + j] for j < nc, 0 for nc <= j < NR. */
-static void pack_panel(int kc, int nc, const float *b, int ldb, float *panel)
-{
-    if (nc == NR) {
-        for (int k = 0; k < kc; k++) {
-            const float *bk = b + (size_t)k * ldb;
-            _mm256_store_ps(panel + k * NR, _mm256_loadu_ps(bk));
-            _mm256_store_ps(panel + k * NR + 8, _mm256_loadu_ps(bk + 8));
-        }
-        return;
-    }
-    __m256i m0 = lanes_below(nc), m1 = lanes_below(nc - 8);
-    for (int k = 0; k < kc; k++) {
-        const float *bk = b + (size_t)k * ldb;
-        _mm256_store_ps(panel + k * NR, _mm256_maskload_ps(bk, m0));
-        _mm256_store_ps(panel + k * NR + 8, _mm256_maskload_ps(bk + 8, m1));
-    }
 }
 
 /*
@@ -142,50 +120,50 @@ static const block_fn blocks[2][2][MR] = {
     {BLOCK_ROW_TABLE(1, 1), BLOCK_ROW_TABLE(1, 2)},
 };
 
-/*
- * C (m x n) = init + A (m x k) * B (k x n) as fmaf chains over k.
- * init INIT_ZERO: chains start at 0; INIT_LOAD: at C, times alpha[i] first
- * when alpha is not NULL.
- */
-static void tile(int init, int m, int n, int k, const float *a, int lda,
-                 const float *b, int ldb, const float *alpha, float *c,
-                 int ldc)
+/* The micro-kernel of src/kernels.h's stem_ukernel contract. */
+static void ukernel_block(int init, int mr, int nc, int kc, const float *a,
+                          int lda, const float *panel, const float *alpha,
+                          float *c, int ldc)
 {
-    float panel[KC * NR] __attribute__((aligned(32)));
-    for (int j0 = 0; j0 < n; j0 += NR) {
-        int nc = n - j0 < NR ? n - j0 : NR;
-        int nv = nc > 8 ? 2 : 1;
-        for (int k0 = 0; k0 < k; k0 += KC) {
-            int kc = k - k0 < KC ? k - k0 : KC;
-            pack_panel(kc, nc, b + (size_t)k0 * ldb + j0, ldb, panel);
-            int mode = (init == INIT_ZERO && k0 == 0) ? INIT_ZERO : INIT_LOAD;
-            const float *al = k0 == 0 ? alpha : NULL;
-            for (int i0 = 0; i0 < m; i0 += MR) {
-                int mr = m - i0 < MR ? m - i0 : MR;
-                blocks[mode][nv - 1][mr - 1](
-                    kc, a + (size_t)i0 * lda + k0, lda, panel,
-                    al ? al + i0 : NULL, c + (size_t)i0 * ldc + j0, ldc, nc);
-            }
-        }
-    }
+    blocks[init][nc > 8 ? 1 : 0][mr - 1](kc, a, lda, panel, alpha, c, ldc, nc);
 }
 
-/* qk_tile of src/kernels.h: s = q . kt per element as one fmaf chain over
- * c; no pointer may be NULL; nothing is allocated (the B panel is on the
- * stack). */
+static const stem_ukernel ukernel = {MR, NR, KC, ukernel_block};
+
+/* qk_tile of src/kernels.h through the shared driver; no pointer may be
+ * NULL; nothing is allocated (the driver's panel is on the stack). */
 void stem_f32_qk_tile__avx2_6x16(int rows, int cols, int d, const float *q,
                                  int ldq, const float *kt, int ldk, float *s,
                                  int lds)
 {
-    tile(INIT_ZERO, rows, cols, d, q, ldq, kt, ldk, NULL, s, lds);
+    stem_tile_f32(&ukernel, 0, rows, cols, d, q, ldq, kt, ldk, NULL, s, lds);
 }
 
 /* pv_tile of src/kernels.h: o = o * alpha (alpha may be NULL: no rescale),
- * then one fmaf chain over j per element; other pointers non-NULL; nothing
- * is allocated. */
+ * then one fmaf chain over j per element; other pointers non-NULL. */
 void stem_f32_pv_tile__avx2_6x16(int rows, int cols, int d, const float *p,
                                  int ldp, const float *v, int ldv,
                                  const float *alpha, float *o, int ldo)
 {
-    tile(INIT_LOAD, rows, d, cols, p, ldp, v, ldv, alpha, o, ldo);
+    stem_tile_f32(&ukernel, 1, rows, d, cols, p, ldp, v, ldv, alpha, o, ldo);
+}
+
+/* qk_tile_bf16 of src/kernels.h (the fmaf emulation of the bf16 chain);
+ * no pointer may be NULL. */
+void stem_bf16_qk_tile__avx2_6x16(int rows, int cols, int d, const float *q,
+                                  int ldq, const uint16_t *kt, int ldk,
+                                  float *s, int lds)
+{
+    stem_tile_bf16(&ukernel, rows, cols, d, q, ldq, kt, ldk, s, lds);
+}
+
+/* pv_tile_bf16 of src/kernels.h; alpha may be NULL, work holds rows * d
+ * floats. */
+void stem_bf16_pv_tile__avx2_6x16(int rows, int cols, int d, const float *p,
+                                  int ldp, const uint16_t *v, int ldv,
+                                  const float *alpha, float *o, int ldo,
+                                  float *work)
+{
+    stem_pv_tile_bf16_with(&ukernel, rows, cols, d, p, ldp, v, ldv, alpha, o,
+                           ldo, work);
 }

@@ -25,4 +25,15 @@ void stem_f32_sqnorm_rows__avx512_8(int n, int d, const float *x, int ldx,
 void stem_f32_group_sum__avx512_64(int groups, int stride, int d,
                                    const float *x, int ldx, float *out);
 
+/* qk_tile_bf16 / pv_tile_bf16: the same micro-kernel on bf16 B panels
+ * (contract: kernels.h). */
+void stem_bf16_qk_tile__avx512_12x32(int rows, int cols, int d, const float *q,
+        int ldq, const uint16_t *kt, int ldk, float *s, int lds);
+void stem_bf16_pv_tile__avx512_12x32(int rows, int cols, int d, const float *p,
+        int ldp, const uint16_t *v, int ldv, const float *alpha, float *o,
+        int ldo, float *work);
+/* The scalar twin serves every table (a row pass, not a hot loop). */
+void stem_bf16_rows__scalar(int rows, int n, const float *x, int ldx,
+                            float *y, int ldy);
+
 #endif /* STEM_KERNELS_AVX512_H */

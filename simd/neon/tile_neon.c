@@ -1,16 +1,15 @@
 /*
- * tile_neon.c - qk_tile and pv_tile on AArch64 Advanced SIMD: one
- * register-blocked micro-kernel C[i][j] = fmaf chain over k of
- * A[i][k] * B[k][j].
+ * tile_neon.c - the AArch64 Advanced SIMD register micro-kernel of the tile
+ * driver (src/tile.c): C[i][j] = fmaf chain over k of A[i][k] *
+ * panel[k][j].
  *
  * A block of 8 rows x 8 columns of C lives in 16 float32x4 accumulators.
  * Four k steps at a time, the kernel loads A[i][k..k+3] as one vector and
  * uses lane-indexed fused multiply-adds against the packed rows of B, in
  * increasing k, so every output element sees exactly the scalar twin's chain
  *     acc = init; for k = 0..K-1: acc = fmaf(A[i][k], B[k][j], acc).
- * B is copied 8 columns at a time into a contiguous zero-padded panel; edge
- * columns of C go through a small local block.  A long K is cut into chunks
- * of KC whose accumulators go through C in memory, keeping every rounding.
+ * Edge columns of C go through a small local block.  The driver does the
+ * blocking, packing (float or bf16 B) and chunking of K.
  */
 #include <arm_neon.h>
 #include <stddef.h>
@@ -24,25 +23,6 @@
 #define KC 256
 
 enum { INIT_ZERO = 0, INIT_LOAD = 1 };
-
-/* panel[k*NR + j] = b[k*ldb + j] for j < nc, 0 for nc <= j < NR. */
-static void pack_panel(int kc, int nc, const float *b, int ldb, float *panel)
-{
-    for (int k = 0; k < kc; k++) {
-        const float *bk = b + (size_t)k * ldb;
-        float *pk = panel + (size_t)k * NR;
-        if (nc == NR) {
-            vst1q_f32(pk, vld1q_f32(bk));
-            vst1q_f32(pk + 4, vld1q_f32(bk + 4));
-        } else {
-            int j = 0;
-            for (; j < nc; j++)
-                pk[j] = bk[j];
-            for (; j < NR; j++)
-                pk[j] = 0.0f;
-        }
-    }
-}
 
 /*
  * One mr x (4*nv) block over full columns of c (edge columns are handled by
@@ -150,65 +130,64 @@ static const block_fn blocks[2][2][MR] = {
     {BLOCK_ROW_TABLE(1, 1), BLOCK_ROW_TABLE(1, 2)},
 };
 
-/*
- * C (m x n) = init + A (m x k) * B (k x n) as fmaf chains over k.
- * init INIT_ZERO: chains start at 0; INIT_LOAD: at C, times alpha[i] first
- * when alpha is not NULL.
- */
-static void tile(int init, int m, int n, int k, const float *a, int lda,
-                 const float *b, int ldb, const float *alpha, float *c,
-                 int ldc)
+/* The micro-kernel of src/kernels.h's stem_ukernel contract: full blocks
+ * straight into C, edge columns through a local block. */
+static void ukernel_block(int init, int mr, int nc, int kc, const float *a,
+                          int lda, const float *panel, const float *alpha,
+                          float *c, int ldc)
 {
-    float panel[KC * NR] __attribute__((aligned(16)));
     float edge[MR * NR] __attribute__((aligned(16)));
-    for (int j0 = 0; j0 < n; j0 += NR) {
-        int nc = n - j0 < NR ? n - j0 : NR;
-        int nv = nc > 4 ? 2 : 1;
-        for (int k0 = 0; k0 < k; k0 += KC) {
-            int kc = k - k0 < KC ? k - k0 : KC;
-            pack_panel(kc, nc, b + (size_t)k0 * ldb + j0, ldb, panel);
-            int mode = (init == INIT_ZERO && k0 == 0) ? INIT_ZERO : INIT_LOAD;
-            const float *al = k0 == 0 ? alpha : NULL;
-            for (int i0 = 0; i0 < m; i0 += MR) {
-                int mr = m - i0 < MR ? m - i0 : MR;
-                float *ci = c + (size_t)i0 * ldc + j0;
-                const float *ai = a + (size_t)i0 * lda + k0;
-                const float *ali = al ? al + i0 : NULL;
-                block_fn fn = blocks[mode][nv - 1][mr - 1];
-                if (nc == 4 * nv) {
-                    fn(kc, ai, lda, panel, ali, ci, ldc);
-                    continue;
-                }
-                memset(edge, 0, sizeof edge);
-                if (mode == INIT_LOAD)
-                    for (int i = 0; i < mr; i++)
-                        memcpy(edge + i * NR, ci + (size_t)i * ldc,
-                               (size_t)nc * sizeof(float));
-                fn(kc, ai, lda, panel, ali, edge, NR);
-                for (int i = 0; i < mr; i++)
-                    memcpy(ci + (size_t)i * ldc, edge + i * NR,
-                           (size_t)nc * sizeof(float));
-            }
-        }
+    int nv = nc > 4 ? 2 : 1;
+    block_fn fn = blocks[init][nv - 1][mr - 1];
+    if (nc == 4 * nv) {
+        fn(kc, a, lda, panel, alpha, c, ldc);
+        return;
     }
+    memset(edge, 0, sizeof edge);
+    if (init == INIT_LOAD)
+        for (int i = 0; i < mr; i++)
+            memcpy(edge + i * NR, c + (size_t)i * ldc, (size_t)nc * sizeof(float));
+    fn(kc, a, lda, panel, alpha, edge, NR);
+    for (int i = 0; i < mr; i++)
+        memcpy(c + (size_t)i * ldc, edge + i * NR, (size_t)nc * sizeof(float));
 }
 
-/* qk_tile of src/kernels.h: s = q . kt per element as one fmaf chain over
- * c; no pointer may be NULL; nothing is allocated (the B panel is on the
- * stack). */
+static const stem_ukernel ukernel = {MR, NR, KC, ukernel_block};
+
+/* qk_tile of src/kernels.h through the shared driver; no pointer may be
+ * NULL; nothing is allocated (the driver's panel is on the stack). */
 void stem_f32_qk_tile__neon_8x8(int rows, int cols, int d, const float *q,
                                 int ldq, const float *kt, int ldk, float *s,
                                 int lds)
 {
-    tile(INIT_ZERO, rows, cols, d, q, ldq, kt, ldk, NULL, s, lds);
+    stem_tile_f32(&ukernel, 0, rows, cols, d, q, ldq, kt, ldk, NULL, s, lds);
 }
 
 /* pv_tile of src/kernels.h: o = o * alpha (alpha may be NULL: no rescale),
- * then one fmaf chain over j per element; other pointers non-NULL; nothing
- * is allocated. */
+ * then one fmaf chain over j per element; other pointers non-NULL. */
 void stem_f32_pv_tile__neon_8x8(int rows, int cols, int d, const float *p,
                                 int ldp, const float *v, int ldv,
                                 const float *alpha, float *o, int ldo)
 {
-    tile(INIT_LOAD, rows, d, cols, p, ldp, v, ldv, alpha, o, ldo);
+    stem_tile_f32(&ukernel, 1, rows, d, cols, p, ldp, v, ldv, alpha, o, ldo);
+}
+
+/* qk_tile_bf16 of src/kernels.h (the fmaf emulation of the bf16 chain);
+ * no pointer may be NULL. */
+void stem_bf16_qk_tile__neon_8x8(int rows, int cols, int d, const float *q,
+                                 int ldq, const uint16_t *kt, int ldk,
+                                 float *s, int lds)
+{
+    stem_tile_bf16(&ukernel, rows, cols, d, q, ldq, kt, ldk, s, lds);
+}
+
+/* pv_tile_bf16 of src/kernels.h; alpha may be NULL, work holds rows * d
+ * floats. */
+void stem_bf16_pv_tile__neon_8x8(int rows, int cols, int d, const float *p,
+                                 int ldp, const uint16_t *v, int ldv,
+                                 const float *alpha, float *o, int ldo,
+                                 float *work)
+{
+    stem_pv_tile_bf16_with(&ukernel, rows, cols, d, p, ldp, v, ldv, alpha, o,
+                           ldo, work);
 }

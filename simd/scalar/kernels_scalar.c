@@ -102,6 +102,16 @@ void stem_f32_group_sum__scalar(int groups, int stride, int d, const float *x,
     }
 }
 
+void stem_bf16_rows__scalar(int rows, int n, const float *x, int ldx,
+                            float *y, int ldy);
+void stem_bf16_qk_tile__scalar(int rows, int cols, int d, const float *q,
+                               int ldq, const uint16_t *kt, int ldk, float *s,
+                               int lds);
+void stem_bf16_pv_tile__scalar(int rows, int cols, int d, const float *p,
+                               int ldp, const uint16_t *v, int ldv,
+                               const float *alpha, float *o, int ldo,
+                               float *work);
+
 const stem_kernels stem_kernels_scalar = {
     .isa = STEM_ISA_SCALAR,
     .qk_tile = stem_f32_qk_tile__scalar,
@@ -109,4 +119,7 @@ const stem_kernels stem_kernels_scalar = {
     .pv_tile = stem_f32_pv_tile__scalar,
     .sqnorm_rows = stem_f32_sqnorm_rows__scalar,
     .group_sum = stem_f32_group_sum__scalar,
+    .bf16_rows = stem_bf16_rows__scalar,
+    .qk_tile_bf16 = stem_bf16_qk_tile__scalar,
+    .pv_tile_bf16 = stem_bf16_pv_tile__scalar,
 };
