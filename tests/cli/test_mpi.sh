@@ -127,5 +127,87 @@ else
     bad "usage error: exit $rc: $(cat "$T/err")"
 fi
 
+# ---------------------------------------------------------------- check
+# Conformance pairs, doctored copies (tests/cli/check_doctor.py), a
+# single-file dump in a directory of dumps, and a dump stem check refuses:
+# each dump's verdict from stem-mpi must be stem check's exit code.
+D=$(cd "$HERE/../data/conformance" && pwd)
+DOC="$PY $HERE/check_doctor.py"
+mkdir -p "$T/dumps"
+$DOC add_block "$D/s2.angelslim.safetensors" "$T/add.safetensors" >/dev/null
+"$STEM" run --dense "$D/s2.in.safetensors" -o "$T/dense_run.safetensors" \
+    >/dev/null 2>&1
+$DOC dense "$D/s2.angelslim.safetensors" "$T/dense_run.safetensors" \
+    "$T/dense1.safetensors" 1 >/dev/null
+$DOC bad_shape "$D/s2.angelslim.safetensors" "$T/shape.safetensors" \
+    >/dev/null
+"$PY" -c '
+import sys
+sys.path.insert(0, sys.argv[1])
+import check_doctor as c
+a, ma = c.read_st(sys.argv[2])
+b, mb = c.read_st(sys.argv[3])
+a.update(b)
+ma.update(mb)
+c.write_st(sys.argv[4], a, ma)' "$HERE" "$D/r1.in.safetensors" \
+    "$D/r1.angelslim.safetensors" "$T/dumps/r1.safetensors" ||
+    bad "merged dump"
+# name IN GPU (GPU "-": IN holds both)
+set -- s2 "$D/s2.in.safetensors" "$D/s2.angelslim.safetensors" \
+    add "$D/s2.in.safetensors" "$T/add.safetensors" \
+    dense1 "$D/s2.in.safetensors" "$T/dense1.safetensors" \
+    shape "$D/s2.in.safetensors" "$T/shape.safetensors" \
+    r1 "$T/dumps/r1.safetensors" -
+want=""
+pairs=""
+while [ $# -ge 3 ]; do
+    if [ "$3" = - ]; then
+        "$STEM" check "$2" --threads 1 >/dev/null 2>&1
+        src=$?
+    else
+        "$STEM" check "$2" "$3" --threads 1 >/dev/null 2>&1
+        src=$?
+        pairs="$pairs --pair $2 $3"
+    fi
+    want="$want $1=$src"
+    shift 3
+done
+echo "     stem check:$want"
+for n in 1 2 3; do
+    $MPIRUN -n $n "$MPI" check $pairs "$T/dumps" --threads 1 \
+        --json "$T/mpi.json" >"$T/out" 2>"$T/err"
+    rc=$?
+    got=$("$PY" -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+code = {"pass": 0, "fail": 1, "bad input": 2}
+names = ["s2", "add", "dense1", "shape", "r1"]
+print("".join(" %s=%d" % (n, code[d["result"]])
+              for n, d in zip(names, r["dumps"])))' "$T/mpi.json" 2>&1)
+    if [ "$got" = "$want" ] && [ $rc -eq 2 ] &&
+        grep -q '^FAIL .*add.safetensors.*heads 0 ' "$T/out" &&
+        grep -q '^FAIL .*dense1.safetensors.*heads 1 ' "$T/out" &&
+        grep -q '^BAD .*shape.safetensors' "$T/out" &&
+        grep -q '^worst offenders' "$T/out"; then
+        ok "check -n $n: verdicts of stem check,$got, exit 2"
+    else
+        bad "check -n $n: exit $rc,$got (want$want)"
+        sed 's/^/     | /' "$T/out" "$T/err"
+    fi
+done
+# without the refused dump: exit 1; the passing dump alone: exit 0
+$MPIRUN -n 2 "$MPI" check --pair "$D/s2.in.safetensors" \
+    "$T/add.safetensors" "$T/dumps" --threads 1 >"$T/out" 2>&1
+rc1=$?
+$MPIRUN -n 3 "$MPI" check "$T/dumps" --threads 1 >"$T/out" 2>&1
+rc0=$?
+if [ $rc1 -eq 1 ] && [ $rc0 -eq 0 ]; then
+    ok "check exit codes: 1 on a fault, 0 when all pass (1 unit, 3 ranks)"
+else
+    bad "check exit codes: $rc1 (want 1), $rc0 (want 0)"
+fi
+$MPIRUN -n 2 "$MPI" check "$T/dumps" --heads 1 >"$T/out" 2>&1
+[ $? -eq 2 ] && ok "check usage error: exit 2" || bad "check usage error"
+
 echo "test_mpi.sh: $fails failed"
 [ $fails -eq 0 ]
