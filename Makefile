@@ -39,14 +39,17 @@ ISA_DEFS   :=
 ifeq ($(ARCH),x86_64)
   AVX2_SRC   := $(wildcard simd/avx2/*.c)
   AVX512_SRC := $(wildcard simd/avx512/*.c)
+  AMX_SRC    := $(wildcard simd/amx/*.c)
   ISA_DEFS   += $(if $(AVX2_SRC),-DSTEM_HAVE_AVX2) $(if $(AVX512_SRC),-DSTEM_HAVE_AVX512)
+  ISA_DEFS   += $(if $(AMX_SRC),-DSTEM_HAVE_AMX)
 endif
 ifeq ($(ARCH),aarch64)
   NEON_SRC   := $(wildcard simd/neon/*.c)
   ISA_DEFS   += $(if $(NEON_SRC),-DSTEM_HAVE_NEON)
 endif
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(AVX2_SRC:%.c=$(BUILD)/obj/%.o) \
-           $(AVX512_SRC:%.c=$(BUILD)/obj/%.o) $(NEON_SRC:%.c=$(BUILD)/obj/%.o)
+           $(AVX512_SRC:%.c=$(BUILD)/obj/%.o) $(NEON_SRC:%.c=$(BUILD)/obj/%.o) \
+           $(AMX_SRC:%.c=$(BUILD)/obj/%.o)
 
 SONAME := libstem.so.$(shell sed -n 's/^\#define STEM_VERSION_MAJOR \([0-9]*\)/\1/p' include/stem.h)
 
@@ -92,7 +95,7 @@ $(BUILD)/obj/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(LIB_CFLAGS) $(ISA_DEFS) -MMD -MP -c $< -o $@
 # dispatch.c's STEM_HAVE_* follow the ISA folders: rebuild it when they change.
-$(BUILD)/obj/src/dispatch.o: $(AVX2_SRC) $(AVX512_SRC) $(NEON_SRC)
+$(BUILD)/obj/src/dispatch.o: $(AVX2_SRC) $(AVX512_SRC) $(NEON_SRC) $(AMX_SRC)
 $(BUILD)/obj/simd/scalar/%.o: simd/scalar/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(LIB_CFLAGS) -MMD -MP -c $< -o $@
@@ -102,6 +105,9 @@ $(BUILD)/obj/simd/avx2/%.o: simd/avx2/%.c
 $(BUILD)/obj/simd/avx512/%.o: simd/avx512/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(LIB_CFLAGS) -DSTEM_HAVE_AVX512 -mavx512f -mavx512vl -mavx512bw -mavx2 -mfma -MMD -MP -c $< -o $@
+$(BUILD)/obj/simd/amx/%.o: simd/amx/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(LIB_CFLAGS) -DSTEM_HAVE_AMX -mamx-tile -mamx-bf16 -mavx512f -mavx512vl -mavx512bw -mavx2 -mfma -MMD -MP -c $< -o $@
 $(BUILD)/obj/simd/neon/%.o: simd/neon/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(LIB_CFLAGS) -DSTEM_HAVE_NEON -MMD -MP -c $< -o $@
@@ -186,6 +192,8 @@ fuzz: deps
 # PREFIX=/usr, whose lib the loader always searches.
 PC_RPATH = $(if $(filter /usr /usr/,$(PREFIX)),,-Wl$(comma)-rpath$(comma)$${libdir} )
 comma := ,
+# the Python package `stem` and stem_dump.py (README.md, Python)
+PYTHONDIR ?= $(PREFIX)/lib/python3/dist-packages
 install: lib cli
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 644 include/stem.h $(DESTDIR)$(PREFIX)/include/
@@ -195,6 +203,9 @@ install: lib cli
 	install -m 755 $(BUILD)/stem $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@RPATH@|$(PC_RPATH)|' -e 's|@VERSION@|$(shell sed -n 's/^\#define STEM_VERSION_STRING "\(.*\)"/\1/p' include/stem.h)|' \
 	    tools/stem.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/stem.pc
+	install -d $(DESTDIR)$(PYTHONDIR)/stem
+	install -m 644 python/stem/*.py $(DESTDIR)$(PYTHONDIR)/stem/
+	install -m 644 tools/stem_dump.py $(DESTDIR)$(PYTHONDIR)/
 
 clean:
 	rm -rf $(BUILD)

@@ -1,6 +1,7 @@
 /*
  * dispatch.c - which kernel table runs: detected once from the CPU, or
- * chosen with STEM_ISA=scalar|avx2|avx512|neon.  The choice is made once and
+ * chosen with STEM_ISA=scalar|avx2|avx512|neon|amx (amx only when asked
+ * for: it is not bit-exact in the bf16 mode).  The choice is made once and
  * is thread-safe (a C11 once-flag is not available everywhere, so an atomic
  * compare-and-swap publishes the single result).
  */
@@ -49,6 +50,10 @@ static int cpu_has(stem_isa isa)
                __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("fma");
 #endif
+#if defined(STEM_HAVE_AMX)
+    case STEM_ISA_AMX:
+        return cpu_has(STEM_ISA_AVX512) && stem_amx_cpu() && stem_amx_request() == 0;
+#endif
 #if defined(__aarch64__)
     case STEM_ISA_NEON:
         return 1; /* Advanced SIMD is part of every AArch64 CPU */
@@ -76,6 +81,10 @@ const stem_kernels *stem_kernels_for(stem_isa isa)
 #if defined(STEM_HAVE_NEON)
     case STEM_ISA_NEON:
         return &stem_kernels_neon;
+#endif
+#if defined(STEM_HAVE_AMX)
+    case STEM_ISA_AMX:
+        return &stem_kernels_amx;
 #endif
     default:
         return NULL;

@@ -184,7 +184,9 @@ extern const stem_kernels stem_kernels_neon;
 #endif
 #if defined(STEM_HAVE_AMX)
 extern const stem_kernels stem_kernels_amx;
-/* 0 if the OS granted this process AMX tile data (asked once). */
+/* 1 if the CPU has AMX-TILE and AMX-BF16 (cpuid), else 0. */
+int stem_amx_cpu(void);
+/* 0 if the OS granted this process AMX tile data (asked once), else -1. */
 int stem_amx_request(void);
 #endif
 

@@ -122,6 +122,15 @@ int cli_opts_parse(cli_opts *o, int argc, char **argv, int *i)
         }
         return 1;
     }
+    if ((r = cli_opt_value(argc, argv, i, "--compute", &v)) != 0) {
+        if (r < 0)
+            return -1;
+        if (stem_compute_from_name(v, &o->compute) != STEM_OK) {
+            cli_error("--compute: unknown mode '%s' (f32, bf16)", v);
+            return -1;
+        }
+        return 1;
+    }
     if ((r = cli_opt_value(argc, argv, i, "--layout", &v)) != 0) {
         if (r < 0)
             return -1;
@@ -203,6 +212,7 @@ int cli_opts_resolve(const cli_opts *o, stem_params *params)
         p.prompt_blocks = o->prompt_blocks;
     if (o->use_f64)
         p.use_f64 = 1;
+    p.compute = o->compute;
     if (o->threads > 0) {
         p.threads = o->threads;
         omp_set_num_threads(o->threads);
@@ -233,6 +243,8 @@ void cli_opts_usage(FILE *fp)
           "  --window N         key blocks ending at the diagonal always kept\n"
           "  --prompt-blocks N  n of the budget rule (0: Kb of the call)\n"
           "  --f64              compute in float64 (oracle mode)\n"
+          "  --compute f32|bf16 attention arithmetic: float32 (default) or bf16\n"
+          "                     operands with float32 sums (src/kernels.h)\n"
           "  --threads T        OpenMP threads\n"
           "  --layout hnd|nhd   q/k/v stored [H,N,d] (default) or [N,H,d]\n",
           fp);

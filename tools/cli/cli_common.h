@@ -51,6 +51,7 @@ typedef struct cli_opts {
     double alpha, keep_ratio, lambda;
     long long block, stride, sinks, window, prompt_blocks;
     int use_f64;
+    stem_compute compute;       /* --compute f32|bf16 (default f32) */
     int threads;                /* 0: not given */
     int layout;                 /* CLI_LAYOUT_HND or CLI_LAYOUT_NHD */
 } cli_opts;
@@ -61,7 +62,7 @@ void cli_opts_init(cli_opts *o);
 /*
  * Try to consume one common option at argv[*i] (--profile, --alpha,
  * --keep-ratio, --block, --stride, --lambda, --sinks, --window, --f64,
- * --threads, --prompt-blocks, --layout).  Returns 1 if consumed (*i moved
+ * --compute, --threads, --prompt-blocks, --layout).  Returns 1 if consumed (*i moved
  * past it), 0 if argv[*i] is not a common option, -1 on a usage error
  * (message printed).
  */

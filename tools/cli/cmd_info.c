@@ -54,9 +54,20 @@ int cmd_info(int argc, char **argv)
         cli_error("info: STEM_ISA=%s: %s", env ? env : "", stem_strerror(st));
         rc = CLI_FAIL;
     }
-    for (int i = 0; i < STEM_ISA_COUNT; i++)
-        printf("isa %s: %s\n", stem_isa_name((stem_isa)i),
-               stem_isa_supported((stem_isa)i) ? "supported" : "unsupported");
+    for (int i = 0; i < STEM_ISA_COUNT; i++) {
+        const char *why = stem_isa_supported((stem_isa)i) ? "supported" : "unsupported";
+        if (i == STEM_ISA_AMX)
+            why = stem_isa_supported(STEM_ISA_AMX)
+                      ? "supported (bf16 mode on AMX tiles: fast, not bit-exact; "
+                        "only with STEM_ISA=amx)"
+                      : "unsupported (needs AMX-BF16 and the OS's tile data "
+                        "permission)";
+        printf("isa %s: %s\n", stem_isa_name((stem_isa)i), why);
+    }
+    for (int i = 0; i < STEM_COMPUTE_COUNT; i++)
+        printf("compute %s: %s\n", stem_compute_name((stem_compute)i),
+               i == STEM_COMPUTE_F32 ? "float32 products (default)"
+                                     : "bf16 operands, float32 sums (--compute bf16)");
     printf("openmp max threads: %d\n", omp_get_max_threads());
 #ifdef SLEEF_VERSION_MAJOR
     printf("sleef: %d.%d.%d\n", SLEEF_VERSION_MAJOR, SLEEF_VERSION_MINOR,

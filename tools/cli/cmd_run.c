@@ -114,6 +114,7 @@ int cli_run_add_meta(tf_file *f, const stem_params *p, int dense,
            set_meta_num(f, "keep_diagonal", p->keep_diagonal) ||
            set_meta_num(f, "ties_keep_all", p->ties_keep_all) ||
            set_meta_num(f, "f64", p->use_f64) ||
+           set_meta_str(f, "compute", stem_compute_name(p->compute)) ||
            set_meta_str(f, "isa", stem_isa_name(isa)) ||
            set_meta_num(f, "threads", omp_get_max_threads()) ||
            set_meta_num(f, "seconds", secs) ||
