@@ -1,0 +1,308 @@
+"""stem: Stem sparse attention prefill on the CPU, and a checker for GPU
+Stem kernels, from Python.
+
+A thin ctypes layer over libstem.so (no compiled extension).  Inputs are
+NumPy arrays or CPU torch tensors (others are copied to the CPU), F32, F16,
+F64 or BF16 (torch.bfloat16, or NumPy uint16 bit patterns with
+dtype="bf16"), stored [H, N, d] (layout="hnd", the default) or [N, H, d]
+(layout="nhd"); a leading batch axis of size 1 is dropped.  Arrays whose
+last axis is contiguous are read in place.
+
+    stem.prefill(q, k, v, profile="angelslim", **overrides)
+        -> Prefill(logits, mask, out, lse)          NumPy arrays
+    stem.dense(q, k, v, **overrides)  -> Dense(out, lse)
+    stem.budget(kb, profile=..., **overrides)       int32 per position
+    stem.explain(q, k, v, head=0, qblock=0)         one query block's table
+    stem.check(q, k, v, mask=, out=, lse=, logits=, dtype=, ...) -> Report
+    stem.testing.assert_matches_reference(...)      for a kernel's pytest
+
+overrides are stem_params fields (alpha, keep_ratio, block, stride, sinks,
+window, value_weight, prompt_blocks, threads, use_f64, ...; also lambda,
+initial_blocks, window_size).  The library is found through STEM_LIBRARY,
+the repository's build/, the installation prefix, then the system loader.
+"""
+import collections
+import ctypes as C
+import json
+import math
+
+import numpy as np
+
+from . import _abi, _lib, _params, _tensors
+from ._lib import StemLibraryNotFound
+
+__all__ = ["prefill", "dense", "budget", "explain", "check", "params",
+           "Prefill", "Dense", "Report", "Explanation", "StemError",
+           "StemLibraryNotFound", "version", "library_path"]
+
+Prefill = collections.namedtuple("Prefill", "logits mask out lse")
+Dense = collections.namedtuple("Dense", "out lse")
+
+
+class StemError(RuntimeError):
+    """A libstem call returned an error status."""
+
+    def __init__(self, status, what=""):
+        self.status = int(status)
+        msg = _lib.func("stem_strerror")(self.status).decode()
+        super().__init__("stem: %s%s (status %d)" % (
+            what + ": " if what else "", msg, self.status))
+
+
+def _ok(st, what):
+    if st != _abi.STEM_OK:
+        raise StemError(st, what)
+
+
+def version():
+    """The library's version string."""
+    return _lib.func("stem_version")().decode()
+
+
+def library_path():
+    """The path of the libstem.so in use."""
+    return _lib.lib()._stem_path
+
+
+def params(profile="angelslim", **overrides):
+    """The resolved stem_params as a dict (profile preset + overrides)."""
+    return _params.as_dict(_params.make(profile, **overrides))
+
+
+def _split_kwargs(kw, extra=()):
+    p, rest = {}, {}
+    for k, v in kw.items():
+        (p if _params.is_param(k) else rest)[k] = v
+    bad = [k for k in rest if k not in extra]
+    if bad:
+        raise TypeError("stem: unknown argument(s) %s (stem_params fields: "
+                        "%s)" % (", ".join(bad), ", ".join(_params.FIELDS[1:])))
+    return p, rest
+
+
+def _bf16_bits(dtype):
+    return _tensors.prec_name(dtype) in ("bf16", "fp8") if dtype else False
+
+
+def _qkv(q, k, v, layout, dtype):
+    if layout not in ("hnd", "nhd"):
+        raise ValueError("stem: layout must be 'hnd' or 'nhd', not %r"
+                         % (layout,))
+    b = _bf16_bits(dtype)
+    return (_tensors.view3(q, "q", layout, b), _tensors.view3(k, "k", layout, b),
+            _tensors.view3(v, "v", layout, b))
+
+
+def _dims(p, vq, vk, vv, sparse):
+    d = _abi.stem_dims()
+    _ok(_lib.func("stem_dims_get")(C.byref(p), C.byref(vq.t), C.byref(vk.t),
+                                   C.byref(vv.t), int(sparse), C.byref(d)),
+        "shapes")
+    return d
+
+
+def _out_array(p, d, layout):
+    dt = np.float64 if p.use_f64 else np.float32
+    shape = (d.hq, d.lq, d.d) if layout == "hnd" else (d.lq, d.hq, d.d)
+    out = np.empty(shape, dtype=dt)
+    hs, ts = (d.lq * d.d, d.d) if layout == "hnd" else (d.d, d.hq * d.d)
+    t = _abi.stem_tensor(out.ctypes.data,
+                         _abi.DTYPE["F64" if p.use_f64 else "F32"],
+                         d.hq, d.lq, d.d, hs, ts)
+    return out, t
+
+
+def _ptr(a):
+    return None if a is None else C.c_void_p(a.ctypes.data)
+
+
+def prefill(q, k, v, profile="angelslim", layout="hnd", dtype=None,
+            **overrides):
+    """One layer's Stem prefill (stem_prefill).
+
+    Returns Prefill(logits [Hq, Qb, Kb] float32 (-inf above the diagonal),
+    mask [Hq, Qb, Kb] uint8, out (float32, or float64 with use_f64=1;
+    [Hq, Lq, d] or, with layout='nhd', [Lq, Hq, d]), lse [Hq, Lq] float32).
+    dtype='bf16' reads uint16 arrays as bfloat16 bits."""
+    p = _params.make(profile, **overrides)
+    vq, vk, vv = _qkv(q, k, v, layout, dtype)
+    d = _dims(p, vq, vk, vv, True)
+    out, to = _out_array(p, d, layout)
+    lse = np.empty((d.hq, d.lq), dtype=np.float32)
+    logits = np.empty((d.hq, d.qb, d.kb), dtype=np.float32)
+    mask = np.empty((d.hq, d.qb, d.kb), dtype=np.uint8)
+    _ok(_lib.func("stem_prefill")(C.byref(p), C.byref(vq.t), C.byref(vk.t),
+                                  C.byref(vv.t), C.byref(to), _ptr(lse),
+                                  _ptr(logits), _ptr(mask)), "stem_prefill")
+    return Prefill(logits, mask, out, lse)
+
+
+def dense(q, k, v, profile="angelslim", layout="hnd", dtype=None,
+          **overrides):
+    """Dense causal attention (stem_attention_dense): Dense(out, lse)."""
+    p = _params.make(profile, **overrides)
+    vq, vk, vv = _qkv(q, k, v, layout, dtype)
+    d = _dims(p, vq, vk, vv, False)
+    out, to = _out_array(p, d, layout)
+    lse = np.empty((d.hq, d.lq), dtype=np.float32)
+    _ok(_lib.func("stem_attention_dense")(C.byref(p), C.byref(vq.t),
+                                          C.byref(vk.t), C.byref(vv.t),
+                                          C.byref(to), _ptr(lse)),
+        "stem_attention_dense")
+    return Dense(out, lse)
+
+
+def sparse(q, k, v, mask, profile="angelslim", layout="hnd", dtype=None,
+           **overrides):
+    """Block-sparse attention under a given mask [Hq, Qb, Kb]
+    (stem_attention_sparse): Dense(out, lse)."""
+    p = _params.make(profile, **overrides)
+    vq, vk, vv = _qkv(q, k, v, layout, dtype)
+    d = _dims(p, vq, vk, vv, True)
+    m = mask.detach().cpu().numpy() if _tensors.is_torch(mask) else mask
+    m = np.asarray(m)
+    m = np.ascontiguousarray(m if m.dtype == np.uint8 else m != 0,
+                             dtype=np.uint8).reshape(-1)
+    if m.size != d.hq * d.qb * d.kb:
+        raise ValueError("stem: mask must be [Hq, Qb, Kb] = [%d, %d, %d]"
+                         % (d.hq, d.qb, d.kb))
+    out, to = _out_array(p, d, layout)
+    lse = np.empty((d.hq, d.lq), dtype=np.float32)
+    _ok(_lib.func("stem_attention_sparse")(C.byref(p), C.byref(vq.t),
+                                           C.byref(vk.t), C.byref(vv.t),
+                                           _ptr(m), C.byref(to), _ptr(lse)),
+        "stem_attention_sparse")
+    return Dense(out, lse)
+
+
+def budget(kb=None, profile="angelslim", tokens=None, **overrides):
+    """The Token Position-Decay budget (stem_budget): int32 array, entry p
+    the top-k count of a query block at key-block position p, for
+    p < prompt_blocks (if set) else kb.  Give kb (key blocks) or tokens."""
+    p = _params.make(profile, **overrides)
+    if kb is None:
+        if tokens is None:
+            raise TypeError("stem.budget: give kb or tokens")
+        kb = -(-int(tokens) // p.block)
+    n = p.prompt_blocks if p.prompt_blocks > 0 else int(kb)
+    out = np.empty(max(n, 1), dtype=np.int32)
+    _ok(_lib.func("stem_budget")(C.byref(p), int(kb), _ptr(out)),
+        "stem_budget")
+    return out[:n]
+
+
+# ------------------------------------------------------------------ explain
+class Explanation:
+    """One query block's selection, block by block (as `stem explain`).
+
+    rows: list of dicts with kblock, qk (logit without the value term),
+    value (logit - qk), logit, rank (1 = largest; ties: lower index
+    first), gap (logit - threshold), kept (bool, from the mask), why."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
+    def __str__(self):
+        lines = [
+            "head %d (kv head %d), query block %d at key-block position %d"
+            % (self.head, self.kv_head, self.qblock, self.position),
+            "profile %s: alpha %g, keep ratio %g, block %d, stride %d, "
+            "lambda %g, sinks %d, window %d" % (
+                self.params["profile_name"], self.params["alpha"],
+                self.params["keep_ratio"], self.params["block"],
+                self.params["stride"], self.params["value_weight"],
+                self.params["sinks"], self.params["window"]),
+            "budget %d of %d causal blocks (n = %d); threshold (rank %d "
+            "logit) %.5f; kept %d blocks (top-k plus sinks and window)" % (
+                self.budget, len(self.rows), self.n, self.budget,
+                self.threshold, self.kept),
+            "%6s %10s %10s %10s %6s %10s  %-4s  %s" % (
+                "kblock", "qk", "value", "logit", "rank", "gap", "kept",
+                "why")]
+        for r in self.rows:
+            lines.append("%6d %10.5f %10.5f %10.5f %6d %+10.5f  %-4s  %s" % (
+                r["kblock"], r["qk"], r["value"], r["logit"], r["rank"],
+                r["gap"], "yes" if r["kept"] else "no", r["why"]))
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def explain(q, k, v, head=0, qblock=0, profile="angelslim", layout="hnd",
+            dtype=None, sort="block", **overrides):
+    """Why query block `qblock` of query head `head` keeps each key block:
+    its QK term, value term, logit, rank, gap to the row threshold and the
+    reason (sink, window, top-k, tie, dropped).  Returns an Explanation
+    (rows + str()).  sort='rank' orders the rows by rank."""
+    p = _params.make(profile, **overrides)
+    pq = _params.make(profile, **overrides)
+    pq.value_rule = _abi.VALUE_RULE["none"]
+    vq, vk, vv = _qkv(q, k, v, layout, dtype)
+    d = _dims(p, vq, vk, vv, True)
+    if not (0 <= head < d.hq and 0 <= qblock < d.qb):
+        raise IndexError("stem.explain: head %d, qblock %d outside %d heads "
+                         "x %d query blocks" % (head, qblock, d.hq, d.qb))
+    shape = (d.hq, d.qb, d.kb)
+    lg = np.empty(shape, np.float32)
+    lq = np.empty(shape, np.float32)
+    mask = np.empty(shape, np.uint8)
+    nb = p.prompt_blocks if p.prompt_blocks > 0 else d.kb
+    bud = np.empty(nb, np.int32)
+    args = (C.byref(vq.t), C.byref(vk.t), C.byref(vv.t))
+    _ok(_lib.func("stem_block_logits")(C.byref(p), *args, _ptr(lg)),
+        "stem_block_logits")
+    _ok(_lib.func("stem_block_logits")(C.byref(pq), *args, _ptr(lq)),
+        "stem_block_logits")
+    _ok(_lib.func("stem_budget")(C.byref(p), d.kb, _ptr(bud)), "stem_budget")
+    _ok(_lib.func("stem_select")(C.byref(p), C.byref(d), _ptr(lg), _ptr(mask),
+                                 None, None), "stem_select")
+    pos = qblock + d.offset // p.block
+    last = min(pos, d.kb - 1)
+    row, qrow, mrow = lg[head, qblock], lq[head, qblock], mask[head, qblock]
+    b = int(bud[min(pos, nb - 1)])
+    fin = np.sort(row[:last + 1][np.isfinite(row[:last + 1])])[::-1]
+    thr = float(fin[b - 1]) if 1 <= b < fin.size else -math.inf
+    rows = []
+    for j in range(last + 1):
+        lj = row[j]
+        rank = 1 + int(sum(1 for i in range(last + 1) if i != j and
+                           np.isfinite(row[i]) and
+                           (row[i] > lj or (row[i] == lj and i < j))))
+        if j < p.sinks:
+            kept, why = True, "sink (first %d blocks)" % p.sinks
+        elif j > pos - p.window or (p.keep_diagonal and j == pos):
+            kept, why = True, "window (%d blocks ending at %d)" % (p.window,
+                                                                   pos)
+        elif rank <= b:
+            kept, why = True, "top-k: rank %d <= budget %d" % (rank, b)
+        elif p.ties_keep_all and lj >= thr:
+            kept, why = True, "tie at the threshold (every tie kept)"
+        else:
+            kept, why = False, "dropped: rank %d > budget %d" % (rank, b)
+        if kept != bool(mrow[j]):
+            why += " [the selection disagrees]"
+        rows.append({"kblock": j, "qk": float(qrow[j]),
+                     "value": float(lj) - float(qrow[j]), "logit": float(lj),
+                     "rank": rank, "gap": float(lj) - thr,
+                     "kept": bool(mrow[j]), "why": why})
+    if sort == "rank":
+        rows.sort(key=lambda r: r["rank"])
+    pd = _params.as_dict(p)
+    pd["profile_name"] = _lib.func("stem_profile_name")(p.profile).decode()
+    return Explanation(head=head, kv_head=head // (d.hq // d.hkv),
+                       qblock=qblock, position=pos, budget=b, n=nb,
+                       threshold=thr, kept=int((mrow[:last + 1] != 0).sum()),
+                       rows=rows, params=pd)
+
+
+from ._check import Report, check  # noqa: E402
+from . import testing  # noqa: E402,F401

@@ -1,0 +1,250 @@
+"""stem.check: judge a GPU kernel's logits, mask, out and lse against the
+reference, in process (stem_check of include/stem_check.h)."""
+import collections
+import ctypes as C
+import json
+
+import numpy as np
+
+from . import _abi, _lib, _params, _tensors
+
+# stem_check_options fields settable as keyword arguments of check()
+_OPT_NUM = ("tau", "logit_tol", "out_tol", "lse_tol", "sigmas", "max_items",
+            "head_begin", "head_count")
+_OPT_PREC = ("score_prec", "logit_store", "attn_prec", "attn_score_prec",
+             "out_store", "lse_store")
+OPTION_KEYS = _OPT_NUM + _OPT_PREC + ("dense_test", "heads")
+
+Item = collections.namedtuple(
+    "Item", "stage kind fault head qblock kblock row col gpu ref err limit "
+            "ref_logit threshold")
+Item.__str__ = lambda it: "%s %s at head %d%s%s%s%s: gpu %.6g ref %.6g err " \
+    "%.3g limit %.3g" % (
+        it.stage, it.kind, it.head,
+        " qblock %d" % it.qblock if it.qblock >= 0 else "",
+        " kblock %d" % it.kblock if it.kblock >= 0 else "",
+        " row %d" % it.row if it.row >= 0 else "",
+        " col %d" % it.col if it.col >= 0 else "",
+        it.gpu, it.ref, it.err, it.limit)
+Stage = collections.namedtuple(
+    "Stage", "name verdict checked faults worst_ratio max_err items")
+
+_SCALARS = ("logit_nonfinite", "logit_pattern", "logit_scale", "mask_diffs",
+            "mask_ties", "mask_unread", "rows_count_off", "gpu_kept",
+            "ref_kept", "causal_blocks", "max_tie_gap", "select_ties",
+            "out_under_ref_mask", "diag_added", "out_rel_l2", "lse_max_abs",
+            "lse_base2_hint", "rows_failed", "qblocks_failed", "head_begin",
+            "head_end")
+
+
+def _struct_dict(s):
+    return {n: getattr(s, n) for n, _ in s._fields_}
+
+
+def _kind_name(k):
+    return _lib.func("stem_check_kind_name")(k).decode()
+
+
+def _items(ptr, n, stage):
+    out = []
+    is_fault = _lib.func("stem_check_kind_is_fault")
+    for i in range(n):
+        it = ptr[i]
+        out.append(Item(stage, _kind_name(it.kind), bool(is_fault(it.kind)),
+                        it.head, it.qblock, it.kblock, it.row, it.col,
+                        it.gpu, it.ref, it.err, it.limit, it.ref_logit,
+                        it.threshold))
+    return out
+
+
+def _render(fn, rep, *args):
+    n = fn(C.byref(rep), *args, None, 0)
+    buf = C.create_string_buffer(n + 1)
+    fn(C.byref(rep), *args, buf, n + 1)
+    return buf.value.decode("utf-8", "replace")
+
+
+class Report:
+    """The verdict of stem.check.
+
+    bool(report): True on PASS.  str(report): the text `stem check` prints
+    (report.text(verbose=True) for every stage's figures).  report.data:
+    the JSON rendering (stem_check_report_json) as a dict; its keys are
+    also attributes.  report.stages[name] (logits, selection, mask, out,
+    lse): verdict, checked, faults, worst_ratio, max_err, items (the
+    offenders, worst first: Item(stage, kind, fault, head, qblock, kblock,
+    row, col, gpu, ref, err, limit, ref_logit, threshold)).
+    report.faults: every faulty item; report.ties; report.heads (per
+    query head: out_rel_l2, dense_t, status, ...); report.hint."""
+
+    def __init__(self, rep, verbose=False):
+        self.verdict = _abi.VERDICT.get(rep.verdict, "?")
+        self.verbose = bool(verbose)
+        self._text = {v: _render(_lib.func("stem_check_report_text"), rep, v)
+                      for v in (0, 1)}
+        raw = _render(_lib.func("stem_check_report_json"), rep)
+        try:
+            self.data = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            self.data = {"unparsed": raw}
+        self.stages = collections.OrderedDict()
+        for i, name in enumerate(_abi.STAGES):
+            s = rep.stage[i]
+            self.stages[name] = Stage(name, _abi.VERDICT.get(s.verdict, "?"),
+                                      s.checked, s.faults, s.worst_ratio,
+                                      s.max_err, _items(s.items, s.n_items,
+                                                        name))
+        self.ties = _items(rep.ties, rep.n_ties, "mask")
+        for n in _SCALARS:
+            setattr(self, n, getattr(rep, n))
+        self.hint = rep.hint.decode("utf-8", "replace")
+        self.dims = _struct_dict(rep.dims)
+        self.params = _params.as_dict(rep.params)
+        self.options = _struct_dict(rep.options)
+        self.heads = []
+        for i in range(rep.n_heads):
+            h = _struct_dict(rep.heads[i])
+            h["status"] = _kind_name(h["status"]) if h["status"] else "ok"
+            self.heads.append(h)
+        qb = rep.dims.qb
+        if rep.qblock_rows_failed and rep.n_heads and qb:
+            self.qblock_rows_failed = np.ctypeslib.as_array(
+                rep.qblock_rows_failed, (rep.n_heads * qb,)).reshape(
+                    rep.n_heads, qb).copy()
+        else:
+            self.qblock_rows_failed = None
+
+    def __bool__(self):
+        return self.verdict == "PASS"
+
+    @property
+    def passed(self):
+        return bool(self)
+
+    @property
+    def faults(self):
+        return [it for s in self.stages.values() for it in s.items
+                if it.fault]
+
+    def text(self, verbose=None):
+        return self._text[int(self.verbose if verbose is None else verbose)]
+
+    def __str__(self):
+        return self.text()
+
+    def __repr__(self):
+        return "<stem.Report %s: %s>" % (self.verdict, ", ".join(
+            "%s %s" % (s.name, s.verdict) for s in self.stages.values()
+            if s.verdict != "ABSENT"))
+
+    def __getattr__(self, name):
+        data = self.__dict__.get("data") or {}
+        if name in data:
+            return data[name]
+        raise AttributeError(name)
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+
+def _prec(name, what):
+    v = C.c_int()
+    s = name if isinstance(name, str) else str(name)
+    if _lib.func("stem_prec_from_name")(s.encode(), C.byref(v)) != 0:
+        raise ValueError("stem.check: %s=%r: not fp32, bf16, fp16 or fp8"
+                         % (what, name))
+    return v.value
+
+
+def gpu_dtype(dtype, q, out, bf16_bits):
+    """dtype= when given, else the less precise of out's and q's dtypes."""
+    if dtype is not None:
+        return _tensors.prec_name(dtype)
+    found = [_tensors.storage_prec(x, bf16_bits) for x in (out, q)]
+    found = [f for f in found if f]
+    if not found:
+        return "fp32"
+    return min(found, key=_tensors.PREC_ORDER.index)
+
+
+def check(q, k, v, mask=None, out=None, lse=None, logits=None,
+          profile="angelslim", layout="hnd", dtype=None, verbose=False,
+          **overrides):
+    """Judge what a GPU Stem kernel produced on q, k, v.
+
+    mask [Hq, Qb, Kb] (bool or uint8), logits [Hq, Qb, Kb], out (the
+    layout of q), lse [Hq, Lq] (or [Lq, Hq] with layout='nhd'): any subset,
+    at least one.  dtype: the GPU's working precision (bf16, fp16, fp32,
+    fp8; torch dtypes accepted), default the less precise of out's and q's
+    dtypes; it sets the tolerances.  NumPy uint16 arrays are read as
+    bfloat16 bits.  Keyword overrides: stem_params fields
+    (alpha, keep_ratio, ...) and check options: tau, logit_tol, out_tol,
+    lse_tol, sigmas, max_items, dense_test (bool), heads (a count, or
+    (begin, count)), head_begin, head_count, and the precisions
+    score_prec, logit_store, attn_prec, attn_score_prec, out_store,
+    lse_store.  Returns a Report; raises StemError on bad arguments."""
+    from . import StemError, _qkv, _dims
+    if mask is None and out is None and lse is None and logits is None:
+        raise TypeError("stem.check: give at least one of mask, out, lse, "
+                        "logits")
+    popts = {k_: v_ for k_, v_ in overrides.items() if k_ in OPTION_KEYS}
+    pkw = {k_: v_ for k_, v_ in overrides.items() if k_ not in OPTION_KEYS}
+    for k_ in pkw:
+        if not _params.is_param(k_):
+            raise TypeError("stem.check: unknown argument %r (stem_params "
+                            "fields or %s)" % (k_, ", ".join(OPTION_KEYS)))
+    p = _params.make(profile, **pkw)
+    bits = True  # uint16 arrays hold bfloat16 bits: no other reading
+    vq, vk, vv = _qkv(q, k, v, layout, "bf16" if bits else None)
+    d = _dims(p, vq, vk, vv, True)
+    g = _abi.stem_check_gpu()
+    keep = []
+    if logits is not None:
+        keep.append(_tensors.view_blocks(logits, "logits", d.hq, d.qb, d.kb))
+        g.logits = C.pointer(keep[-1].t)
+    if mask is not None:
+        keep.append(_tensors.view_blocks(mask, "mask", d.hq, d.qb, d.kb,
+                                         mask=True))
+        g.mask = C.pointer(keep[-1].t)
+    if out is not None:
+        keep.append(_tensors.view3(out, "out", layout, bits))
+        t = keep[-1].t
+        if (t.heads, t.tokens, t.dim) != (d.hq, d.lq, d.d):
+            raise ValueError("stem.check: out must hold [Hq, Lq, d] = [%d, "
+                             "%d, %d] (layout %s), got shape %s" % (
+                                 d.hq, d.lq, d.d, layout, keep[-1].shape))
+        g.out = C.pointer(t)
+    if lse is not None:
+        keep.append(_tensors.view_lse(lse, d.hq, d.lq, layout))
+        g.lse = C.pointer(keep[-1].t)
+
+    opt = _abi.stem_check_options()
+    gd = gpu_dtype(dtype, q, out, bits)
+    st = _lib.func("stem_check_options_init")(C.byref(opt), _abi.PREC[gd])
+    if st != 0:
+        raise StemError(st, "stem_check_options_init")
+    heads = popts.pop("heads", None)
+    if heads is not None:
+        if isinstance(heads, int):
+            opt.head_begin, opt.head_count = 0, heads
+        elif isinstance(heads, range):
+            opt.head_begin, opt.head_count = heads.start, len(heads)
+        else:
+            opt.head_begin, opt.head_count = heads
+    for key, val in popts.items():
+        if key in _OPT_PREC:
+            setattr(opt, key, _prec(val, key))
+        elif key == "dense_test":
+            opt.dense_test = int(bool(val))
+        else:
+            setattr(opt, key, val)
+    rep = _abi.stem_check_report()
+    st = _lib.func("stem_check")(C.byref(p), C.byref(vq.t), C.byref(vk.t),
+                                 C.byref(vv.t), C.byref(g), C.byref(opt),
+                                 C.byref(rep))
+    if st != 0:
+        raise StemError(st, "stem_check")
+    try:
+        return Report(rep, verbose)
+    finally:
+        _lib.func("stem_check_report_free")(C.byref(rep))

@@ -1,0 +1,28 @@
+"""Assertions for a GPU Stem kernel's pytest suite.
+
+    import stem.testing
+
+    def test_my_kernel(q, k, v):                     # q, k, v: torch/numpy
+        logits, mask, out, lse = my_kernel(q, k, v)
+        stem.testing.assert_matches_reference(
+            q, k, v, logits=logits, mask=mask, out=out, lse=lse)
+"""
+from ._check import check
+
+__all__ = ["assert_matches_reference"]
+
+
+def assert_matches_reference(q, k, v, mask=None, out=None, lse=None,
+                             logits=None, **kwargs):
+    """Run stem.check with the same arguments and raise AssertionError with
+    the report's text (the stage, kind and position of every fault, worst
+    first) unless it passes; the error's .report holds the Report.
+    Returns the Report on a pass."""
+    __tracebackhide__ = True  # pytest: show the caller's line
+    report = check(q, k, v, mask=mask, out=out, lse=lse, logits=logits,
+                   **kwargs)
+    if not report:
+        err = AssertionError("stem check FAILED\n" + report.text())
+        err.report = report
+        raise err
+    return report
