@@ -48,6 +48,15 @@ for s in tests/cli/*.sh; do
     run_one "$s" sh "$s" "$BUILD"
 done
 
+# the Python package's tests (tests/python) against this build's library
+if /usr/bin/python3 -c 'import pytest, numpy' 2>/dev/null; then
+    echo "== tests/python"
+    run_one tests/python env STEM_LIBRARY="$BUILD/libstem.so" STEM="$BUILD/stem" \
+        /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python
+else
+    echo "SKIP tests/python (python3-pytest or python3-numpy missing)"
+fi
+
 [ -n "$failed_names" ] && echo "failed:$failed_names"
 echo "$passed passed, $failed failed"
 if [ "$failed" -ne 0 ] || [ $((passed + failed)) -eq 0 ]; then
