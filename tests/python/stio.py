@@ -82,6 +82,11 @@ def conformance(case, gpu="angelslim"):
     'angelslim', 'flex' or 'hpcops'."""
     sub = {"angelslim": "", "flex": "flex", "hpcops": "hpcops"}[gpu]
     ind = os.path.join(CONF, "hpcops") if gpu == "hpcops" else CONF
-    i, _ = read_st(os.path.join(ind, case + ".in.safetensors"))
-    g, m = read_st(os.path.join(CONF, sub, "%s.%s.safetensors" % (case, gpu)))
+    paths = (os.path.join(ind, case + ".in.safetensors"),
+             os.path.join(CONF, sub, "%s.%s.safetensors" % (case, gpu)))
+    if not all(os.path.exists(p) for p in paths):
+        import pytest
+        pytest.skip("conformance capture missing: %s" % " ".join(paths))
+    i, _ = read_st(paths[0])
+    g, m = read_st(paths[1])
     return i, g, m
