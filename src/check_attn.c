@@ -45,8 +45,9 @@
  * (0) to D (1); the rest of G - M is noise, which moves t by about
  * ||noise|| / (sqrt(n) ||D - M||).  A head with ||D - M|| > 1e-5 ||M|| and
  * that spread under 1/12 is decidable.  A decidable head with 1/2 < t <
- * 3/2 that lies closer to D than to M ignores the mask (it is dense
- * attention plus noise).  A head that does not, but has most rows beyond
+ * 3/2 that lies closer to D than to M, and within the row limits of D
+ * (sum of ||G - D||^2 over the sample below the sum of the squared
+ * limits), ignores the mask: it is dense attention plus rounding.  A head that does not, but has most rows beyond
  * their limits, is wrong output: an all-zero head, another head's output,
  * far from both references.
  */
@@ -254,7 +255,8 @@ stem_status check_attention(check_ctx *c)
             break;
         double h_err2 = 0, h_ref2 = 0;
         double gm_dm = 0, dm2 = 0, gm2 = 0;
-        int64_t nd = 0; /* elements in the dense sample */
+        int64_t nd = 0;    /* elements in the dense sample */
+        double dlim2 = 0;  /* their row limits, squared and summed */
         int64_t out_failed = 0;
         for (int64_t t = 0; t < lq; t++) {
             const float *mr = b.m + t * d;
@@ -296,15 +298,17 @@ stem_status check_attention(check_ctx *c)
                         dm2 += dd * dd;
                     }
                 }
-                if (b.dense && b.dsel[t / B]) {
-                    gm2 += e2;
-                    nd += d;
-                }
+
                 double lim = c->o.out_tol >= 0
                                  ? c->o.out_tol * sqrt(o2)
                                  : uo * sqrt(o2) + K * sqrt(var) + acc * sqrt(z1s);
                 double err = sqrt(e2);
                 so->checked++;
+                if (b.dense && b.dsel[t / B]) {
+                    gm2 += e2;
+                    nd += d;
+                    dlim2 += lim * lim;
+                }
                 if (bad >= 0) {
                     stem_check_item x = row_item(STEM_KIND_OUT_NONFINITE, h, t, B);
                     x.col = bad;
@@ -399,7 +403,7 @@ stem_status check_attention(check_ctx *c)
             /* G - D = (G - M) - (D - M) */
             double gd2 = gm2 - 2 * gm_dm + dm2;
             if (hd->dense_decidable && hd->dense_t > 0.5 && hd->dense_t < 1.5 &&
-                gd2 < gm2)
+                gd2 < gm2 && gd2 <= dlim2)
                 x.kind = STEM_KIND_OUT_IGNORES_MASK;
             else if (out_failed * 2 > lq)
                 x.kind = STEM_KIND_OUT_WRONG_HEAD;
