@@ -25,7 +25,9 @@
  *
  *   limit_r = u_o ||O_r|| + K sqrt(sum_c var_c) + 2 (B + Kb + d) 2^-24 ||Z1_r||^1/2
  *
- * with K = options.sigmas (4).  The variances use upper bounds (smax, the
+ * with K = options.sigmas (4).  A reference in the bf16 compute mode adds
+ * its own rounding of P (and of q and k when they were wider) to the
+ * variance: the two sides round independently.  The variances use upper bounds (smax, the
  * Minkowski sum), so K = 4 sits far out: on the public AngelSlim, hpc-ops
  * and FlexAttention captures no genuine row reaches 0.3 of its limit,
  * while a row left at zero exceeds it at least 1.4 times (a fault confined
@@ -184,6 +186,16 @@ stem_status check_attention(check_ctx *c)
     if (gpu->lse && check_view_unit(gpu->lse->dtype) > ul)
         ul = check_view_unit(gpu->lse->dtype);
     const double acc = 2.0 * (double)(B + kb + d) * 0x1p-24;
+    double wref_s = 0; /* per smax^2 */
+    /* A reference in the bf16 compute mode rounds P to bf16 itself, and q, k
+     * (scores) when they were not bf16 already: its own variance joins the
+     * GPU's (the two roundings are independent). */
+    double wref = 0;
+    if (p->compute == STEM_COMPUTE_BF16) {
+        wref = 0x1p-16 / 3.0;
+        if (c->q->dtype != STEM_BF16 || c->k->dtype != STEM_BF16)
+            wref_s = 4 * 0x1p-16 / 3.0;
+    }
     const double acc_lse = (double)(B + kb + 16) * 0x1p-24;
 
     stem_params pf = *p;
@@ -274,7 +286,8 @@ stem_status check_attention(check_ctx *c)
                 stem_load_row_f32(gpu->out, h, t, b.grow);
                 double var = 0, o2 = 0, z1s = 0, e2 = 0, emax = -1, g2 = 0;
                 int64_t at = 0, bad = -1;
-                double w = (up * up + (us * us + ud * ud) * smax * smax) / 3.0;
+                double w = (up * up + (us * us + ud * ud) * smax * smax) / 3.0 + wref +
+                           wref_s * smax * smax;
                 for (int64_t e = 0; e < d; e++) {
                     double O = mr[e], z1 = (double)b.z1[t * d + e] * vs;
                     double z2 = have_q2 ? Q2 * (double)b.y[t * d + e] * vs : z1;
