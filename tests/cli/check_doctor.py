@@ -167,10 +167,187 @@ def keep(gpu, out, *names):
     write_st(out, {n: t[n] for n in names}, meta)
 
 
+def meta_only_dtype(meta):
+    """The GPU metadata reduced to its dtype: a kernel whose parameters
+    the checker must not take from the file."""
+    return {"dtype": meta["dtype"]} if "dtype" in meta else {}
+
+
+def forced(J, pos, sinks=4, window=4):
+    return J < sinks or J > pos - window or J == pos
+
+
+def budget(gpu, out, delta):
+    """In every row that drops a causal block, drop the kept non-forced
+    block of lowest GPU logit (delta -1) or keep the dropped one of highest
+    logit (delta +1): a budget one short / one over.  Writes the mask only;
+    prints the first changed (head, qblock, kblock) of head 0."""
+    delta = int(delta)
+    t, meta = read_st(gpu)
+    logits = as_f32(t["block_logits"])
+    mask = t["mask"][1].copy()
+    hq, qb, kb, pb = mask_geometry(mask)
+    first = None
+    for h in range(hq):
+        for i in range(qb):
+            pos = i + pb
+            row = mask[h, i, :pos + 1]
+            if row.all():
+                continue
+            cand = [j for j in range(pos + 1) if not forced(j, pos)
+                    and bool(row[j]) == (delta < 0)]
+            if not cand:
+                continue
+            pick = (min if delta < 0 else max)(cand,
+                                               key=lambda j: logits[h, i, j])
+            mask[h, i, pick] = 1 if delta > 0 else 0
+            if first is None and h == 0:
+                first = (h, i, pick)
+    write_st(out, {"mask": ("U8", mask)}, meta)
+    print("%d %d %d" % first)
+
+
+def attend_rows(q, k, v, mask, h, rows, block, hpg):
+    """Exact float64 attention of query rows `rows` of head h under mask
+    (block-level, causal inside the diagonal block); q is [Hq, Lq, d],
+    k and v [Hkv, Lk, d]."""
+    lq, lk = q.shape[1], k.shape[1]
+    off = lk - lq
+    g = h // hpg
+    d = q.shape[2]
+    out = np.zeros((len(rows), d))
+    for n, r in enumerate(rows):
+        pos = r + off
+        keys = np.arange(pos + 1)
+        keep = mask[h, r // block, keys // block].astype(bool)
+        keys = keys[keep]
+        s = k[g, keys].astype(np.float64) @ q[h, r].astype(np.float64)
+        s /= np.sqrt(d)
+        w = np.exp(s - s.max())
+        out[n] = (w @ v[g, keys].astype(np.float64)) / w.sum()
+    return out
+
+
+def skip_block(inp, gpu, out, head, qblock):
+    """P.V skips, for the rows of one query block of one head, the kept
+    block of highest GPU logit that is not forced; the mask stays intact."""
+    h, i = int(head), int(qblock)
+    t, _ = read_st(inp)
+    g, meta = read_st(gpu)
+    q, k, v = (as_f32(t[n]) for n in ("q", "k", "v"))
+    mask = g["mask"][1]
+    logits = as_f32(g["block_logits"])
+    hq, qb, kb, pb = mask_geometry(mask)
+    block = q.shape[1] // qb if q.shape[1] % qb == 0 else 128
+    block = int(meta.get("block_size", block))
+    pos = i + pb
+    cand = [j for j in range(pos + 1) if mask[h, i, j] and not forced(j, pos)]
+    j = max(cand, key=lambda c: logits[h, i, c])
+    m2 = mask.copy()
+    m2[h, i, j] = 0
+    rows = list(range(i * block, min((i + 1) * block, q.shape[1])))
+    o = as_f32(g["out"]).copy()
+    o[h, rows] = attend_rows(q, k, v, m2, h, rows, block,
+                             q.shape[0] // k.shape[0])
+    write_st(out, {"mask": g["mask"], "out": ("BF16", f32_to_bf16(o))}, meta)
+    print("head %d qblock %d kblock %d skipped" % (h, i, j))
+
+
+def set_out(gpu, out, head, row=None):
+    """out of one row (or, without row, of the whole head) set to zero."""
+    g, meta = read_st(gpu)
+    o = as_f32(g["out"]).copy()
+    if row is None:
+        o[int(head)] = 0
+    else:
+        o[int(head), int(row)] = 0
+    write_st(out, {"mask": g["mask"], "out": ("BF16", f32_to_bf16(o))}, meta)
+
+
+def swap_heads(gpu, out, a, b):
+    g, meta = read_st(gpu)
+    o = as_f32(g["out"]).copy()
+    a, b = int(a), int(b)
+    o[[a, b]] = o[[b, a]]
+    write_st(out, {"mask": g["mask"], "out": ("BF16", f32_to_bf16(o))}, meta)
+
+
+def nan_at(gpu, out, name, *idx):
+    """A NaN at one position of tensor name (float32 copies of the
+    floating tensors)."""
+    g, meta = read_st(gpu)
+    tt = {}
+    for n, (dt, a) in g.items():
+        if n == name:
+            a = as_f32((dt, a)).copy()
+            a[tuple(int(x) for x in idx)] = np.nan
+            dt = "F32"
+        tt[n] = (dt, a)
+    write_st(out, tt, meta)
+
+
+def truncate_q(inp, out, lq):
+    """The last lq queries of an input: a chunk with Lq < Lk."""
+    t, meta = read_st(inp)
+    dt, q = t["q"]
+    t["q"] = (dt, np.ascontiguousarray(q[:, -int(lq):]))
+    write_st(out, t, meta)
+
+
+def shift(run, out):
+    """Logits and mask shifted left by one key block (the causal offset one
+    block short): block J holds what block J + 1 held."""
+    g, meta = read_st(run)
+    lg = as_f32(g["block_logits"]).copy()
+    m = g["mask"][1].copy()
+    lg[:, :, :-1] = lg[:, :, 1:]
+    lg[:, :, -1] = -np.inf
+    m[:, :, :-1] = m[:, :, 1:]
+    m[:, :, -1] = 0
+    write_st(out, {"block_logits": ("F32", lg), "mask": ("U8", m)},
+             meta_only_dtype(meta))
+
+
+def strip(gpu, out, *names):
+    """Only the tensors named, metadata reduced to the dtype."""
+    g, meta = read_st(gpu)
+    write_st(out, {n: g[n] for n in names}, meta_only_dtype(meta))
+
+
+def round_bf16(run, out):
+    """out rounded to bf16 (genuine bf16 noise), dtype bf16."""
+    g, meta = read_st(run)
+    meta = dict(meta)
+    meta["dtype"] = "bf16"
+    o = f32_to_bf16(as_f32(g["out"]))
+    write_st(out, {"block_logits": g["block_logits"], "mask": g["mask"],
+                   "out": ("BF16", o), "lse": g["lse"]}, meta)
+
+
+def nhd_lse(inp, gpu, out_in, out_gpu, lse_layout):
+    """q/k/v and out as [N, H, d]; lse as [H, N] (lse_layout hn) or
+    [N, H] (nh)."""
+    t, meta = read_st(inp)
+    g, gmeta = read_st(gpu)
+    tt = {k: (dt, np.ascontiguousarray(a.transpose(1, 0, 2)))
+          for k, (dt, a) in t.items()}
+    write_st(out_in, tt, meta)
+    dt, o = g["out"]
+    ldt, lse = g["lse"]
+    if lse_layout == "nh":
+        lse = np.ascontiguousarray(lse.T)
+    write_st(out_gpu, {"mask": g["mask"],
+                       "out": (dt, np.ascontiguousarray(o.transpose(1, 0, 2))),
+                       "lse": (ldt, lse)}, gmeta)
+
+
 ACTIONS = {"add_block": add_block, "drop_sink": drop_sink,
            "perturb": perturb, "dense": dense, "nhd": nhd,
            "npydir": npydir, "lse_shift": lse_shift, "bad_shape": bad_shape,
-           "keep": keep}
+           "keep": keep, "budget": budget, "skip_block": skip_block,
+           "set_out": set_out, "swap_heads": swap_heads, "nan_at": nan_at,
+           "truncate_q": truncate_q, "shift": shift, "strip": strip,
+           "round_bf16": round_bf16, "nhd_lse": nhd_lse}
 
 if __name__ == "__main__":
     ACTIONS[sys.argv[1]](*sys.argv[2:])

@@ -1,10 +1,13 @@
 /*
- * check.h - comparing what a GPU kernel produced with the reference, as
- * SPEC.md section 5 says: logits, block masks (ties versus faults), outputs
- * and log-sum-exps.  Pure functions over arrays: no files, no printing.
+ * check.h - the tool's own classification of block-mask differences (ties
+ * versus faults), which `stem mask --diff` colours by, the row threshold
+ * `stem explain` prints, and the old fixed tolerances `stem mask` takes tau
+ * from.  `stem check` itself is a layer over the library's stem_check
+ * (include/stem_check.h, docs/ALGORITHM.md section 5).  Pure functions
+ * over arrays: no files, no printing.
  *
  * Layouts: every array is contiguous and row-major; logits and masks are
- * [hq, qb, kb], outputs [hq, lq, d], lse [hq, lq].  Results that own memory
+ * [hq, qb, kb].  Results that own memory
  * are released with their *_free function, which is safe on a zeroed
  * struct.  Every function returns 0 on success and -1 on bad arguments or
  * an allocation failure (then the result struct is left zeroed).
@@ -30,7 +33,7 @@ typedef struct check_tol {
 /*
  * Defaults for the GPU dtype name "bf16", "fp16" or "fp32" (also "bfloat16",
  * "float16", "f16", "half", "float32", "f32", "float"): logits and tau and
- * out from SPEC.md section 5 and the conformance README (logit 0.06 / 0.01
+ * out from the conformance README (logit 0.06 / 0.01
  * / 1e-4, tau 0.05 / 0.01 / 1e-4, out 3e-2 / 5e-3 / 1e-4); lse 5e-2 / 1e-2
  * / 1e-4 (a score s rounded to bf16 moves by up to 2^-9 |s|).  Returns -1
  * for an unknown or NULL name, leaving *tol alone.
@@ -40,22 +43,6 @@ int check_tol_for_dtype(const char *dtype, check_tol *tol);
 /* Canonical dtype name ("bf16", "fp16", "fp32") of any accepted spelling,
  * or NULL. */
 const char *check_dtype_canonical(const char *dtype);
-
-/* ----------------------------------------------------------------- logits */
-
-typedef struct check_logits_result {
-    int64_t pattern_mismatch;   /* entries -inf on exactly one side */
-    int64_t first_mismatch[3];  /* (h, I, J) of the first, if any */
-    int64_t nan_gpu;            /* NaN or +inf entries of the GPU */
-    int64_t finite;             /* entries finite on both sides */
-    double max_abs;             /* largest |gpu - ref| over those */
-    int64_t max_at[3];          /* (h, I, J) where it is */
-} check_logits_result;
-
-/* Compare gpu with ref logits (both [hq, qb, kb]).  NULL arrays or
- * non-positive sizes: -1. */
-int check_logits(const float *ref, const float *gpu, int64_t hq, int64_t qb,
-                 int64_t kb, check_logits_result *r);
 
 /* ------------------------------------------------------------------- mask */
 
@@ -115,75 +102,5 @@ void check_mask_result_free(check_mask_result *r);
  * of row[0..last] (ties by lower index), -inf when budget >= the count of
  * finite entries or budget < 1. */
 float check_row_threshold(const float *row, int64_t last, int32_t budget);
-
-/* ------------------------------------------------------------------ output */
-
-/* Error of one query row of one head. */
-typedef struct check_row_err {
-    int32_t head;
-    int64_t row;
-    double l2;                  /* ||gpu - ref|| over the row */
-    double rel_l2;              /* l2 / ||ref row|| (inf if that is 0) */
-    double max_abs;
-} check_row_err;
-
-/*
- * Whether the output follows the mask at all.  With M the reference under
- * the GPU's mask, D the dense reference and G the GPU output, per head:
- *   t = <G - M, D - M> / ||D - M||^2
- * is where G sits along the line from M (t = 0) to D (t = 1), and
- * ||G - D|| < ||G - M|| exactly when t > 1/2.  Rounding noise e (the part of
- * G - M off that line) moves t by about ||e|| / (sqrt(n) ||D - M||) for n
- * elements; the head is decidable when ||D - M|| > 1e-5 ||M|| and that
- * spread is below 1/12 (the midpoint six spreads away).  A decidable head
- * with t > 1/2 ignored the mask.
- */
-typedef struct check_dense_head {
-    double t;                   /* position along masked -> dense */
-    double spread;              /* noise spread of t */
-    double sep_rel;             /* ||D - M|| / ||M|| */
-    int decidable;
-    int dense;                  /* decidable and t > 1/2 */
-} check_dense_head;
-
-typedef struct check_out_result {
-    int64_t hq, lq, d;
-    double rel_l2;              /* over everything */
-    double max_abs;
-    int64_t max_at[3];          /* (h, row, col) */
-    int64_t nonfinite;          /* NaN/inf entries of the GPU */
-    double *head_rel_l2;        /* hq entries; owned */
-    int64_t worst_head;         /* head with the largest rel L2 */
-    check_row_err *worst;       /* up to nworst rows, largest l2 first; owned */
-    int nworst;
-    check_dense_head *dense;    /* hq entries, NULL when no dense given */
-    int any_dense;              /* a head was found to ignore the mask */
-} check_out_result;
-
-/*
- * Compare gpu with ref_masked (both [hq, lq, d]); ref_dense (may be NULL)
- * enables the ignored-mask test above.  nworst >= 0 rows are kept.
- */
-int check_output(const float *gpu, const float *ref_masked,
-                 const float *ref_dense, int64_t hq, int64_t lq, int64_t d,
-                 int nworst, check_out_result *r);
-void check_out_result_free(check_out_result *r);
-
-/* --------------------------------------------------------------------- lse */
-
-typedef struct check_lse_result {
-    double max_abs;
-    int64_t max_at[2];          /* (h, row) */
-    double mean_abs;
-    int64_t nonfinite;          /* non-finite GPU entries where ref is finite */
-    int base2_hint;             /* gpu matches ref / ln 2 much better */
-    check_row_err *worst;       /* up to nworst rows by |diff|; owned */
-    int nworst;
-} check_lse_result;
-
-/* Compare gpu with ref lse (both [hq, lq]). */
-int check_lse(const float *gpu, const float *ref, int64_t hq, int64_t lq,
-              int nworst, check_lse_result *r);
-void check_lse_result_free(check_lse_result *r);
 
 #endif /* STEM_CLI_CHECK_H */

@@ -172,6 +172,39 @@ int ct_load_mask(const tf_tensor *t, const int64_t *want, uint8_t **out,
     return 0;
 }
 
+/* See check_tensors.h. */
+int ct_view(const tf_tensor *t, const int64_t *want, int n, int swap01,
+            int mask, stem_tensor *out, char *err, size_t errlen)
+{
+    stem_dtype dt;
+    if (mask) {
+        if (t->dtype != TF_U8 && t->dtype != TF_BOOL) {
+            snprintf(err, errlen, "tensor '%s' has dtype %s (need U8 or "
+                     "BOOL)", t->name, tf_dtype_name(t->dtype));
+            return -1;
+        }
+        dt = STEM_U8;
+    } else if (t->dtype == TF_BOOL || t->dtype == TF_U8 ||
+               cli_stem_dtype(t->dtype, &dt) != 0) {
+        snprintf(err, errlen, "tensor '%s' has dtype %s (need F32, F64, BF16 "
+                 "or F16)", t->name, tf_dtype_name(t->dtype));
+        return -1;
+    }
+    if ((n != 2 && n != 3) || shape_ok(t, want, n, swap01, err, errlen) != 0)
+        return -1;
+    int64_t h = want[0], tk = want[1], d = n == 3 ? want[2] : 1;
+    stem_tensor v = {t->data, dt, h, tk, d, 0, 0};
+    if (swap01) {
+        v.head_stride = d;
+        v.token_stride = h * d;
+    } else {
+        v.head_stride = tk * d;
+        v.token_stride = d;
+    }
+    *out = v;
+    return 0;
+}
+
 static int meta_num(const tf_file *f, const char *key, double *x)
 {
     const char *s = tf_meta(f, key);
@@ -186,29 +219,43 @@ static int meta_num(const tf_file *f, const char *key, double *x)
     return 1;
 }
 
+/* Integer metadata value of key within [lo, hi] into *out; 1 if found. */
+static int meta_int(const tf_file *f, const char *key, double lo, double hi,
+                    long long *out)
+{
+    double x;
+    if (!meta_num(f, key, &x) || x < lo || x > hi || x != floor(x))
+        return 0;
+    *out = (long long)x;
+    return 1;
+}
+
 /* See check_tensors.h. */
 const char *ct_apply_meta_params(const tf_file *f, cli_opts *o)
 {
     double x;
+    long long n;
     int any = 0;
     if (!o->have_alpha && meta_num(f, "alpha", &x) && x >= 0 && x <= 1)
         o->alpha = x, o->have_alpha = any = 1;
     if (!o->have_keep && meta_num(f, "keep_ratio", &x) && x >= 0 && x <= 1)
         o->keep_ratio = x, o->have_keep = any = 1;
-    if (!o->have_lambda && meta_num(f, "lambda_mag", &x) && x >= 0)
+    if (!o->have_lambda && ((meta_num(f, "lambda_mag", &x) && x >= 0) ||
+                            (meta_num(f, "lambda", &x) && x >= 0)))
         o->lambda = x, o->have_lambda = any = 1;
-    if (!o->have_block && meta_num(f, "block_size", &x) && x >= 1 &&
-        x <= (1 << 20) && x == floor(x))
-        o->block = (long long)x, o->have_block = any = 1;
-    if (!o->have_stride && meta_num(f, "stride", &x) && x >= 1 &&
-        x <= (1 << 20) && x == floor(x))
-        o->stride = (long long)x, o->have_stride = any = 1;
-    if (!o->have_sinks && meta_num(f, "initial_blocks", &x) && x >= 0 &&
-        x <= (1 << 30) && x == floor(x))
-        o->sinks = (long long)x, o->have_sinks = any = 1;
-    if (!o->have_window && meta_num(f, "window_size", &x) && x >= 0 &&
-        x <= (1 << 30) && x == floor(x))
-        o->window = (long long)x, o->have_window = any = 1;
+    if (!o->have_block && meta_int(f, "block_size", 1, 1 << 20, &n))
+        o->block = n, o->have_block = any = 1;
+    if (!o->have_stride && meta_int(f, "stride", 1, 1 << 20, &n))
+        o->stride = n, o->have_stride = any = 1;
+    if (!o->have_sinks && (meta_int(f, "initial_blocks", 0, 1 << 30, &n) ||
+                           meta_int(f, "sinks", 0, 1 << 30, &n)))
+        o->sinks = n, o->have_sinks = any = 1;
+    if (!o->have_window && (meta_int(f, "window_size", 0, 1 << 30, &n) ||
+                            meta_int(f, "window", 0, 1 << 30, &n)))
+        o->window = n, o->have_window = any = 1;
+    if (!o->have_prompt &&
+        meta_int(f, "prompt_blocks", 0, (double)(1ll << 40), &n))
+        o->prompt_blocks = n, o->have_prompt = any = 1;
     return any ? "parameters not given as options taken from the GPU "
                  "file's metadata"
                : NULL;

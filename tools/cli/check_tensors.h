@@ -37,9 +37,24 @@ int ct_load_mask(const tf_tensor *t, const int64_t *want,
                  uint8_t **out, char *err, size_t errlen);
 
 /*
- * Apply the Stem parameters named by f's metadata (alpha, keep_ratio,
- * block_size, stride, initial_blocks, window_size, lambda_mag, as in the
- * conformance files) to o, each only when o does not set it already.
+ * A read-only view *out over tensor t (no copy; it points into t's data, so
+ * the tf_file must outlive it) of logical shape want[0..n), n = 2 or 3:
+ * [heads, tokens] (dim 1) or [heads, tokens, dim].  t may carry extra
+ * leading dimensions of extent 1.  swap01 = 1: t is stored with its first
+ * two axes swapped ([tokens, heads, ...]); the view's strides say so.
+ * mask = 1: t must be U8 or BOOL and the view is STEM_U8; mask = 0: t must
+ * be F32, F64, BF16 or F16.  0, or -1 with a reason in err (*out untouched).
+ */
+int ct_view(const tf_tensor *t, const int64_t *want, int n, int swap01,
+            int mask, stem_tensor *out, char *err, size_t errlen);
+
+/*
+ * Apply the Stem parameters named by f's metadata to o, each only when o
+ * does not set it already.  Both naming styles are understood: `stem run`'s
+ * (sinks, window, lambda, prompt_blocks) and AngelSlim's (initial_blocks,
+ * window_size, lambda_mag), plus alpha, keep_ratio, block_size and stride;
+ * where both styles name a parameter with different values, the AngelSlim
+ * name wins.  Values out of range are ignored.
  * Returns a static note naming what was applied, or NULL if nothing was.
  */
 const char *ct_apply_meta_params(const tf_file *f, cli_opts *o);

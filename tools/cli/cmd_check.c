@@ -1,62 +1,71 @@
 /*
- * cmd_check.c - `stem check IN GPU`: validate what a GPU Stem kernel
- * produced (block_logits, mask, out, lse) against the reference, telling
- * rounding ties from faults as SPEC.md section 5 says.  The comparisons
- * live in check.c, the report in check_report.c; this file reads the files
- * and computes the reference.
+ * cmd_check.c - `stem check IN [GPU]`: judge what a GPU Stem kernel produced
+ * (block_logits, mask, out, lse) against the reference, as
+ * docs/ALGORITHM.md section 5 says.  A thin layer over the library's
+ * stem_check (include/stem_check.h): this file reads the files, builds
+ * views of the tensors, fills the options from the command line and the
+ * metadata, and prints or writes the library's report.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
-#include "check_report.h"
-#include "progress.h"
 #include "check_tensors.h"
 #include "cli_common.h"
 #include "commands.h"
+#include "progress.h"
+#include "stem_check.h"
 
 static void check_usage(FILE *fp)
 {
     fputs(
-        "usage: stem check IN [GPU] [--tau T] [--json REPORT.json] [options]\n"
+        "usage: stem check IN [GPU] [--dtype D] [--json REPORT.json] "
+        "[options]\n"
         "\n"
         "IN holds q, k, v; GPU holds any of block_logits, mask, out, lse as a\n"
         "GPU kernel produced them (one file may hold both: then give it once).\n"
         "Files: safetensors, .npy, or a directory of .npy files (an optional\n"
         "metadata.json there gives string metadata such as \"dtype\").\n"
-        "Shapes: block_logits and mask [Hq,Qb,Kb] (mask U8 or BOOL), out\n"
-        "[Hq,N,d] and lse [Hq,N] ([N,Hq,d] and [N,Hq] with --layout nhd),\n"
-        "each optionally with a leading batch dimension of 1.\n"
+        "Shapes: block_logits and mask [Hq,Qb,Kb] (logits F32, F64, BF16 or\n"
+        "F16; mask U8 or BOOL), out [Hq,N,d] and lse [Hq,N]; with --layout nhd\n"
+        "out is [N,Hq,d] and lse [Hq,N] (flash-attention's) or [N,Hq], told\n"
+        "apart by shape.  Each may carry a leading batch dimension of 1.\n"
         "\n"
-        "Checks (SPEC.md section 5):\n"
-        "  logits  the -inf pattern must match; largest finite difference\n"
-        "  mask    sinks and window must match; any other block kept by one\n"
-        "          side only is a tie when its reference logit lies within\n"
-        "          tau of the row threshold (the budget-th largest reference\n"
-        "          logit), else a fault\n"
-        "  out     per-head relative L2 against the reference computed with\n"
-        "          the GPU's own mask; plus an ignored-mask test: with M that\n"
-        "          reference, D dense attention and G the GPU output, a head\n"
-        "          where ||G-D|| < ||G-M|| (G past the midpoint from M to D)\n"
-        "          is a fault, provided ||D-M|| > 1e-5 ||M|| and the rounding\n"
-        "          noise cannot move G across the midpoint (six spreads).\n"
-        "          A plain tolerance cannot see this: masked and dense\n"
-        "          outputs often differ by less than bf16 rounding.\n"
-        "  lse     largest absolute difference\n"
+        "Each stage is judged on the GPU's own input to it, as\n"
+        "docs/ALGORITHM.md section 5 says, so a fault is pinned to the stage\n"
+        "that made it:\n"
+        "  logits     the -inf pattern exactly; finite entries within a limit\n"
+        "             derived from the GPU's precisions and the magnitudes\n"
+        "  selection  the profile's rule on the GPU's own logits must give\n"
+        "             the GPU's mask\n"
+        "  mask       sinks, window and diagonal exactly; any other difference\n"
+        "             an exchange of blocks within tau of the row threshold;\n"
+        "             each row keeps as many blocks as the budget says\n"
+        "  out, lse   every row against attention under the GPU's own mask,\n"
+        "             with a limit per row from the GPU dtype's rounding; and\n"
+        "             an ignored-mask test per head (a head closer to dense\n"
+        "             attention than to the masked output ignores the mask; a\n"
+        "             head far from both is wrong output)\n"
+        "PASS means every difference is explained by rounding.\n"
         "\n"
-        "Tolerances default by the GPU dtype: --dtype, else the GPU file's\n"
-        "metadata \"dtype\", else the dtype of q.\n"
-        "            logits   tau     out rel L2   lse\n"
-        "  bf16      0.06     0.05    3e-2         5e-2\n"
-        "  fp16      0.01     0.01    5e-3         1e-2\n"
-        "  fp32      1e-4     1e-4    1e-4         1e-4\n"
-        "  --dtype bf16|fp16|fp32   --tau T   --logit-tol X   --out-tol X\n"
-        "  --lse-tol X   --show N (offenders listed per section, default 5)\n"
-        "  --json PATH   the report as JSON too\n"
-        "Parameters the GPU metadata names (alpha, keep_ratio, block_size,\n"
-        "stride, initial_blocks, window_size, lambda_mag) apply unless given\n"
-        "as options.\n"
+        "  --dtype D        the GPU's working dtype: bf16, fp16, fp32 or fp8\n"
+        "                   (e4m3 attention as hpc-ops runs it).  Default: the\n"
+        "                   GPU file's metadata \"dtype\" (with --profile hpc-ops\n"
+        "                   a \"bf16\" there means its FP8 attention: fp8), else\n"
+        "                   fp8 for --profile hpc-ops, else the dtype of q\n"
+        "  --tau T          one fixed tie band instead of the derived one\n"
+        "  --logit-tol X    absolute logit limit instead of the derived one\n"
+        "  --out-tol X      per-row relative L2 limit of out instead\n"
+        "  --lse-tol X      absolute lse limit instead\n"
+        "  --sigmas K       K of the derived row limits (default 4)\n"
+        "  --heads A:B      judge query heads A..B-1 only (--heads N: head N)\n"
+        "  --no-dense       skip the dense pass (and the ignored-mask test)\n"
+        "  --show N         offenders listed per stage (default 20)\n"
+        "  --verbose        every stage with its figures, also on a PASS\n"
+        "  --json PATH      the report as JSON too (written atomically)\n"
+        "Parameters the GPU metadata names apply unless given as options:\n"
+        "alpha, keep_ratio, block_size, stride, and initial_blocks / sinks,\n"
+        "window_size / window, lambda_mag / lambda, prompt_blocks.\n"
         "\n"
         "Exit status: 0 every difference is explained by rounding, 1 a fault,\n"
         "2 bad input or usage.\n\n",
@@ -67,39 +76,86 @@ static void check_usage(FILE *fp)
 /* Options of `stem check` beyond the common ones. */
 typedef struct check_args {
     const char *in, *gpu, *json, *dtype;
-    int have_tau, have_logit, have_out, have_lse;
-    double tau, logit, out, lse;
-    long long show;
+    int have_tau, have_logit, have_out, have_lse, have_sigmas;
+    double tau, logit, out, lse, sigmas;
+    int have_show, have_heads, no_dense, verbose;
+    long long show, head_begin, head_count;
 } check_args;
 
+/* Parse "--heads A:B" (heads A..B-1) or "--heads N" (head N alone) into
+ * a->head_begin / head_count.  0, or -1 with a message. */
+static int parse_heads(const char *v, check_args *a)
+{
+    const char *colon = strchr(v, ':');
+    long long b, e;
+    if (!colon) {
+        if (cli_parse_int("--heads", v, 0, 1ll << 40, &b) != 0)
+            return -1;
+        e = b + 1;
+    } else {
+        char lo[64];
+        size_t n = (size_t)(colon - v);
+        if (n == 0 || n >= sizeof(lo)) {
+            cli_error("--heads: '%s' is not A:B or N", v);
+            return -1;
+        }
+        memcpy(lo, v, n);
+        lo[n] = '\0';
+        if (cli_parse_int("--heads", lo, 0, 1ll << 40, &b) != 0 ||
+            cli_parse_int("--heads", colon + 1, 0, 1ll << 40, &e) != 0)
+            return -1;
+        if (e <= b) {
+            cli_error("--heads: '%s' names no head (need A < B)", v);
+            return -1;
+        }
+    }
+    a->head_begin = b;
+    a->head_count = e - b;
+    a->have_heads = 1;
+    return 0;
+}
+
+/* Parse argv into *a and *o.  CLI_OK, or CLI_USAGE with a message; *help
+ * set when --help was asked for. */
 static int parse_args(int argc, char **argv, check_args *a, cli_opts *o,
                       int *help)
 {
     const char *v;
     int r;
     memset(a, 0, sizeof(*a));
-    a->show = 5;
     for (int i = 1; i < argc;) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             *help = 1;
             return CLI_OK;
         }
+        if (strcmp(argv[i], "--no-dense") == 0) {
+            a->no_dense = 1;
+            i++;
+            continue;
+        }
+        if (strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0) {
+            a->verbose = 1;
+            i++;
+            continue;
+        }
         struct {
             const char *name;
             double *x;
             int *have;
+            double lo;
         } nums[] = {
-            {"--tau", &a->tau, &a->have_tau},
-            {"--logit-tol", &a->logit, &a->have_logit},
-            {"--out-tol", &a->out, &a->have_out},
-            {"--lse-tol", &a->lse, &a->have_lse},
+            {"--tau", &a->tau, &a->have_tau, 0.0},
+            {"--logit-tol", &a->logit, &a->have_logit, 0.0},
+            {"--out-tol", &a->out, &a->have_out, 0.0},
+            {"--lse-tol", &a->lse, &a->have_lse, 0.0},
+            {"--sigmas", &a->sigmas, &a->have_sigmas, 1e-6},
         };
         int used = 0;
         for (size_t n = 0; n < sizeof(nums) / sizeof(nums[0]) && !used; n++) {
             if ((r = cli_opt_value(argc, argv, &i, nums[n].name, &v)) == 0)
                 continue;
-            if (r < 0 ||
-                cli_parse_double(nums[n].name, v, 0.0, 1e30, nums[n].x) != 0)
+            if (r < 0 || cli_parse_double(nums[n].name, v, nums[n].lo, 1e30,
+                                          nums[n].x) != 0)
                 return CLI_USAGE;
             *nums[n].have = used = 1;
         }
@@ -113,6 +169,12 @@ static int parse_args(int argc, char **argv, check_args *a, cli_opts *o,
         }
         if ((r = cli_opt_value(argc, argv, &i, "--show", &v)) != 0) {
             if (r < 0 || cli_parse_int("--show", v, 0, 100000, &a->show))
+                return CLI_USAGE;
+            a->have_show = 1;
+            continue;
+        }
+        if ((r = cli_opt_value(argc, argv, &i, "--heads", &v)) != 0) {
+            if (r < 0 || parse_heads(v, a) != 0)
                 return CLI_USAGE;
             continue;
         }
@@ -140,181 +202,175 @@ static int parse_args(int argc, char **argv, check_args *a, cli_opts *o,
         check_usage(stderr);
         return CLI_USAGE;
     }
-    if (a->dtype && !check_dtype_canonical(a->dtype)) {
-        cli_error("check: --dtype: '%s' is not bf16, fp16 or fp32", a->dtype);
+    stem_prec pr;
+    if (a->dtype && stem_prec_from_name(a->dtype, &pr) != STEM_OK) {
+        cli_error("check: --dtype: '%s' is not bf16, fp16, fp32 or fp8",
+                  a->dtype);
         return CLI_USAGE;
     }
     return CLI_OK;
 }
 
-/* Buffers of one check; all owned here. */
-typedef struct check_bufs {
-    float *ref_logits, *gpu_logits, *gpu_out, *gpu_lse;
-    float *ref_out, *ref_lse, *dense_out;
-    uint8_t *ref_mask, *gpu_mask, *att_mask;
-    int32_t *budget;
-} check_bufs;
+/* Views of the GPU tensors of g, as many as it holds. */
+typedef struct gpu_views {
+    stem_tensor logits, mask, out, lse;
+    stem_check_gpu gpu;
+} gpu_views;
 
-static void bufs_free(check_bufs *b)
-{
-    free(b->ref_logits), free(b->gpu_logits), free(b->gpu_out);
-    free(b->gpu_lse), free(b->ref_out), free(b->ref_lse);
-    free(b->dense_out), free(b->ref_mask), free(b->gpu_mask);
-    free(b->att_mask), free(b->budget);
-}
-
-/* Read the GPU tensors present into b (contiguous, hnd); CLI_USAGE on a
- * bad tensor. */
-static int load_gpu(const tf_file *g, const stem_dims *dm, int layout,
-                    check_bufs *b, check_report *rep)
+/*
+ * Build views of g's block_logits, mask, out and lse for the dims dm
+ * (layout CLI_LAYOUT_NHD: out [N, H, d], lse [H, N] or [N, H]).
+ * CLI_OK, or CLI_USAGE with a message naming path (a bad tensor, or none).
+ */
+static int gpu_views_build(const tf_file *g, const char *path,
+                           const stem_dims *dm, int layout, gpu_views *gv)
 {
     char err[256];
     const tf_tensor *t;
+    int nhd = layout == CLI_LAYOUT_NHD;
     int64_t blk[3] = {dm->hq, dm->qb, dm->kb};
+    memset(gv, 0, sizeof(*gv));
     if ((t = tf_find(g, "block_logits"))) {
-        if (ct_load_f32(t, blk, 3, 0, &b->gpu_logits, err, sizeof(err)))
+        if (ct_view(t, blk, 3, 0, 0, &gv->logits, err, sizeof(err)))
             goto bad;
-        rep->have_logits = 1;
+        gv->gpu.logits = &gv->logits;
     }
     if ((t = tf_find(g, "mask"))) {
-        if (ct_load_mask(t, blk, &b->gpu_mask, err, sizeof(err)))
+        if (ct_view(t, blk, 3, 0, 1, &gv->mask, err, sizeof(err)))
             goto bad;
-        rep->have_mask = 1;
+        gv->gpu.mask = &gv->mask;
     }
     if ((t = tf_find(g, "out"))) {
         int64_t s[3] = {dm->hq, dm->lq, dm->d};
-        if (ct_load_f32(t, s, 3, layout == CLI_LAYOUT_NHD, &b->gpu_out, err,
-                        sizeof(err)))
+        if (ct_view(t, s, 3, nhd, 0, &gv->out, err, sizeof(err)))
             goto bad;
-        rep->have_out = 1;
+        gv->gpu.out = &gv->out;
     }
     if ((t = tf_find(g, "lse"))) {
         int64_t s[2] = {dm->hq, dm->lq};
-        if (ct_load_f32(t, s, 2, layout == CLI_LAYOUT_NHD, &b->gpu_lse, err,
-                        sizeof(err)))
-            goto bad;
-        rep->have_lse = 1;
+        /* nhd: [H, N] (flash-attention) or [N, H], by the last axis */
+        int swap = nhd && t->ndim >= 1 && t->shape[t->ndim - 1] == dm->hq &&
+                   dm->hq != dm->lq;
+        if (ct_view(t, s, 2, swap, 0, &gv->lse, err, sizeof(err))) {
+            if (!nhd)
+                goto bad;
+            char err2[256];
+            if (ct_view(t, s, 2, !swap, 0, &gv->lse, err2, sizeof(err2)))
+                goto bad;
+        }
+        gv->gpu.lse = &gv->lse;
     }
-    if (!rep->have_logits && !rep->have_mask && !rep->have_out &&
-        !rep->have_lse) {
+    if (!gv->gpu.logits && !gv->gpu.mask && !gv->gpu.out && !gv->gpu.lse) {
         cli_error("check: %s holds none of block_logits, mask, out, lse",
-                  rep->gpu_path);
+                  path);
         return CLI_USAGE;
     }
     return CLI_OK;
 bad:
-    cli_error("check: %s: %s", rep->gpu_path, err);
+    cli_error("check: %s: %s", path, err);
     return CLI_USAGE;
 }
 
-/* Compute the references the GPU tensors need and compare. */
-static int compare_all(const stem_params *p, const stem_tensor *q,
-                       const stem_tensor *k, const stem_tensor *v,
-                       check_bufs *b, check_report *rep)
+/* The GPU dtype to judge by and where it came from (see check_usage). */
+static stem_prec pick_dtype(const check_args *a, const tf_file *g,
+                            const stem_params *p, const stem_tensor *q,
+                            const char **source)
 {
-    const stem_dims *dm = &rep->dims;
-    size_t nblk = (size_t)(dm->hq * dm->qb * dm->kb);
-    size_t nout = (size_t)(dm->hq * dm->lq * dm->d);
-    size_t nlse = (size_t)(dm->hq * dm->lq);
-    int64_t nb = p->prompt_blocks > 0 ? p->prompt_blocks : dm->kb;
-    int nshow = rep->nshow;
-    b->ref_logits = malloc(nblk * sizeof(float));
-    b->ref_mask = malloc(nblk);
-    b->budget = malloc((size_t)nb * sizeof(int32_t));
-    if (!b->ref_logits || !b->ref_mask || !b->budget)
-        goto nomem;
-    stem_status st;
-    cli_progress("block logits");
-    if ((st = stem_block_logits(p, q, k, v, b->ref_logits)) != STEM_OK ||
-        (st = stem_budget(p, dm->kb, b->budget)) != STEM_OK ||
-        (st = stem_select(p, dm, b->ref_logits, b->ref_mask, NULL, NULL)) !=
-            STEM_OK)
-        goto lib;
-    if (rep->have_logits &&
-        check_logits(b->ref_logits, b->gpu_logits, dm->hq, dm->qb, dm->kb,
-                     &rep->logits) != 0)
-        goto nomem;
-    if (rep->have_mask) {
-        check_mask_geom g = {dm->hq, dm->qb, dm->kb, dm->offset / p->block,
-                             p->sinks, p->window, p->keep_diagonal};
-        if (check_mask(&g, b->ref_logits, b->budget, nb, b->ref_mask,
-                       b->gpu_mask, rep->tol.tau, &rep->mask) != 0)
-            goto nomem;
+    stem_prec pr;
+    const char *meta = tf_meta(g, "dtype");
+    int hpc = p->profile == STEM_PROFILE_HPCOPS;
+    if (a->dtype && stem_prec_from_name(a->dtype, &pr) == STEM_OK) {
+        *source = "--dtype";
+        return pr;
     }
-    if (!rep->have_out && !rep->have_lse)
-        return CLI_OK;
-    /* The attention reference runs under the GPU's mask (with any missing
-     * diagonal put back, which the mask section already counts as a
-     * fault), or under the reference mask when the GPU gave none. */
-    const uint8_t *am = b->ref_mask;
-    if (rep->have_mask) {
-        if (!(b->att_mask = malloc(nblk)))
-            goto nomem;
-        memcpy(b->att_mask, b->gpu_mask, nblk);
-        int64_t pb = dm->offset / p->block;
-        for (int64_t r = 0; r < dm->hq * dm->qb; r++) {
-            int64_t I = r % dm->qb, pos = I + pb;
-            if (pos < dm->kb && !b->att_mask[r * dm->kb + pos]) {
-                b->att_mask[r * dm->kb + pos] = 1;
-                rep->diag_added = 1;
-            }
+    if (meta && stem_prec_from_name(meta, &pr) == STEM_OK) {
+        if (hpc && pr == STEM_PREC_BF16) {
+            *source = "profile hpc-ops: FP8 attention, bf16 output as the "
+                      "GPU metadata says";
+            return STEM_PREC_FP8;
         }
-        am = b->att_mask;
-    } else {
-        rep->out_vs_ref_mask = 1;
+        *source = "GPU metadata";
+        return pr;
     }
-    b->ref_out = malloc(nout * sizeof(float));
-    b->ref_lse = malloc(nlse * sizeof(float));
-    if (!b->ref_out || !b->ref_lse)
-        goto nomem;
-    stem_tensor ot = stem_tensor_hnd(b->ref_out, STEM_F32, dm->hq, dm->lq,
-                                     dm->d);
-    cli_progress("masked attention");
-    if ((st = stem_attention_sparse(p, q, k, v, am, &ot, b->ref_lse)) !=
-        STEM_OK)
-        goto lib;
-    if (rep->have_out) {
-        if (!(b->dense_out = malloc(nout * sizeof(float))))
-            goto nomem;
-        stem_tensor dt = stem_tensor_hnd(b->dense_out, STEM_F32, dm->hq,
-                                         dm->lq, dm->d);
-        cli_progress("dense attention");
-        if ((st = stem_attention_dense(p, q, k, v, &dt, NULL)) != STEM_OK)
-            goto lib;
-        cli_progress("comparing");
-        if (check_output(b->gpu_out, b->ref_out, b->dense_out, dm->hq,
-                         dm->lq, dm->d, nshow, &rep->out) != 0)
-            goto nomem;
+    if (hpc) {
+        *source = "profile hpc-ops: FP8 attention";
+        return STEM_PREC_FP8;
     }
-    if (rep->have_lse &&
-        check_lse(b->gpu_lse, b->ref_lse, dm->hq, dm->lq, nshow,
-                  &rep->lse) != 0)
-        goto nomem;
-    return CLI_OK;
-nomem:
-    cli_error("check: out of memory");
-    return CLI_USAGE;
-lib:
-    cli_error("check: %s: reference: %s", rep->in_path, stem_strerror(st));
-    return CLI_USAGE;
+    *source = "input q";
+    return q->dtype == STEM_BF16  ? STEM_PREC_BF16
+           : q->dtype == STEM_F16 ? STEM_PREC_FP16
+                                  : STEM_PREC_FP32;
 }
 
-static void set_verdicts(check_report *r)
+/* Options from the dtype and the command line.  CLI_OK or CLI_USAGE. */
+static int fill_options(const check_args *a, stem_prec pr,
+                        const stem_dims *dm, stem_check_options *opt)
 {
-    const check_tol *t = &r->tol;
-    if (r->have_logits)
-        r->logits_fault = r->logits.pattern_mismatch > 0 ||
-                          r->logits.nan_gpu > 0 || r->logits.max_abs > t->logit;
-    if (r->have_mask)
-        r->mask_fault = r->mask.n_fault > 0;
-    if (r->have_out) {
-        int over = r->out.nonfinite > 0 || r->out.any_dense;
-        for (int64_t h = 0; h < r->out.hq; h++)
-            over |= !(r->out.head_rel_l2[h] <= t->out_rel_l2);
-        r->out_fault = over;
+    if (stem_check_options_init(opt, pr) != STEM_OK) {
+        cli_error("check: cannot set up the options for %s",
+                  stem_prec_name(pr));
+        return CLI_USAGE;
     }
-    if (r->have_lse)
-        r->lse_fault = r->lse.nonfinite > 0 || !(r->lse.max_abs <= t->lse_abs);
+    if (a->have_tau)
+        opt->tau = a->tau;
+    if (a->have_logit)
+        opt->logit_tol = a->logit;
+    if (a->have_out)
+        opt->out_tol = a->out;
+    if (a->have_lse)
+        opt->lse_tol = a->lse;
+    if (a->have_sigmas)
+        opt->sigmas = a->sigmas;
+    if (a->have_show)
+        opt->max_items = (int)a->show;
+    if (a->no_dense)
+        opt->dense_test = 0;
+    if (a->have_heads) {
+        if (a->head_begin + a->head_count > dm->hq) {
+            cli_error("check: --heads %lld:%lld: the case has %lld query "
+                      "heads (0:%lld)", a->head_begin,
+                      a->head_begin + a->head_count, (long long)dm->hq,
+                      (long long)dm->hq);
+            return CLI_USAGE;
+        }
+        opt->head_begin = a->head_begin;
+        opt->head_count = a->head_count;
+    }
+    return CLI_OK;
+}
+
+/* Render the report as text to stdout.  0, or -1 on no memory. */
+static int print_report(const stem_check_report *r, int verbose)
+{
+    size_t n = stem_check_report_text(r, verbose, NULL, 0);
+    char *buf = malloc(n + 1);
+    if (!buf)
+        return -1;
+    stem_check_report_text(r, verbose, buf, n + 1);
+    fputs(buf, stdout);
+    if (n > 0 && buf[n - 1] != '\n')
+        fputc('\n', stdout);
+    free(buf);
+    return 0;
+}
+
+/* Write the JSON report to path atomically.  0, or -1 with err set. */
+static int write_json(const stem_check_report *r, const char *path,
+                      char *err, size_t errlen)
+{
+    size_t n = stem_check_report_json(r, NULL, 0);
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        snprintf(err, errlen, "out of memory building the JSON report");
+        return -1;
+    }
+    stem_check_report_json(r, buf, n + 1);
+    int nl = n == 0 || buf[n - 1] != '\n';
+    const void *ptrs[2] = {buf, "\n"};
+    size_t lens[2] = {n, 1};
+    int rc = tf_write_atomic(path, nl ? 2 : 1, ptrs, lens, err, errlen);
+    free(buf);
+    return rc;
 }
 
 /* `stem check`; see check_usage. */
@@ -331,17 +387,12 @@ int cmd_check(int argc, char **argv)
     }
     if (rc != CLI_OK)
         return rc;
-    check_report rep;
-    memset(&rep, 0, sizeof(rep));
-    rep.in_path = a.in;
-    rep.gpu_path = a.gpu ? a.gpu : a.in;
-    rep.nshow = (int)a.show;
+    const char *gpu_path = a.gpu ? a.gpu : a.in;
     tf_file fin = {0}, fgpu = {0};
     const tf_file *g = &fin;
-    check_bufs b;
-    memset(&b, 0, sizeof(b));
+    stem_check_report rep;
+    memset(&rep, 0, sizeof(rep));
     char err[512];
-    double t0 = cli_now();
     rc = CLI_USAGE;
     cli_progress_start("stem check");
     cli_progress("reading");
@@ -356,7 +407,7 @@ int cmd_check(int argc, char **argv)
         }
         g = &fgpu;
     }
-    rep.params_source = ct_apply_meta_params(g, &o);
+    const char *meta_note = ct_apply_meta_params(g, &o);
     stem_params p;
     if (cli_opts_resolve(&o, &p) != CLI_OK)
         goto done;
@@ -365,7 +416,8 @@ int cmd_check(int argc, char **argv)
         cli_error("check: %s: %s", a.in, err);
         goto done;
     }
-    stem_status st = stem_dims_get(&p, &q, &k, &v, 1, &rep.dims);
+    stem_dims dm;
+    stem_status st = stem_dims_get(&p, &q, &k, &v, 1, &dm);
     if (st != STEM_OK) {
         cli_error("check: %s: q %lldx%lldx%lld, k %lldx%lldx%lld: %s", a.in,
                   (long long)q.heads, (long long)q.tokens, (long long)q.dim,
@@ -373,47 +425,41 @@ int cmd_check(int argc, char **argv)
                   stem_strerror(st));
         goto done;
     }
-    rep.params = p;
-    if (a.dtype) {
-        rep.dtype = check_dtype_canonical(a.dtype);
-        rep.dtype_source = "--dtype";
-    } else if (check_dtype_canonical(tf_meta(g, "dtype"))) {
-        rep.dtype = check_dtype_canonical(tf_meta(g, "dtype"));
-        rep.dtype_source = "GPU metadata";
-    } else {
-        rep.dtype = q.dtype == STEM_BF16  ? "bf16"
-                    : q.dtype == STEM_F16 ? "fp16"
-                                          : "fp32";
-        rep.dtype_source = "input q";
-    }
-    check_tol_for_dtype(rep.dtype, &rep.tol);
-    if (a.have_tau)
-        rep.tol.tau = a.tau;
-    if (a.have_logit)
-        rep.tol.logit = a.logit;
-    if (a.have_out)
-        rep.tol.out_rel_l2 = a.out;
-    if (a.have_lse)
-        rep.tol.lse_abs = a.lse;
-    if ((rc = load_gpu(g, &rep.dims, o.layout, &b, &rep)) != CLI_OK)
+    gpu_views gv;
+    if (gpu_views_build(g, gpu_path, &dm, o.layout, &gv) != CLI_OK)
         goto done;
-    if ((rc = compare_all(&p, &q, &k, &v, &b, &rep)) != CLI_OK)
+    const char *dsrc;
+    stem_prec pr = pick_dtype(&a, g, &p, &q, &dsrc);
+    stem_check_options opt;
+    if (fill_options(&a, pr, &dm, &opt) != CLI_OK)
         goto done;
-    set_verdicts(&rep);
-    rep.seconds = cli_now() - t0;
+
+    cli_progress("checking");
+    st = stem_check(&p, &q, &k, &v, &gv.gpu, &opt, &rep);
     cli_progress_done();
-    check_report_text(stdout, &rep);
-    rc = check_report_failed(&rep) ? CLI_FAIL : CLI_OK;
-    if (a.json && check_report_json(&rep, a.json, err, sizeof(err)) != 0) {
+    if (st != STEM_OK) {
+        cli_error("check: %s against %s: %s", gpu_path, a.in,
+                  stem_strerror(st));
+        goto done;
+    }
+    printf("stem check: %s against %s\n", gpu_path, a.in);
+    printf("profile %s, GPU dtype %s (from %s)\n", stem_profile_name(p.profile),
+           stem_prec_name(pr), dsrc);
+    if (meta_note)
+        printf("%s\n", meta_note);
+    if (print_report(&rep, a.verbose) != 0) {
+        cli_error("check: out of memory rendering the report");
+        goto done;
+    }
+    rc = rep.verdict == STEM_CHECK_PASS ? CLI_OK : CLI_FAIL;
+    if (a.json && write_json(&rep, a.json, err, sizeof(err)) != 0) {
         cli_error("check: %s", err);
         rc = CLI_USAGE;
     }
 done:
     cli_progress_done();
-    check_mask_result_free(&rep.mask);
-    check_out_result_free(&rep.out);
-    check_lse_result_free(&rep.lse);
-    bufs_free(&b);
+    fflush(stdout);
+    stem_check_report_free(&rep);
     tf_free(&fin);
     tf_free(&fgpu);
     return rc;
