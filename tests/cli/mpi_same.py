@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""mpi_same.py A B: exit 0 when two safetensors files are the same bytes
-except for the value of the metadata "seconds" (a run's compute time, which
-differs between any two runs): the header text equal once that value is
-blanked, and the data sections equal byte for byte."""
+"""mpi_same.py A B [KEY...]: exit 0 when two safetensors files are the same
+bytes except for the value of the metadata "seconds" (a run's compute time,
+which differs between any two runs) and of any KEY given: the header text
+equal once those values are blanked, and the data sections equal byte for
+byte."""
 import re
 import struct
 import sys
@@ -13,7 +14,8 @@ def split(path):
         b = f.read()
     (n,) = struct.unpack("<Q", b[:8])
     hdr = b[8:8 + n].decode().rstrip(" ")
-    hdr = re.sub(r'"seconds":"[^"]*"', '"seconds":""', hdr)
+    for key in ["seconds"] + sys.argv[3:]:
+        hdr = re.sub(r'"%s":"[^"]*"' % re.escape(key), '"%s":""' % key, hdr)
     return hdr, b[8 + n:]
 
 

@@ -82,6 +82,7 @@ same "f16 2 heads, 3 ranks > heads" "$T/c.safetensors" --profile hpc-ops
 same "dense" "$T/a.safetensors" --dense
 same "npy directory, chunked" "$T/d"
 same "paper profile, block 64" "$T/a.safetensors" --profile paper --block 64
+same "bf16 attention arithmetic" "$T/a.safetensors" --compute bf16
 
 # ------------------------------------------------------- failing ranks
 echo keep >"$T/out.safetensors"
