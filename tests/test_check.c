@@ -119,7 +119,16 @@ static void structured(fixture *f, int64_t lq)
 
 /* Fill f: q with lq tokens (the last of LK), k and v with LK, and the
  * library's logits, mask, out, lse and dense output on them. */
+static void fixture_make_kind(fixture *f, int64_t lq, int random);
+
 static void fixture_make(fixture *f, int64_t lq)
+{
+    fixture_make_kind(f, lq, 0);
+}
+
+/* random = 1: i.i.d. N(0, 1) q, k, v instead of the block structure, so
+ * that block logits lie within bf16 rounding of each other. */
+static void fixture_make_kind(fixture *f, int64_t lq, int random)
 {
     memset(f, 0, sizeof(*f));
     assert_int_equal(stem_params_init(&f->p, STEM_PROFILE_ANGELSLIM), STEM_OK);
@@ -127,7 +136,13 @@ static void fixture_make(fixture *f, int64_t lq)
     f->q = tu_tensor_new(STEM_BF16, TU_HND, HQ, lq, D);
     f->k = tu_tensor_new(STEM_BF16, TU_HND, HKV, LK, D);
     f->v = tu_tensor_new(STEM_BF16, TU_HND, HKV, LK, D);
-    structured(f, lq);
+    if (random) {
+        tu_fill_normal(&f->q.t, 101, 1.0);
+        tu_fill_normal(&f->k.t, 202, 1.0);
+        tu_fill_normal(&f->v.t, 303, 1.0);
+    } else {
+        structured(f, lq);
+    }
     assert_int_equal(stem_dims_get(&f->p, &f->q.t, &f->k.t, &f->v.t, 1,
                                    &f->dm), STEM_OK);
     f->logits = malloc(ncell(f) * sizeof(float));
@@ -785,6 +800,42 @@ static void test_mask_ties_and_forced_blocks(void **state)
     gpu_free(&c);
 }
 
+/* Near-tied random data: an all-zero head is still wrong output, and a
+ * budget one short in every sparse row still fails. */
+static void test_random_data_faults(void **state)
+{
+    (void)state;
+    fixture f;
+    gpu_case c;
+    stem_check_report r;
+    int64_t kb0 = -1;
+    fixture_make_kind(&f, LK, 1);
+    gpu_new(&f, &c);
+    memset(c.out + (size_t)3 * f.dm.lq * D, 0,
+           (size_t)f.dm.lq * D * sizeof(uint16_t));
+    run(&f, &c, G_MASK | G_OUT, STEM_PREC_BF16, &r);
+    if (r.heads[3].status != STEM_KIND_OUT_WRONG_HEAD)
+        show(&r);
+    assert_int_equal(r.verdict, STEM_CHECK_FAIL);
+    assert_int_equal(r.heads[3].status, STEM_KIND_OUT_WRONG_HEAD);
+    assert_null(find(&r, STEM_STAGE_OUT, STEM_KIND_OUT_IGNORES_MASK, -1, -1,
+                     -1, -1));
+    stem_check_report_free(&r);
+
+    memcpy(c.mask, f.mask, ncell(&f));
+    assert_true(doctor_budget(&f, &c, -1, &kb0) > 10);
+    run(&f, &c, G_MASK, STEM_PREC_BF16, &r);
+    if (r.verdict != STEM_CHECK_FAIL)
+        show(&r);
+    assert_int_equal(r.verdict, STEM_CHECK_FAIL);
+    assert_int_equal(r.stage[STEM_STAGE_MASK].verdict, STEM_CHECK_FAIL);
+    assert_non_null(find(&r, STEM_STAGE_MASK, STEM_KIND_MASK_COUNT, -1, -1,
+                         -1, -1));
+    stem_check_report_free(&r);
+    gpu_free(&c);
+    fixture_free(&f);
+}
+
 /* ---------------------------------------------------------- non-finite */
 
 static void test_nan_located(void **state)
@@ -1138,6 +1189,7 @@ int main(void)
         cmocka_unit_test(test_sinks_three_fails),
         cmocka_unit_test(test_sinks_five_fails),
         cmocka_unit_test(test_mask_ties_and_forced_blocks),
+        cmocka_unit_test(test_random_data_faults),
         cmocka_unit_test(test_nan_located),
         cmocka_unit_test(test_lse_faults),
         cmocka_unit_test(test_wrong_parameters_hint),
