@@ -196,7 +196,7 @@ comma := ,
 PYTHONDIR ?= $(PREFIX)/lib/python3/dist-packages
 install: lib cli
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
-	install -m 644 include/stem.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/stem.h include/stem_check.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/libstem.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/$(SONAME) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libstem.so

@@ -42,7 +42,7 @@ fi
 
 major=$(sed -n 's/^#define STEM_VERSION_MAJOR \([0-9]*\)/\1/p' include/stem.h)
 version=$(sed -n 's/^#define STEM_VERSION_STRING "\(.*\)"/\1/p' include/stem.h)
-for f in include/stem.h lib/libstem.a "lib/libstem.so.$major" lib/libstem.so \
+for f in include/stem.h include/stem_check.h lib/libstem.a "lib/libstem.so.$major" lib/libstem.so \
          lib/pkgconfig/stem.pc bin/stem; do
     if [ -e "$P/$f" ]; then ok; else bad "installed file $f missing"; fi
 done
@@ -53,12 +53,14 @@ if [ "$(readlink "$P/lib/libstem.so")" = "libstem.so.$major" ]; then ok; else ba
 export PKG_CONFIG_PATH="$P/lib/pkgconfig"
 pcver=$(pkg-config --modversion stem 2>&1)
 if [ "$pcver" = "$version" ]; then ok; else bad "pkg-config --modversion stem: '$pcver', expected '$version'"; fi
-if sh tools/check-symbols.sh "$P/lib/libstem.so.$major" include/stem.h >"$T/sym.log" 2>&1; then
-    ok
-else
-    bad "exported symbols"
-    sed 's/^/    /' "$T/sym.log"
-fi
+for h in include/stem.h include/stem_check.h; do
+    if sh tools/check-symbols.sh "$P/lib/libstem.so.$major" "$h" >"$T/sym.log" 2>&1; then
+        ok
+    else
+        bad "exported symbols ($h)"
+        sed 's/^/    /' "$T/sym.log"
+    fi
+done
 
 # A build under sanitizers needs their runtime in the program too.
 SANFLAGS=""
