@@ -29,20 +29,27 @@ if [ "$cmd" = pack ]; then
     cp tests/cli/mpi_same.py "$root/bin/"
     cp -L /usr/bin/orterun /usr/bin/orted "$root/usr/bin/"
     ln -s orterun "$root/usr/bin/mpirun"
-    # the plugins of one node's shared memory and TCP, none of the
-    # network fabrics' (UCX, OFI, PSM, verbs) nor OpenSHMEM's
+    # the plugins one node's job needs (shared memory), none of the
+    # network fabrics', MPI-IO's or OpenSHMEM's: the carried files must
+    # stay small (the device takes 64 MiB with the working tree)
     P=/usr/lib/x86_64-linux-gnu/openmpi/lib/openmpi3
     mkdir -p "$root$P" "$root/usr/lib/x86_64-linux-gnu/pmix2/lib" \
         "$root/usr/share" "$root/etc"
     for f in "$P"/*.so; do
-        case $(basename "$f") in
-        *ucx*|*ofi*|*psm*|*openib*|*verbs*|*uct*|*usnic*|*portals*|\
-        mca_spml_*|mca_sshmem_*|mca_scoll_*|mca_atomic_*|mca_memheap_*|\
-        *java*|*cuda*|mca_io_*|mca_fcoll_*|mca_fbtl_*|mca_fs_*|\
-        mca_sharedfp_*|mca_osc_*|mca_topo_*|mca_op_avx*|*monitoring*|\
-        mca_vprotocol_*|mca_coll_han*|mca_coll_adapt*|mca_mtl_*|\
-        mca_btl_tcp*|mca_crcp_*) ;;
-        *) cp "$f" "$root$P/" ;;
+        case $(basename "$f" .so) in
+        mca_allocator_basic|mca_allocator_bucket|mca_bml_r2|mca_btl_self|mca_btl_vader|\
+        mca_coll_basic|mca_coll_libnbc|mca_coll_self|mca_coll_tuned|\
+        mca_errmgr_default_app|mca_errmgr_default_hnp|mca_ess_env|\
+        mca_ess_hnp|mca_ess_pmi|mca_ess_singleton|mca_filem_raw|\
+        mca_grpcomm_direct|mca_iof_hnp|mca_odls_default|mca_oob_tcp|\
+        mca_patcher_overwrite|mca_plm_isolated|mca_plm_rsh|mca_pmix_ext3x|\
+        mca_pml_ob1|mca_pstat_linux|mca_rcache_grdma|mca_regx_fwd|\
+        mca_regx_naive|mca_rmaps_round_robin|mca_rmaps_ppr|\
+        mca_rmaps_mindist|mca_rml_oob|mca_routed_direct|mca_routed_radix|\
+        mca_routed_binomial|mca_rtc_hwloc|mca_schizo_ompi|mca_schizo_orte|\
+        mca_shmem_mmap|mca_shmem_posix|mca_state_app|mca_state_hnp|\
+        mca_reachable_weighted|mca_mpool_hugepage|mca_crs_none)
+            cp "$f" "$root$P/" ;;
         esac
     done
     cp -r /usr/lib/x86_64-linux-gnu/pmix2/lib/pmix \
@@ -51,11 +58,12 @@ if [ "$cmd" = pack ]; then
         "$root/usr/lib/x86_64-linux-gnu/pmix2/"
     cp -r /usr/share/openmpi "$root/usr/share/"
     cp -r /etc/openmpi "$root/etc/"
-    # every library the programs and plugins load, but glibc's and gcc's
+    # every library the programs and plugins load, but glibc's, gcc's and
+    # the few any Linux with a compiler has
     find "$root" -type f \( -name '*.so*' -o -perm -u+x \) | while read -r f; do
         ldd "$f" 2>/dev/null | awk '/=> \//{print $3}'
     done | sort -u |
-        grep -v -E '/(libc|libm|libpthread|libdl|librt|ld-linux-x86-64|libstdc\+\+|libgcc_s)\.so' |
+        grep -v -E '/(libc|libm|libpthread|libdl|librt|ld-linux-x86-64|libstdc\+\+|libgcc_s|libgomp|libz|libudev)\.so' |
         while read -r l; do cp -L "$l" "$root/lib/"; done
     mkdir -p "$out"
     XZ_OPT=-9e tar -C "$root" -cJf "$out/stem-mpi.tar.xz" .
