@@ -34,6 +34,7 @@
 
 #include "internal.h"
 #include "kernels.h"
+#include "bf16_rows.h"
 
 /* Packed K/V of several kv heads are kept together up to this size, and no
  * more heads than give each thread this many tasks. */
@@ -117,10 +118,10 @@ static void pack_block_bf16(const stem_tensor *k, const stem_tensor *v,
             break;
         stem_load_row_f32(k, g, t, row);
         for (int c = 0; c < d; c++)
-            kt[(size_t)c * B + j] = stem_bf16_round(row[c]);
+            kt[(size_t)c * B + j] = stem_bf16_round_inline(row[c]);
         stem_load_row_f32(v, g, t, row);
         for (int c = 0; c < d; c++)
-            vb[(size_t)j * d + c] = stem_bf16_round(row[c]);
+            vb[(size_t)j * d + c] = stem_bf16_round_inline(row[c]);
     }
 }
 

@@ -145,8 +145,10 @@ typedef struct stem_kernels {
  * (src/tile.c, BLIS's split): C (mr x nc, nc <= nr) = init + A (mr x kc) *
  * panel (kc x nr, row k at panel + k*nr, zero past nc, 64-byte aligned) as
  * fmaf chains over k in increasing order.  init 0: chains start at 0.0f;
- * init 1: at C, times alpha[i] first (one rounding) when alpha is not NULL.
- * mr <= this->mr.  Columns nc..nr-1 of C are never touched.
+ * init 1: at C, times alpha[i] first (one rounding) when alpha is not NULL;
+ * init 2: at 0.0f, and the block stores C = C * alpha[i] + chain (two
+ * roundings; C + chain when alpha is NULL).  mr <= this->mr.  Columns
+ * nc..nr-1 of C are never touched.
  */
 typedef struct stem_ukernel {
     int mr, nr, kc;
@@ -154,21 +156,7 @@ typedef struct stem_ukernel {
                   const float *panel, const float *alpha, float *c, int ldc);
 } stem_ukernel;
 
-/* C (m x n) = init + A (m x k) * B (k x n) through uk, B float32 with
- * leading dimension ldb; the qk_tile / pv_tile contracts (init 0 / 1). */
-void stem_tile_f32(const stem_ukernel *uk, int init, int m, int n, int k,
-                   const float *a, int lda, const float *b, int ldb,
-                   const float *alpha, float *c, int ldc);
-/* C (m x n) = 0 + A (m x k2) * B' where B'[t][j] = f(b[(t ^ 1)*ldb + j]),
- * k2 = k rounded up to even (b has k2 rows): the chains of qk_tile_bf16. */
-void stem_tile_bf16(const stem_ukernel *uk, int m, int n, int k,
-                    const float *a, int lda, const uint16_t *b, int ldb,
-                    float *c, int ldc);
-/* pv_tile_bf16 of the contract through uk (work: rows * d floats). */
-void stem_pv_tile_bf16_with(const stem_ukernel *uk, int rows, int cols, int d,
-                            const float *p, int ldp, const uint16_t *v,
-                            int ldv, const float *alpha, float *o, int ldo,
-                            float *work);
+/* The driver that runs a stem_ukernel is src/tile_driver.h. */
 
 /* Kernel tables, one per ISA compiled into this build (NULL members never
  * occur in a table that exists). */

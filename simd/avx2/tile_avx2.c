@@ -14,12 +14,13 @@
 
 #include "kernels.h"
 #include "kernels_avx2.h"
+#include "tile_driver.h"
 
 #define MR 6
 #define NR 16
 #define KC 256
 
-enum { INIT_ZERO = 0, INIT_LOAD = 1 };
+enum { INIT_ZERO = 0, INIT_LOAD = 1, INIT_EPILOGUE = 2 };
 
 /* Lanes 0..r-1 set (r may be <= 0 or >= 8). */
 static inline __m256i lanes_below(int r)
@@ -46,7 +47,7 @@ block(const int mr, const int nv, const int init, int kc, const float *a,
     for (int i = 0; i < mr; i++) {
 #pragma GCC unroll 2
         for (int v = 0; v < nv; v++) {
-            if (init == INIT_ZERO) {
+            if (init != INIT_LOAD) {
                 acc[i][v] = _mm256_setzero_ps();
             } else {
                 const float *ci = c + (size_t)i * ldc + 8 * v;
@@ -83,10 +84,18 @@ block(const int mr, const int nv, const int init, int kc, const float *a,
 #pragma GCC unroll 2
         for (int v = 0; v < nv; v++) {
             float *ci = c + (size_t)i * ldc + 8 * v;
-            if (v == nv - 1 && !full)
-                _mm256_maskstore_ps(ci, last, acc[i][v]);
+            const int part = v == nv - 1 && !full;
+            __m256 r = acc[i][v];
+            if (init == INIT_EPILOGUE) { /* C * alpha + chain, two roundings */
+                __m256 x = part ? _mm256_maskload_ps(ci, last) : _mm256_loadu_ps(ci);
+                if (alpha)
+                    x = _mm256_mul_ps(x, _mm256_set1_ps(alpha[i]));
+                r = _mm256_add_ps(x, r);
+            }
+            if (part)
+                _mm256_maskstore_ps(ci, last, r);
             else
-                _mm256_storeu_ps(ci, acc[i][v]);
+                _mm256_storeu_ps(ci, r);
         }
     }
 }
@@ -110,14 +119,17 @@ BLOCK_ROWS(0, 1)
 BLOCK_ROWS(0, 2)
 BLOCK_ROWS(1, 1)
 BLOCK_ROWS(1, 2)
+BLOCK_ROWS(2, 1)
+BLOCK_ROWS(2, 2)
 
 #define BLOCK_ROW_TABLE(init, nv)                                             \
     { block_##init##_##nv##_1, block_##init##_##nv##_2,                       \
       block_##init##_##nv##_3, block_##init##_##nv##_4,                       \
       block_##init##_##nv##_5, block_##init##_##nv##_6 }
-static const block_fn blocks[2][2][MR] = {
+static const block_fn blocks[3][2][MR] = {
     {BLOCK_ROW_TABLE(0, 1), BLOCK_ROW_TABLE(0, 2)},
     {BLOCK_ROW_TABLE(1, 1), BLOCK_ROW_TABLE(1, 2)},
+    {BLOCK_ROW_TABLE(2, 1), BLOCK_ROW_TABLE(2, 2)},
 };
 
 /* The micro-kernel of src/kernels.h's stem_ukernel contract. */
@@ -136,7 +148,7 @@ void stem_f32_qk_tile__avx2_6x16(int rows, int cols, int d, const float *q,
                                  int ldq, const float *kt, int ldk, float *s,
                                  int lds)
 {
-    stem_tile_f32(&ukernel, 0, rows, cols, d, q, ldq, kt, ldk, NULL, s, lds);
+    tile_f32(&ukernel, 0, rows, cols, d, q, ldq, kt, ldk, NULL, s, lds);
 }
 
 /* pv_tile of src/kernels.h: o = o * alpha (alpha may be NULL: no rescale),
@@ -145,7 +157,7 @@ void stem_f32_pv_tile__avx2_6x16(int rows, int cols, int d, const float *p,
                                  int ldp, const float *v, int ldv,
                                  const float *alpha, float *o, int ldo)
 {
-    stem_tile_f32(&ukernel, 1, rows, d, cols, p, ldp, v, ldv, alpha, o, ldo);
+    tile_f32(&ukernel, 1, rows, d, cols, p, ldp, v, ldv, alpha, o, ldo);
 }
 
 /* qk_tile_bf16 of src/kernels.h (the fmaf emulation of the bf16 chain);
@@ -154,7 +166,7 @@ void stem_bf16_qk_tile__avx2_6x16(int rows, int cols, int d, const float *q,
                                   int ldq, const uint16_t *kt, int ldk,
                                   float *s, int lds)
 {
-    stem_tile_bf16(&ukernel, rows, cols, d, q, ldq, kt, ldk, s, lds);
+    tile_qk_bf16(&ukernel, rows, cols, d, q, ldq, kt, ldk, s, lds);
 }
 
 /* pv_tile_bf16 of src/kernels.h; alpha may be NULL, work holds rows * d
@@ -164,6 +176,6 @@ void stem_bf16_pv_tile__avx2_6x16(int rows, int cols, int d, const float *p,
                                   const float *alpha, float *o, int ldo,
                                   float *work)
 {
-    stem_pv_tile_bf16_with(&ukernel, rows, cols, d, p, ldp, v, ldv, alpha, o,
+    tile_pv_bf16(&ukernel, rows, cols, d, p, ldp, v, ldv, alpha, o,
                            ldo, work);
 }

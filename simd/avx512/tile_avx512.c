@@ -14,12 +14,13 @@
 
 #include "kernels.h"
 #include "kernels_avx512.h"
+#include "tile_driver.h"
 
 #define MR 12
 #define NR 32
 #define KC 128
 
-enum { INIT_ZERO = 0, INIT_LOAD = 1 };
+enum { INIT_ZERO = 0, INIT_LOAD = 1, INIT_EPILOGUE = 2 };
 
 /* Lanes 0..r-1 of 16 (r may be <= 0 or >= 16). */
 static inline __mmask16 lanes_below(int r)
@@ -48,7 +49,7 @@ block(const int mr, const int nv, const int init, int kc, const float *a,
     for (int i = 0; i < mr; i++) {
 #pragma GCC unroll 2
         for (int v = 0; v < nv; v++) {
-            if (init == INIT_ZERO) {
+            if (init != INIT_LOAD) {
                 acc[i][v] = _mm512_setzero_ps();
             } else {
                 __m512 x = _mm512_maskz_loadu_ps(mk[v], c + (size_t)i * ldc + 16 * v);
@@ -80,8 +81,17 @@ block(const int mr, const int nv, const int init, int kc, const float *a,
 #pragma GCC unroll 12
     for (int i = 0; i < mr; i++) {
 #pragma GCC unroll 2
-        for (int v = 0; v < nv; v++)
-            _mm512_mask_storeu_ps(c + (size_t)i * ldc + 16 * v, mk[v], acc[i][v]);
+        for (int v = 0; v < nv; v++) {
+            float *ci = c + (size_t)i * ldc + 16 * v;
+            __m512 r = acc[i][v];
+            if (init == INIT_EPILOGUE) { /* C * alpha + chain, two roundings */
+                __m512 x = _mm512_maskz_loadu_ps(mk[v], ci);
+                if (alpha)
+                    x = _mm512_mul_ps(x, _mm512_set1_ps(alpha[i]));
+                r = _mm512_add_ps(x, r);
+            }
+            _mm512_mask_storeu_ps(ci, mk[v], r);
+        }
     }
 }
 
@@ -107,6 +117,8 @@ BLOCK_ROWS(0, 1)
 BLOCK_ROWS(0, 2)
 BLOCK_ROWS(1, 1)
 BLOCK_ROWS(1, 2)
+BLOCK_ROWS(2, 1)
+BLOCK_ROWS(2, 2)
 
 #define BLOCK_ROW_TABLE(init, nv)                                             \
     { block_##init##_##nv##_1, block_##init##_##nv##_2,                       \
@@ -115,9 +127,10 @@ BLOCK_ROWS(1, 2)
       block_##init##_##nv##_7, block_##init##_##nv##_8,                       \
       block_##init##_##nv##_9, block_##init##_##nv##_10,                      \
       block_##init##_##nv##_11, block_##init##_##nv##_12 }
-static const block_fn blocks[2][2][MR] = {
+static const block_fn blocks[3][2][MR] = {
     {BLOCK_ROW_TABLE(0, 1), BLOCK_ROW_TABLE(0, 2)},
     {BLOCK_ROW_TABLE(1, 1), BLOCK_ROW_TABLE(1, 2)},
+    {BLOCK_ROW_TABLE(2, 1), BLOCK_ROW_TABLE(2, 2)},
 };
 
 /* The micro-kernel of src/kernels.h's stem_ukernel contract. */
@@ -136,7 +149,7 @@ void stem_f32_qk_tile__avx512_12x32(int rows, int cols, int d, const float *q,
                                     int ldq, const float *kt, int ldk,
                                     float *s, int lds)
 {
-    stem_tile_f32(&ukernel, 0, rows, cols, d, q, ldq, kt, ldk, NULL, s, lds);
+    tile_f32(&ukernel, 0, rows, cols, d, q, ldq, kt, ldk, NULL, s, lds);
 }
 
 /* pv_tile of src/kernels.h: o = o * alpha (alpha may be NULL: no rescale),
@@ -145,7 +158,7 @@ void stem_f32_pv_tile__avx512_12x32(int rows, int cols, int d, const float *p,
                                     int ldp, const float *v, int ldv,
                                     const float *alpha, float *o, int ldo)
 {
-    stem_tile_f32(&ukernel, 1, rows, d, cols, p, ldp, v, ldv, alpha, o, ldo);
+    tile_f32(&ukernel, 1, rows, d, cols, p, ldp, v, ldv, alpha, o, ldo);
 }
 
 /* qk_tile_bf16 of src/kernels.h (the fmaf emulation of the bf16 chain);
@@ -155,7 +168,7 @@ void stem_bf16_qk_tile__avx512_12x32(int rows, int cols, int d,
                                      const uint16_t *kt, int ldk, float *s,
                                      int lds)
 {
-    stem_tile_bf16(&ukernel, rows, cols, d, q, ldq, kt, ldk, s, lds);
+    tile_qk_bf16(&ukernel, rows, cols, d, q, ldq, kt, ldk, s, lds);
 }
 
 /* pv_tile_bf16 of src/kernels.h; alpha may be NULL, work holds rows * d
@@ -166,6 +179,6 @@ void stem_bf16_pv_tile__avx512_12x32(int rows, int cols, int d,
                                      const float *alpha, float *o, int ldo,
                                      float *work)
 {
-    stem_pv_tile_bf16_with(&ukernel, rows, cols, d, p, ldp, v, ldv, alpha, o,
+    tile_pv_bf16(&ukernel, rows, cols, d, p, ldp, v, ldv, alpha, o,
                            ldo, work);
 }

@@ -32,8 +32,8 @@ void stem_bf16_qk_tile__neon_8x8(int rows, int cols, int d, const float *q,
 void stem_bf16_pv_tile__neon_8x8(int rows, int cols, int d, const float *p,
         int ldp, const uint16_t *v, int ldv, const float *alpha, float *o,
         int ldo, float *work);
-/* The scalar twin serves every table (a row pass, not a hot loop). */
-void stem_bf16_rows__scalar(int rows, int n, const float *x, int ldx,
-                            float *y, int ldy);
+/* bf16_rows: src/bf16_rows.h compiled for this ISA (contract: kernels.h). */
+void stem_bf16_rows__neon(int rows, int n, const float *x, int ldx,
+                           float *y, int ldy);
 
 #endif /* STEM_KERNELS_NEON_H */

@@ -17,12 +17,13 @@
 
 #include "kernels.h"
 #include "kernels_neon.h"
+#include "tile_driver.h"
 
 #define MR 8
 #define NR 8
 #define KC 256
 
-enum { INIT_ZERO = 0, INIT_LOAD = 1 };
+enum { INIT_ZERO = 0, INIT_LOAD = 1, INIT_EPILOGUE = 2 };
 
 /*
  * One mr x (4*nv) block over full columns of c (edge columns are handled by
@@ -38,7 +39,7 @@ block(const int mr, const int nv, const int init, int kc, const float *a,
     for (int i = 0; i < mr; i++) {
 #pragma GCC unroll 2
         for (int v = 0; v < nv; v++) {
-            if (init == INIT_ZERO) {
+            if (init != INIT_LOAD) {
                 acc[i][v] = vdupq_n_f32(0.0f);
             } else {
                 float32x4_t x = vld1q_f32(c + (size_t)i * ldc + 4 * v);
@@ -94,8 +95,17 @@ block(const int mr, const int nv, const int init, int kc, const float *a,
 #pragma GCC unroll 8
     for (int i = 0; i < mr; i++) {
 #pragma GCC unroll 2
-        for (int v = 0; v < nv; v++)
-            vst1q_f32(c + (size_t)i * ldc + 4 * v, acc[i][v]);
+        for (int v = 0; v < nv; v++) {
+            float *ci = c + (size_t)i * ldc + 4 * v;
+            float32x4_t r = acc[i][v];
+            if (init == INIT_EPILOGUE) { /* C * alpha + chain, two roundings */
+                float32x4_t x = vld1q_f32(ci);
+                if (alpha)
+                    x = vmulq_n_f32(x, alpha[i]);
+                r = vaddq_f32(x, r);
+            }
+            vst1q_f32(ci, r);
+        }
     }
 }
 
@@ -119,15 +129,18 @@ BLOCK_ROWS(0, 1)
 BLOCK_ROWS(0, 2)
 BLOCK_ROWS(1, 1)
 BLOCK_ROWS(1, 2)
+BLOCK_ROWS(2, 1)
+BLOCK_ROWS(2, 2)
 
 #define BLOCK_ROW_TABLE(init, nv)                                             \
     { block_##init##_##nv##_1, block_##init##_##nv##_2,                       \
       block_##init##_##nv##_3, block_##init##_##nv##_4,                       \
       block_##init##_##nv##_5, block_##init##_##nv##_6,                       \
       block_##init##_##nv##_7, block_##init##_##nv##_8 }
-static const block_fn blocks[2][2][MR] = {
+static const block_fn blocks[3][2][MR] = {
     {BLOCK_ROW_TABLE(0, 1), BLOCK_ROW_TABLE(0, 2)},
     {BLOCK_ROW_TABLE(1, 1), BLOCK_ROW_TABLE(1, 2)},
+    {BLOCK_ROW_TABLE(2, 1), BLOCK_ROW_TABLE(2, 2)},
 };
 
 /* The micro-kernel of src/kernels.h's stem_ukernel contract: full blocks
@@ -144,7 +157,7 @@ static void ukernel_block(int init, int mr, int nc, int kc, const float *a,
         return;
     }
     memset(edge, 0, sizeof edge);
-    if (init == INIT_LOAD)
+    if (init != INIT_ZERO) /* the block reads C */
         for (int i = 0; i < mr; i++)
             memcpy(edge + i * NR, c + (size_t)i * ldc, (size_t)nc * sizeof(float));
     fn(kc, a, lda, panel, alpha, edge, NR);
@@ -160,7 +173,7 @@ void stem_f32_qk_tile__neon_8x8(int rows, int cols, int d, const float *q,
                                 int ldq, const float *kt, int ldk, float *s,
                                 int lds)
 {
-    stem_tile_f32(&ukernel, 0, rows, cols, d, q, ldq, kt, ldk, NULL, s, lds);
+    tile_f32(&ukernel, 0, rows, cols, d, q, ldq, kt, ldk, NULL, s, lds);
 }
 
 /* pv_tile of src/kernels.h: o = o * alpha (alpha may be NULL: no rescale),
@@ -169,7 +182,7 @@ void stem_f32_pv_tile__neon_8x8(int rows, int cols, int d, const float *p,
                                 int ldp, const float *v, int ldv,
                                 const float *alpha, float *o, int ldo)
 {
-    stem_tile_f32(&ukernel, 1, rows, d, cols, p, ldp, v, ldv, alpha, o, ldo);
+    tile_f32(&ukernel, 1, rows, d, cols, p, ldp, v, ldv, alpha, o, ldo);
 }
 
 /* qk_tile_bf16 of src/kernels.h (the fmaf emulation of the bf16 chain);
@@ -178,7 +191,7 @@ void stem_bf16_qk_tile__neon_8x8(int rows, int cols, int d, const float *q,
                                  int ldq, const uint16_t *kt, int ldk,
                                  float *s, int lds)
 {
-    stem_tile_bf16(&ukernel, rows, cols, d, q, ldq, kt, ldk, s, lds);
+    tile_qk_bf16(&ukernel, rows, cols, d, q, ldq, kt, ldk, s, lds);
 }
 
 /* pv_tile_bf16 of src/kernels.h; alpha may be NULL, work holds rows * d
@@ -188,6 +201,6 @@ void stem_bf16_pv_tile__neon_8x8(int rows, int cols, int d, const float *p,
                                  const float *alpha, float *o, int ldo,
                                  float *work)
 {
-    stem_pv_tile_bf16_with(&ukernel, rows, cols, d, p, ldp, v, ldv, alpha, o,
+    tile_pv_bf16(&ukernel, rows, cols, d, p, ldp, v, ldv, alpha, o,
                            ldo, work);
 }

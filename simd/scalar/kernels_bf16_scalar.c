@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "bf16_rows.h"
 
 static float f32_of(uint16_t h)
 {
@@ -35,20 +36,12 @@ float stem_bf16_dot_ref(float c, const uint16_t *a, const uint16_t *b, int n)
     return c;
 }
 
+/* bf16_rows of src/kernels.h (the loop is src/bf16_rows.h, shared with the
+ * ISA tables, which compile it with their vector flags). */
 void stem_bf16_rows__scalar(int rows, int n, const float *x, int ldx,
                             float *y, int ldy)
 {
-    const int n2 = (n + 1) & ~1;
-    for (int i = 0; i < rows; i++) {
-        const float *xi = x + (size_t)i * ldx;
-        float *yi = y + (size_t)i * ldy;
-        for (int j = 0; j < n2; j += 2) {
-            float x0 = xi[j];                       /* j < n always */
-            float x1 = j + 1 < n ? xi[j + 1] : 0.0f;
-            yi[j] = f32_of(stem_bf16_round(x1));
-            yi[j + 1] = f32_of(stem_bf16_round(x0));
-        }
-    }
+    stem_bf16_rows_loop(rows, n, x, ldx, y, ldy);
 }
 
 void stem_bf16_qk_tile__scalar(int rows, int cols, int d, const float *q,
