@@ -93,6 +93,7 @@ else
 fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
+export PMIX_MCA_pcompress_base_silence_warning=1
 export OPENBLAS_CORETYPE=SkylakeX
 echo "== machine: $(nproc) cores, $(uname -r), $(ldd --version | head -1)"
 grep -m1 'model name' /proc/cpuinfo
