@@ -407,7 +407,7 @@ static void test_param(void **state)
 {
     fixture *f = *state;
     stem_tensor *q = &f->q.t, *k = &f->k.t, *v = &f->v.t;
-    for (int i = 0; i < 14; i++) {
+    for (int i = 0; i < 15; i++) {
         stem_params p = f->p;
         switch (i) {
         case 0: p.block = 0; break;
@@ -423,6 +423,7 @@ static void test_param(void **state)
         case 10: p.value_rule = (stem_value_rule)99; break;
         case 11: p.budget_rule = (stem_budget_rule)99; break;
         case 12: p.norm = 0.0; break;
+        case 13: p.compute = STEM_COMPUTE_COUNT; break;
         default: p.profile = (stem_profile)99; break;
         }
         assert_int_equal(stem_params_validate(&p), STEM_ERR_PARAM);
