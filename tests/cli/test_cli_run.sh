@@ -158,6 +158,14 @@ expect "stem check reads the run's parameters" 0 "$STEM" check "$T/b.safetensors
 expect "run scalar isa" 0 env STEM_ISA=scalar "$STEM" run "$T/b.safetensors" -o "$T/bs.safetensors" $S
 expect "every isa gives the same bits" 0 "$STEM" compare "$T/bs.safetensors" "$T/b1.safetensors" --tensor block_logits --tensor mask --tensor out --tensor lse --max-rel-l2 0
 expect "run bad isa" 1 env STEM_ISA=bogus "$STEM" run "$T/b.safetensors" -o "$T/bx.safetensors" $S
+# the bf16 compute mode: same logits and mask, out close to the f32 mode's
+expect "run sparse bf16 mode" 0 "$STEM" run "$T/b.safetensors" -o "$T/bb.safetensors" $S --compute bf16
+expect "bf16 mode keeps the logits and mask" 0 "$STEM" compare "$T/bb.safetensors" "$T/b1.safetensors" --tensor block_logits --tensor mask --max-rel-l2 0
+expect "bf16 mode changes out" 1 "$STEM" compare "$T/bb.safetensors" "$T/b1.safetensors" --tensor out --max-rel-l2 0
+expect "bf16 mode out is close" 0 "$STEM" compare "$T/bb.safetensors" "$T/b1.safetensors" --tensor out --max-rel-l2 2e-2
+expect "bf16 mode scalar isa gives the same bits" 0 env STEM_ISA=scalar "$STEM" run "$T/b.safetensors" -o "$T/bbs.safetensors" $S --compute bf16
+expect "bf16 mode bits across isas" 0 "$STEM" compare "$T/bbs.safetensors" "$T/bb.safetensors" --tensor out --tensor lse --max-rel-l2 0
+expect "run unknown compute mode" 2 "$STEM" run "$T/b.safetensors" -o "$T/bx.safetensors" $S --compute fp8
 
 # layouts: [N,H,d] storage gives the results of [H,N,d] storage
 expect "run hnd f16" 0 "$STEM" run "$T/a_f16.safetensors" -o "$T/h.safetensors"
