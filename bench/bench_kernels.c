@@ -67,6 +67,11 @@ static void inner_fn(void *arg)
     bench_tile_step(arg);
 }
 
+static void inner_bf16_fn(void *arg)
+{
+    bench_tile_step_bf16(arg);
+}
+
 typedef struct gemm_state {
     int n;
     float *a, *b, *c;
@@ -95,7 +100,7 @@ int main(void)
 {
     unsigned seed = 12345u;
     openblas_set_num_threads(1);
-    item items[2 + STEM_ISA_COUNT];
+    item items[2 + 2 * STEM_ISA_COUNT];
     bench_tile states[STEM_ISA_COUNT] = {0};
     gemm_state gemms[2];
     int n_items = 0;
@@ -120,6 +125,8 @@ int main(void)
         }
         items[n_items++] = (item){stem_isa_name((stem_isa)isa), inner_fn, st,
                                   4.0 * BENCH_TILE * (double)BENCH_TILE * BENCH_TILE, 0, 1e30};
+        items[n_items++] = (item){stem_isa_name((stem_isa)isa), inner_bf16_fn, st,
+                                  4.0 * BENCH_TILE * (double)BENCH_TILE * BENCH_TILE, 0, 1e30};
     }
 
     /* Interleaved rounds, best of each: load from other processes hits
@@ -139,6 +146,12 @@ int main(void)
            "GFLOP/s\n", blas128, blas512);
     for (int i = 2; i < n_items; i++) {
         double gf = items[i].flops / items[i].best * 1e-9;
+        if (items[i].fn == inner_bf16_fn) {
+            printf("%-6s the same step in the bf16 mode: %.1f GFLOP/s (%.1f us/block), "
+                   "%.2fx the f32 step's time\n", items[i].label, gf,
+                   items[i].best * 1e6, items[i].best / items[i - 1].best);
+            continue;
+        }
         printf("%-6s qk_tile+softmax_rows+pv_tile 128x128x128: %.1f GFLOP/s "
                "(%.1f us/block), %.0f%% of sgemm 128^3, %.0f%% of sgemm 512^3\n",
                items[i].label, gf, items[i].best * 1e6, 100.0 * gf / blas128,

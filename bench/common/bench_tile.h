@@ -2,7 +2,8 @@
  * bench_tile.h - the flash-attention inner step that bench_kernels and
  * bench_prefill time: qk_tile, softmax_rows and pv_tile of one kernel
  * table on a BENCH_TILE x BENCH_TILE tile with d = BENCH_TILE, on data the
- * tile owns (4 * BENCH_TILE^3 flops per step).
+ * tile owns (4 * BENCH_TILE^3 flops per step), and the same step in the
+ * bf16 compute mode.
  */
 #ifndef STEM_BENCH_TILE_H
 #define STEM_BENCH_TILE_H
@@ -18,6 +19,9 @@ typedef struct bench_tile {
     float *buf; /* one allocation holding the arrays below */
     float *q, *kt, *v, *s, *o, *m, *l, *alpha;
     int valid[BENCH_TILE];
+    /* the bf16 mode's operands: q in bf16_rows order, K and V as bf16 */
+    float *qb, *p, *work;
+    uint16_t *kt16, *v16;
 } bench_tile;
 
 /* Allocate and fill a tile for kernel table k (random data from seed,
@@ -27,6 +31,10 @@ int bench_tile_init(bench_tile *t, const stem_kernels *k, uint64_t seed);
 
 /* One step of the inner loop over one key block. */
 void bench_tile_step(bench_tile *t);
+
+/* The same step in the bf16 compute mode (qk_tile_bf16, softmax_rows,
+ * bf16_rows of P, pv_tile_bf16), 4 * BENCH_TILE^3 flops too. */
+void bench_tile_step_bf16(bench_tile *t);
 
 /* Free a tile from bench_tile_init (NULL-safe on a failed init). */
 void bench_tile_free(bench_tile *t);
