@@ -34,7 +34,7 @@ try:
 except ImportError:  # stem alone
     torch = None
 
-SIZES = {  # name: (tokens, query heads, kv heads), as in issue 9's table
+SIZES = {  # name: (tokens, query heads, kv heads)
     "4k": (4096, 8, 2),
     "16k": (16384, 32, 8),
     "32k": (32768, 8, 2),

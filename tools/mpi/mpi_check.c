@@ -430,7 +430,7 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* Rank 0 with helpers: hand out units, gather outcomes. */
+/* Rank 0 with worker ranks: hand out units, gather outcomes. */
 static void serve(const mpi_job *job, job_args *a)
 {
     int *last = malloc((size_t)job->size * sizeof(int));
