@@ -288,13 +288,12 @@ static int cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* See tensorfile.h.  Files are read in name order. */
-int tf_read_npy_dir(const char *path, tf_file *out, char *err, size_t errlen)
+/* See tensorfile.h. */
+int tf_npy_dir_names(const char *path, char ***out, int *count, char *err,
+                     size_t errlen)
 {
-    if (!path || !out) {
-        tf_set_err(err, errlen, "NULL argument");
-        return -1;
-    }
+    *out = NULL;
+    *count = 0;
     DIR *d = opendir(path);
     if (!d) {
         tf_set_err(err, errlen, "%s: %s", path, strerror(errno));
@@ -327,6 +326,34 @@ int tf_read_npy_dir(const char *path, tf_file *out, char *err, size_t errlen)
     }
     if (rc == 0)
         qsort(names, (size_t)n, sizeof(*names), cmp_names);
+    if (rc != 0) {
+        tf_npy_dir_names_free(names, n);
+        return -1;
+    }
+    *out = names;
+    *count = n;
+    return 0;
+}
+
+/* See tensorfile.h. */
+void tf_npy_dir_names_free(char **names, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* See tensorfile.h.  Files are read in name order. */
+int tf_read_npy_dir(const char *path, tf_file *out, char *err, size_t errlen)
+{
+    if (!path || !out) {
+        tf_set_err(err, errlen, "NULL argument");
+        return -1;
+    }
+    char **names;
+    int n, rc = 0;
+    if (tf_npy_dir_names(path, &names, &n, err, errlen) != 0)
+        return -1;
     tf_file f = {0};
     for (int i = 0; rc == 0 && i < n; i++) {
         size_t pl = strlen(path) + strlen(names[i]) + 2;
@@ -342,9 +369,7 @@ int tf_read_npy_dir(const char *path, tf_file *out, char *err, size_t errlen)
         rc = read_npy_into(full, name, &f, err, errlen);
         free(full);
     }
-    for (int i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
+    tf_npy_dir_names_free(names, n);
     if (rc != 0) {
         tf_free(&f);
         return -1;

@@ -179,6 +179,13 @@ int tf_write_atomic(const char *path, int n, const void *const *ptrs,
 int tf_read_safetensors(const char *path, tf_file *out, char *err,
                         size_t errlen);
 int tf_read_npy(const char *path, tf_file *out, char *err, size_t errlen);
+/* The .npy files of directory path (names not starting with '.'), sorted
+ * by name, into a new array *out of *count strdup'd names; -1 with err set
+ * when the directory cannot be read or holds none.  Release with
+ * tf_npy_dir_names_free. */
+int tf_npy_dir_names(const char *path, char ***out, int *count, char *err,
+                     size_t errlen);
+void tf_npy_dir_names_free(char **names, int n);
 int tf_read_npy_dir(const char *path, tf_file *out, char *err,
                     size_t errlen);
 

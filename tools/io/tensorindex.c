@@ -269,10 +269,6 @@ static int index_npy(const char *path, tf_index *idx, char *err,
     return rc;
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
 /* metadata.json of a directory: string and number members, as stem check
  * reads them. */
@@ -318,38 +314,10 @@ static int dir_meta(const char *dir, tf_index *idx, char *err, size_t errlen)
 static int index_dir(const char *path, tf_index *idx, char *err,
                      size_t errlen)
 {
-    DIR *d = opendir(path);
-    if (!d) {
-        tf_set_err(err, errlen, "%s: %s", path, strerror(errno));
+    char **names;
+    int n, rc = 0;
+    if (tf_npy_dir_names(path, &names, &n, err, errlen) != 0)
         return -1;
-    }
-    char **names = NULL;
-    int n = 0, rc = 0;
-    struct dirent *e;
-    while (rc == 0 && (e = readdir(d)) != NULL) {
-        size_t l = strlen(e->d_name);
-        if (l <= 4 || strcmp(e->d_name + l - 4, ".npy") != 0 ||
-            e->d_name[0] == '.')
-            continue;
-        char **nn = realloc(names, (size_t)(n + 1) * sizeof(*nn));
-        char *s = strdup(e->d_name);
-        if (nn)
-            names = nn;
-        if (!nn || !s) {
-            free(s);
-            tf_set_err(err, errlen, "out of memory");
-            rc = -1;
-            break;
-        }
-        names[n++] = s;
-    }
-    closedir(d);
-    if (rc == 0 && n == 0) {
-        tf_set_err(err, errlen, "%s: no .npy files in the directory", path);
-        rc = -1;
-    }
-    if (rc == 0)
-        qsort(names, (size_t)n, sizeof(*names), cmp_names);
     for (int i = 0; rc == 0 && i < n; i++) {
         char full[4096];
         if (snprintf(full, sizeof(full), "%s/%s", path, names[i]) >=
@@ -360,9 +328,7 @@ static int index_dir(const char *path, tf_index *idx, char *err,
             rc = index_npy(full, idx, err, errlen);
         }
     }
-    for (int i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
+    tf_npy_dir_names_free(names, n);
     return rc == 0 ? dir_meta(path, idx, err, errlen) : rc;
 }
 
