@@ -193,30 +193,30 @@ static int write_results(const char *path, int as_dir, const stem_dims *dm,
     return rc ? CLI_FAIL : CLI_OK;
 }
 
-/* `stem run`; see run_usage. */
-int cmd_run(int argc, char **argv)
+/* See commands.h. */
+int cli_run_parse(int argc, char **argv, cli_opts *o, const char **in,
+                  const char **outp, int *dense, int *help)
 {
-    const char *in = NULL, *outp = NULL;
-    int dense = 0, r;
-    cli_opts o;
-    cli_opts_init(&o);
+    int r;
+    *in = *outp = NULL;
+    *dense = *help = 0;
     for (int i = 1; i < argc;) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            run_usage(stdout);
+            *help = 1;
             return CLI_OK;
         }
         if (strcmp(argv[i], "--dense") == 0) {
-            dense = 1;
+            *dense = 1;
             i++;
             continue;
         }
-        if ((r = cli_opt_value(argc, argv, &i, "-o", &outp)) ||
-            (r = cli_opt_value(argc, argv, &i, "--output", &outp))) {
+        if ((r = cli_opt_value(argc, argv, &i, "-o", outp)) ||
+            (r = cli_opt_value(argc, argv, &i, "--output", outp))) {
             if (r < 0)
                 return CLI_USAGE;
             continue;
         }
-        if ((r = cli_opts_parse(&o, argc, argv, &i)) != 0) {
+        if ((r = cli_opts_parse(o, argc, argv, &i)) != 0) {
             if (r < 0)
                 return CLI_USAGE;
             continue;
@@ -225,11 +225,27 @@ int cmd_run(int argc, char **argv)
             cli_error("run: unknown option '%s'", argv[i]);
             return CLI_USAGE;
         }
-        if (in) {
-            cli_error("run: more than one input ('%s', '%s')", in, argv[i]);
+        if (*in) {
+            cli_error("run: more than one input ('%s', '%s')", *in, argv[i]);
             return CLI_USAGE;
         }
-        in = argv[i++];
+        *in = argv[i++];
+    }
+    return CLI_OK;
+}
+
+/* `stem run`; see run_usage. */
+int cmd_run(int argc, char **argv)
+{
+    const char *in, *outp;
+    int dense, help;
+    cli_opts o;
+    cli_opts_init(&o);
+    if (cli_run_parse(argc, argv, &o, &in, &outp, &dense, &help) != CLI_OK)
+        return CLI_USAGE;
+    if (help) {
+        run_usage(stdout);
+        return CLI_OK;
     }
     if (!in || !outp) {
         cli_error("run: an input file and -o OUT are required");

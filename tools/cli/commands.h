@@ -7,6 +7,7 @@
 #ifndef STEM_CLI_COMMANDS_H
 #define STEM_CLI_COMMANDS_H
 
+#include "cli_common.h"
 #include "stem.h"
 
 int cmd_gen(int argc, char **argv);
@@ -20,6 +21,11 @@ int cmd_mask(int argc, char **argv);
 /* The metadata `stem run` writes with its results (cmd_run.c); stem-mpi
  * writes the same.  0, or -1 after a message. */
 struct tf_file;
+/* Parse `stem run`'s command line (argv[0] is the sub-command): the
+ * common options into *o, the input, -o OUT and --dense; *help set for
+ * --help.  CLI_OK, or CLI_USAGE after a message.  Shared with stem-mpi. */
+int cli_run_parse(int argc, char **argv, cli_opts *o, const char **in,
+                  const char **outp, int *dense, int *help);
 int cli_run_add_meta(struct tf_file *f, const stem_params *p, int dense,
                      stem_dtype in_dtype, stem_isa isa, double secs);
 

@@ -284,42 +284,18 @@ static int write_part(const char *tmp, const part *pt, const stem_dims *dm,
 int mpi_cmd_run(const mpi_job *job, int argc, char **argv)
 {
     const char *in = NULL, *outp = NULL;
-    int dense = 0, r, rc = CLI_USAGE;
+    int dense = 0, rc = CLI_USAGE;
     cli_opts o;
     cli_opts_init(&o);
     mpi_quiet(job);
-    for (int i = 1; i < argc;) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            if (job->rank == 0)
-                run_usage(stdout);
-            mpi_loud(job);
-            return CLI_OK;
-        }
-        if (strcmp(argv[i], "--dense") == 0) {
-            dense = 1;
-            i++;
-            continue;
-        }
-        if ((r = cli_opt_value(argc, argv, &i, "-o", &outp)) ||
-            (r = cli_opt_value(argc, argv, &i, "--output", &outp))) {
-            if (r < 0)
-                goto usage;
-            continue;
-        }
-        if ((r = cli_opts_parse(&o, argc, argv, &i)) != 0) {
-            if (r < 0)
-                goto usage;
-            continue;
-        }
-        if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            cli_error("run: unknown option '%s'", argv[i]);
-            goto usage;
-        }
-        if (in) {
-            cli_error("run: more than one input ('%s', '%s')", in, argv[i]);
-            goto usage;
-        }
-        in = argv[i++];
+    int help;
+    if (cli_run_parse(argc, argv, &o, &in, &outp, &dense, &help) != CLI_OK)
+        goto usage;
+    if (help) {
+        if (job->rank == 0)
+            run_usage(stdout);
+        mpi_loud(job);
+        return CLI_OK;
     }
     size_t ol = outp ? strlen(outp) : 0;
     struct stat sb;
