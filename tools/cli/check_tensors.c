@@ -11,43 +11,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int dir_meta(const char *dir, tf_file *f, char *err, size_t errlen)
-{
-    char path[4096];
-    struct stat sb;
-    if (snprintf(path, sizeof(path), "%s/metadata.json", dir) >=
-        (int)sizeof(path))
-        return 0;
-    if (stat(path, &sb) != 0)
-        return 0;
-    void *buf;
-    size_t len;
-    if (tf_read_all(path, &buf, &len, err, errlen) != 0)
-        return -1;
-    cJSON *j = cJSON_ParseWithLength(buf, len);
-    free(buf);
-    if (!j || !cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        snprintf(err, errlen, "%s: not a JSON object", path);
-        return -1;
-    }
-    int rc = 0;
-    for (cJSON *e = j->child; e && rc == 0; e = e->next) {
-        char num[64];
-        const char *val = NULL;
-        if (cJSON_IsString(e))
-            val = e->valuestring;
-        else if (cJSON_IsNumber(e)) {
-            cli_fmt_double(num, sizeof(num), e->valuedouble);
-            val = num;
-        }
-        if (val && e->string)
-            rc = tf_set_meta(f, e->string, val, err, errlen);
-    }
-    cJSON_Delete(j);
-    return rc;
-}
-
 /* See check_tensors.h. */
 int ct_read(const char *path, tf_file *out, char *err, size_t errlen)
 {
@@ -56,7 +19,7 @@ int ct_read(const char *path, tf_file *out, char *err, size_t errlen)
     if (tf_read(path, &f, err, errlen) != 0)
         return -1;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) &&
-        dir_meta(path, &f, err, errlen) != 0) {
+        tf_npy_dir_meta(path, &f, err, errlen) != 0) {
         tf_free(&f);
         return -1;
     }

@@ -343,6 +343,46 @@ void tf_npy_dir_names_free(char **names, int n)
     free(names);
 }
 
+/* See tensorfile.h. */
+int tf_npy_dir_meta(const char *dir, tf_file *f, char *err, size_t errlen)
+{
+    char path[4096];
+    struct stat sb;
+    if (snprintf(path, sizeof(path), "%s/metadata.json", dir) >=
+            (int)sizeof(path) || stat(path, &sb) != 0)
+        return 0;
+    void *buf;
+    size_t len;
+    if (tf_read_all(path, &buf, &len, err, errlen) != 0)
+        return -1;
+    cJSON *j = cJSON_ParseWithLength(buf, len);
+    free(buf);
+    if (!j || !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        tf_set_err(err, errlen, "%s: not a JSON object", path);
+        return -1;
+    }
+    int rc = 0;
+    for (cJSON *e = j->child; e && rc == 0; e = e->next) {
+        char num[64];
+        const char *val = NULL;
+        if (cJSON_IsString(e)) {
+            val = e->valuestring;
+        } else if (cJSON_IsNumber(e)) {
+            for (int p = 1; p <= 17; p++) {
+                snprintf(num, sizeof(num), "%.*g", p, e->valuedouble);
+                if (strtod(num, NULL) == e->valuedouble)
+                    break;
+            }
+            val = num;
+        }
+        if (val && e->string)
+            rc = tf_set_meta(f, e->string, val, err, errlen);
+    }
+    cJSON_Delete(j);
+    return rc;
+}
+
 /* See tensorfile.h.  Files are read in name order. */
 int tf_read_npy_dir(const char *path, tf_file *out, char *err, size_t errlen)
 {

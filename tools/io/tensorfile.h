@@ -186,6 +186,10 @@ int tf_read_npy(const char *path, tf_file *out, char *err, size_t errlen);
 int tf_npy_dir_names(const char *path, char ***out, int *count, char *err,
                      size_t errlen);
 void tf_npy_dir_names_free(char **names, int n);
+/* Add the string and number members of DIR/metadata.json (numbers in their
+ * shortest round-trip form) to f's metadata; 0 also when there is no such
+ * file, -1 with err set when it is unreadable or not a JSON object. */
+int tf_npy_dir_meta(const char *dir, tf_file *f, char *err, size_t errlen);
 int tf_read_npy_dir(const char *path, tf_file *out, char *err,
                     size_t errlen);
 
