@@ -139,10 +139,14 @@ def test_budget_one_short(qkv, correct, scoring):
 
 def test_budget_one_over(qkv, correct, scoring):
     """One block too many per row: the selection stage (the rule on the
-    kernel's own logits) names each extra block.  (From the mask alone,
-    random inputs' near-equal logits make +1 indistinguishable from ties;
-    tests/python/test_stem_check.py doctors a structured case instead.)"""
+    kernel's own logits) names each extra block.  From the mask alone the
+    random inputs' near-equal logits put every row's extra block within tau
+    of its threshold, but the counts are off the same way in every row:
+    the mask stage names the rows."""
     mask = select(scoring, stem.budget(KB), budget_delta=+1)
+    msg, rep = fails(qkv, mask=mask)
+    counts = [it for it in rep.faults if it.kind == "budget count"]
+    assert counts and all(it.gpu == it.ref + 1 for it in counts), msg
     msg, rep = fails(qkv, logits=scoring, mask=mask)
     extra = [it for it in rep.faults if it.kind == "selection extra"]
     assert extra and rep.stages["selection"].verdict == "FAIL", msg
