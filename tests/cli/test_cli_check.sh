@@ -287,8 +287,14 @@ expect 2 "explain: head out of range" "head" -- \
 
 # ---- stem mask
 expect 0 "mask picture" "" -- "$STEM" mask "$D/s2.angelslim.safetensors" -o "$T/m.png" --head 1
-expect 0 "mask diff picture" "" -- \
+expect 0 "mask diff picture: the genuine differences are stem check's ties" \
+    "differences of head 1: 2 ties \(orange\), 0 faults \(red\), tau per block" -- \
     "$STEM" mask "$D/s2.angelslim.safetensors" --diff "$D/s2.in.safetensors" -o "$T/d.png" --head 1
+if [ -e "$T/short.safetensors" ]; then
+    expect 0 "mask diff picture: a row off its budget is a fault, not a tie" \
+        "differences of head 1: 0 ties \(orange\), [1-9][0-9]* faults" -- \
+        "$STEM" mask "$T/short.safetensors" --diff "$D/s2.in.safetensors" -o "$T/d2.png" --head 1
+fi
 expect 0 "logit heat map" "" -- "$STEM" mask "$D/s2.angelslim.safetensors" --logits -o "$T/l.png"
 expect 2 "mask: file without a mask" "mask" -- "$STEM" mask "$D/s2.in.safetensors" -o "$T/x.png"
 [ ! -e "$T/x.png" ] && ok "no picture written on error" || bad "no picture written on error"

@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "mask_image.h"
 #include "png_write.h"
+#include "stem_check.h"
 
 static void mask_usage(FILE *fp)
 {
@@ -32,8 +33,12 @@ static void mask_usage(FILE *fp)
           "                OTHER holds mask and block_logits (e.g. stem run's\n"
           "                output) or q, k, v (the reference is computed).\n"
           "                Ties as in stem check: within tau of the row\n"
-          "                threshold; tau by --tau, else by the dtype (--dtype,\n"
-          "                FILE's metadata, OTHER's q, else fp32)\n"
+          "                threshold.  With q, k, v in OTHER, exactly stem\n"
+          "                check's ties (tau derived per block for the GPU\n"
+          "                dtype: --dtype, FILE's metadata, OTHER's q, else\n"
+          "                fp32); with a reference mask and logits, a fixed\n"
+          "                tau by the dtype (0.05 bf16, 0.01 fp16, 1e-4 fp32)\n"
+          "                or --tau\n"
           "  --logits      heat map of FILE's block_logits (dark blue low,\n"
           "                yellow high, -inf grey) with a colour bar below\n\n",
           fp);
@@ -172,8 +177,9 @@ static int parse(int argc, char **argv, mask_args *a, cli_opts *o, int *help)
         cli_error("mask: --logits and --diff exclude each other");
         return CLI_USAGE;
     }
-    if (a->dtype && !check_dtype_canonical(a->dtype)) {
-        cli_error("mask: --dtype: '%s' is not bf16, fp16 or fp32", a->dtype);
+    stem_prec pr;
+    if (a->dtype && stem_prec_from_name(a->dtype, &pr) != STEM_OK) {
+        cli_error("mask: --dtype: '%s' is not bf16, fp16, fp32 or fp8", a->dtype);
         return CLI_USAGE;
     }
     return CLI_OK;
@@ -192,6 +198,84 @@ static double diff_tau(const mask_args *a, const tf_file *f, const tf_file *o)
     }
     check_tol_for_dtype(dt, &t);
     return a->have_tau ? a->tau : t.tau;
+}
+
+/* The GPU dtype name --diff judges by: --dtype, FILE's metadata, else the
+ * dtype of OTHER's q (fp32 when none). */
+static const char *diff_dtype(const mask_args *a, const tf_file *f,
+                              const tf_file *o)
+{
+    stem_prec pr;
+    const char *dt = a->dtype ? a->dtype : tf_meta(f, "dtype");
+    if (dt && stem_prec_from_name(dt, &pr) == STEM_OK)
+        return dt;
+    const tf_tensor *q = tf_find(o, "q");
+    return !q ? "fp32" : q->dtype == TF_BF16 ? "bf16"
+                       : q->dtype == TF_F16    ? "fp16"
+                                               : "fp32";
+}
+
+/*
+ * The ties of head `head` as stem check judges them: stem_check on OTHER's
+ * q, k, v with FILE's mask m [s0, s1, s2] (every difference listed), the
+ * tie band derived per block unless --tau is given.  Fills *cr with one
+ * CHECK_TIE entry per tie outside the rows whose count is off their budget
+ * (mi_diff colours every other difference as a fault).  CLI_OK, or CLI_FAIL / CLI_USAGE after a message.
+ */
+static int ties_by_check(const stem_params *p, const stem_tensor *q,
+                         const stem_tensor *k, const stem_tensor *v,
+                         const uint8_t *m, const int64_t s[3], int64_t head,
+                         const char *dtype, const mask_args *a,
+                         check_mask_result *cr)
+{
+    stem_prec pr;
+    stem_check_options opt;
+    if (stem_prec_from_name(dtype, &pr) != STEM_OK)
+        pr = STEM_PREC_FP32;
+    stem_check_options_init(&opt, pr);
+    opt.head_begin = head;
+    opt.head_count = 1;
+    opt.dense_test = 0;
+    opt.max_items = (int)(s[1] * s[2] < 1000000 ? s[1] * s[2] : 1000000);
+    if (a->have_tau)
+        opt.tau = a->tau;
+    stem_tensor mv = stem_tensor_hnd((void *)m, STEM_U8, s[0], s[1], s[2]);
+    stem_check_gpu gpu = {NULL, &mv, NULL, NULL};
+    stem_check_report rep;
+    stem_status st = stem_check(p, q, k, v, &gpu, &opt, &rep);
+    if (st != STEM_OK) {
+        cli_error("mask: --diff: %s", stem_strerror(st));
+        return CLI_FAIL;
+    }
+    memset(cr, 0, sizeof(*cr));
+    if (rep.n_ties > 0 && !(cr->diffs = calloc((size_t)rep.n_ties, sizeof(*cr->diffs)))) {
+        stem_check_report_free(&rep);
+        cli_error("mask: out of memory");
+        return CLI_FAIL;
+    }
+    const stem_check_stage_result *ms = &rep.stage[STEM_STAGE_MASK];
+    for (int64_t i = 0; i < rep.n_ties; i++) {
+        const stem_check_item *x = &rep.ties[i];
+        /* an exchange in a row that keeps the wrong count is no tie */
+        int off = 0;
+        for (int64_t j = 0; j < ms->n_items && !off; j++)
+            off = ms->items[j].kind == STEM_KIND_MASK_COUNT &&
+                  ms->items[j].head == x->head && ms->items[j].qblock == x->qblock;
+        if (off)
+            continue;
+        check_mask_diff *d = &cr->diffs[cr->n_diff++];
+        d->head = (int32_t)x->head;
+        d->qblock = (int32_t)x->qblock;
+        d->kblock = (int32_t)x->kblock;
+        d->gpu_kept = x->gpu != 0;
+        d->kind = CHECK_TIE;
+        d->logit = (float)x->ref_logit;
+        d->threshold = (float)x->threshold;
+        d->gap = x->ref_logit - x->threshold;
+        cr->n_tie++;
+    }
+    stem_check_report_free(&rep);
+    return CLI_OK;
 }
 
 /* `stem mask`; see mask_usage. */
@@ -295,22 +379,45 @@ int cmd_mask(int argc, char **argv)
                 cli_error("mask: cannot compute the budget");
                 goto done;
             }
-            check_mask_geom g = {s[0], s[1], s[2], pb, p.sinks, p.window,
-                                 p.keep_diagonal};
-            double tau = diff_tau(&a, &f, &other);
-            if (check_mask(&g, rl, budget, nb, rm, m, tau, &cr) != 0 ||
-                mi_diff(m + hoff, rm + hoff, s[1], s[2], pb, &cr,
+            stem_tensor q, k, v;
+            char qerr[256];
+            int64_t ties = 0, faults = 0, ndiff = 0;
+            char how[96];
+            if (cli_load_qkv(&other, o.layout, &q, &k, &v, qerr, sizeof(qerr)) == 0) {
+                /* OTHER holds the inputs: ties exactly as stem check has them */
+                const char *dt = diff_dtype(&a, &f, &other);
+                if ((rc = ties_by_check(&p, &q, &k, &v, m, s, a.head, dt, &a, &cr)) != CLI_OK)
+                    goto done;
+                rc = CLI_USAGE;
+                if (a.have_tau)
+                    snprintf(how, sizeof(how), "tau %g", a.tau);
+                else
+                    snprintf(how, sizeof(how), "tau per block as stem check "
+                             "derives it for a %s GPU", dt);
+            } else {
+                /* OTHER holds a reference mask and logits: a fixed tau */
+                check_mask_geom g = {s[0], s[1], s[2], pb, p.sinks, p.window,
+                                     p.keep_diagonal};
+                double tau = diff_tau(&a, &f, &other);
+                if (check_mask(&g, rl, budget, nb, rm, m, tau, &cr) != 0) {
+                    cli_error("mask: out of memory or bad sizes");
+                    goto done;
+                }
+                snprintf(how, sizeof(how), "tau %g", tau);
+            }
+            if (mi_diff(m + hoff, rm + hoff, s[1], s[2], pb, &cr,
                         (int)a.head, &img) != 0) {
                 cli_error("mask: out of memory or bad sizes");
                 goto done;
             }
-            int64_t ties = 0, faults = 0;
+            for (int64_t i = 0; i < s[1] * s[2]; i++)
+                ndiff += (m[hoff + i] != 0) != (rm[hoff + i] != 0);
             for (int64_t i = 0; i < cr.n_diff; i++)
-                if (cr.diffs[i].head == a.head)
-                    cr.diffs[i].kind == CHECK_TIE ? ties++ : faults++;
+                ties += cr.diffs[i].head == a.head && cr.diffs[i].kind == CHECK_TIE;
+            faults = ndiff - ties;
             printf("differences of head %lld: %lld ties (orange), %lld "
-                   "faults (red), tau %g\n", a.head, (long long)ties,
-                   (long long)faults, tau);
+                   "faults (red), %s\n", a.head, (long long)ties,
+                   (long long)faults, how);
             snprintf(title, sizeof(title), "mask differences, head %lld: "
                      "%lld ties, %lld faults", a.head, (long long)ties,
                      (long long)faults);
