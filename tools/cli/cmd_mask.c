@@ -253,15 +253,24 @@ static int ties_by_check(const stem_params *p, const stem_tensor *q,
         cli_error("mask: out of memory");
         return CLI_FAIL;
     }
+    /* an exchange in a row that keeps the wrong count is no tie: mark those
+     * rows of the head once */
     const stem_check_stage_result *ms = &rep.stage[STEM_STAGE_MASK];
+    uint8_t *off = calloc((size_t)s[1], 1);
+    if (!off) {
+        free(cr->diffs);
+        memset(cr, 0, sizeof(*cr));
+        stem_check_report_free(&rep);
+        cli_error("mask: out of memory");
+        return CLI_FAIL;
+    }
+    for (int64_t j = 0; j < ms->n_items; j++)
+        if (ms->items[j].kind == STEM_KIND_MASK_COUNT && ms->items[j].head == head &&
+            ms->items[j].qblock >= 0 && ms->items[j].qblock < s[1])
+            off[ms->items[j].qblock] = 1;
     for (int64_t i = 0; i < rep.n_ties; i++) {
         const stem_check_item *x = &rep.ties[i];
-        /* an exchange in a row that keeps the wrong count is no tie */
-        int off = 0;
-        for (int64_t j = 0; j < ms->n_items && !off; j++)
-            off = ms->items[j].kind == STEM_KIND_MASK_COUNT &&
-                  ms->items[j].head == x->head && ms->items[j].qblock == x->qblock;
-        if (off)
+        if (x->head != head || x->qblock < 0 || x->qblock >= s[1] || off[x->qblock])
             continue;
         check_mask_diff *d = &cr->diffs[cr->n_diff++];
         d->head = (int32_t)x->head;
@@ -274,6 +283,7 @@ static int ties_by_check(const stem_params *p, const stem_tensor *q,
         d->gap = x->ref_logit - x->threshold;
         cr->n_tie++;
     }
+    free(off);
     stem_check_report_free(&rep);
     return CLI_OK;
 }
