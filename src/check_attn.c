@@ -30,7 +30,7 @@
  * variance: the two sides round independently.  The variances use upper bounds (smax, the
  * Minkowski sum), so K = 4 sits far out: on the public AngelSlim, hpc-ops
  * and FlexAttention captures no genuine row reaches 0.3 of its limit,
- * while a row left at zero exceeds it at least 1.4 times (a fault confined
+ * while a row left at zero exceeds it (4.2 times on s6; a fault confined
  * to one query block cannot hide in a head average).
  *
  * Z1, Z2 and Q2 come from the library's own attention: Z1 with values
