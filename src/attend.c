@@ -16,8 +16,9 @@
  *
  * The bf16 compute mode (params->compute) runs the same steps with the
  * bf16 kernels of src/kernels.h: K and V are packed as bf16 (half the
- * memory), the query rows and each block's probabilities are rounded to
- * bf16 (bf16_rows) before their products.
+ * memory), the query rows are rounded to bf16 (bf16_rows) and each block's
+ * probabilities come out of softmax_rows_bf16 already rounded (its
+ * exponential is src/expb.h's e_b) before their products.
  *
  * Memory: the packed kv heads (2 * Kb * B * d floats each, half that in
  * bf16; as many heads together as fit in 256 MiB, at least one) plus, per
@@ -208,9 +209,9 @@ static void attend_block(const stem_kernels *kern, const stem_dims *dims,
             const uint16_t *vj = (const uint16_t *)vp + J * vblk;
             kern->qk_tile_bf16(nr, cols, d, w.q + (size_t)i0 * ldq, ldq, kj,
                                B, s, B);
-            kern->softmax_rows(nr, cols, w.valid + i0, scale, s, B, w.m + i0,
-                               w.l + i0, w.alpha + i0);
-            kern->bf16_rows(nr, cols, s, B, w.p, B2);
+            kern->softmax_rows_bf16(nr, cols, w.valid + i0, scale, s, B,
+                                    w.m + i0, w.l + i0, w.alpha + i0, w.p,
+                                    B2);
             kern->pv_tile_bf16(nr, cols, d, w.p, B2, vj, d, w.alpha + i0,
                                w.o + (size_t)i0 * d, d, w.work);
             continue;

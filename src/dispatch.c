@@ -12,6 +12,7 @@
 #include <sleef.h>
 
 #include "kernels.h"
+#include "expb.h"
 
 /* sleef.h declares the FMA scalar variants only when the compiler itself
  * targets FMA (FP_FAST_FMA); the library calls them from portable code and
@@ -152,6 +153,11 @@ float stem_expf_ref(float x)
     if (!(x >= STEM_EXP_MIN))
         return 0.0f;
     return Sleef_expf1_u10purecfma(x);
+}
+
+float stem_expb_ref(float x)
+{
+    return stem_expb_scalar(x);
 }
 
 float stem_logf_ref(float x)

@@ -97,6 +97,24 @@ typedef struct stem_kernels {
                       int ldy);
 
     /*
+     * softmax_rows_bf16: softmax_rows for the bf16 mode, with the exponential
+     * e_b of src/expb.h in place of e and the probabilities written rounded:
+     * for row i, with n = valid[i] (1 <= n <= cols):
+     *   x_j   = s[j] * scale                       (j < n; s is not written)
+     *   mnew  = max(m[i], max_j x_j)               (as softmax_rows)
+     *   p_j   = e_b(x_j - mnew) for j < n, 0.0f for n <= j < cols
+     *   a     = e_b(m[i] - mnew)
+     *   l[i]  = l[i] * a + sum8(p)  (two roundings, in that order)
+     *   m[i]  = mnew; alpha[i] = a
+     *   row i of p (ldp) = bf16_rows of p_0 .. p_{cols-1}
+     * Every nonzero p_j is at least e^-38 > STEM_BF16_MIN (src/expb.h), so
+     * the rounding to bf16 never flushes.
+     */
+    void (*softmax_rows_bf16)(int rows, int cols, const int *valid,
+                              float scale, const float *s, int lds, float *m,
+                              float *l, float *alpha, float *p, int ldp);
+
+    /*
      * qk_tile_bf16: s[i*lds + j] for i < rows, j < cols:
      *   acc = 0.0f; for t = 0..d2-1: acc = fmaf(q[i*ldq + t],
      *                                          f(kt[(t ^ 1)*ldk + j]), acc)
@@ -192,6 +210,8 @@ const stem_kernels *stem_kernels_active(stem_status *status);
 /* e(x) of the softmax contract, scalar (shared by every ISA for per-row
  * work such as the lse). */
 float stem_expf_ref(float x);
+/* e_b(x) of softmax_rows_bf16 (src/expb.h), scalar. */
+float stem_expb_ref(float x);
 /* ln x through SLEEF's FMA u10 logf (bit-exact across ISAs). */
 float stem_logf_ref(float x);
 

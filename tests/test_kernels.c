@@ -8,7 +8,7 @@
  * the scalar twin, and the whole output buffers (gaps between rows included,
  * so stray writes are caught too) must compare equal with memcmp.  The exp
  * lanes are also checked against SLEEF's FMA scalar expf over a dense sweep
- * of [-104, 0].
+ * of [-104, 0], and the bf16 mode's e_b against exp in double.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -23,6 +23,7 @@
 #include <sleef.h>
 
 #include "kernels.h"
+#include "expb.h"
 #include "common/testutil.h"
 
 /* sleef.h declares the FMA scalar variants only when the compiler targets
@@ -214,6 +215,33 @@ typedef struct sm_in {
     buf s, m, l, a;
 } sm_in;
 
+/* softmax_rows_bf16 on the same inputs: s must stay as it was, p (with
+ * gaps and a random fill) equal to the twin's. */
+static void sm16_run_compare(const stem_kernels *k, const sm_in *in)
+{
+    const int ldp = ((in->cols + 1) & ~1) + (in->lds - in->cols);
+    tu_rng r;
+    tu_rng_seed(&r, (uint64_t)in->rows * 1000 + (uint64_t)in->cols);
+    buf p = buf_new(&r, (size_t)in->rows * ldp, 1), p0 = buf_copy(&p);
+    buf s = buf_copy(&in->s), m = buf_copy(&in->m), l = buf_copy(&in->l);
+    buf a = buf_copy(&in->a);
+    buf m0 = buf_copy(&in->m), l0 = buf_copy(&in->l), a0 = buf_copy(&in->a);
+    ref->softmax_rows_bf16(in->rows, in->cols, in->valid, in->scale, in->s.p,
+                           in->lds, m0.p, l0.p, a0.p, p0.p, ldp);
+    k->softmax_rows_bf16(in->rows, in->cols, in->valid, in->scale, s.p,
+                         in->lds, m.p, l.p, a.p, p.p, ldp);
+    const char *name = stem_isa_name(k->isa);
+    expect_same(in->s.p, s.p, s.n * 4, "softmax_rows_bf16 s untouched", name,
+                in->rows, in->cols, 0);
+    expect_same(p0.p, p.p, p.n * 4, "softmax_rows_bf16 p", name, in->rows, in->cols, 0);
+    expect_same(m0.p, m.p, m.n * 4, "softmax_rows_bf16 m", name, in->rows, in->cols, 0);
+    expect_same(l0.p, l.p, l.n * 4, "softmax_rows_bf16 l", name, in->rows, in->cols, 0);
+    expect_same(a0.p, a.p, a.n * 4, "softmax_rows_bf16 alpha", name,
+                in->rows, in->cols, 0);
+    buf_free(&p), buf_free(&p0), buf_free(&s), buf_free(&m), buf_free(&l);
+    buf_free(&a), buf_free(&m0), buf_free(&l0), buf_free(&a0);
+}
+
 static void sm_run_compare(const stem_kernels *k, const sm_in *in)
 {
     buf s = buf_copy(&in->s), m = buf_copy(&in->m), l = buf_copy(&in->l);
@@ -261,6 +289,7 @@ static void sm_case(tu_rng *r, const stem_kernels *k, int rows, int cols)
     }
     for (int t = 0; t < 2; t++) {
         sm_run_compare(k, &in);
+        sm16_run_compare(k, &in);
         /* signed zeros as the maximum: the sign of m must still match */
         for (size_t i = 0; i < in.s.n; i++)
             in.s.p[i] = tu_rng_int(r, 0, 3) == 0 ? -0.0f
@@ -354,6 +383,81 @@ static void test_exp_sweep(void **state)
                (unsigned long long)done, (unsigned long long)mismatches);
         assert_int_equal(mismatches, 0);
     }
+}
+
+/*
+ * e_b of the bf16 mode (src/expb.h): the scalar twin against exp in double
+ * on every 97th float of [STEM_EXPB_MIN, 0] (and edges), and every ISA's
+ * lanes against the scalar twin bit for bit.  A lane is seen through l:
+ * a row whose only column above STEM_EXPB_MIN is x, with m = 0 and l = 0,
+ * ends with l = e_b(x) exactly (the other columns add +0).
+ */
+static void test_expb(void **state)
+{
+    (void)state;
+    enum { COLS = 37, ROWS = 512 };
+    static float s[ROWS * COLS], p[ROWS * (COLS + 1)], xs[ROWS];
+    float m[ROWS], l[ROWS], a[ROWS];
+    int valid[ROWS];
+    const float edges[] = {-0.0f, 0.0f, -1e-45f, -1e-7f, -0.34657359f,
+                           -0.5f, -1.0f, -10.0f, -37.999996f, -38.0f,
+                           nextafterf(-38.0f, -100.0f), -100.0f};
+    const int n_edges = (int)(sizeof edges / sizeof edges[0]);
+    uint32_t bits = 0x80000000u, hi;
+    float fmin = STEM_EXPB_MIN;
+    memcpy(&hi, &fmin, 4);
+    double worst = 0.0;
+    uint64_t done = 0, mismatches = 0;
+    int e = 0;
+    while (bits <= hi || e < n_edges) {
+        int n = 0;
+        for (; n < ROWS && (bits <= hi || e < n_edges); n++) {
+            if (e < n_edges) {
+                xs[n] = edges[e++];
+            } else {
+                memcpy(&xs[n], &bits, 4);
+                bits += 97;
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            float want = stem_expb_ref(xs[i]);
+            if (xs[i] >= STEM_EXPB_MIN) {
+                double x = (double)xs[i], err = fabs((double)want - exp(x)) / exp(x);
+                if (err > worst)
+                    worst = err;
+            } else {
+                assert_true(want == 0.0f);
+            }
+        }
+        for (int t = 0; t < n_isas + 1; t++) {
+            const stem_kernels *k = t < n_isas ? isas[t] : ref;
+            for (int i = 0; i < n; i++) {
+                for (int j = 0; j < COLS; j++)
+                    s[i * COLS + j] = -1e30f;
+                s[i * COLS + (i + (int)done) % COLS] = xs[i];
+                valid[i] = COLS;
+                m[i] = 0.0f;
+                l[i] = 0.0f;
+            }
+            k->softmax_rows_bf16(n, COLS, valid, 1.0f, s, COLS, m, l, a, p,
+                                 COLS + 1);
+            for (int i = 0; i < n; i++) {
+                float want = stem_expb_ref(xs[i]);
+                if (memcmp(&want, &l[i], 4) != 0 && mismatches++ < 5)
+                    print_error("%s e_b(%a) = %a, scalar %a\n",
+                                stem_isa_name(k->isa), (double)xs[i],
+                                (double)l[i], (double)want);
+            }
+        }
+        done += (uint64_t)n;
+    }
+    printf("[ INFO     ] e_b: %llu arguments in [-38, 0] and edges, largest "
+           "relative error %.3g (%.2f float ulps of 2^-23), %llu lane "
+           "mismatches over %d tables\n", (unsigned long long)done, worst,
+           worst / 0x1p-23, (unsigned long long)mismatches, n_isas + 1);
+    assert_int_equal(mismatches, 0);
+    assert_true(worst < 1.5 * 0x1p-24); /* within 1.5 half-ulps of exp */
+    assert_true(stem_expb_ref(0.0f) == 1.0f);
 }
 
 /* ---------------------------------------------------- sqnorm, group_sum */
@@ -602,6 +706,7 @@ static void test_tables_complete(void **state)
         assert_non_null(k->sqnorm_rows);
         assert_non_null(k->group_sum);
         assert_non_null(k->bf16_rows);
+        assert_non_null(k->softmax_rows_bf16);
         assert_non_null(k->qk_tile_bf16);
         assert_non_null(k->pv_tile_bf16);
     }
@@ -615,6 +720,7 @@ int main(void)
         cmocka_unit_test(test_pv_tile),
         cmocka_unit_test(test_softmax_rows),
         cmocka_unit_test(test_exp_sweep),
+        cmocka_unit_test(test_expb),
         cmocka_unit_test(test_sqnorm_rows),
         cmocka_unit_test(test_group_sum),
         cmocka_unit_test(test_bf16_round),

@@ -58,8 +58,8 @@ void bench_tile_step_bf16(bench_tile *t)
     const stem_kernels *k = t->k;
     const int T = BENCH_TILE;
     k->qk_tile_bf16(T, T, T, t->qb, T, t->kt16, T, t->s, T);
-    k->softmax_rows(T, T, t->valid, 0.08838835f, t->s, T, t->m, t->l, t->alpha);
-    k->bf16_rows(T, T, t->s, T, t->p, T);
+    k->softmax_rows_bf16(T, T, t->valid, 0.08838835f, t->s, T, t->m, t->l,
+                         t->alpha, t->p, T);
     k->pv_tile_bf16(T, T, T, t->p, T, t->v16, T, t->alpha, t->o, T, t->work);
 }
 

@@ -32,8 +32,8 @@ int bench_tile_init(bench_tile *t, const stem_kernels *k, uint64_t seed);
 /* One step of the inner loop over one key block. */
 void bench_tile_step(bench_tile *t);
 
-/* The same step in the bf16 compute mode (qk_tile_bf16, softmax_rows,
- * bf16_rows of P, pv_tile_bf16), 4 * BENCH_TILE^3 flops too. */
+/* The same step in the bf16 compute mode (qk_tile_bf16, softmax_rows_bf16,
+ * pv_tile_bf16), 4 * BENCH_TILE^3 flops too. */
 void bench_tile_step_bf16(bench_tile *t);
 
 /* Free a tile from bench_tile_init (NULL-safe on a failed init). */

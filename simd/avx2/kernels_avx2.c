@@ -21,6 +21,7 @@ const stem_kernels stem_kernels_avx2 = {
     .sqnorm_rows = stem_f32_sqnorm_rows__avx2_8,
     .group_sum = stem_f32_group_sum__avx2_32,
     .bf16_rows = stem_bf16_rows__avx2,
+    .softmax_rows_bf16 = stem_bf16_softmax_rows__avx2_8,
     .qk_tile_bf16 = stem_bf16_qk_tile__avx2_6x16,
     .pv_tile_bf16 = stem_bf16_pv_tile__avx2_6x16,
 };

@@ -17,6 +17,11 @@ void stem_f32_pv_tile__avx2_6x16(int rows, int cols, int d, const float *p,
 void stem_f32_softmax_rows__avx2_8(int rows, int cols, const int *valid,
                                    float scale, float *s, int lds, float *m,
                                    float *l, float *alpha);
+/* softmax_rows_bf16: 8-lane e_b of src/expb.h, P rounded (kernels.h). */
+void stem_bf16_softmax_rows__avx2_8(int rows, int cols, const int *valid,
+                                    float scale, const float *s, int lds,
+                                    float *m, float *l, float *alpha,
+                                    float *p, int ldp);
 /* sqnorm_rows, 8 fused lanes (contract: kernels.h). */
 void stem_f32_sqnorm_rows__avx2_8(int n, int d, const float *x, int ldx,
                                   float *out);

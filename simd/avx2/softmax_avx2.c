@@ -10,6 +10,7 @@
 
 #include "kernels.h"
 #include "kernels_avx2.h"
+#include "expb.h"
 
 static inline __m256i lanes_below(int r)
 {
@@ -105,6 +106,102 @@ void stem_f32_softmax_rows__avx2_8(int rows, int cols, const int *valid,
             _mm256_maskstore_ps(x + j, lanes_below(cols - j), zero);
 
         const float a = stem_expf_ref(m[i] - mnew);
+        float li = l[i] * a;
+        li = li + reduce_sum8(acc);
+        l[i] = li;
+        m[i] = mnew;
+        alpha[i] = a;
+    }
+}
+
+/* ---- the bf16 mode: e_b of src/expb.h and probabilities rounded ------- */
+
+/* e_b(y) of src/expb.h on 8 lanes, 0 where !(y >= STEM_EXPB_MIN). */
+static inline __m256 expb8(__m256 y)
+{
+    __m256 n = _mm256_round_ps(
+        _mm256_mul_ps(y, _mm256_set1_ps(STEM_EXPB_LOG2E)),
+        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-STEM_EXPB_LN2_HI), y);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(-STEM_EXPB_LN2_LO), r);
+    __m256 u = _mm256_set1_ps(STEM_EXPB_C7);
+    u = _mm256_fmadd_ps(u, r, _mm256_set1_ps(STEM_EXPB_C6));
+    u = _mm256_fmadd_ps(u, r, _mm256_set1_ps(STEM_EXPB_C5));
+    u = _mm256_fmadd_ps(u, r, _mm256_set1_ps(STEM_EXPB_C4));
+    u = _mm256_fmadd_ps(u, r, _mm256_set1_ps(STEM_EXPB_C3));
+    u = _mm256_fmadd_ps(u, r, _mm256_set1_ps(STEM_EXPB_C2));
+    u = _mm256_fmadd_ps(u, r, _mm256_set1_ps(1.0f));
+    u = _mm256_fmadd_ps(u, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);
+    __m256 q = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(u), e));
+    __m256 keep = _mm256_cmp_ps(y, _mm256_set1_ps(STEM_EXPB_MIN), _CMP_GE_OQ);
+    return _mm256_and_ps(keep, q);
+}
+
+/* bf16 of 8 nonnegative floats (nearest, ties to even; never below
+ * STEM_BF16_MIN unless 0), each pair swapped. */
+static inline __m256 bf16_swapped(__m256 q)
+{
+    __m256i u = _mm256_castps_si256(q);
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16),
+                                   _mm256_set1_epi32(1));
+    u = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb));
+    u = _mm256_and_si256(u, _mm256_set1_epi32((int)0xffff0000u));
+    return _mm256_permute_ps(_mm256_castsi256_ps(u), 0xb1);
+}
+
+/* softmax_rows_bf16 of src/kernels.h: p_j rounded and pair-swapped
+ * straight into p's row; no pointer may be NULL; 1 <= valid[i] <= cols. */
+void stem_bf16_softmax_rows__avx2_8(int rows, int cols, const int *valid,
+                                    float scale, const float *s, int lds,
+                                    float *m, float *l, float *alpha,
+                                    float *p, int ldp)
+{
+    const __m256 vs = _mm256_set1_ps(scale);
+    const int cols2 = (cols + 1) & ~1;
+    for (int i = 0; i < rows; i++) {
+        const float *x = s + (size_t)i * lds;
+        float *pi = p + (size_t)i * ldp;
+        const int n = valid[i];
+        /* the maximum of m[i] and x_j = x[j] * scale, j < n */
+        __m256 vmax = _mm256_set1_ps(m[i]);
+        for (int j = 0; j < n; j += 8) {
+            __m256i mk = lanes_below(n - j);
+            __m256 y = _mm256_mul_ps(_mm256_maskload_ps(x + j, mk), vs);
+            y = _mm256_blendv_ps(vmax, y, _mm256_castsi256_ps(mk));
+            vmax = _mm256_max_ps(y, vmax);
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(vmax),
+                              _mm256_extractf128_ps(vmax, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float mnew = _mm_cvtss_f32(h);
+        if (mnew == 0.0f) { /* the sign of a zero: first wins, as the twin */
+            mnew = m[i];
+            for (int t = 0; t < n; t++)
+                if (x[t] * scale > mnew)
+                    mnew = x[t] * scale;
+        }
+        const __m256 vm = _mm256_set1_ps(mnew);
+        __m256 acc = _mm256_setzero_ps();
+        int j = 0;
+        for (; j + 8 <= n; j += 8) {
+            __m256 q = expb8(_mm256_sub_ps(
+                _mm256_mul_ps(_mm256_loadu_ps(x + j), vs), vm));
+            acc = _mm256_add_ps(acc, q);
+            _mm256_storeu_ps(pi + j, bf16_swapped(q));
+        }
+        for (; j < cols2; j += 8) {
+            __m256i mk = lanes_below(n - j);
+            __m256 y = _mm256_sub_ps(
+                _mm256_mul_ps(_mm256_maskload_ps(x + j, mk), vs), vm);
+            __m256 q = _mm256_and_ps(_mm256_castsi256_ps(mk), expb8(y));
+            acc = _mm256_add_ps(acc, q);
+            _mm256_maskstore_ps(pi + j, lanes_below(cols2 - j), bf16_swapped(q));
+        }
+        /* e_b of the running maxima's difference in lane 0 (the same bits
+         * as stem_expb_ref, without its libm calls) */
+        const float a = _mm256_cvtss_f32(expb8(_mm256_set1_ps(m[i] - mnew)));
         float li = l[i] * a;
         li = li + reduce_sum8(acc);
         l[i] = li;

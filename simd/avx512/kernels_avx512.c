@@ -21,6 +21,7 @@ const stem_kernels stem_kernels_avx512 = {
     .sqnorm_rows = stem_f32_sqnorm_rows__avx512_8,
     .group_sum = stem_f32_group_sum__avx512_64,
     .bf16_rows = stem_bf16_rows__avx512,
+    .softmax_rows_bf16 = stem_bf16_softmax_rows__avx512_16,
     .qk_tile_bf16 = stem_bf16_qk_tile__avx512_12x32,
     .pv_tile_bf16 = stem_bf16_pv_tile__avx512_12x32,
 };

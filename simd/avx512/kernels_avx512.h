@@ -14,6 +14,11 @@ void stem_f32_qk_tile__avx512_12x32(int rows, int cols, int d, const float *q,
 void stem_f32_pv_tile__avx512_12x32(int rows, int cols, int d, const float *p,
                                     int ldp, const float *v, int ldv,
                                     const float *alpha, float *o, int ldo);
+/* softmax_rows_bf16: 16-lane e_b of src/expb.h, P rounded (kernels.h). */
+void stem_bf16_softmax_rows__avx512_16(int rows, int cols, const int *valid,
+                                       float scale, const float *s, int lds,
+                                       float *m, float *l, float *alpha,
+                                       float *p, int ldp);
 /* softmax_rows: 16-lane SLEEF expf, sum8 over ymm halves (kernels.h). */
 void stem_f32_softmax_rows__avx512_16(int rows, int cols, const int *valid,
                                       float scale, float *s, int lds,

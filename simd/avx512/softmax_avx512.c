@@ -11,6 +11,7 @@
 
 #include "kernels.h"
 #include "kernels_avx512.h"
+#include "expb.h"
 
 static inline __mmask16 lanes_below(int r)
 {
@@ -87,6 +88,106 @@ void stem_f32_softmax_rows__avx512_16(int rows, int cols, const int *valid,
                                   _mm512_setzero_ps());
 
         const float a = stem_expf_ref(m[i] - mnew);
+        float li = l[i] * a;
+        li = li + reduce_sum8(acc);
+        l[i] = li;
+        m[i] = mnew;
+        alpha[i] = a;
+    }
+}
+
+/* ---- the bf16 mode: e_b of src/expb.h and probabilities rounded ------- */
+
+/* e_b(y) of src/expb.h on 16 lanes, for lanes y >= STEM_EXPB_MIN (others
+ * are garbage; the caller masks them to zero). */
+static inline __m512 expb16(__m512 y)
+{
+    __m512 n = _mm512_roundscale_ps(
+        _mm512_mul_ps(y, _mm512_set1_ps(STEM_EXPB_LOG2E)),
+        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-STEM_EXPB_LN2_HI), y);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(-STEM_EXPB_LN2_LO), r);
+    __m512 u = _mm512_set1_ps(STEM_EXPB_C7);
+    u = _mm512_fmadd_ps(u, r, _mm512_set1_ps(STEM_EXPB_C6));
+    u = _mm512_fmadd_ps(u, r, _mm512_set1_ps(STEM_EXPB_C5));
+    u = _mm512_fmadd_ps(u, r, _mm512_set1_ps(STEM_EXPB_C4));
+    u = _mm512_fmadd_ps(u, r, _mm512_set1_ps(STEM_EXPB_C3));
+    u = _mm512_fmadd_ps(u, r, _mm512_set1_ps(STEM_EXPB_C2));
+    u = _mm512_fmadd_ps(u, r, _mm512_set1_ps(1.0f));
+    u = _mm512_fmadd_ps(u, r, _mm512_set1_ps(1.0f));
+    __m512i e = _mm512_slli_epi32(_mm512_cvtps_epi32(n), 23);
+    return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(u), e));
+}
+
+/* The maximum of m0 and x[j] * scale, j < n (x not written); a zero
+ * maximum takes the scalar twin's first-wins sign. */
+static float max_scaled(const float *x, int n, float scale, float m0)
+{
+    const __m512 vs = _mm512_set1_ps(scale);
+    __m512 vmax = _mm512_set1_ps(m0);
+    for (int j = 0; j < n; j += 16) {
+        __mmask16 mk = lanes_below(n - j);
+        __m512 y = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + j), vs);
+        vmax = _mm512_mask_max_ps(vmax, mk, y, vmax);
+    }
+    float mx = _mm512_reduce_max_ps(vmax);
+    if (mx == 0.0f) {
+        mx = m0;
+        for (int t = 0; t < n; t++)
+            if (x[t] * scale > mx)
+                mx = x[t] * scale;
+    }
+    return mx;
+}
+
+/* softmax_rows_bf16 of src/kernels.h: p_j rounded to bf16 (the exponential
+ * is at least e^-38, so no flush) and each pair swapped, written straight
+ * to p's row; no pointer may be NULL; 1 <= valid[i] <= cols. */
+void stem_bf16_softmax_rows__avx512_16(int rows, int cols, const int *valid,
+                                       float scale, const float *s, int lds,
+                                       float *m, float *l, float *alpha,
+                                       float *p, int ldp)
+{
+    const __m512 emin = _mm512_set1_ps(STEM_EXPB_MIN);
+    const __m512 vs = _mm512_set1_ps(scale);
+    const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
+    const __m512i top = _mm512_set1_epi32((int)0xffff0000u);
+    const int cols2 = (cols + 1) & ~1;
+    for (int i = 0; i < rows; i++) {
+        const float *x = s + (size_t)i * lds;
+        float *pi = p + (size_t)i * ldp;
+        const int n = valid[i];
+        const float mnew = max_scaled(x, n, scale, m[i]);
+        const __m512 vm = _mm512_set1_ps(mnew);
+        __m256 acc = _mm256_setzero_ps();
+        for (int j = 0; j < cols2; j += 16) {
+            /* full chunks (the common case) load and store unmasked */
+            const int full = j + 16 <= n;
+            __mmask16 mk = full ? (__mmask16)0xffff : lanes_below(n - j);
+            __m512 y = _mm512_sub_ps(
+                _mm512_mul_ps(full ? _mm512_loadu_ps(x + j)
+                                   : _mm512_maskz_loadu_ps(mk, x + j), vs), vm);
+            __mmask16 keep = mk & _mm512_cmp_ps_mask(y, emin, _CMP_GE_OQ);
+            __m512 q = _mm512_maskz_mov_ps(keep, expb16(y));
+            acc = _mm256_add_ps(acc, _mm512_castps512_ps256(q));
+            acc = _mm256_add_ps(acc, _mm256_castpd_ps(_mm512_extractf64x4_pd(
+                                         _mm512_castps_pd(q), 1)));
+            /* bf16: nearest, ties to even; then each pair swapped */
+            __m512i u = _mm512_castps_si512(q);
+            __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), one);
+            u = _mm512_and_si512(
+                _mm512_add_epi32(u, _mm512_add_epi32(half, lsb)), top);
+            __m512 b = _mm512_permute_ps(_mm512_castsi512_ps(u), 0xb1);
+            if (j + 16 <= cols2)
+                _mm512_storeu_ps(pi + j, b);
+            else
+                _mm512_mask_storeu_ps(pi + j, lanes_below(cols2 - j), b);
+        }
+        /* e_b of the running maxima's difference in lane 0 (the same bits
+         * as stem_expb_ref, without its libm calls) */
+        const __m512 ya = _mm512_set1_ps(m[i] - mnew);
+        const float a = _mm512_cvtss_f32(_mm512_maskz_mov_ps(
+            _mm512_cmp_ps_mask(ya, emin, _CMP_GE_OQ), expb16(ya)));
         float li = l[i] * a;
         li = li + reduce_sum8(acc);
         l[i] = li;

@@ -21,6 +21,7 @@ const stem_kernels stem_kernels_neon = {
     .sqnorm_rows = stem_f32_sqnorm_rows__neon_8,
     .group_sum = stem_f32_group_sum__neon_16,
     .bf16_rows = stem_bf16_rows__neon,
+    .softmax_rows_bf16 = stem_bf16_softmax_rows__neon_8,
     .qk_tile_bf16 = stem_bf16_qk_tile__neon_8x8,
     .pv_tile_bf16 = stem_bf16_pv_tile__neon_8x8,
 };

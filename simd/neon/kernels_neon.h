@@ -14,6 +14,11 @@ void stem_f32_qk_tile__neon_8x8(int rows, int cols, int d, const float *q,
 void stem_f32_pv_tile__neon_8x8(int rows, int cols, int d, const float *p,
                                 int ldp, const float *v, int ldv,
                                 const float *alpha, float *o, int ldo);
+/* softmax_rows_bf16: e_b of src/expb.h over 4 lanes, P rounded (kernels.h). */
+void stem_bf16_softmax_rows__neon_8(int rows, int cols, const int *valid,
+                                    float scale, const float *s, int lds,
+                                    float *m, float *l, float *alpha,
+                                    float *p, int ldp);
 /* softmax_rows: SLEEF expf over 4 lanes, sum8 as two float32x4 (kernels.h). */
 void stem_f32_softmax_rows__neon_8(int rows, int cols, const int *valid,
                                    float scale, float *s, int lds, float *m,

@@ -10,6 +10,7 @@
 
 #include "kernels.h"
 #include "kernels_neon.h"
+#include "expb.h"
 
 /* e(y) of the contract: 0 where !(y >= STEM_EXP_MIN), SLEEF expf elsewhere. */
 static inline float32x4_t exp_rule(float32x4_t y)
@@ -103,6 +104,115 @@ void stem_f32_softmax_rows__neon_8(int rows, int cols, const int *valid,
         float sum = vget_lane_f32(h, 0) + vget_lane_f32(h, 1);
 
         const float a = stem_expf_ref(m[i] - mnew);
+        float li = l[i] * a;
+        li = li + sum;
+        l[i] = li;
+        m[i] = mnew;
+        alpha[i] = a;
+    }
+}
+
+/* ---- the bf16 mode: e_b of src/expb.h and probabilities rounded ------- */
+
+/* e_b(y) of src/expb.h on 4 lanes, 0 where !(y >= STEM_EXPB_MIN). */
+static inline float32x4_t expb4(float32x4_t y)
+{
+    float32x4_t n = vrndnq_f32(vmulq_n_f32(y, STEM_EXPB_LOG2E));
+    float32x4_t r = vfmaq_f32(y, n, vdupq_n_f32(-STEM_EXPB_LN2_HI));
+    r = vfmaq_f32(r, n, vdupq_n_f32(-STEM_EXPB_LN2_LO));
+    float32x4_t u = vdupq_n_f32(STEM_EXPB_C7);
+    u = vfmaq_f32(vdupq_n_f32(STEM_EXPB_C6), u, r);
+    u = vfmaq_f32(vdupq_n_f32(STEM_EXPB_C5), u, r);
+    u = vfmaq_f32(vdupq_n_f32(STEM_EXPB_C4), u, r);
+    u = vfmaq_f32(vdupq_n_f32(STEM_EXPB_C3), u, r);
+    u = vfmaq_f32(vdupq_n_f32(STEM_EXPB_C2), u, r);
+    u = vfmaq_f32(vdupq_n_f32(1.0f), u, r);
+    u = vfmaq_f32(vdupq_n_f32(1.0f), u, r);
+    int32x4_t e = vshlq_n_s32(vcvtq_s32_f32(n), 23);
+    uint32x4_t q = vreinterpretq_u32_s32(
+        vaddq_s32(vreinterpretq_s32_f32(u), e));
+    uint32x4_t keep = vcgeq_f32(y, vdupq_n_f32(STEM_EXPB_MIN));
+    return vreinterpretq_f32_u32(vandq_u32(keep, q));
+}
+
+/* bf16 of 4 nonnegative floats (nearest, ties to even; never below
+ * STEM_BF16_MIN unless 0) with each pair swapped. */
+static inline float32x4_t bf16_swapped(float32x4_t q)
+{
+    uint32x4_t u = vreinterpretq_u32_f32(q);
+    uint32x4_t lsb = vandq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(1));
+    u = vaddq_u32(u, vaddq_u32(vdupq_n_u32(0x7fff), lsb));
+    u = vandq_u32(u, vdupq_n_u32(0xffff0000u));
+    return vrev64q_f32(vreinterpretq_f32_u32(u));
+}
+
+/* softmax_rows_bf16 of src/kernels.h over chunks of 8 columns (two
+ * accumulators, the canonical sum8); no pointer may be NULL. */
+void stem_bf16_softmax_rows__neon_8(int rows, int cols, const int *valid,
+                                    float scale, const float *s, int lds,
+                                    float *m, float *l, float *alpha,
+                                    float *p, int ldp)
+{
+    const int cols2 = (cols + 1) & ~1;
+    for (int i = 0; i < rows; i++) {
+        const float *x = s + (size_t)i * lds;
+        float *pi = p + (size_t)i * ldp;
+        const int n = valid[i];
+        float32x4_t vmax = vdupq_n_f32(m[i]);
+        int j = 0;
+        for (; j + 4 <= n; j += 4)
+            vmax = max_first(vmulq_n_f32(vld1q_f32(x + j), scale), vmax);
+        float mnew = vmaxvq_f32(vmax);
+        for (; j < n; j++)
+            if (x[j] * scale > mnew)
+                mnew = x[j] * scale;
+        if (mnew == 0.0f) { /* the sign of a zero: first wins, as the twin */
+            mnew = m[i];
+            for (int t = 0; t < n; t++)
+                if (x[t] * scale > mnew)
+                    mnew = x[t] * scale;
+        }
+        const float32x4_t vm = vdupq_n_f32(mnew);
+        float32x4_t lo = vdupq_n_f32(0.0f), hi = lo;
+        for (j = 0; j < cols2; j += 8) {
+            /* columns at or past n read as mnew and are zeroed below */
+            float t[8];
+            if (j + 8 <= n) {
+                vst1q_f32(t, vld1q_f32(x + j));
+                vst1q_f32(t + 4, vld1q_f32(x + j + 4));
+            } else {
+                for (int u = 0; u < 8; u++)
+                    t[u] = j + u < n ? x[j + u] : 0.0f;
+            }
+            float32x4_t q0 = expb4(vsubq_f32(vmulq_n_f32(vld1q_f32(t), scale), vm));
+            float32x4_t q1 = expb4(vsubq_f32(vmulq_n_f32(vld1q_f32(t + 4), scale), vm));
+            if (j + 8 > n) {
+                uint32x4_t i0 = {0, 1, 2, 3}, i1 = {4, 5, 6, 7};
+                uint32x4_t r = vdupq_n_u32(n > j ? (uint32_t)(n - j) : 0u);
+                q0 = vreinterpretq_f32_u32(vandq_u32(vcltq_u32(i0, r),
+                                                     vreinterpretq_u32_f32(q0)));
+                q1 = vreinterpretq_f32_u32(vandq_u32(vcltq_u32(i1, r),
+                                                     vreinterpretq_u32_f32(q1)));
+            }
+            lo = vaddq_f32(lo, q0);
+            hi = vaddq_f32(hi, q1);
+            if (j + 8 <= cols2) {
+                vst1q_f32(pi + j, bf16_swapped(q0));
+                vst1q_f32(pi + j + 4, bf16_swapped(q1));
+            } else {
+                vst1q_f32(t, bf16_swapped(q0));
+                vst1q_f32(t + 4, bf16_swapped(q1));
+                for (int u = 0; j + u < cols2; u++)
+                    pi[j + u] = t[u];
+            }
+        }
+        float32x4_t sv = vaddq_f32(lo, hi);
+        float32x2_t h = vadd_f32(vget_low_f32(sv), vget_high_f32(sv));
+        float sum = vget_lane_f32(h, 0) + vget_lane_f32(h, 1);
+
+        /* e_b of the running maxima's difference in lane 0 (the same bits
+         * as stem_expb_ref, without its libm calls) */
+        const float a = vgetq_lane_f32(expb4(vdupq_n_f32(m[i] - mnew)), 0);
         float li = l[i] * a;
         li = li + sum;
         l[i] = li;

@@ -44,6 +44,46 @@ void stem_bf16_rows__scalar(int rows, int n, const float *x, int ldx,
     stem_bf16_rows_loop(rows, n, x, ldx, y, ldy);
 }
 
+/* The canonical 8-lane sum of src/kernels.h. */
+static float sum8(const float *x, int n)
+{
+    float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int i = 0; i < n; i++)
+        a[i % 8] = a[i % 8] + x[i];
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
+/* softmax_rows_bf16 of src/kernels.h, line for line.  The probabilities of
+ * a row go through p's row as floats before bf16_rows rounds them there in
+ * place (p holds cols rounded up to even floats). */
+void stem_bf16_softmax_rows__scalar(int rows, int cols, const int *valid,
+                                    float scale, const float *s, int lds,
+                                    float *m, float *l, float *alpha,
+                                    float *p, int ldp)
+{
+    for (int i = 0; i < rows; i++) {
+        const float *x = s + (size_t)i * lds;
+        float *pi = p + (size_t)i * ldp;
+        int n = valid[i];
+        float mnew = m[i];
+        for (int j = 0; j < n; j++) {
+            float xj = x[j] * scale;
+            if (xj > mnew)
+                mnew = xj;
+        }
+        for (int j = 0; j < n; j++)
+            pi[j] = stem_expb_ref(x[j] * scale - mnew);
+        for (int j = n; j < cols; j++)
+            pi[j] = 0.0f;
+        float a = stem_expb_ref(m[i] - mnew);
+        l[i] = l[i] * a;
+        l[i] = l[i] + sum8(pi, cols);
+        m[i] = mnew;
+        alpha[i] = a;
+        stem_bf16_rows_loop(1, cols, pi, ldp, pi, ldp);
+    }
+}
+
 void stem_bf16_qk_tile__scalar(int rows, int cols, int d, const float *q,
                                int ldq, const uint16_t *kt, int ldk, float *s,
                                int lds)

@@ -104,6 +104,10 @@ void stem_f32_group_sum__scalar(int groups, int stride, int d, const float *x,
 
 void stem_bf16_rows__scalar(int rows, int n, const float *x, int ldx,
                             float *y, int ldy);
+void stem_bf16_softmax_rows__scalar(int rows, int cols, const int *valid,
+                                    float scale, const float *s, int lds,
+                                    float *m, float *l, float *alpha,
+                                    float *p, int ldp);
 void stem_bf16_qk_tile__scalar(int rows, int cols, int d, const float *q,
                                int ldq, const uint16_t *kt, int ldk, float *s,
                                int lds);
@@ -120,6 +124,7 @@ const stem_kernels stem_kernels_scalar = {
     .sqnorm_rows = stem_f32_sqnorm_rows__scalar,
     .group_sum = stem_f32_group_sum__scalar,
     .bf16_rows = stem_bf16_rows__scalar,
+    .softmax_rows_bf16 = stem_bf16_softmax_rows__scalar,
     .qk_tile_bf16 = stem_bf16_qk_tile__scalar,
     .pv_tile_bf16 = stem_bf16_pv_tile__scalar,
 };
