@@ -72,6 +72,46 @@ static void inner_bf16_fn(void *arg)
     bench_tile_step_bf16(arg);
 }
 
+/* The bf16 step's three kernels one at a time, for the breakdown, and the
+ * f32 mode's softmax next to its bf16 twin. */
+static void part_qk_fn(void *arg)
+{
+    bench_tile *t = arg;
+    const int T = BENCH_TILE;
+    t->k->qk_tile_bf16(T, T, T, t->qb, T, t->kt16, T, t->s, T);
+}
+
+static void part_softmax_fn(void *arg)
+{
+    bench_tile *t = arg;
+    const int T = BENCH_TILE;
+    t->k->softmax_rows(T, T, t->valid, 0.08838835f, t->s, T, t->m, t->l,
+                       t->alpha);
+}
+
+static void part_softmax_bf16_fn(void *arg)
+{
+    bench_tile *t = arg;
+    const int T = BENCH_TILE;
+    t->k->softmax_rows_bf16(T, T, t->valid, 0.08838835f, t->s, T, t->m, t->l,
+                            t->alpha, t->p, T);
+}
+
+static void part_pv_fn(void *arg)
+{
+    bench_tile *t = arg;
+    const int T = BENCH_TILE;
+    t->k->pv_tile_bf16(T, T, T, t->p, T, t->v16, T, t->alpha, t->o, T,
+                       t->work);
+}
+
+#define N_PARTS 4
+static void (*const parts[N_PARTS])(void *) = {
+    part_qk_fn, part_softmax_bf16_fn, part_pv_fn, part_softmax_fn};
+static const char *const part_names[N_PARTS] = {
+    "qk_tile_bf16", "softmax_rows_bf16", "pv_tile_bf16",
+    "(f32 mode's softmax_rows, SLEEF expf)"};
+
 typedef struct gemm_state {
     int n;
     float *a, *b, *c;
@@ -100,7 +140,7 @@ int main(void)
 {
     unsigned seed = 12345u;
     openblas_set_num_threads(1);
-    item items[2 + 2 * STEM_ISA_COUNT];
+    item items[2 + (2 + N_PARTS) * STEM_ISA_COUNT];
     bench_tile states[STEM_ISA_COUNT] = {0};
     gemm_state gemms[2];
     int n_items = 0;
@@ -127,6 +167,9 @@ int main(void)
                                   4.0 * BENCH_TILE * (double)BENCH_TILE * BENCH_TILE, 0, 1e30};
         items[n_items++] = (item){stem_isa_name((stem_isa)isa), inner_bf16_fn, st,
                                   4.0 * BENCH_TILE * (double)BENCH_TILE * BENCH_TILE, 0, 1e30};
+        for (int p = 0; p < N_PARTS; p++)
+            items[n_items++] = (item){part_names[p], parts[p], st,
+                                      2.0 * BENCH_TILE * (double)BENCH_TILE * BENCH_TILE, 0, 1e30};
     }
 
     /* Interleaved rounds, best of each: load from other processes hits
@@ -146,6 +189,15 @@ int main(void)
            "GFLOP/s\n", blas128, blas512);
     for (int i = 2; i < n_items; i++) {
         double gf = items[i].flops / items[i].best * 1e-9;
+        int part = -1;
+        for (int p = 0; p < N_PARTS; p++)
+            if (items[i].fn == parts[p])
+                part = p;
+        if (part >= 0) {
+            printf("         %-38s %6.2f us/block\n", items[i].label,
+                   items[i].best * 1e6);
+            continue;
+        }
         if (items[i].fn == inner_bf16_fn) {
             printf("%-6s the same step in the bf16 mode: %.1f GFLOP/s (%.1f us/block), "
                    "%.2fx the f32 step's time\n", items[i].label, gf,

@@ -85,6 +85,42 @@ def timed(fn, runs):
     return min(ts), statistics.median(ts)
 
 
+_flex = None
+
+
+def flex_block_mask(mask, n):
+    """FlexAttention's BlockMask for stem's block mask [H, Qb, Kb] (128-token
+    blocks, causal): blocks below the diagonal are full, the diagonal block
+    is partial (causal inside)."""
+    from torch.nn.attention.flex_attention import BlockMask
+    sel = torch.from_numpy(mask).bool()
+    h, qb, kb = sel.shape
+    qi = torch.arange(qb).view(qb, 1)
+    kj = torch.arange(kb).view(1, kb)
+    full = sel & (kj < qi)
+    full_num = full.sum(-1, dtype=torch.int32).unsqueeze(0)
+    full_idx = torch.argsort((~full).to(torch.int8), dim=-1, stable=True)
+    full_idx = full_idx.to(torch.int32).unsqueeze(0).contiguous()
+    part_num = torch.ones((1, h, qb), dtype=torch.int32)
+    part_idx = torch.zeros((1, h, qb, kb), dtype=torch.int32)
+    part_idx[..., 0] = torch.arange(qb, dtype=torch.int32)
+
+    def causal(b, hh, q_idx, kv_idx):
+        return q_idx >= kv_idx
+    return BlockMask.from_kv_blocks(part_num, part_idx, full_num, full_idx,
+                                    BLOCK_SIZE=128, mask_mod=causal,
+                                    seq_lengths=(n, n))
+
+
+def flex_run(tq, tk, tv, bm, res):
+    global _flex
+    if _flex is None:
+        from torch.nn.attention.flex_attention import flex_attention
+        _flex = torch.compile(flex_attention, dynamic=False)
+    with torch.no_grad():
+        res["flex"] = _flex(tq, tk, tv, block_mask=bm, enable_gqa=True)
+
+
 def amx_flags():
     try:
         with open("/proc/cpuinfo") as f:
@@ -107,6 +143,9 @@ def main():
     ap.add_argument("--f32-only", action="store_true",
                     help="time stem's f32 mode only (a library without the bf16 mode)")
     ap.add_argument("--no-torch", action="store_true", help="time stem alone")
+    ap.add_argument("--flex", action="store_true",
+                    help="also time FlexAttention (compiled, bf16) under Stem's block "
+                         "mask; compile time excluded (one warm-up call)")
     a = ap.parse_args()
 
     lib = C.CDLL(os.path.abspath(a.lib))
@@ -152,14 +191,21 @@ def main():
         o = hnd(out, STEM_F32)
         row = {}
 
+        nb = (n + 127) // 128
+        mask = np.zeros((hq, nb, nb), dtype=np.uint8)
+        mask_p = mask.ctypes.data_as(C.POINTER(C.c_uint8))
+
         def stem_call(kind, compute):
             p = params(compute)
-            if kind == "dense":
+            if kind == "sparse":  # attention alone, under the Stem mask
+                st = lib.stem_attention_sparse(C.byref(p), C.byref(q), C.byref(k),
+                                               C.byref(v), mask_p, C.byref(o), None)
+            elif kind == "dense":
                 st = lib.stem_attention_dense(C.byref(p), C.byref(q), C.byref(k),
                                               C.byref(v), C.byref(o), None)
             else:
                 st = lib.stem_prefill(C.byref(p), C.byref(q), C.byref(k), C.byref(v),
-                                      C.byref(o), None, None, None)
+                                      C.byref(o), None, None, mask_p)
             if st != 0:
                 sys.exit("stem: %s" % lib.stem_strerror(st).decode())
 
@@ -171,6 +217,7 @@ def main():
                 print("  %-18s best %8.3f s  median %8.3f s" % (key, best, med))
             continue
         row["stem Stem bf16"] = timed(lambda: stem_call("stem", COMPUTE_BF16), a.runs)
+        row["  its attention"] = timed(lambda: stem_call("sparse", COMPUTE_BF16), a.runs)
         row["stem Stem f32"] = timed(lambda: stem_call("stem", COMPUTE_F32), a.runs)
         row["stem dense bf16"] = timed(lambda: stem_call("dense", COMPUTE_BF16), a.runs)
         dense_bf16 = out.copy()
@@ -190,6 +237,13 @@ def main():
                 row["torch SDPA fp32"] = timed(lambda: sdpa(torch.float32), a.runs)
             ref = res[torch.bfloat16].float().squeeze(0).numpy()
             rel = float(np.linalg.norm(dense_bf16 - ref) / np.linalg.norm(ref))
+            if a.flex:
+                stem_call("stem", COMPUTE_BF16)  # leaves Stem's mask and out
+                stem_out = out.copy()
+                bm = flex_block_mask(mask, n)
+                row["torch flex bf16"] = timed(lambda: flex_run(tq, tk, tv, bm, res), a.runs)
+                fo = res["flex"].float().squeeze(0).numpy()
+                flex_rel = float(np.linalg.norm(stem_out - fo) / np.linalg.norm(fo))
         else:
             row["stem dense f32"] = timed(lambda: stem_call("dense", COMPUTE_F32), a.runs)
         print("\n%s: N %d, heads %d/%d, d %d" % (name, n, hq, hkv, D))
@@ -204,6 +258,12 @@ def main():
             print("  torch SDPA bf16 / stem Stem bf16:  %.2fx   (target >= 2 at 16K, >= 5 at 128K)"
                   % (t / b["stem Stem bf16"]))
             print("  stem dense bf16 against torch SDPA bf16: %.2e relative L2" % rel)
+            if a.flex:
+                print("  torch flex bf16 / stem Stem bf16:  %.2fx   (target >= 1.3; "
+                      "scoring and selection included on stem's side)"
+                      % (b["torch flex bf16"] / b["stem Stem bf16"]))
+                print("  stem Stem bf16 against torch flex (same mask): %.2e relative L2"
+                      % flex_rel)
         else:
             print("  dense f32 / dense bf16 mode: %.2fx" % (b["stem dense f32"] / b["stem dense bf16"]))
         sys.stdout.flush()
