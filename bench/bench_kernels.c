@@ -78,7 +78,8 @@ static void part_qk_fn(void *arg)
 {
     bench_tile *t = arg;
     const int T = BENCH_TILE;
-    t->k->qk_tile_bf16(T, T, T, t->qb, T, t->kt16, T, t->s, T);
+    t->k->qk_tile_bf16(T, T, T, t->qb, T, t->kt16, BENCH_TILE_LD_PAIRS, t->s,
+                       T, t->work);
 }
 
 static void part_softmax_fn(void *arg)
@@ -101,8 +102,8 @@ static void part_pv_fn(void *arg)
 {
     bench_tile *t = arg;
     const int T = BENCH_TILE;
-    t->k->pv_tile_bf16(T, T, T, t->p, T, t->v16, T, t->alpha, t->o, T,
-                       t->work);
+    t->k->pv_tile_bf16(T, T, T, t->p, T, t->v16, BENCH_TILE_LD_PAIRS,
+                       t->alpha, t->o, T, t->work);
 }
 
 #define N_PARTS 4

@@ -23,7 +23,7 @@
  * Memory: the packed kv heads (2 * Kb * B * d floats each, half that in
  * bf16; as many heads together as fit in 256 MiB, at least one) plus, per
  * thread, a query tile, a B x B score tile, the row state, and in bf16 mode
- * a B x B probability tile and a B x d scratch.
+ * a B x B probability tile and a B x (B + 1 + d) kernel scratch.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -49,37 +49,60 @@ static int even_up(int n)
 }
 
 typedef struct tile_ws {
-    float *q;     /* [B][d2] query rows (bf16 mode: bf16_rows order) */
-    float *s;     /* [B][B] scores, then probabilities */
-    float *o;     /* [B][d] accumulator */
+    float *q;       /* [B][d] query rows (f32 mode) */
+    float *s;       /* [B][B] scores, then probabilities (f32 mode) */
+    float *o;       /* [B][d] accumulator */
     float *m, *l, *alpha;
     int *valid;
-    float *p;     /* bf16 mode: [B][B2] probabilities as bf16 */
-    float *work;  /* bf16 mode: [B][d] pv_tile_bf16 scratch */
+    float *work;    /* bf16 mode: [B][B + 1 + d] kernel scratch */
+    uint16_t *q16;  /* bf16 mode: [B][d2] query rows, rows layout */
+    uint16_t *p16;  /* bf16 mode: [B][B2] probabilities, rows layout */
 } tile_ws;
 
+/* n floats rounded up to whole 64-byte lines. */
+static size_t lines(size_t n)
+{
+    return (n + 15) & ~(size_t)15;
+}
+
+/* Floats of one thread's workspace: every array starts on a 64-byte line
+ * (the tile unit and the vector loads read whole lines; a row split over
+ * two lines costs two), the bf16 arrays counted in floats. */
 static size_t ws_floats(int B, int d, int bf16)
 {
-    size_t n = (size_t)B * even_up(d) + (size_t)B * d + (size_t)B * B +
-               (size_t)B * 4;
+    size_t n = lines((size_t)B * d) * 2 + lines((size_t)B * B) + lines((size_t)B) * 4;
     if (bf16)
-        n += (size_t)B * even_up(B) + (size_t)B * d;
+        n += lines((size_t)B * (B + 1 + d)) +
+             lines(((size_t)B * even_up(d) + 1) / 2) +
+             lines(((size_t)B * even_up(B) + 1) / 2);
     return n;
 }
 
+/* The workspace at base (64-byte aligned, ws_floats floats). */
 static tile_ws ws_at(float *base, int B, int d, int bf16)
 {
     tile_ws w;
     w.q = base;
-    w.s = w.q + (size_t)B * even_up(d);
-    w.o = w.s + (size_t)B * B;
-    w.m = w.o + (size_t)B * d;
-    w.l = w.m + B;
-    w.alpha = w.l + B;
-    w.valid = (int *)(w.alpha + B);
-    w.p = bf16 ? w.alpha + 2 * B : NULL;
-    w.work = bf16 ? w.p + (size_t)B * even_up(B) : NULL;
+    w.s = w.q + lines((size_t)B * d);
+    w.o = w.s + lines((size_t)B * B);
+    w.m = w.o + lines((size_t)B * d);
+    w.l = w.m + lines(B);
+    w.alpha = w.l + lines(B);
+    w.valid = (int *)(w.alpha + lines(B));
+    w.work = NULL;
+    w.q16 = w.p16 = NULL;
+    if (bf16) {
+        w.work = (float *)w.valid + lines(B);
+        w.q16 = (uint16_t *)(w.work + lines((size_t)B * (B + 1 + d)));
+        w.p16 = w.q16 + 2 * lines(((size_t)B * even_up(d) + 1) / 2);
+    }
     return w;
+}
+
+/* size bytes, 64-byte aligned (free with free). */
+static void *alloc_lines(size_t size)
+{
+    return aligned_alloc(64, ((size + 63) / 64) * 64);
 }
 
 /* Pack key block J of kv head g as kt[c * B + j] and value block as
@@ -103,8 +126,10 @@ static void pack_block(const stem_tensor *k, const stem_tensor *v, int64_t g,
     }
 }
 
-/* The bf16 mode's pack of key block J of kv head g: kt[c * B + j] (d2 rows,
- * row d zero when d is odd) and vb[j * d + c] (B2 rows), bf16 as
+/* The bf16 mode's pack of key block J of kv head g in the pairs layout of
+ * src/kernels.h: K component c of key j at kt[(c/2) * 2B + 2j + (c & 1)]
+ * (d2/2 pair rows, a zero component d when d is odd) and V component c of
+ * key j at vb[(j/2) * 2d + 2c + (j & 1)] (B2/2 pair rows), bf16 as
  * stem_bf16_round gives, zero past Lk. */
 static void pack_block_bf16(const stem_tensor *k, const stem_tensor *v,
                             int64_t g, int64_t J, int B, int d, uint16_t *kt,
@@ -119,10 +144,12 @@ static void pack_block_bf16(const stem_tensor *k, const stem_tensor *v,
             break;
         stem_load_row_f32(k, g, t, row);
         for (int c = 0; c < d; c++)
-            kt[(size_t)c * B + j] = stem_bf16_round_inline(row[c]);
+            kt[(size_t)(c / 2) * 2 * B + 2 * j + (c & 1)] =
+                stem_bf16_round_inline(row[c]);
         stem_load_row_f32(v, g, t, row);
+        uint16_t *vj = vb + (size_t)(j / 2) * 2 * d + (j & 1);
         for (int c = 0; c < d; c++)
-            vb[(size_t)j * d + c] = stem_bf16_round_inline(row[c]);
+            vj[2 * c] = stem_bf16_round_inline(row[c]);
     }
 }
 
@@ -173,15 +200,15 @@ static void attend_block(const stem_kernels *kern, const stem_dims *dims,
     const int64_t r0 = I * B + dims->offset; /* absolute position of row 0 */
     const float scale = (float)(1.0 / sqrt((double)d));
     const size_t blk = (size_t)B * d;
-    const int d2 = even_up(d), B2 = even_up(B), ldq = bf16 ? d2 : d;
+    const int d2 = even_up(d), B2 = even_up(B);
     const size_t kblk = bf16 ? (size_t)d2 * B : blk;
     const size_t vblk = bf16 ? (size_t)B2 * d : blk;
 
     for (int i = 0; i < rows; i++) {
-        float *qi = w.q + (size_t)i * ldq;
+        float *qi = w.q + (size_t)i * d;
         stem_load_row_f32(q, h, I * B + i, qi);
         if (bf16)
-            kern->bf16_rows(1, d, qi, ldq, qi, ldq);
+            kern->bf16_rows(1, d, qi, d, w.q16 + (size_t)i * d2, d2);
         w.m[i] = -INFINITY;
         w.l[i] = 0.0f;
     }
@@ -207,13 +234,13 @@ static void attend_block(const stem_kernels *kern, const stem_dims *dims,
         if (bf16) {
             const uint16_t *kj = (const uint16_t *)kt + J * kblk;
             const uint16_t *vj = (const uint16_t *)vp + J * vblk;
-            kern->qk_tile_bf16(nr, cols, d, w.q + (size_t)i0 * ldq, ldq, kj,
-                               B, s, B);
+            kern->qk_tile_bf16(nr, cols, d, w.q16 + (size_t)i0 * d2, d2, kj,
+                               2 * B, s, B, w.work);
             kern->softmax_rows_bf16(nr, cols, w.valid + i0, scale, s, B,
-                                    w.m + i0, w.l + i0, w.alpha + i0, w.p,
+                                    w.m + i0, w.l + i0, w.alpha + i0, w.p16,
                                     B2);
-            kern->pv_tile_bf16(nr, cols, d, w.p, B2, vj, d, w.alpha + i0,
-                               w.o + (size_t)i0 * d, d, w.work);
+            kern->pv_tile_bf16(nr, cols, d, w.p16, B2, vj, 2 * d,
+                               w.alpha + i0, w.o + (size_t)i0 * d, d, w.work);
             continue;
         }
         kern->qk_tile(nr, cols, d, w.q + (size_t)i0 * d, d,
@@ -265,9 +292,9 @@ stem_status stem_attend_f32(const stem_params *params, const stem_dims *dims,
         chunk = 1;
     if (chunk > dims->hkv)
         chunk = dims->hkv;
-    char *kt = malloc(kblk * (size_t)Kb * (size_t)chunk * esize);
-    char *vp = malloc(vblk * (size_t)Kb * (size_t)chunk * esize);
-    float *ws = malloc(per * (size_t)nt * sizeof(float));
+    char *kt = alloc_lines(kblk * (size_t)Kb * (size_t)chunk * esize);
+    char *vp = alloc_lines(vblk * (size_t)Kb * (size_t)chunk * esize);
+    float *ws = alloc_lines(per * (size_t)nt * sizeof(float));
     attend_task *tasks = malloc((size_t)(chunk * hpg * Qb) * sizeof *tasks);
     if (!kt || !vp || !ws || !tasks) {
         free(kt), free(vp), free(ws), free(tasks);

@@ -28,26 +28,19 @@ static inline uint16_t stem_bf16_round_inline(float v)
     return (uint16_t)(stem_bf16_round_bits(u) >> 16);
 }
 
-/* bf16_rows of src/kernels.h: y row i = bf16 of x row i, pairs swapped,
- * n rounded up to even with a zero; x and y may be the same rows. */
+/* bf16_rows of src/kernels.h: y row i = bf16 of x row i (rows layout),
+ * n rounded up to even with a zero. */
 static inline void stem_bf16_rows_loop(int rows, int n, const float *x,
-                                       int ldx, float *y, int ldy)
+                                       int ldx, uint16_t *y, int ldy)
 {
-    const int pairs = n / 2;
     for (int i = 0; i < rows; i++) {
         const stem_bf16_f32_bits *xi = (const stem_bf16_f32_bits *)(x + (size_t)i * ldx);
-        stem_bf16_f32_bits *yi = (stem_bf16_f32_bits *)(y + (size_t)i * ldy);
+        uint16_t *yi = y + (size_t)i * ldy;
 #pragma omp simd
-        for (int u = 0; u < pairs; u++) {
-            uint32_t x0 = xi[2 * u], x1 = xi[2 * u + 1];
-            yi[2 * u] = stem_bf16_round_bits(x1);
-            yi[2 * u + 1] = stem_bf16_round_bits(x0);
-        }
-        if (n & 1) { /* the last pair's odd element is 0 */
-            uint32_t x0 = xi[n - 1];
-            yi[n - 1] = 0;
-            yi[n] = stem_bf16_round_bits(x0);
-        }
+        for (int t = 0; t < n; t++)
+            yi[t] = (uint16_t)(stem_bf16_round_bits(xi[t]) >> 16);
+        if (n & 1)
+            yi[n] = 0;
     }
 }
 

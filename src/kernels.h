@@ -85,15 +85,31 @@ typedef struct stem_kernels {
     /* ---- the bf16 compute mode (STEM_COMPUTE_BF16) -------------------- */
 
     /*
-     * bf16_rows: operands of the bf16 mode, in contract order.  For i < rows,
-     * with n2 = n rounded up to even and x[i][j] = 0 for n <= j < n2:
-     *   y[i*ldy + j] = bf16(x[i*ldx + (j ^ 1)])       (j < n2)
-     * where bf16(v) rounds v to bfloat16, nearest even, and gives a zero of
-     * v's sign if the result's magnitude is below STEM_BF16_MIN.  The values
-     * are stored as floats; pairs are swapped (odd element first).
-     * x and y may be the same buffer (ldx == ldy).  n >= 1.
+     * The bf16 mode's operands are bf16 bit patterns (uint16_t; f(h) below is
+     * the float with bits h << 16) in two layouts, the ones the bf16 units
+     * read (AMX tiles, VDPBF16PS):
+     *   rows:  row i of x at x + i*ldx, element t at x[i*ldx + t], an even
+     *          number of elements (an odd length is padded with a zero);
+     *   pairs: the rows t of a k x n operand taken two at a time: pair row
+     *          u (rows 2u and 2u+1) at b + u*ldb, element (t, j) at
+     *          b[(t/2)*ldb + 2*j + (t & 1)], ldb >= 2n; an odd k is padded
+     *          with a zero row.
+     * A product of the contract, for output (i, j) over k2 = k rounded up to
+     * even, is the fmaf chain
+     *   acc = 0.0f; for u = 0..k2/2-1:
+     *       acc = fmaf(f(a[i][2u+1]), f(b[2u+1][j]), acc);
+     *       acc = fmaf(f(a[i][2u]),   f(b[2u][j]),   acc);
+     * pair by pair, the odd product then the even one: the order of
+     * AVX512-BF16's VDPBF16PS.
      */
-    void (*bf16_rows)(int rows, int n, const float *x, int ldx, float *y,
+
+    /*
+     * bf16_rows: y row i (rows layout) = bf16(x[i*ldx + t]) for t < n, and
+     * y[i*ldy + n] = 0 when n is odd; bf16(v) rounds v to bfloat16, nearest
+     * even, and gives a zero of v's sign if the result's magnitude is below
+     * STEM_BF16_MIN.  n >= 1.
+     */
+    void (*bf16_rows)(int rows, int n, const float *x, int ldx, uint16_t *y,
                       int ldy);
 
     /*
@@ -106,39 +122,35 @@ typedef struct stem_kernels {
      *   a     = e_b(m[i] - mnew)
      *   l[i]  = l[i] * a + sum8(p)  (two roundings, in that order)
      *   m[i]  = mnew; alpha[i] = a
-     *   row i of p (ldp) = bf16_rows of p_0 .. p_{cols-1}
+     *   row i of p (ldp, rows layout) = bf16_rows of p_0 .. p_{cols-1}
      * Every nonzero p_j is at least e^-38 > STEM_BF16_MIN (src/expb.h), so
      * the rounding to bf16 never flushes.
      */
     void (*softmax_rows_bf16)(int rows, int cols, const int *valid,
                               float scale, const float *s, int lds, float *m,
-                              float *l, float *alpha, float *p, int ldp);
+                              float *l, float *alpha, uint16_t *p, int ldp);
 
     /*
-     * qk_tile_bf16: s[i*lds + j] for i < rows, j < cols:
-     *   acc = 0.0f; for t = 0..d2-1: acc = fmaf(q[i*ldq + t],
-     *                                          f(kt[(t ^ 1)*ldk + j]), acc)
-     * with d2 = d rounded up to even, q a bf16_rows output (contract order),
-     * kt the key block transposed in bf16 bit patterns (d2 rows; row d zero
-     * when d is odd) and f(h) the float with bits h << 16.  In the natural
-     * order this is, pair by pair, the odd product then the even one: the
-     * order of AVX512-BF16's VDPBF16PS.
+     * qk_tile_bf16: s[i*lds + j] = the contract's product of q (rows
+     * layout, ldq) and kt (pairs layout, ldk: pair row u holds components
+     * 2u, 2u+1 of the keys j < cols), over k = d, for i < rows, j < cols.
+     * work: rows * (d + 1) floats of scratch (any alignment).
      */
-    void (*qk_tile_bf16)(int rows, int cols, int d, const float *q, int ldq,
-                         const uint16_t *kt, int ldk, float *s, int lds);
+    void (*qk_tile_bf16)(int rows, int cols, int d, const uint16_t *q,
+                         int ldq, const uint16_t *kt, int ldk, float *s,
+                         int lds, float *work);
 
     /*
-     * pv_tile_bf16: for i < rows, c < d, with c2 = cols rounded up to even:
-     *   acc = 0.0f; for t = 0..c2-1: acc = fmaf(p[i*ldp + t],
-     *                                          f(v[(t ^ 1)*ldv + c]), acc)
+     * pv_tile_bf16: for i < rows, c < d, with acc the contract's product of
+     * p (rows layout, ldp) and v (pairs layout, ldv: pair row u holds value
+     * rows 2u and 2u+1, components c < d) over k = cols:
      *   o[i*ldo + c] = o[i*ldo + c] * alpha[i] + acc    (two roundings)
-     * p a bf16_rows output over cols, v the value rows in bf16 bit patterns
-     * (c2 rows; row cols zero when cols is odd).  alpha may be NULL (then
-     * o + acc).  work: rows * d floats of scratch (any alignment).
+     * alpha may be NULL (then o + acc).  work: rows * (cols + 1 + d) floats
+     * of scratch (any alignment).
      */
-    void (*pv_tile_bf16)(int rows, int cols, int d, const float *p, int ldp,
-                         const uint16_t *v, int ldv, const float *alpha,
-                         float *o, int ldo, float *work);
+    void (*pv_tile_bf16)(int rows, int cols, int d, const uint16_t *p,
+                         int ldp, const uint16_t *v, int ldv,
+                         const float *alpha, float *o, int ldo, float *work);
 } stem_kernels;
 
 /*
@@ -151,7 +163,8 @@ typedef struct stem_kernels {
  * denormals-are-zero modes (which VDPBF16PS and AMX use) cannot change a
  * bit.  VDPBF16PS computes dst = fma(a_odd, b_odd, dst) then
  * fma(a_even, b_even, dst), measured bit for bit by tests/test_amx.c; the
- * emulations run the same fmaf chain with the pairs swapped.  The AMX tile
+ * emulations widen the operands to float32 (exact) in that order and run
+ * the same fmaf chain.  The AMX tile
  * unit's TDPBF16PS does not round like any fmaf chain or tree of float32
  * sums (tests/test_amx.c prints the models it was held against), so the
  * amx ISA is fast but not bit-exact.
@@ -160,7 +173,7 @@ typedef struct stem_kernels {
 
 /*
  * The register micro-kernel of one ISA for the shared tile driver
- * (src/tile.c, BLIS's split): C (mr x nc, nc <= nr) = init + A (mr x kc) *
+ * (src/tile_driver.h, BLIS's split): C (mr x nc, nc <= nr) = init + A (mr x kc) *
  * panel (kc x nr, row k at panel + k*nr, zero past nc, 64-byte aligned) as
  * fmaf chains over k in increasing order.  init 0: chains start at 0.0f;
  * init 1: at C, times alpha[i] first (one rounding) when alpha is not NULL;
@@ -216,9 +229,10 @@ float stem_expb_ref(float x);
 float stem_logf_ref(float x);
 
 /* The bf16 dot of the contract above for one output element: c plus the
- * products a[t] * b[t], t < n (n even), of bf16 operands (bit patterns), as
- * VDPBF16PS orders them: per pair t = 2u, fmaf of the odd product, then of
- * the even one.  Operands are taken as they are (no flushing). */
+ * products a[t] * b[t], t < n (n even), of bf16 operands (bit patterns, both
+ * contiguous), as VDPBF16PS orders them: per pair t = 2u, fmaf of the odd
+ * product, then of the even one.  Operands are taken as they are (no
+ * flushing). */
 float stem_bf16_dot_ref(float c, const uint16_t *a, const uint16_t *b, int n);
 
 #endif /* STEM_KERNELS_H */

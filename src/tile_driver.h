@@ -15,9 +15,10 @@
  * every rounding of the fmaf chain, so the result is the scalar twin's
  * bit for bit whatever mr, nr and kc are.
  *
- * The bf16 variant packs B from bf16 bit patterns, converting exactly to
- * float and swapping the rows of each pair (the order of the bf16 contract
- * of src/kernels.h); pv_tile_bf16 ends in the micro-kernel's epilogue
+ * The bf16 variant widens its operands exactly to float32 in the order of
+ * the bf16 contract of src/kernels.h (the odd element of each pair first):
+ * A (rows layout) once per call into the caller's scratch, B (pairs
+ * layout) panel by panel; pv_tile_bf16 ends in the micro-kernel's epilogue
  * (init 2: C = C * alpha + chain) when k fits one chunk.
  *
  * Include after kernels.h; every function is static.
@@ -57,22 +58,51 @@ tile_pack_f32(int kc, int nc, int nr, const float *b, int ldb, float *panel)
     }
 }
 
-/* panel[t*nr + j] = f(b[(t ^ 1)*ldb + j]) (the float with bits b << 16),
- * 0 past nc; t counts from an even row. */
+/* A pair of bf16 (a 32-bit word of a pairs-layout operand: row 2u low,
+ * row 2u+1 high), read from a 2-byte aligned address. */
+typedef uint32_t __attribute__((may_alias, aligned(2))) stem_bf16_pair;
+
+/* From a pairs-layout B (pair row u at b + u*ldb, kc even): panel rows 2u
+ * and 2u+1 = f(B[2u+1][j]) and f(B[2u][j]) (the float with bits h << 16),
+ * 0 past nc. */
 static inline __attribute__((always_inline)) void
 tile_pack_bf16(int kc, int nc, int nr, const uint16_t *b, int ldb,
                float *panel)
 {
-    for (int t = 0; t < kc; t++) {
-        const uint16_t *bt = b + (size_t)(t ^ 1) * ldb;
-        stem_f32_bits *pt = (stem_f32_bits *)(panel + (size_t)t * nr);
+    for (int u = 0; u < kc / 2; u++) {
+        const stem_bf16_pair *bu = (const stem_bf16_pair *)(b + (size_t)u * ldb);
+        stem_f32_bits *odd = (stem_f32_bits *)(panel + (size_t)(2 * u) * nr);
+        stem_f32_bits *even = odd + nr;
         if (nc == nr) {
 #pragma omp simd
-            for (int j = 0; j < nr; j++)
-                pt[j] = (uint32_t)bt[j] << 16;
+            for (int j = 0; j < nr; j++) {
+                uint32_t w = bu[j];
+                odd[j] = w & 0xffff0000u;
+                even[j] = w << 16;
+            }
         } else {
-            for (int j = 0; j < nr; j++)
-                pt[j] = j < nc ? (uint32_t)bt[j] << 16 : 0u;
+            for (int j = 0; j < nr; j++) {
+                uint32_t w = j < nc ? bu[j] : 0u;
+                odd[j] = w & 0xffff0000u;
+                even[j] = w << 16;
+            }
+        }
+    }
+}
+
+/* A rows layout operand widened for the micro-kernel: aw[i*k2 + t] =
+ * f(a[i*lda + (t ^ 1)]), i < m, t < k2 (k2 even). */
+static inline __attribute__((always_inline)) void
+tile_widen_bf16(int m, int k2, const uint16_t *a, int lda, float *aw)
+{
+    for (int i = 0; i < m; i++) {
+        const stem_bf16_pair *ai = (const stem_bf16_pair *)(a + (size_t)i * lda);
+        stem_f32_bits *wi = (stem_f32_bits *)(aw + (size_t)i * k2);
+#pragma omp simd
+        for (int u = 0; u < k2 / 2; u++) {
+            uint32_t w = ai[u];
+            wi[2 * u] = w & 0xffff0000u;
+            wi[2 * u + 1] = w << 16;
         }
     }
 }
@@ -96,7 +126,8 @@ tile_drive(const stem_ukernel *uk, int init, int m, int n, int k,
         for (int k0 = 0; k0 < k; k0 += kc_max) {
             int kc = k - k0 < kc_max ? k - k0 : kc_max;
             if (bf)
-                tile_pack_bf16(kc, nc, nr, bf + (size_t)k0 * ldb + j0, ldb, panel);
+                tile_pack_bf16(kc, nc, nr, bf + (size_t)(k0 / 2) * ldb + 2 * j0,
+                               ldb, panel);
             else
                 tile_pack_f32(kc, nc, nr, b + (size_t)k0 * ldb + j0, ldb, panel);
             int mode = k0 == 0 ? init : 1;
@@ -121,26 +152,32 @@ tile_f32(const stem_ukernel *uk, int init, int m, int n, int k,
     tile_drive(uk, init, m, n, k, a, lda, b, NULL, ldb, alpha, c, ldc);
 }
 
-/* qk_tile_bf16 of src/kernels.h: s = 0 + q B' with B'[t][j] =
- * f(kt[(t ^ 1)*ldk + j]), t < d2. */
+/* qk_tile_bf16 of src/kernels.h: s = 0 + q kt, q widened into work
+ * (rows * d2 floats). */
 static inline __attribute__((always_inline)) void
 tile_qk_bf16(const stem_ukernel *uk, int rows, int cols, int d,
-             const float *q, int ldq, const uint16_t *kt, int ldk, float *s,
-             int lds)
+             const uint16_t *q, int ldq, const uint16_t *kt, int ldk,
+             float *s, int lds, float *work)
 {
-    tile_drive(uk, 0, rows, cols, (d + 1) & ~1, q, ldq, NULL, kt, ldk, NULL,
-               s, lds);
+    const int d2 = (d + 1) & ~1;
+    tile_widen_bf16(rows, d2, q, ldq, work);
+    tile_drive(uk, 0, rows, cols, d2, work, d2, NULL, kt, ldk, NULL, s, lds);
 }
 
-/* pv_tile_bf16 of src/kernels.h: the chain from 0, then o = o * alpha +
- * chain (o + chain without alpha): in the micro-kernel's epilogue when the
- * chain fits one chunk, else through work (rows * d floats). */
+/* pv_tile_bf16 of src/kernels.h: p widened into work (rows * c2 floats),
+ * the chain from 0, then o = o * alpha + chain (o + chain without alpha):
+ * in the micro-kernel's epilogue when the chain fits one chunk, else
+ * through the rest of work (rows * d floats). */
 static inline __attribute__((always_inline)) void
 tile_pv_bf16(const stem_ukernel *uk, int rows, int cols, int d,
-             const float *p, int ldp, const uint16_t *v, int ldv,
+             const uint16_t *pb, int ldp, const uint16_t *v, int ldv,
              const float *alpha, float *o, int ldo, float *work)
 {
     const int c2 = (cols + 1) & ~1;
+    float *p = work;
+    tile_widen_bf16(rows, c2, pb, ldp, p);
+    ldp = c2;
+    work += (size_t)rows * c2;
     int kc_max = uk->kc * uk->nr > STEM_PANEL_FLOATS ? STEM_PANEL_FLOATS / uk->nr
                                                      : uk->kc;
     if (c2 <= (kc_max & ~1)) {

@@ -532,6 +532,17 @@ static void test_vdpbf16ps_models(void **state)
     assert_int_equal(contract_miss, 0);
 }
 
+/* A natural k x n matrix of bf16 bits (row t at x + t*n) in the pairs
+ * layout of src/kernels.h: element (t, j) at y[(t/2)*ld + 2*j + (t & 1)],
+ * and a zero row t = k when k is odd. */
+static void to_pairs(const uint16_t *x, int k, int n, uint16_t *y, int ld)
+{
+    for (int t = 0; t < k + (k & 1); t++)
+        for (int j = 0; j < n; j++)
+            y[(size_t)(t / 2) * ld + 2 * j + (t & 1)] =
+                t < k ? x[(size_t)t * n + j] : 0;
+}
+
 /* The amx table's bf16 kernels against the scalar twins: relative
  * distance of whole tiles (attention-like data), bounded. */
 static void test_amx_kernels(void **state)
@@ -543,9 +554,12 @@ static void test_amx_kernels(void **state)
     const stem_kernels *ref = stem_kernels_for(STEM_ISA_SCALAR);
     tu_rng r;
     tu_rng_seed(&r, 0xA11);
-    static float q[128 * 256], s0[128 * 128], s1[128 * 128], o0[128 * 256],
-        o1[128 * 256], w[128 * 256], al[128];
-    static uint16_t kt[256 * 128], v[128 * 256];
+    /* q, p: rows layout (ld d2, c2); kt, v: pairs layout (ld 2 cols, 2 d);
+     * w: the larger scratch, rows * (cols + 1 + d) floats */
+    static float x[128 * 256], s0[128 * 128], s1[128 * 128], o0[128 * 256],
+        o1[128 * 256], w[128 * (128 + 1 + 256)], al[128];
+    static uint16_t q[128 * 256], p[128 * 128], nat[256 * 128],
+        kt[256 * 128], v[128 * 256];
     double worst_qk = 0, worst_pv = 0;
     long same = 0, elems = 0;
     const int dims[] = {64, 128, 100, 255};
@@ -553,13 +567,14 @@ static void test_amx_kernels(void **state)
         int d = dims[c % 4], d2 = (d + 1) & ~1;
         int rows = c < 8 ? 128 : (int)tu_rng_int(&r, 1, 128);
         int cols = c < 8 ? 128 : (int)tu_rng_int(&r, 1, 128), c2 = (cols + 1) & ~1;
-        for (int i = 0; i < rows * d2; i++)
-            q[i] = (float)tu_rng_normal(&r);
-        ref->bf16_rows(rows, d, q, d2, q, d2);
-        for (int i = 0; i < d2 * cols; i++)
-            kt[i] = (i / cols) < d ? stem_bf16_round((float)tu_rng_normal(&r)) : 0;
-        ref->qk_tile_bf16(rows, cols, d, q, d2, kt, cols, s0, cols);
-        amx->qk_tile_bf16(rows, cols, d, q, d2, kt, cols, s1, cols);
+        for (int i = 0; i < rows * d; i++)
+            x[i] = (float)tu_rng_normal(&r);
+        ref->bf16_rows(rows, d, x, d, q, d2);
+        for (int i = 0; i < d * cols; i++) /* K^T, d x cols */
+            nat[i] = stem_bf16_round((float)tu_rng_normal(&r));
+        to_pairs(nat, d, cols, kt, 2 * cols);
+        ref->qk_tile_bf16(rows, cols, d, q, d2, kt, 2 * cols, s0, cols, w);
+        amx->qk_tile_bf16(rows, cols, d, q, d2, kt, 2 * cols, s1, cols, w);
         double num = 0, den = 0;
         for (int i = 0; i < rows * cols; i++) {
             num += ((double)s1[i] - s0[i]) * ((double)s1[i] - s0[i]);
@@ -570,17 +585,18 @@ static void test_amx_kernels(void **state)
         if (sqrt(num / den) > worst_qk)
             worst_qk = sqrt(num / den);
         /* P in [0, 1] as softmax gives it, V normal */
-        for (int i = 0; i < rows * c2; i++)
-            q[i] = (float)tu_rng_uniform(&r);
-        ref->bf16_rows(rows, cols, q, c2, q, c2);
-        for (int i = 0; i < c2 * d; i++)
-            v[i] = (i / d) < cols ? stem_bf16_round((float)tu_rng_normal(&r)) : 0;
+        for (int i = 0; i < rows * cols; i++)
+            x[i] = (float)tu_rng_uniform(&r);
+        ref->bf16_rows(rows, cols, x, cols, p, c2);
+        for (int i = 0; i < cols * d; i++) /* V, cols x d */
+            nat[i] = stem_bf16_round((float)tu_rng_normal(&r));
+        to_pairs(nat, cols, d, v, 2 * d);
         for (int i = 0; i < rows; i++)
             al[i] = (float)tu_rng_uniform(&r);
         for (int i = 0; i < rows * d; i++)
             o0[i] = o1[i] = (float)tu_rng_normal(&r);
-        ref->pv_tile_bf16(rows, cols, d, q, c2, v, d, al, o0, d, w);
-        amx->pv_tile_bf16(rows, cols, d, q, c2, v, d, al, o1, d, w);
+        ref->pv_tile_bf16(rows, cols, d, p, c2, v, 2 * d, al, o0, d, w);
+        amx->pv_tile_bf16(rows, cols, d, p, c2, v, 2 * d, al, o1, d, w);
         num = den = 0;
         for (int i = 0; i < rows * d; i++) {
             num += ((double)o1[i] - o0[i]) * ((double)o1[i] - o0[i]);

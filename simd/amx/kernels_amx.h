@@ -8,15 +8,17 @@
 
 #include <stdint.h>
 
-/* qk_tile_bf16's inputs and outputs (kernels.h) on AMX tiles; rows, cols
- * >= 1, 1 <= d; no pointer NULL; not bit-exact. */
-void stem_bf16_qk_tile__amx_32x32(int rows, int cols, int d, const float *q,
-                                  int ldq, const uint16_t *kt, int ldk,
-                                  float *s, int lds);
-/* pv_tile_bf16's inputs and outputs (kernels.h) on AMX tiles; alpha may be
- * NULL; work holds rows * d floats; not bit-exact. */
-void stem_bf16_pv_tile__amx_32x32(int rows, int cols, int d, const float *p,
-                                  int ldp, const uint16_t *v, int ldv,
+/* qk_tile_bf16 (kernels.h) on AMX tiles; rows, cols >= 1, 1 <= d; no
+ * pointer NULL; not bit-exact. */
+void stem_bf16_qk_tile__amx_32x32(int rows, int cols, int d,
+                                  const uint16_t *q, int ldq,
+                                  const uint16_t *kt, int ldk, float *s,
+                                  int lds, float *work);
+/* pv_tile_bf16 (kernels.h) on AMX tiles; alpha may be NULL; not
+ * bit-exact. */
+void stem_bf16_pv_tile__amx_32x32(int rows, int cols, int d,
+                                  const uint16_t *p, int ldp,
+                                  const uint16_t *v, int ldv,
                                   const float *alpha, float *o, int ldo,
                                   float *work);
 

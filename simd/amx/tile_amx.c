@@ -1,37 +1,27 @@
 /*
  * tile_amx.c - the bf16 products on the AMX tile unit (TDPBF16PS).
  *
- * C (m x n) = A (m x k2) * B (k2 x n), k2 even, with A in the contract order
- * of bf16_rows (floats holding bf16 values, pairs swapped) and B in bf16 bit
- * patterns, natural order (row t at b + t*ldb).  Each call:
+ * C (m x n) = A (m x k2) * B (k2 x n), k2 even, with A in the rows layout
+ * and B in the pairs layout of src/kernels.h: these are the unit's own
+ * layouts (a tile of A is 16 rows of 32 bf16, a tile of B is 16 pair rows
+ * of 16 columns), so the tiles are loaded straight from the operands
+ * wherever a whole tile lies inside them (k2 a multiple of 32, full 16-row
+ * and 16-column tiles): the attention's 128 x 128 x 128 blocks never copy
+ * an operand.  Elsewhere the operand is copied into a zero-padded buffer
+ * first (an A panel of 32 rows, or all of B).
  *
- *   - packs B once, 32 columns at a time, into the unit's pair-interleaved
- *     layout: one tile (16 pair rows x 16 columns, 32-bit lane j of pair row
- *     u = (B[2u][j] low, B[2u+1][j] high)) is 1 KiB contiguous, and the
- *     tiles of one 16-column strip follow each other along k, so pair row u
- *     of a strip lies at strip + 32u.  Two rows of 32 columns become two
- *     tile rows with two VPERMT2W;
- *   - packs A in panels of 32 rows to natural bf16 (the high halves of the
- *     floats, pairs swapped back: one VPERMT2W per 32 values; exact, as the
- *     floats are bf16 values), tiles laid out as B's;
- *   - runs blocks of up to 32 x 32 of C in four tiles (0..3) fed by two A
- *     tiles (4, 5) and two B tiles (6, 7), four TDPBF16PS per 32 steps of k;
- *     blocks of at most 16 rows or columns use one A or B tile only;
- *   - stores full 16 x 16 tiles of C straight into c (leading dimension
- *     ldc); tiles cut by the edges of C go through a 1 KiB buffer.
- *
- * Packing is zero-padded (k up to a multiple of 32, rows and columns up to
- * a multiple of 16), so every tile is the full 16 rows x 64 bytes and the
- * padding adds exact zeros.  The next B strip (first panel only) and the
- * next A panel are packed right after a block's TDPBF16PS are issued, so
- * that the packing overlaps the unit's work; pv's o update of a block runs
- * one block late for the same reason.
+ * Blocks of up to 32 x 32 of C live in four tiles (0..3) fed by two A
+ * tiles (4, 5) and two B tiles (6, 7), four TDPBF16PS per 32 steps of k;
+ * blocks of at most 16 rows or columns use one A or B tile only.  Full
+ * 16 x 16 tiles of C are stored straight into c; tiles cut by its edges go
+ * through a 1 KiB buffer.  pv's o update of a block runs one block late, so
+ * that it overlaps the unit's work on the next.
  *
  * The tile configuration is loaded at the start of every call and released
  * at its end (other code in the thread, such as oneDNN, may use the tiles
  * with its own configuration).  k2 and n above 256 fall back to the AVX-512
- * emulation (exact, slower).  Stack: 128 KiB of packed B, 2 x 16 KiB of
- * packed A panels, 1 KiB of edge buffer.
+ * emulation (exact, slower).  Stack: up to 128 KiB for a copied B, 2 KiB
+ * for an A panel, 1 KiB of edge buffer.
  *
  * The unit sums the products of one instruction in its own way (neither an
  * fmaf chain nor a tree of float32 sums: tests/test_amx.c), so these
@@ -85,90 +75,59 @@ static inline __mmask32 mask32(int n)
                    : n <= 0 ? (__mmask32)0 : (__mmask32)((1u << n) - 1u);
 }
 
-/* VPERMT2W indices (0..31 the first source's words, 32..63 the second's).
- * a_idx: 32 floats (two zmm) in contract order -> 32 natural bf16: word k
- * is the high half (word 2f+1) of float f = k ^ 1.
- * b_lo / b_hi: rows r0, r1 of 32 bf16 -> pairs (r0[j], r1[j]) for columns
- * j = 0..15 / 16..31. */
-static const uint16_t a_idx[32] __attribute__((aligned(64))) = {
-    3,  1,  7,  5,  11, 9,  15, 13, 19, 17, 23, 21, 27, 25, 31, 29,
-    35, 33, 39, 37, 43, 41, 47, 45, 51, 49, 55, 53, 59, 57, 63, 61,
-};
-static const uint16_t b_lo[32] __attribute__((aligned(64))) = {
-    0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
-    8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47,
-};
-static const uint16_t b_hi[32] __attribute__((aligned(64))) = {
-    16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
-    24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63,
-};
+/* An operand as the tile loads see it: tile (row block r, k step s) of A
+ * at base + r * 16 * stride + s * 64 bytes; tile (k step s, column strip
+ * j) of B at base + s * 16 * stride + j * 64 bytes; stride in bytes. */
+typedef struct tile_src {
+    const char *base;
+    size_t stride;
+} tile_src;
 
-/* Columns 32*jb .. 32*jb + 31 of B (k2 rows of n, row t at b + t*ldb)
- * into bp as the 16-column strips 2*jb and 2*jb + 1 (the second only when
- * n reaches it): strip t's tile for k step s at bp + (t * nks + s) * TILE,
- * so pair row u (0 <= u < 16 * nks) of strip t at bp + t * nks * TILE +
- * 32u.  Pair rows at or past k2 / 2 and columns at or past n are zero. */
-static void pack_b(int k2, int n, const uint16_t *b, int ldb, int nks,
-                   int jb, uint16_t *bp)
+/* Rows r0 .. r0 + 31 of A (rows layout, m rows of k2) into ap (32 rows of
+ * 32 * nks bf16, zero past k2 and past row m). */
+static tile_src pack_a(int m, int r0, int k2, const uint16_t *a, int lda,
+                       int nks, uint16_t *ap)
 {
-    const __m512i lo_idx = _mm512_load_si512(b_lo);
-    const __m512i hi_idx = _mm512_load_si512(b_hi);
-    const int j = 32 * jb, second = n - j > 16;
-    const __mmask32 mk = mask32(n - j);
-    uint16_t *s0 = bp + (size_t)(2 * jb) * nks * TILE;
-    uint16_t *s1 = s0 + (size_t)nks * TILE;
+    const int w = 32 * nks;
+    for (int r = 0; r < PANEL; r++) {
+        uint16_t *dst = ap + (size_t)r * w;
+        const uint16_t *src = a + (size_t)(r0 + r) * lda;
+        for (int k = 0; k < w; k += 32) {
+            __m512i x = _mm512_setzero_si512();
+            if (r0 + r < m)
+                x = _mm512_maskz_loadu_epi16(mask32(k2 - k), src + k);
+            _mm512_storeu_si512(dst + k, x);
+        }
+    }
+    return (tile_src){(const char *)ap, (size_t)w * 2};
+}
+
+/* All of B (pairs layout: k2 / 2 pair rows of n pairs, ldb >= 2n) into bp
+ * (16 * nks pair rows of 32 * nsb bf16, zero past k2 / 2 and n). */
+static tile_src pack_b(int k2, int n, const uint16_t *b, int ldb, int nks,
+                       int nsb, uint16_t *bp)
+{
+    const int w = 32 * nsb; /* bf16 per pair row: 16 columns per strip */
     for (int u = 0; u < 16 * nks; u++) {
-        __m512i lo = _mm512_setzero_si512(), hi = lo;
-        if (2 * u < k2) {
-            const uint16_t *r0 = b + (size_t)(2 * u) * ldb + j;
-            __m512i x0 = _mm512_maskz_loadu_epi16(mk, r0);
-            __m512i x1 = _mm512_maskz_loadu_epi16(mk, r0 + ldb);
-            lo = _mm512_permutex2var_epi16(x0, lo_idx, x1);
-            hi = _mm512_permutex2var_epi16(x0, hi_idx, x1);
-        }
-        _mm512_store_si512(s0 + 32 * u, lo);
-        if (second)
-            _mm512_store_si512(s1 + 32 * u, hi);
-    }
-}
-
-/* Rows 0 .. 16*mt - 1 of a panel of A (a: the panel's row 0; mr <= 16*mt
- * rows exist) as natural bf16 into ap: tile (ti, s) of 16 rows x 32 k at
- * ap + (ti * nks + s) * TILE.  k at or past k2 and rows at or past mr are
- * zero. */
-static void pack_a(int mr, int mt, int k2, const float *a, int lda, int nks,
-                   uint16_t *ap)
-{
-    const __m512i idx = _mm512_load_si512(a_idx);
-    for (int r = 0; r < 16 * mt; r++) {
-        uint16_t *dst = ap + (size_t)(r >> 4) * nks * TILE + 32 * (r & 15);
-        for (int s = 0; s < nks; s++) {
-            const int k = 32 * s;
-            __m512i y = _mm512_setzero_si512();
-            if (r < mr) {
-                const float *ar = a + (size_t)r * lda;
-                __m512 x0 = _mm512_maskz_loadu_ps(mask16(k2 - k), ar + k);
-                __m512 x1 = _mm512_setzero_ps();
-                if (k2 - k > 16)
-                    x1 = _mm512_maskz_loadu_ps(mask16(k2 - k - 16), ar + k + 16);
-                y = _mm512_permutex2var_epi16(_mm512_castps_si512(x0), idx,
-                                              _mm512_castps_si512(x1));
-            }
-            _mm512_store_si512(dst + (size_t)s * TILE, y);
+        uint16_t *dst = bp + (size_t)u * w;
+        const uint16_t *src = b + (size_t)u * ldb;
+        for (int e = 0; e < w; e += 32) {
+            __m512i x = _mm512_setzero_si512();
+            if (2 * u < k2)
+                x = _mm512_maskz_loadu_epi16(mask32(2 * n - e), src + e);
+            _mm512_storeu_si512(dst + e, x);
         }
     }
+    return (tile_src){(const char *)bp, (size_t)w * 2};
 }
 
-/* Tiles 0..3 = (A tiles 0..mt-1) x (B strips 0..nt-1) over nks k steps:
- * C tile 0 = (0, 0), 1 = (0, 1), 2 = (1, 0), 3 = (1, 1).  ap, bp: the
- * panel's and the first strip's packed tiles; the second strip follows
- * the first.  Called with constant mt, nt so that the unused tiles drop
- * out. */
+/* Tiles 0..3 = (A tiles 0..mt-1 of a) x (B strips 0..nt-1 of b) over nks k
+ * steps: C tile 0 = (0, 0), 1 = (0, 1), 2 = (1, 0), 3 = (1, 1).  Called
+ * with constant mt, nt so that the unused tiles drop out. */
 static inline __attribute__((always_inline)) void
-run_block(int mt, int nt, int nks, const uint16_t *ap, const uint16_t *bp)
+run_block(int mt, int nt, int nks, tile_src a, tile_src b)
 {
-    const uint16_t *ap1 = ap + (size_t)nks * TILE;
-    const uint16_t *bp1 = bp + (size_t)nks * TILE;
+    const char *a1 = a.base + 16 * a.stride;
     MEMORY_BARRIER();
     _tile_zero(0);
     if (nt > 1)
@@ -178,13 +137,14 @@ run_block(int mt, int nt, int nks, const uint16_t *ap, const uint16_t *bp)
     if (mt > 1 && nt > 1)
         _tile_zero(3);
     for (int s = 0; s < nks; s++) {
-        const size_t o = (size_t)s * TILE;
-        _tile_loadd(4, ap + o, 64);
-        _tile_loadd(6, bp + o, 64);
+        const char *as = a.base + (size_t)s * 64;
+        const char *bs = b.base + (size_t)s * 16 * b.stride;
+        _tile_loadd(4, as, a.stride);
+        _tile_loadd(6, bs, b.stride);
         if (mt > 1)
-            _tile_loadd(5, ap1 + o, 64);
+            _tile_loadd(5, a1 + (size_t)s * 64, a.stride);
         if (nt > 1)
-            _tile_loadd(7, bp1 + o, 64);
+            _tile_loadd(7, bs + 64, b.stride);
         _tile_dpbf16ps(0, 4, 6);
         if (nt > 1)
             _tile_dpbf16ps(1, 4, 7);
@@ -261,52 +221,48 @@ static void update_o(int i0, int j0, int nr, int nc, const float *w, int ldw,
 }
 
 /*
- * c (m x n, ldc) = A * B on the tiles: A m x k2 floats in contract order
- * (row i at a + i*lda, k2 even), B k2 rows of n bf16 (row t at b + t*ldb);
- * 1 <= k2 <= KMAX, 1 <= n <= NMAX, m >= 1.  When o is not NULL, c is
- * scratch and every element also goes o = o * alpha + c (o + c when alpha
- * is NULL; o row i at o + i*ldo).
+ * c (m x n, ldc) = A * B on the tiles: A m x k2 in the rows layout (row i
+ * at a + i*lda, k2 even, a zero at k2 - 1 when the true k is odd), B in
+ * the pairs layout (pair row u at b + u*ldb); 1 <= k2 <= KMAX,
+ * 1 <= n <= NMAX, m >= 1.  When o is not NULL, c is scratch and every
+ * element also goes o = o * alpha + c (o + c when alpha is NULL; o row i
+ * at o + i*ldo).
  */
-static void amx_gemm(int m, int n, int k2, const float *a, int lda,
+static void amx_gemm(int m, int n, int k2, const uint16_t *a, int lda,
                      const uint16_t *b, int ldb, float *c, int ldc,
                      const float *alpha, float *o, int ldo)
 {
-    uint16_t bp[KMAX * NMAX] __attribute__((aligned(64)));
-    uint16_t ap[2][PANEL * KMAX] __attribute__((aligned(64)));
+    uint16_t bp[KMAX / 2 * NMAX * 2] __attribute__((aligned(64)));
+    uint16_t ap[PANEL * KMAX] __attribute__((aligned(64)));
     float buf[256] __attribute__((aligned(64)));
     const int nks = (k2 + 31) / 32, nb = (n + 31) / 32, np = (m + 31) / 32;
+    const int k_full = k2 % 32 == 0;
     /* the block whose o update is pending (pv), none when pnr == 0 */
     int pi0 = 0, pj0 = 0, pnr = 0, pnc = 0;
 
     _tile_loadconfig(&config);
-    pack_a(m < PANEL ? m : PANEL, m > 16 ? 2 : 1, k2, a, lda, nks, ap[0]);
-    pack_b(k2, n, b, ldb, nks, 0, bp);
+    tile_src bs = {(const char *)b, (size_t)ldb * 2};
+    if (!k_full || n % 16 != 0)
+        bs = pack_b(k2, n, b, ldb, nks, (n + 15) / 16, bp);
     for (int p = 0; p < np; p++) {
         const int i0 = PANEL * p, nr = m - i0 < PANEL ? m - i0 : PANEL;
         const int mt = nr > 16 ? 2 : 1;
-        const uint16_t *apan = ap[p & 1];
+        tile_src as = {(const char *)(a + (size_t)i0 * lda), (size_t)lda * 2};
+        if (!k_full || nr % 16 != 0)
+            as = pack_a(m, i0, k2, a, lda, nks, ap);
         for (int jb = 0; jb < nb; jb++) {
             const int j0 = 32 * jb, nc = n - j0 < 32 ? n - j0 : 32;
             const int nt = nc > 16 ? 2 : 1;
-            const uint16_t *bs = bp + (size_t)(2 * jb) * nks * TILE;
+            const tile_src bj = {bs.base + (size_t)jb * 128, bs.stride};
             if (mt > 1 && nt > 1)
-                run_block(2, 2, nks, apan, bs);
+                run_block(2, 2, nks, as, bj);
             else if (mt > 1)
-                run_block(2, 1, nks, apan, bs);
+                run_block(2, 1, nks, as, bj);
             else if (nt > 1)
-                run_block(1, 2, nks, apan, bs);
+                run_block(1, 2, nks, as, bj);
             else
-                run_block(1, 1, nks, apan, bs);
+                run_block(1, 1, nks, as, bj);
             put_block(mt, nt, c, ldc, i0, j0, nr, nc, buf);
-            /* packing for later blocks while the unit works on this one */
-            if (p == 0 && jb + 1 < nb)
-                pack_b(k2, n, b, ldb, nks, jb + 1, bp);
-            if (jb == 0 && p + 1 < np) {
-                const int m1 = m - i0 - PANEL;
-                pack_a(m1 < PANEL ? m1 : PANEL, m1 > 16 ? 2 : 1, k2,
-                       a + (size_t)(i0 + PANEL) * lda, lda, nks,
-                       ap[(p + 1) & 1]);
-            }
             if (o) {
                 if (pnr)
                     update_o(pi0, pj0, pnr, pnc, c, ldc, alpha, o, ldo);
@@ -321,19 +277,19 @@ static void amx_gemm(int m, int n, int k2, const float *a, int lda,
 
 /*
  * qk_tile_bf16 of src/kernels.h on the tiles (not bit-exact): s[i*lds + j]
- * = sum over t < d2 of q[i*ldq + t] * kt[(t ^ 1)*ldk + j] for i < rows,
- * j < cols, with d2 = d rounded up to even.  q: rows x d2 floats, a
- * bf16_rows output (contract order); kt: d2 rows of cols bf16 bit patterns
- * (row d zero when d is odd), natural order.  rows, cols, d >= 1; no
- * pointer NULL.  d2 or cols above 256 run the AVX-512 kernel.
+ * for i < rows, j < cols, from q (rows layout) and kt (pairs layout).
+ * rows, cols, d >= 1; no pointer NULL.  d2 or cols above 256 run the
+ * AVX-512 kernel (which uses work: rows * (d + 1) floats).
  */
-void stem_bf16_qk_tile__amx_32x32(int rows, int cols, int d, const float *q,
-                                  int ldq, const uint16_t *kt, int ldk,
-                                  float *s, int lds)
+void stem_bf16_qk_tile__amx_32x32(int rows, int cols, int d,
+                                  const uint16_t *q, int ldq,
+                                  const uint16_t *kt, int ldk, float *s,
+                                  int lds, float *work)
 {
     const int d2 = (d + 1) & ~1;
     if (d2 > KMAX || cols > NMAX) {
-        stem_bf16_qk_tile__avx512_12x32(rows, cols, d, q, ldq, kt, ldk, s, lds);
+        stem_bf16_qk_tile__avx512_12x32(rows, cols, d, q, ldq, kt, ldk, s,
+                                        lds, work);
         return;
     }
     amx_gemm(rows, cols, d2, q, ldq, kt, ldk, s, lds, NULL, NULL, 0);
@@ -341,16 +297,16 @@ void stem_bf16_qk_tile__amx_32x32(int rows, int cols, int d, const float *q,
 
 /*
  * pv_tile_bf16 of src/kernels.h on the tiles (not bit-exact): for i < rows,
- * c < d, acc = sum over t < c2 of p[i*ldp + t] * v[(t ^ 1)*ldv + c], then
+ * c < d, acc = P V over the cols (rounded up to even) keys, then
  * o[i*ldo + c] = o[i*ldo + c] * alpha[i] + acc (two roundings; o + acc
- * when alpha is NULL), with c2 = cols rounded up to even.  p: rows x c2
- * floats, a bf16_rows output; v: c2 rows of d bf16 bit patterns (row cols
- * zero when cols is odd).  work: rows * d floats of scratch (the products,
- * leading dimension d).  rows, cols, d >= 1; only alpha may be NULL.  c2
- * or d above 256 run the AVX-512 kernel.
+ * when alpha is NULL).  p: rows layout; v: pairs layout.  work: at least
+ * rows * d floats (the products, leading dimension d; the AVX-512 fallback
+ * takes the contract's rows * (cols + 1 + d)).  rows, cols, d >= 1; only
+ * alpha may be NULL.  c2 or d above 256 run the AVX-512 kernel.
  */
-void stem_bf16_pv_tile__amx_32x32(int rows, int cols, int d, const float *p,
-                                  int ldp, const uint16_t *v, int ldv,
+void stem_bf16_pv_tile__amx_32x32(int rows, int cols, int d,
+                                  const uint16_t *p, int ldp,
+                                  const uint16_t *v, int ldv,
                                   const float *alpha, float *o, int ldo,
                                   float *work)
 {

@@ -8,7 +8,7 @@
 /* bf16_rows of src/kernels.h, vectorized by the compiler; the scalar twin
  * runs the same loop. */
 void stem_bf16_rows__avx2(int rows, int n, const float *x, int ldx,
-                           float *y, int ldy)
+                          uint16_t *y, int ldy)
 {
     stem_bf16_rows_loop(rows, n, x, ldx, y, ldy);
 }

@@ -21,7 +21,7 @@ void stem_f32_softmax_rows__avx2_8(int rows, int cols, const int *valid,
 void stem_bf16_softmax_rows__avx2_8(int rows, int cols, const int *valid,
                                     float scale, const float *s, int lds,
                                     float *m, float *l, float *alpha,
-                                    float *p, int ldp);
+                                    uint16_t *p, int ldp);
 /* sqnorm_rows, 8 fused lanes (contract: kernels.h). */
 void stem_f32_sqnorm_rows__avx2_8(int n, int d, const float *x, int ldx,
                                   float *out);
@@ -29,15 +29,15 @@ void stem_f32_sqnorm_rows__avx2_8(int n, int d, const float *x, int ldx,
 void stem_f32_group_sum__avx2_32(int groups, int stride, int d,
                                  const float *x, int ldx, float *out);
 
-/* qk_tile_bf16 / pv_tile_bf16: the same micro-kernel on bf16 B panels
- * (contract: kernels.h). */
-void stem_bf16_qk_tile__avx2_6x16(int rows, int cols, int d, const float *q,
-        int ldq, const uint16_t *kt, int ldk, float *s, int lds);
-void stem_bf16_pv_tile__avx2_6x16(int rows, int cols, int d, const float *p,
+/* qk_tile_bf16 / pv_tile_bf16: the same micro-kernel on float32 panels
+ * widened from the bf16 operands (contract: kernels.h). */
+void stem_bf16_qk_tile__avx2_6x16(int rows, int cols, int d, const uint16_t *q,
+        int ldq, const uint16_t *kt, int ldk, float *s, int lds, float *work);
+void stem_bf16_pv_tile__avx2_6x16(int rows, int cols, int d, const uint16_t *p,
         int ldp, const uint16_t *v, int ldv, const float *alpha, float *o,
         int ldo, float *work);
 /* bf16_rows: src/bf16_rows.h compiled for this ISA (contract: kernels.h). */
 void stem_bf16_rows__avx2(int rows, int n, const float *x, int ldx,
-                           float *y, int ldy);
+        uint16_t *y, int ldy);
 
 #endif /* STEM_KERNELS_AVX2_H */

@@ -138,30 +138,31 @@ static inline __m256 expb8(__m256 y)
     return _mm256_and_ps(keep, q);
 }
 
-/* bf16 of 8 nonnegative floats (nearest, ties to even; never below
- * STEM_BF16_MIN unless 0), each pair swapped. */
-static inline __m256 bf16_swapped(__m256 q)
+/* bf16 bits of 8 nonnegative floats (nearest, ties to even; never below
+ * STEM_BF16_MIN unless 0). */
+static inline __m128i bf16_of(__m256 q)
 {
     __m256i u = _mm256_castps_si256(q);
     __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16),
                                    _mm256_set1_epi32(1));
     u = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb));
-    u = _mm256_and_si256(u, _mm256_set1_epi32((int)0xffff0000u));
-    return _mm256_permute_ps(_mm256_castsi256_ps(u), 0xb1);
+    u = _mm256_srli_epi32(u, 16);
+    return _mm_packus_epi32(_mm256_castsi256_si128(u),
+                            _mm256_extracti128_si256(u, 1));
 }
 
-/* softmax_rows_bf16 of src/kernels.h: p_j rounded and pair-swapped
- * straight into p's row; no pointer may be NULL; 1 <= valid[i] <= cols. */
+/* softmax_rows_bf16 of src/kernels.h: p_j rounded straight into p's row;
+ * no pointer may be NULL; 1 <= valid[i] <= cols. */
 void stem_bf16_softmax_rows__avx2_8(int rows, int cols, const int *valid,
                                     float scale, const float *s, int lds,
                                     float *m, float *l, float *alpha,
-                                    float *p, int ldp)
+                                    uint16_t *p, int ldp)
 {
     const __m256 vs = _mm256_set1_ps(scale);
     const int cols2 = (cols + 1) & ~1;
     for (int i = 0; i < rows; i++) {
         const float *x = s + (size_t)i * lds;
-        float *pi = p + (size_t)i * ldp;
+        uint16_t *pi = p + (size_t)i * ldp;
         const int n = valid[i];
         /* the maximum of m[i] and x_j = x[j] * scale, j < n */
         __m256 vmax = _mm256_set1_ps(m[i]);
@@ -189,7 +190,7 @@ void stem_bf16_softmax_rows__avx2_8(int rows, int cols, const int *valid,
             __m256 q = expb8(_mm256_sub_ps(
                 _mm256_mul_ps(_mm256_loadu_ps(x + j), vs), vm));
             acc = _mm256_add_ps(acc, q);
-            _mm256_storeu_ps(pi + j, bf16_swapped(q));
+            _mm_storeu_si128((__m128i *)(pi + j), bf16_of(q));
         }
         for (; j < cols2; j += 8) {
             __m256i mk = lanes_below(n - j);
@@ -197,7 +198,14 @@ void stem_bf16_softmax_rows__avx2_8(int rows, int cols, const int *valid,
                 _mm256_mul_ps(_mm256_maskload_ps(x + j, mk), vs), vm);
             __m256 q = _mm256_and_ps(_mm256_castsi256_ps(mk), expb8(y));
             acc = _mm256_add_ps(acc, q);
-            _mm256_maskstore_ps(pi + j, lanes_below(cols2 - j), bf16_swapped(q));
+            if (j + 8 <= cols2) {
+                _mm_storeu_si128((__m128i *)(pi + j), bf16_of(q));
+            } else {
+                uint16_t t[8];
+                _mm_storeu_si128((__m128i *)t, bf16_of(q));
+                for (int e = 0; j + e < cols2; e++)
+                    pi[j + e] = t[e];
+            }
         }
         /* e_b of the running maxima's difference in lane 0 (the same bits
          * as stem_expb_ref, without its libm calls) */

@@ -161,21 +161,19 @@ void stem_f32_pv_tile__avx2_6x16(int rows, int cols, int d, const float *p,
 }
 
 /* qk_tile_bf16 of src/kernels.h (the fmaf emulation of the bf16 chain);
- * no pointer may be NULL. */
-void stem_bf16_qk_tile__avx2_6x16(int rows, int cols, int d, const float *q,
-                                  int ldq, const uint16_t *kt, int ldk,
-                                  float *s, int lds)
+ * no pointer may be NULL; work holds rows * (d + 1) floats. */
+void stem_bf16_qk_tile__avx2_6x16(int rows, int cols, int d, const uint16_t *q,
+        int ldq, const uint16_t *kt, int ldk, float *s, int lds, float *work)
 {
-    tile_qk_bf16(&ukernel, rows, cols, d, q, ldq, kt, ldk, s, lds);
+    tile_qk_bf16(&ukernel, rows, cols, d, q, ldq, kt, ldk, s, lds, work);
 }
 
-/* pv_tile_bf16 of src/kernels.h; alpha may be NULL, work holds rows * d
- * floats. */
-void stem_bf16_pv_tile__avx2_6x16(int rows, int cols, int d, const float *p,
-                                  int ldp, const uint16_t *v, int ldv,
-                                  const float *alpha, float *o, int ldo,
-                                  float *work)
+/* pv_tile_bf16 of src/kernels.h; alpha may be NULL, work holds
+ * rows * (cols + 1 + d) floats. */
+void stem_bf16_pv_tile__avx2_6x16(int rows, int cols, int d, const uint16_t *p,
+        int ldp, const uint16_t *v, int ldv, const float *alpha, float *o,
+        int ldo, float *work)
 {
-    tile_pv_bf16(&ukernel, rows, cols, d, p, ldp, v, ldv, alpha, o,
-                           ldo, work);
+    tile_pv_bf16(&ukernel, rows, cols, d, p, ldp, v, ldv, alpha, o, ldo,
+                 work);
 }

@@ -141,21 +141,20 @@ static float max_scaled(const float *x, int n, float scale, float m0)
 }
 
 /* softmax_rows_bf16 of src/kernels.h: p_j rounded to bf16 (the exponential
- * is at least e^-38, so no flush) and each pair swapped, written straight
- * to p's row; no pointer may be NULL; 1 <= valid[i] <= cols. */
+ * is at least e^-38, so no flush) written straight to p's row; no pointer
+ * may be NULL; 1 <= valid[i] <= cols. */
 void stem_bf16_softmax_rows__avx512_16(int rows, int cols, const int *valid,
                                        float scale, const float *s, int lds,
                                        float *m, float *l, float *alpha,
-                                       float *p, int ldp)
+                                       uint16_t *p, int ldp)
 {
     const __m512 emin = _mm512_set1_ps(STEM_EXPB_MIN);
     const __m512 vs = _mm512_set1_ps(scale);
     const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
-    const __m512i top = _mm512_set1_epi32((int)0xffff0000u);
     const int cols2 = (cols + 1) & ~1;
     for (int i = 0; i < rows; i++) {
         const float *x = s + (size_t)i * lds;
-        float *pi = p + (size_t)i * ldp;
+        uint16_t *pi = p + (size_t)i * ldp;
         const int n = valid[i];
         const float mnew = max_scaled(x, n, scale, m[i]);
         const __m512 vm = _mm512_set1_ps(mnew);
@@ -172,16 +171,16 @@ void stem_bf16_softmax_rows__avx512_16(int rows, int cols, const int *valid,
             acc = _mm256_add_ps(acc, _mm512_castps512_ps256(q));
             acc = _mm256_add_ps(acc, _mm256_castpd_ps(_mm512_extractf64x4_pd(
                                          _mm512_castps_pd(q), 1)));
-            /* bf16: nearest, ties to even; then each pair swapped */
+            /* bf16: nearest, ties to even, the top halves kept */
             __m512i u = _mm512_castps_si512(q);
             __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), one);
-            u = _mm512_and_si512(
-                _mm512_add_epi32(u, _mm512_add_epi32(half, lsb)), top);
-            __m512 b = _mm512_permute_ps(_mm512_castsi512_ps(u), 0xb1);
+            u = _mm512_srli_epi32(
+                _mm512_add_epi32(u, _mm512_add_epi32(half, lsb)), 16);
+            __m256i b = _mm512_cvtepi32_epi16(u);
             if (j + 16 <= cols2)
-                _mm512_storeu_ps(pi + j, b);
+                _mm256_storeu_si256((__m256i *)(pi + j), b);
             else
-                _mm512_mask_storeu_ps(pi + j, lanes_below(cols2 - j), b);
+                _mm256_mask_storeu_epi16(pi + j, lanes_below(cols2 - j), b);
         }
         /* e_b of the running maxima's difference in lane 0 (the same bits
          * as stem_expb_ref, without its libm calls) */

@@ -135,15 +135,14 @@ static inline float32x4_t expb4(float32x4_t y)
     return vreinterpretq_f32_u32(vandq_u32(keep, q));
 }
 
-/* bf16 of 4 nonnegative floats (nearest, ties to even; never below
- * STEM_BF16_MIN unless 0) with each pair swapped. */
-static inline float32x4_t bf16_swapped(float32x4_t q)
+/* bf16 bits of 4 nonnegative floats (nearest, ties to even; never below
+ * STEM_BF16_MIN unless 0). */
+static inline uint16x4_t bf16_of(float32x4_t q)
 {
     uint32x4_t u = vreinterpretq_u32_f32(q);
     uint32x4_t lsb = vandq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(1));
     u = vaddq_u32(u, vaddq_u32(vdupq_n_u32(0x7fff), lsb));
-    u = vandq_u32(u, vdupq_n_u32(0xffff0000u));
-    return vrev64q_f32(vreinterpretq_f32_u32(u));
+    return vshrn_n_u32(u, 16);
 }
 
 /* softmax_rows_bf16 of src/kernels.h over chunks of 8 columns (two
@@ -151,12 +150,12 @@ static inline float32x4_t bf16_swapped(float32x4_t q)
 void stem_bf16_softmax_rows__neon_8(int rows, int cols, const int *valid,
                                     float scale, const float *s, int lds,
                                     float *m, float *l, float *alpha,
-                                    float *p, int ldp)
+                                    uint16_t *p, int ldp)
 {
     const int cols2 = (cols + 1) & ~1;
     for (int i = 0; i < rows; i++) {
         const float *x = s + (size_t)i * lds;
-        float *pi = p + (size_t)i * ldp;
+        uint16_t *pi = p + (size_t)i * ldp;
         const int n = valid[i];
         float32x4_t vmax = vdupq_n_f32(m[i]);
         int j = 0;
@@ -196,14 +195,14 @@ void stem_bf16_softmax_rows__neon_8(int rows, int cols, const int *valid,
             }
             lo = vaddq_f32(lo, q0);
             hi = vaddq_f32(hi, q1);
+            uint16x8_t b = vcombine_u16(bf16_of(q0), bf16_of(q1));
             if (j + 8 <= cols2) {
-                vst1q_f32(pi + j, bf16_swapped(q0));
-                vst1q_f32(pi + j + 4, bf16_swapped(q1));
+                vst1q_u16(pi + j, b);
             } else {
-                vst1q_f32(t, bf16_swapped(q0));
-                vst1q_f32(t + 4, bf16_swapped(q1));
+                uint16_t tb[8];
+                vst1q_u16(tb, b);
                 for (int u = 0; j + u < cols2; u++)
-                    pi[j + u] = t[u];
+                    pi[j + u] = tb[u];
             }
         }
         float32x4_t sv = vaddq_f32(lo, hi);

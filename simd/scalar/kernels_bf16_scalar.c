@@ -39,31 +39,21 @@ float stem_bf16_dot_ref(float c, const uint16_t *a, const uint16_t *b, int n)
 /* bf16_rows of src/kernels.h (the loop is src/bf16_rows.h, shared with the
  * ISA tables, which compile it with their vector flags). */
 void stem_bf16_rows__scalar(int rows, int n, const float *x, int ldx,
-                            float *y, int ldy)
+                            uint16_t *y, int ldy)
 {
     stem_bf16_rows_loop(rows, n, x, ldx, y, ldy);
 }
 
-/* The canonical 8-lane sum of src/kernels.h. */
-static float sum8(const float *x, int n)
-{
-    float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int i = 0; i < n; i++)
-        a[i % 8] = a[i % 8] + x[i];
-    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
-}
-
-/* softmax_rows_bf16 of src/kernels.h, line for line.  The probabilities of
- * a row go through p's row as floats before bf16_rows rounds them there in
- * place (p holds cols rounded up to even floats). */
+/* softmax_rows_bf16 of src/kernels.h, line for line; sum8's lanes are
+ * filled as the probabilities come (lane j % 8 adds p_j, j ascending). */
 void stem_bf16_softmax_rows__scalar(int rows, int cols, const int *valid,
                                     float scale, const float *s, int lds,
                                     float *m, float *l, float *alpha,
-                                    float *p, int ldp)
+                                    uint16_t *p, int ldp)
 {
     for (int i = 0; i < rows; i++) {
         const float *x = s + (size_t)i * lds;
-        float *pi = p + (size_t)i * ldp;
+        uint16_t *pi = p + (size_t)i * ldp;
         int n = valid[i];
         float mnew = m[i];
         for (int j = 0; j < n; j++) {
@@ -71,36 +61,52 @@ void stem_bf16_softmax_rows__scalar(int rows, int cols, const int *valid,
             if (xj > mnew)
                 mnew = xj;
         }
-        for (int j = 0; j < n; j++)
-            pi[j] = stem_expb_ref(x[j] * scale - mnew);
-        for (int j = n; j < cols; j++)
-            pi[j] = 0.0f;
+        float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int j = 0; j < cols; j++) {
+            float pj = j < n ? stem_expb_ref(x[j] * scale - mnew) : 0.0f;
+            lane[j % 8] = lane[j % 8] + pj;
+            pi[j] = stem_bf16_round(pj);
+        }
+        if (cols & 1)
+            pi[cols] = 0;
+        float sum = ((lane[0] + lane[4]) + (lane[2] + lane[6])) +
+                    ((lane[1] + lane[5]) + (lane[3] + lane[7]));
         float a = stem_expb_ref(m[i] - mnew);
         l[i] = l[i] * a;
-        l[i] = l[i] + sum8(pi, cols);
+        l[i] = l[i] + sum;
         m[i] = mnew;
         alpha[i] = a;
-        stem_bf16_rows_loop(1, cols, pi, ldp, pi, ldp);
     }
 }
 
-void stem_bf16_qk_tile__scalar(int rows, int cols, int d, const float *q,
+/* Element (t, j) of a pairs-layout operand (src/kernels.h). */
+static uint16_t pair_at(const uint16_t *b, int ldb, int t, int j)
+{
+    return b[(size_t)(t / 2) * ldb + 2 * j + (t & 1)];
+}
+
+void stem_bf16_qk_tile__scalar(int rows, int cols, int d, const uint16_t *q,
                                int ldq, const uint16_t *kt, int ldk, float *s,
-                               int lds)
+                               int lds, float *work)
 {
     const int d2 = (d + 1) & ~1;
+    (void)work;
     for (int i = 0; i < rows; i++) {
+        const uint16_t *qi = q + (size_t)i * ldq;
         for (int j = 0; j < cols; j++) {
             float acc = 0.0f;
-            for (int t = 0; t < d2; t++)
-                acc = fmaf(q[(size_t)i * ldq + t],
-                           f32_of(kt[(size_t)(t ^ 1) * ldk + j]), acc);
+            for (int u = 0; u < d2 / 2; u++) {
+                acc = fmaf(f32_of(qi[2 * u + 1]),
+                           f32_of(pair_at(kt, ldk, 2 * u + 1, j)), acc);
+                acc = fmaf(f32_of(qi[2 * u]),
+                           f32_of(pair_at(kt, ldk, 2 * u, j)), acc);
+            }
             s[(size_t)i * lds + j] = acc;
         }
     }
 }
 
-void stem_bf16_pv_tile__scalar(int rows, int cols, int d, const float *p,
+void stem_bf16_pv_tile__scalar(int rows, int cols, int d, const uint16_t *p,
                                int ldp, const uint16_t *v, int ldv,
                                const float *alpha, float *o, int ldo,
                                float *work)
@@ -108,12 +114,16 @@ void stem_bf16_pv_tile__scalar(int rows, int cols, int d, const float *p,
     const int c2 = (cols + 1) & ~1;
     (void)work;
     for (int i = 0; i < rows; i++) {
+        const uint16_t *pi = p + (size_t)i * ldp;
         float *oi = o + (size_t)i * ldo;
         for (int c = 0; c < d; c++) {
             float acc = 0.0f;
-            for (int t = 0; t < c2; t++)
-                acc = fmaf(p[(size_t)i * ldp + t],
-                           f32_of(v[(size_t)(t ^ 1) * ldv + c]), acc);
+            for (int u = 0; u < c2 / 2; u++) {
+                acc = fmaf(f32_of(pi[2 * u + 1]),
+                           f32_of(pair_at(v, ldv, 2 * u + 1, c)), acc);
+                acc = fmaf(f32_of(pi[2 * u]),
+                           f32_of(pair_at(v, ldv, 2 * u, c)), acc);
+            }
             float r = alpha ? oi[c] * alpha[i] : oi[c];
             oi[c] = r + acc;
         }

@@ -103,15 +103,15 @@ void stem_f32_group_sum__scalar(int groups, int stride, int d, const float *x,
 }
 
 void stem_bf16_rows__scalar(int rows, int n, const float *x, int ldx,
-                            float *y, int ldy);
+                            uint16_t *y, int ldy);
 void stem_bf16_softmax_rows__scalar(int rows, int cols, const int *valid,
                                     float scale, const float *s, int lds,
                                     float *m, float *l, float *alpha,
-                                    float *p, int ldp);
-void stem_bf16_qk_tile__scalar(int rows, int cols, int d, const float *q,
+                                    uint16_t *p, int ldp);
+void stem_bf16_qk_tile__scalar(int rows, int cols, int d, const uint16_t *q,
                                int ldq, const uint16_t *kt, int ldk, float *s,
-                               int lds);
-void stem_bf16_pv_tile__scalar(int rows, int cols, int d, const float *p,
+                               int lds, float *work);
+void stem_bf16_pv_tile__scalar(int rows, int cols, int d, const uint16_t *p,
                                int ldp, const uint16_t *v, int ldv,
                                const float *alpha, float *o, int ldo,
                                float *work);
