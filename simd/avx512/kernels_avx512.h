@@ -19,6 +19,12 @@ void stem_bf16_softmax_rows__avx512_16(int rows, int cols, const int *valid,
                                        float scale, const float *s, int lds,
                                        float *m, float *l, float *alpha,
                                        uint16_t *p, int ldp);
+/* The same with VCVTNEPS2BF16 rounding P (CPUs with AVX512-BF16). */
+void stem_bf16_softmax_rows__avx512bf16_16(int rows, int cols,
+                                           const int *valid, float scale,
+                                           const float *s, int lds, float *m,
+                                           float *l, float *alpha,
+                                           uint16_t *p, int ldp);
 /* softmax_rows: 16-lane SLEEF expf, sum8 over ymm halves (kernels.h). */
 void stem_f32_softmax_rows__avx512_16(int rows, int cols, const int *valid,
                                       float scale, float *s, int lds,

@@ -140,17 +140,37 @@ static float max_scaled(const float *x, int n, float scale, float m0)
     return mx;
 }
 
+/* bf16 bits of 16 floats that are 0 or normal and below 2^128, nearest,
+ * ties to even: with integer adds, or (cvtne, a compile-time constant)
+ * with AVX512-BF16's VCVTNEPS2BF16, which rounds the same way on such
+ * values (it only differs on subnormals, which it reads as zero, and NaNs).
+ * The instruction is written as assembly so that this file needs no
+ * AVX512-BF16 flag; only the cvtne instance below contains it. */
+static inline __attribute__((always_inline)) __m256i bf16_bits16(__m512 q,
+                                                                 const int cvtne)
+{
+    if (cvtne) {
+        __m256i b;
+        __asm__("vcvtneps2bf16 %1, %0" : "=v"(b) : "v"(q));
+        return b;
+    }
+    __m512i u = _mm512_castps_si512(q);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16),
+                                   _mm512_set1_epi32(1));
+    u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
+    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16));
+}
+
 /* softmax_rows_bf16 of src/kernels.h: p_j rounded to bf16 (the exponential
  * is at least e^-38, so no flush) written straight to p's row; no pointer
  * may be NULL; 1 <= valid[i] <= cols. */
-void stem_bf16_softmax_rows__avx512_16(int rows, int cols, const int *valid,
-                                       float scale, const float *s, int lds,
-                                       float *m, float *l, float *alpha,
-                                       uint16_t *p, int ldp)
+static inline __attribute__((always_inline)) void
+softmax_bf16_rows(int rows, int cols, const int *valid, float scale,
+                  const float *s, int lds, float *m, float *l, float *alpha,
+                  uint16_t *p, int ldp, const int cvtne)
 {
     const __m512 emin = _mm512_set1_ps(STEM_EXPB_MIN);
     const __m512 vs = _mm512_set1_ps(scale);
-    const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
     const int cols2 = (cols + 1) & ~1;
     for (int i = 0; i < rows; i++) {
         const float *x = s + (size_t)i * lds;
@@ -171,12 +191,7 @@ void stem_bf16_softmax_rows__avx512_16(int rows, int cols, const int *valid,
             acc = _mm256_add_ps(acc, _mm512_castps512_ps256(q));
             acc = _mm256_add_ps(acc, _mm256_castpd_ps(_mm512_extractf64x4_pd(
                                          _mm512_castps_pd(q), 1)));
-            /* bf16: nearest, ties to even, the top halves kept */
-            __m512i u = _mm512_castps_si512(q);
-            __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), one);
-            u = _mm512_srli_epi32(
-                _mm512_add_epi32(u, _mm512_add_epi32(half, lsb)), 16);
-            __m256i b = _mm512_cvtepi32_epi16(u);
+            __m256i b = bf16_bits16(q, cvtne);
             if (j + 16 <= cols2)
                 _mm256_storeu_si256((__m256i *)(pi + j), b);
             else
@@ -193,4 +208,22 @@ void stem_bf16_softmax_rows__avx512_16(int rows, int cols, const int *valid,
         m[i] = mnew;
         alpha[i] = a;
     }
+}
+
+void stem_bf16_softmax_rows__avx512_16(int rows, int cols, const int *valid,
+                                       float scale, const float *s, int lds,
+                                       float *m, float *l, float *alpha,
+                                       uint16_t *p, int ldp)
+{
+    softmax_bf16_rows(rows, cols, valid, scale, s, lds, m, l, alpha, p, ldp, 0);
+}
+
+/* The same on a CPU with AVX512-BF16 (the AMX table's). */
+void stem_bf16_softmax_rows__avx512bf16_16(int rows, int cols,
+                                           const int *valid, float scale,
+                                           const float *s, int lds, float *m,
+                                           float *l, float *alpha,
+                                           uint16_t *p, int ldp)
+{
+    softmax_bf16_rows(rows, cols, valid, scale, s, lds, m, l, alpha, p, ldp, 1);
 }
