@@ -3,8 +3,8 @@
  * fixed sequence of correctly rounded float32 operations (multiply, round
  * to nearest even, fused multiply-add, integer add on the bits).  Every ISA
  * runs the same sequence with these constants, so the result is the same
- * bits everywhere without a vector math library in the loop; it costs
- * about half of SLEEF's u10 expf, which the f32 mode keeps.
+ * bits everywhere without a vector math library in the loop (the f32 mode
+ * keeps SLEEF's u10 expf).
  *
  *   e_b(x) = 0                                  if !(x >= STEM_EXPB_MIN)
  *   t = x * LOG2E;  n = rint(t)                 (nearest, ties to even)
@@ -16,7 +16,7 @@
  * truncation is below 2^-28 of the result); the last step multiplies by 2^n
  * exactly, since n >= -55 keeps the result normal.  tests/test_kernels.c
  * measures the distance to exp in double on every 97th float of
- * [STEM_EXPB_MIN, 0]; e_b(0) = 1 exactly.
+ * [STEM_EXPB_MIN, 0] (largest: 7.3e-8 relative); e_b(0) = 1 exactly.
  *
  * Why the cut at -38: e^-38 = 3.1e-17 is above 2^-56, the smallest
  * magnitude that bf16_rows keeps, so every nonzero probability survives its
