@@ -27,6 +27,16 @@ static inline float reduce_sum8(__m256 a)
     return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
 }
 
+/* The largest of the 8 lanes (the sign of a zero result is not defined:
+ * callers rescan, as the scalar twin's first-wins order decides it). */
+static inline float reduce_max8(__m256 v)
+{
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
 /* e(y) of the contract: 0 where !(y >= STEM_EXP_MIN), SLEEF expf elsewhere. */
 static inline __m256 exp_rule(__m256 y)
 {
@@ -57,11 +67,7 @@ static float scale_and_max(float *x, int n, float scale, float m0)
         y = _mm256_blendv_ps(vmax, y, _mm256_castsi256_ps(mk));
         vmax = _mm256_max_ps(y, vmax);
     }
-    __m128 h = _mm_max_ps(_mm256_castps256_ps128(vmax),
-                          _mm256_extractf128_ps(vmax, 1));
-    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_max_ss(h, _mm_movehdup_ps(h));
-    float mx = _mm_cvtss_f32(h);
+    float mx = reduce_max8(vmax);
     if (mx == 0.0f) {
         mx = m0;
         for (int t = 0; t < n; t++)
@@ -172,11 +178,7 @@ void stem_bf16_softmax_rows__avx2_8(int rows, int cols, const int *valid,
             y = _mm256_blendv_ps(vmax, y, _mm256_castsi256_ps(mk));
             vmax = _mm256_max_ps(y, vmax);
         }
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(vmax),
-                              _mm256_extractf128_ps(vmax, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_max_ss(h, _mm_movehdup_ps(h));
-        float mnew = _mm_cvtss_f32(h);
+        float mnew = reduce_max8(vmax);
         if (mnew == 0.0f) { /* the sign of a zero: first wins, as the twin */
             mnew = m[i];
             for (int t = 0; t < n; t++)
