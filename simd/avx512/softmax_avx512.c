@@ -5,6 +5,7 @@
  * contract's lane order (columns j, j+8, j+16, ... go to lane j % 8).
  */
 #include <immintrin.h>
+#include <math.h>
 #include <stddef.h>
 
 #include <sleef.h>
@@ -98,13 +99,17 @@ void stem_f32_softmax_rows__avx512_16(int rows, int cols, const int *valid,
 
 /* ---- the bf16 mode: e_b of src/expb.h and probabilities rounded ------- */
 
-/* e_b(y) of src/expb.h on 16 lanes, for lanes y >= STEM_EXPB_MIN (others
- * are garbage; the caller masks them to zero). */
-static inline __m512 expb16(__m512 y)
+/* e_b(y) of src/expb.h on 16 lanes, zero where keep is clear; keep must
+ * clear every lane with y < STEM_EXPB_MIN.  rint(t) comes from adding and
+ * subtracting 1.5 * 2^23 (exact for |t| < 2^22, nearest, ties to even),
+ * and the low bits of the sum shifted by 23 are n * 2^23 modulo 2^32,
+ * which is all the final integer add needs. */
+static inline __m512 expb16(__m512 y, __mmask16 keep)
 {
-    __m512 n = _mm512_roundscale_ps(
-        _mm512_mul_ps(y, _mm512_set1_ps(STEM_EXPB_LOG2E)),
-        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 magic = _mm512_set1_ps(0x1.8p23f);
+    __m512 tm = _mm512_add_ps(_mm512_mul_ps(y, _mm512_set1_ps(STEM_EXPB_LOG2E)),
+                              magic);
+    __m512 n = _mm512_sub_ps(tm, magic);
     __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-STEM_EXPB_LN2_HI), y);
     r = _mm512_fmadd_ps(n, _mm512_set1_ps(-STEM_EXPB_LN2_LO), r);
     __m512 u = _mm512_set1_ps(STEM_EXPB_C7);
@@ -115,22 +120,26 @@ static inline __m512 expb16(__m512 y)
     u = _mm512_fmadd_ps(u, r, _mm512_set1_ps(STEM_EXPB_C2));
     u = _mm512_fmadd_ps(u, r, _mm512_set1_ps(1.0f));
     u = _mm512_fmadd_ps(u, r, _mm512_set1_ps(1.0f));
-    __m512i e = _mm512_slli_epi32(_mm512_cvtps_epi32(n), 23);
-    return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(u), e));
+    __m512i e = _mm512_slli_epi32(_mm512_castps_si512(tm), 23);
+    return _mm512_castsi512_ps(
+        _mm512_maskz_add_epi32(keep, _mm512_castps_si512(u), e));
 }
 
-/* The maximum of m0 and x[j] * scale, j < n (x not written); a zero
- * maximum takes the scalar twin's first-wins sign. */
+/* The maximum of m0 and x[j] * scale, j < n (x not written).  scale > 0
+ * and rounding is monotonic, so the largest product is the product of the
+ * largest x[j]: one max per chunk, one multiply per row.  A zero maximum
+ * takes the scalar twin's first-wins sign. */
 static float max_scaled(const float *x, int n, float scale, float m0)
 {
-    const __m512 vs = _mm512_set1_ps(scale);
-    __m512 vmax = _mm512_set1_ps(m0);
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
     for (int j = 0; j < n; j += 16) {
         __mmask16 mk = lanes_below(n - j);
-        __m512 y = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + j), vs);
-        vmax = _mm512_mask_max_ps(vmax, mk, y, vmax);
+        vmax = _mm512_mask_max_ps(vmax, mk, _mm512_maskz_loadu_ps(mk, x + j),
+                                  vmax);
     }
-    float mx = _mm512_reduce_max_ps(vmax);
+    float mx = _mm512_reduce_max_ps(vmax) * scale;
+    if (!(mx > m0))
+        mx = m0;
     if (mx == 0.0f) {
         mx = m0;
         for (int t = 0; t < n; t++)
@@ -186,8 +195,8 @@ softmax_bf16_rows(int rows, int cols, const int *valid, float scale,
             __m512 y = _mm512_sub_ps(
                 _mm512_mul_ps(full ? _mm512_loadu_ps(x + j)
                                    : _mm512_maskz_loadu_ps(mk, x + j), vs), vm);
-            __mmask16 keep = mk & _mm512_cmp_ps_mask(y, emin, _CMP_GE_OQ);
-            __m512 q = _mm512_maskz_mov_ps(keep, expb16(y));
+            __m512 q = expb16(y, _mm512_mask_cmp_ps_mask(mk, y, emin,
+                                                         _CMP_GE_OQ));
             acc = _mm256_add_ps(acc, _mm512_castps512_ps256(q));
             acc = _mm256_add_ps(acc, _mm256_castpd_ps(_mm512_extractf64x4_pd(
                                          _mm512_castps_pd(q), 1)));
@@ -200,8 +209,8 @@ softmax_bf16_rows(int rows, int cols, const int *valid, float scale,
         /* e_b of the running maxima's difference in lane 0 (the same bits
          * as stem_expb_ref, without its libm calls) */
         const __m512 ya = _mm512_set1_ps(m[i] - mnew);
-        const float a = _mm512_cvtss_f32(_mm512_maskz_mov_ps(
-            _mm512_cmp_ps_mask(ya, emin, _CMP_GE_OQ), expb16(ya)));
+        const float a = _mm512_cvtss_f32(
+            expb16(ya, _mm512_cmp_ps_mask(ya, emin, _CMP_GE_OQ)));
         float li = l[i] * a;
         li = li + reduce_sum8(acc);
         l[i] = li;
