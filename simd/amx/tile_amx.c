@@ -14,8 +14,14 @@
  * tiles (4, 5) and two B tiles (6, 7), four TDPBF16PS per 32 steps of k;
  * blocks of at most 16 rows or columns use one A or B tile only.  Full
  * 16 x 16 tiles of C are stored straight into c; tiles cut by its edges go
- * through a 1 KiB buffer.  pv's o update of a block runs one block late, so
- * that it overlaps the unit's work on the next.
+ * through a 1 KiB buffer.
+ *
+ * pv on whole 32 x 32 blocks (rows and d multiples of 32, the keys' c2 a
+ * multiple of 32: every 128-token block with d = 64 or 128) scales o by
+ * alpha first and then loads o itself into the C tiles, so that the unit
+ * adds the products straight into it: no scratch, no second pass.  Its
+ * other shapes compute the products into work and add them to o * alpha
+ * afterwards (one block late, overlapping the unit's work on the next).
  *
  * The tile configuration is loaded at the start of every call and released
  * at its end (other code in the thread, such as oneDNN, may use the tiles
@@ -275,6 +281,70 @@ static void amx_gemm(int m, int n, int k2, const uint16_t *a, int lda,
     _tile_release();
 }
 
+/* o (m x n, ldo) *= alpha row by row (rows whose alpha is 1 skipped). */
+static void scale_rows(int m, int n, const float *alpha, float *o, int ldo)
+{
+    for (int i = 0; i < m; i++) {
+        if (alpha[i] == 1.0f)
+            continue;
+        const __m512 a = _mm512_set1_ps(alpha[i]);
+        float *oi = o + (size_t)i * ldo;
+        for (int j = 0; j < n; j += 16) {
+            const __mmask16 mk = mask16(n - j);
+            _mm512_mask_storeu_ps(oi + j, mk,
+                                  _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, oi + j), a));
+        }
+    }
+}
+
+/*
+ * o = o * alpha + A B with the C tiles held in o: A m x k2 (rows layout),
+ * B k2 x n (pairs layout); m and n multiples of 32, k2 a multiple of 32 up
+ * to KMAX, n up to NMAX.  o is scaled first (alpha NULL: not scaled), then
+ * each 32 x 32 block of o is loaded into tiles 0..3, receives the products
+ * and is stored back.
+ */
+static void amx_gemm_into(int m, int n, int k2, const uint16_t *a, int lda,
+                          const uint16_t *b, int ldb, const float *alpha,
+                          float *o, int ldo)
+{
+    const int nks = k2 / 32;
+    const size_t so = (size_t)ldo * sizeof(float);
+    if (alpha)
+        scale_rows(m, n, alpha, o, ldo);
+    _tile_loadconfig(&config);
+    for (int i0 = 0; i0 < m; i0 += 32) {
+        const tile_src as = {(const char *)(a + (size_t)i0 * lda), (size_t)lda * 2};
+        for (int j0 = 0; j0 < n; j0 += 32) {
+            float *c = o + (size_t)i0 * ldo + j0;
+            const tile_src bj = {(const char *)(b + 2 * (size_t)j0), (size_t)ldb * 2};
+            MEMORY_BARRIER();
+            _tile_loadd(0, c, so);
+            _tile_loadd(1, c + 16, so);
+            _tile_loadd(2, c + (size_t)16 * ldo, so);
+            _tile_loadd(3, c + (size_t)16 * ldo + 16, so);
+            for (int s = 0; s < nks; s++) {
+                const char *at = as.base + (size_t)s * 64;
+                const char *bt = bj.base + (size_t)s * 16 * bj.stride;
+                _tile_loadd(4, at, as.stride);
+                _tile_loadd(6, bt, bj.stride);
+                _tile_loadd(5, at + 16 * as.stride, as.stride);
+                _tile_loadd(7, bt + 64, bj.stride);
+                _tile_dpbf16ps(0, 4, 6);
+                _tile_dpbf16ps(1, 4, 7);
+                _tile_dpbf16ps(2, 5, 6);
+                _tile_dpbf16ps(3, 5, 7);
+            }
+            _tile_stored(0, c, so);
+            _tile_stored(1, c + 16, so);
+            _tile_stored(2, c + (size_t)16 * ldo, so);
+            _tile_stored(3, c + (size_t)16 * ldo + 16, so);
+            MEMORY_BARRIER();
+        }
+    }
+    _tile_release();
+}
+
 /*
  * qk_tile_bf16 of src/kernels.h on the tiles (not bit-exact): s[i*lds + j]
  * for i < rows, j < cols, from q (rows layout) and kt (pairs layout).
@@ -297,12 +367,15 @@ void stem_bf16_qk_tile__amx_32x32(int rows, int cols, int d,
 
 /*
  * pv_tile_bf16 of src/kernels.h on the tiles (not bit-exact): for i < rows,
- * c < d, acc = P V over the cols (rounded up to even) keys, then
- * o[i*ldo + c] = o[i*ldo + c] * alpha[i] + acc (two roundings; o + acc
- * when alpha is NULL).  p: rows layout; v: pairs layout.  work: at least
- * rows * d floats (the products, leading dimension d; the AVX-512 fallback
- * takes the contract's rows * (cols + 1 + d)).  rows, cols, d >= 1; only
- * alpha may be NULL.  c2 or d above 256 run the AVX-512 kernel.
+ * c < d, o[i*ldo + c] = o[i*ldo + c] * alpha[i] + P V over the cols
+ * (rounded up to even) keys (o not scaled when alpha is NULL).  Whole
+ * 32 x 32 blocks (rows, d and c2 multiples of 32) accumulate the products
+ * into the scaled o in the tiles; other shapes sum them first and then add
+ * the sum to o * alpha (the contract's two roundings).  p: rows layout;
+ * v: pairs layout.  work: at least rows * d floats (the products, leading
+ * dimension d; the AVX-512 fallback takes the contract's
+ * rows * (cols + 1 + d)).  rows, cols, d >= 1; only alpha may be NULL.  c2
+ * or d above 256 run the AVX-512 kernel.
  */
 void stem_bf16_pv_tile__amx_32x32(int rows, int cols, int d,
                                   const uint16_t *p, int ldp,
@@ -314,6 +387,10 @@ void stem_bf16_pv_tile__amx_32x32(int rows, int cols, int d,
     if (c2 > KMAX || d > NMAX) {
         stem_bf16_pv_tile__avx512_12x32(rows, cols, d, p, ldp, v, ldv, alpha,
                                         o, ldo, work);
+        return;
+    }
+    if (rows % 32 == 0 && d % 32 == 0 && c2 % 32 == 0) {
+        amx_gemm_into(rows, d, c2, p, ldp, v, ldv, alpha, o, ldo);
         return;
     }
     amx_gemm(rows, d, c2, p, ldp, v, ldv, work, d, alpha, o, ldo);
