@@ -7,12 +7,15 @@
  * (qk_tile), one online-softmax step (softmax_rows) and the P.V update
  * (pv_tile).  Rows end as O / l, with lse = m + ln l.
  *
- * Threads take (query head, query block) tasks dynamically, since causal and
- * sparse rows carry uneven work.  K (transposed) and V are packed to float32
- * once per kv head and shared by every query head of its GQA group.  A task's
- * every operation runs in one thread in a fixed order, so the bytes out do
- * not depend on the thread count; the kernels are bit-exact twins across
- * instruction sets, so they do not depend on the ISA either.
+ * Threads take (query heads, query block) tasks dynamically, since causal
+ * and sparse rows carry uneven work.  K (transposed) and V are packed to
+ * float32 once per kv head and shared by every query head of its GQA group.
+ * A task is one query head in the f32 mode and up to four heads of one
+ * group in the bf16 mode, which then visit each key block one after the
+ * other.  Every operation of one head's rows runs in one thread in a fixed
+ * order (key blocks ascending), whatever the task holds, so the bytes out do
+ * not depend on the thread count or the grouping; the kernels are bit-exact
+ * twins across instruction sets, so they do not depend on the ISA either.
  *
  * The bf16 compute mode (params->compute) runs the same steps with the
  * bf16 kernels of src/kernels.h: K and V are packed as bf16 (half the
@@ -22,8 +25,9 @@
  *
  * Memory: the packed kv heads (2 * Kb * B * d floats each, half that in
  * bf16; as many heads together as fit in 256 MiB, at least one) plus, per
- * thread, a query tile, a B x B score tile, the row state, and in bf16 mode
- * a B x B probability tile and a B x (B + 1 + d) kernel scratch.
+ * thread, a B x B score tile and for each head of a task a query tile, an
+ * accumulator and the row state; in bf16 mode also a B x B probability
+ * tile and a B x (B + 1 + d) kernel scratch.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -41,6 +45,14 @@
  * more heads than give each thread this many tasks. */
 #define STEM_PACK_BYTES ((size_t)256 << 20)
 #define STEM_TASKS_PER_THREAD 8
+/* Query heads of one GQA group that share a task in the bf16 mode, at
+ * most: each key block the task visits then comes from memory once for all
+ * of them.  On the Xeon at 16 threads the tile unit's Q.K and P.V took 2.6
+ * times as long in place, reading each block from L3, as on a block in
+ * cache; sharing the block among 4 heads took 25% off a 16K prefill.  The
+ * f32 mode keeps one head per task: its FMA kernels, bound by arithmetic,
+ * measured 12% slower with the four heads' larger working set. */
+#define STEM_GROUP_HEADS 4
 
 /* Sizes rounded up to even (bf16 pairs). */
 static int even_up(int n)
@@ -48,15 +60,23 @@ static int even_up(int n)
     return (n + 1) & ~1;
 }
 
-typedef struct tile_ws {
-    float *q;       /* [B][d] query rows (f32 mode) */
-    float *s;       /* [B][B] scores, then probabilities (f32 mode) */
+/* One query head's part of a task's workspace. */
+typedef struct head_ws {
+    float *q;       /* f32 mode: [B][d] query rows */
+    uint16_t *q16;  /* bf16 mode: [B][d2] query rows, rows layout */
     float *o;       /* [B][d] accumulator */
     float *m, *l, *alpha;
-    int *valid;
+} head_ws;
+
+/* A thread's workspace: what the heads of a task take turns with, and
+ * each head's own rows. */
+typedef struct tile_ws {
+    float *s;       /* [B][B] scores (f32 mode: then probabilities) */
+    int *valid;     /* [B] keys each row sees in the current block */
+    float *qf;      /* bf16 mode: [B][d] query rows before rounding */
     float *work;    /* bf16 mode: [B][B + 1 + d] kernel scratch */
-    uint16_t *q16;  /* bf16 mode: [B][d2] query rows, rows layout */
     uint16_t *p16;  /* bf16 mode: [B][B2] probabilities, rows layout */
+    head_ws head[STEM_GROUP_HEADS];
 } tile_ws;
 
 /* n floats rounded up to whole 64-byte lines. */
@@ -65,36 +85,50 @@ static size_t lines(size_t n)
     return (n + 15) & ~(size_t)15;
 }
 
-/* Floats of one thread's workspace: every array starts on a 64-byte line
- * (the tile unit and the vector loads read whole lines; a row split over
- * two lines costs two), the bf16 arrays counted in floats. */
-static size_t ws_floats(int B, int d, int bf16)
+/* Floats of one head's part of the workspace. */
+static size_t head_floats(int B, int d, int bf16)
 {
-    size_t n = lines((size_t)B * d) * 2 + lines((size_t)B * B) + lines((size_t)B) * 4;
+    size_t n = lines((size_t)B * d) + lines((size_t)B) * 3;
+    n += bf16 ? lines(((size_t)B * even_up(d) + 1) / 2) : lines((size_t)B * d);
+    return n;
+}
+
+/* Floats of one thread's workspace for tasks of up to G heads: every
+ * array starts on a 64-byte line (the tile unit and the vector loads read
+ * whole lines; a row split over two lines costs two), the bf16 arrays
+ * counted in floats. */
+static size_t ws_floats(int B, int d, int bf16, int G)
+{
+    size_t n = lines((size_t)B * B) + lines((size_t)B) +
+               (size_t)G * head_floats(B, d, bf16);
     if (bf16)
-        n += lines((size_t)B * (B + 1 + d)) +
-             lines(((size_t)B * even_up(d) + 1) / 2) +
+        n += lines((size_t)B * d) + lines((size_t)B * (B + 1 + d)) +
              lines(((size_t)B * even_up(B) + 1) / 2);
     return n;
 }
 
 /* The workspace at base (64-byte aligned, ws_floats floats). */
-static tile_ws ws_at(float *base, int B, int d, int bf16)
+static tile_ws ws_at(float *base, int B, int d, int bf16, int G)
 {
-    tile_ws w;
-    w.q = base;
-    w.s = w.q + lines((size_t)B * d);
-    w.o = w.s + lines((size_t)B * B);
-    w.m = w.o + lines((size_t)B * d);
-    w.l = w.m + lines(B);
-    w.alpha = w.l + lines(B);
-    w.valid = (int *)(w.alpha + lines(B));
-    w.work = NULL;
-    w.q16 = w.p16 = NULL;
+    tile_ws w = {0};
+    float *at = base;
+    w.s = at, at += lines((size_t)B * B);
+    w.valid = (int *)at, at += lines(B);
     if (bf16) {
-        w.work = (float *)w.valid + lines(B);
-        w.q16 = (uint16_t *)(w.work + lines((size_t)B * (B + 1 + d)));
-        w.p16 = w.q16 + 2 * lines(((size_t)B * even_up(d) + 1) / 2);
+        w.qf = at, at += lines((size_t)B * d);
+        w.work = at, at += lines((size_t)B * (B + 1 + d));
+        w.p16 = (uint16_t *)at, at += lines(((size_t)B * even_up(B) + 1) / 2);
+    }
+    for (int e = 0; e < G; e++) {
+        head_ws *hw = &w.head[e];
+        hw->o = at, at += lines((size_t)B * d);
+        hw->m = at, at += lines(B);
+        hw->l = at, at += lines(B);
+        hw->alpha = at, at += lines(B);
+        if (bf16)
+            hw->q16 = (uint16_t *)at, at += lines(((size_t)B * even_up(d) + 1) / 2);
+        else
+            hw->q = at, at += lines((size_t)B * d);
     }
     return w;
 }
@@ -153,20 +187,27 @@ static void pack_block_bf16(const stem_tensor *k, const stem_tensor *v,
     }
 }
 
-/* A (head h, query block I) task and its cost in key blocks. */
+/* A task: query block I of the nh query heads h0 .. h0 + nh - 1 (one GQA
+ * group's), and its cost in key block visits. */
 typedef struct attend_task {
-    int64_t blocks, h, I;
+    int64_t blocks, h0, I;
+    int nh;
 } attend_task;
 
-/* Key blocks task (h, I) visits: the selected ones at or below its last
- * causal block (all of them without a mask). */
-static int64_t task_blocks(const stem_dims *dims, int B, const uint8_t *mask,
-                           int64_t h, int64_t I)
+/* The last key block that query block I sees (causal). */
+static int64_t last_block(const stem_dims *dims, int B, int64_t I)
 {
     int64_t rows = dims->lq - I * B < B ? dims->lq - I * B : B;
     int64_t last = (I * B + dims->offset + rows - 1) / B;
-    if (last > dims->kb - 1)
-        last = dims->kb - 1;
+    return last > dims->kb - 1 ? dims->kb - 1 : last;
+}
+
+/* Key blocks head h visits for query block I: the selected ones at or
+ * below its last causal block (all of them without a mask). */
+static int64_t task_blocks(const stem_dims *dims, int B, const uint8_t *mask,
+                           int64_t h, int64_t I)
+{
+    int64_t last = last_block(dims, B, I);
     if (!mask)
         return last + 1;
     const uint8_t *mrow = mask + ((size_t)h * dims->qb + I) * dims->kb;
@@ -184,41 +225,76 @@ static int task_order(const void *pa, const void *pb)
         return a->blocks > b->blocks ? -1 : 1;
     if (a->I != b->I)
         return a->I > b->I ? -1 : 1;
-    return (a->h > b->h) - (a->h < b->h);
+    return (a->h0 > b->h0) - (a->h0 < b->h0);
 }
 
-/* One (head h, query block I) task. */
-static void attend_block(const stem_kernels *kern, const stem_dims *dims,
-                         int B, const stem_tensor *q, int64_t h, int64_t I,
-                         const uint8_t *mrow, const void *kt,
-                         const void *vp, int bf16, tile_ws w,
-                         stem_tensor *out, float *lse)
+/* One block step of one head: scores of key block J (kj, vj: its packs)
+ * for rows i0 .. rows - 1, the online softmax and the P.V update. */
+static void head_step(const stem_kernels *kern, int B, int d, int bf16,
+                      int i0, int rows, int cols, float scale, const void *kj,
+                      const void *vj, tile_ws *w, head_ws *hw)
 {
-    const int d = (int)dims->d;
-    const int64_t Kb = dims->kb;
+    const int nr = rows - i0, d2 = even_up(d), B2 = even_up(B);
+    float *s = w->s + (size_t)i0 * B;
+    if (bf16) {
+        kern->qk_tile_bf16(nr, cols, d, hw->q16 + (size_t)i0 * d2, d2, kj,
+                           2 * B, s, B, w->work);
+        kern->softmax_rows_bf16(nr, cols, w->valid + i0, scale, s, B,
+                                hw->m + i0, hw->l + i0, hw->alpha + i0, w->p16,
+                                B2);
+        kern->pv_tile_bf16(nr, cols, d, w->p16, B2, vj, 2 * d, hw->alpha + i0,
+                           hw->o + (size_t)i0 * d, d, w->work);
+        return;
+    }
+    kern->qk_tile(nr, cols, d, hw->q + (size_t)i0 * d, d, kj, B, s, B);
+    kern->softmax_rows(nr, cols, w->valid + i0, scale, s, B, hw->m + i0,
+                       hw->l + i0, hw->alpha + i0);
+    kern->pv_tile(nr, cols, d, s, B, vj, d, hw->alpha + i0,
+                  hw->o + (size_t)i0 * d, d);
+}
+
+/* One task: query block I of heads h0 .. h0 + nh - 1, which share kv head
+ * packs kt, vp.  Key blocks go in ascending order, and within a block the
+ * heads that selected it in ascending order, so that a block is read from
+ * memory once for all of them; each head's own operations keep the order
+ * they would have alone. */
+static void attend_task_run(const stem_kernels *kern, const stem_dims *dims,
+                            int B, const stem_tensor *q, const attend_task *t,
+                            const uint8_t *mask, const void *kt,
+                            const void *vp, int bf16, tile_ws *w,
+                            stem_tensor *out, float *lse)
+{
+    const int d = (int)dims->d, nh = t->nh;
+    const int64_t Kb = dims->kb, I = t->I;
     const int rows = (int)(dims->lq - I * B < B ? dims->lq - I * B : B);
     const int64_t r0 = I * B + dims->offset; /* absolute position of row 0 */
     const float scale = (float)(1.0 / sqrt((double)d));
     const size_t blk = (size_t)B * d;
-    const int d2 = even_up(d), B2 = even_up(B);
-    const size_t kblk = bf16 ? (size_t)d2 * B : blk;
-    const size_t vblk = bf16 ? (size_t)B2 * d : blk;
+    const size_t kbytes = bf16 ? (size_t)even_up(d) * B * 2 : blk * 4;
+    const size_t vbytes = bf16 ? (size_t)even_up(B) * d * 2 : blk * 4;
+    const uint8_t *mrow[STEM_GROUP_HEADS];
 
-    for (int i = 0; i < rows; i++) {
-        float *qi = w.q + (size_t)i * d;
-        stem_load_row_f32(q, h, I * B + i, qi);
+    for (int e = 0; e < nh; e++) {
+        head_ws *hw = &w->head[e];
+        const int64_t h = t->h0 + e;
+        mrow[e] = mask ? mask + ((size_t)h * dims->qb + I) * Kb : NULL;
+        float *qrows = bf16 ? w->qf : hw->q;
+        for (int i = 0; i < rows; i++) {
+            stem_load_row_f32(q, h, I * B + i, qrows + (size_t)i * d);
+            hw->m[i] = -INFINITY;
+            hw->l[i] = 0.0f;
+        }
         if (bf16)
-            kern->bf16_rows(1, d, qi, d, w.q16 + (size_t)i * d2, d2);
-        w.m[i] = -INFINITY;
-        w.l[i] = 0.0f;
+            kern->bf16_rows(rows, d, w->qf, d, hw->q16, even_up(d));
+        memset(hw->o, 0, (size_t)rows * d * sizeof(float));
     }
-    memset(w.o, 0, (size_t)rows * d * sizeof(float));
 
-    int64_t last = (r0 + rows - 1) / B;
-    if (last > Kb - 1)
-        last = Kb - 1;
+    const int64_t last = last_block(dims, B, I);
     for (int64_t J = 0; J <= last; J++) {
-        if (mrow && !mrow[J])
+        int any = 0;
+        for (int e = 0; e < nh; e++)
+            any |= !mrow[e] || mrow[e][J];
+        if (!any)
             continue;
         int cols = (int)(dims->lk - J * B < B ? dims->lk - J * B : B);
         int64_t first = J * B - r0; /* rows before this one see no key of J */
@@ -227,35 +303,25 @@ static void attend_block(const stem_kernels *kern, const stem_dims *dims,
             continue;
         for (int i = i0; i < rows; i++) {
             int64_t n = r0 + i - J * B + 1;
-            w.valid[i] = (int)(n < cols ? n : cols);
+            w->valid[i] = (int)(n < cols ? n : cols);
         }
-        int nr = rows - i0;
-        float *s = w.s + (size_t)i0 * B;
-        if (bf16) {
-            const uint16_t *kj = (const uint16_t *)kt + J * kblk;
-            const uint16_t *vj = (const uint16_t *)vp + J * vblk;
-            kern->qk_tile_bf16(nr, cols, d, w.q16 + (size_t)i0 * d2, d2, kj,
-                               2 * B, s, B, w.work);
-            kern->softmax_rows_bf16(nr, cols, w.valid + i0, scale, s, B,
-                                    w.m + i0, w.l + i0, w.alpha + i0, w.p16,
-                                    B2);
-            kern->pv_tile_bf16(nr, cols, d, w.p16, B2, vj, 2 * d,
-                               w.alpha + i0, w.o + (size_t)i0 * d, d, w.work);
-            continue;
-        }
-        kern->qk_tile(nr, cols, d, w.q + (size_t)i0 * d, d,
-                      (const float *)kt + J * blk, B, s, B);
-        kern->softmax_rows(nr, cols, w.valid + i0, scale, s, B, w.m + i0,
-                           w.l + i0, w.alpha + i0);
-        kern->pv_tile(nr, cols, d, s, B, (const float *)vp + J * blk, d,
-                      w.alpha + i0, w.o + (size_t)i0 * d, d);
+        const char *kj = (const char *)kt + J * kbytes;
+        const char *vj = (const char *)vp + J * vbytes;
+        for (int e = 0; e < nh; e++)
+            if (!mrow[e] || mrow[e][J])
+                head_step(kern, B, d, bf16, i0, rows, cols, scale, kj, vj, w,
+                          &w->head[e]);
     }
-    for (int i = 0; i < rows; i++) {
-        const float *oi = w.o + (size_t)i * d;
-        for (int c = 0; c < d; c++)
-            stem_store_out(out, h, I * B + i, c, oi[c] / w.l[i]);
-        if (lse)
-            lse[h * dims->lq + I * B + i] = w.m[i] + stem_logf_ref(w.l[i]);
+    for (int e = 0; e < nh; e++) {
+        const head_ws *hw = &w->head[e];
+        const int64_t h = t->h0 + e;
+        for (int i = 0; i < rows; i++) {
+            const float *oi = hw->o + (size_t)i * d;
+            for (int c = 0; c < d; c++)
+                stem_store_out(out, h, I * B + i, c, oi[c] / hw->l[i]);
+            if (lse)
+                lse[h * dims->lq + I * B + i] = hw->m[i] + stem_logf_ref(hw->l[i]);
+        }
     }
 }
 
@@ -272,20 +338,23 @@ stem_status stem_attend_f32(const stem_params *params, const stem_dims *dims,
     const int64_t Qb = dims->qb, Kb = dims->kb, hpg = dims->hq / dims->hkv;
     const int nt = stem_thread_count(params);
     const int bf16 = params->compute == STEM_COMPUTE_BF16;
-    const size_t blk = (size_t)B * d, per = ws_floats(B, d, bf16);
+    /* heads per task, and tasks per query block of a kv head */
+    const int G = !bf16 ? 1 : hpg < STEM_GROUP_HEADS ? (int)hpg : STEM_GROUP_HEADS;
+    const int64_t subs = (hpg + G - 1) / G;
+    const size_t blk = (size_t)B * d, per = ws_floats(B, d, bf16, G);
     /* elements of one block's K and V pack, and their size */
     const size_t kblk = bf16 ? (size_t)even_up(d) * B : blk;
     const size_t vblk = bf16 ? (size_t)even_up(B) * d : blk;
     const size_t esize = bf16 ? sizeof(uint16_t) : sizeof(float);
 
     /* Pack several kv heads at once: enough for STEM_TASKS_PER_THREAD
-     * (head, query block) tasks per thread, so that short prompts with many
-     * heads still give every thread work, but no more (a small pack stays
-     * in cache, and its buffer is reused by the next heads), and at most
-     * STEM_PACK_BYTES (at least one head). */
+     * tasks per thread, so that short prompts with many heads still give
+     * every thread work, but no more (a small pack stays in cache, and its
+     * buffer is reused by the next heads), and at most STEM_PACK_BYTES (at
+     * least one head). */
     const size_t head_bytes = (kblk + vblk) * (size_t)Kb * esize;
     int64_t chunk = (int64_t)(STEM_PACK_BYTES / head_bytes);
-    int64_t want = (STEM_TASKS_PER_THREAD * (int64_t)nt + hpg * Qb - 1) / (hpg * Qb);
+    int64_t want = (STEM_TASKS_PER_THREAD * (int64_t)nt + subs * Qb - 1) / (subs * Qb);
     if (want < chunk)
         chunk = want;
     if (chunk < 1)
@@ -295,7 +364,7 @@ stem_status stem_attend_f32(const stem_params *params, const stem_dims *dims,
     char *kt = alloc_lines(kblk * (size_t)Kb * (size_t)chunk * esize);
     char *vp = alloc_lines(vblk * (size_t)Kb * (size_t)chunk * esize);
     float *ws = alloc_lines(per * (size_t)nt * sizeof(float));
-    attend_task *tasks = malloc((size_t)(chunk * hpg * Qb) * sizeof *tasks);
+    attend_task *tasks = malloc((size_t)(chunk * subs * Qb) * sizeof *tasks);
     if (!kt || !vp || !ws || !tasks) {
         free(kt), free(vp), free(ws), free(tasks);
         return STEM_ERR_NOMEM;
@@ -318,12 +387,19 @@ stem_status stem_attend_f32(const stem_params *params, const stem_dims *dims,
                                (float *)vd, row);
             }
         }
-        /* Longest tasks first (by selected key blocks), so that the last
+        /* Longest tasks first (by key block visits), so that the last
          * tasks the threads pick up are short. */
-        const int64_t n = ng * hpg * Qb;
+        const int64_t n = ng * subs * Qb;
         for (int64_t i = 0; i < n; i++) {
-            int64_t h = g0 * hpg + i / Qb, I = i % Qb;
-            tasks[i] = (attend_task){task_blocks(dims, B, mask, h, I), h, I};
+            const int64_t gs = i / Qb, I = i % Qb;
+            const int64_t g = g0 + gs / subs, sub = gs % subs;
+            attend_task *t = &tasks[i];
+            t->h0 = g * hpg + sub * G;
+            t->nh = (int)(hpg - sub * G < G ? hpg - sub * G : G);
+            t->I = I;
+            t->blocks = 0;
+            for (int e = 0; e < t->nh; e++)
+                t->blocks += task_blocks(dims, B, mask, t->h0 + e, I);
         }
         qsort(tasks, (size_t)n, sizeof *tasks, task_order);
         #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
@@ -332,11 +408,11 @@ stem_status stem_attend_f32(const stem_params *params, const stem_dims *dims,
 #ifdef _OPENMP
             tid = omp_get_thread_num();
 #endif
-            int64_t h = tasks[i].h, I = tasks[i].I, gg = h / hpg - g0;
-            const uint8_t *mrow = mask ? mask + ((size_t)h * Qb + I) * Kb : NULL;
-            attend_block(kern, dims, B, q, h, I, mrow, kt + gg * kt_head,
-                         vp + gg * vp_head, bf16,
-                         ws_at(ws + (size_t)tid * per, B, d, bf16), out, lse);
+            const int64_t gg = tasks[i].h0 / hpg - g0;
+            tile_ws w = ws_at(ws + (size_t)tid * per, B, d, bf16, G);
+            attend_task_run(kern, dims, B, q, &tasks[i], mask,
+                            kt + gg * kt_head, vp + gg * vp_head, bf16, &w,
+                            out, lse);
         }
     }
     free(kt);

@@ -133,9 +133,8 @@ static void *xcalloc(size_t n, size_t size)
     return p;
 }
 
-/* Run prefill and dense attention with `threads`; 0 on success. */
-static int compute(const workload *w, const inputs *in, int threads,
-                   result *r)
+/* The parameters of workload w with `threads`; 0 on success. */
+static int params_of(const workload *w, int threads, stem_params *out)
 {
     stem_params p;
     if (stem_params_init(&p, w->profile) != STEM_OK)
@@ -152,6 +151,17 @@ static int compute(const workload *w, const inputs *in, int threads,
         p.sinks = 1;
         p.window = 1;
     }
+    *out = p;
+    return 0;
+}
+
+/* Run prefill and dense attention with `threads`; 0 on success. */
+static int compute(const workload *w, const inputs *in, int threads,
+                   result *r)
+{
+    stem_params p;
+    if (params_of(w, threads, &p) != 0)
+        return -1;
     int64_t qb = (w->lq + p.block - 1) / p.block;
     int64_t kb = (w->lk + p.block - 1) / p.block;
     r->n_logits = (size_t)(w->hq * qb * kb);
@@ -450,6 +460,58 @@ static void test_isas(void **state)
     assert_true(compared >= 1);
 }
 
+/*
+ * A head's bytes do not depend on the heads it shares tasks with: the bf16
+ * mode runs up to four query heads of a GQA group in one task
+ * (src/attend.c), so with 6 query heads over one kv head (tasks of 4 and
+ * of 2 heads) every head's out and lse, sparse under the prefill's mask
+ * and dense, must equal a call that holds that head alone.  The f32 mode
+ * too, whose tasks hold one head.
+ */
+static void test_heads_alone(void **state)
+{
+    (void)state;
+    for (int mode = 0; mode < 2; mode++) {
+        workload w = {"angelslim B8 d64 6/1", STEM_PROFILE_ANGELSLIM, 6, 1,
+                      600, 600, 64, 0, 8, 1,
+                      mode ? STEM_COMPUTE_BF16 : STEM_COMPUTE_F32};
+        inputs in = make_inputs(&w);
+        result all;
+        assert_int_equal(compute(&w, &in, 3, &all), 0);
+        stem_params p;
+        assert_int_equal(params_of(&w, 3, &p), 0);
+        const int64_t qb = (w.lq + p.block - 1) / p.block;
+        const int64_t kb = (w.lk + p.block - 1) / p.block;
+        const size_t n_out = (size_t)(w.lq * w.d), n_lse = (size_t)w.lq;
+        float *out = xcalloc(n_out, sizeof(float));
+        float *lse = xcalloc(n_lse, sizeof(float));
+        long dropped = 0;
+        for (int64_t h = 0; h < w.hq; h++) {
+            stem_tensor qh = in.q.t;
+            qh.data = (char *)qh.data + (size_t)(h * qh.head_stride) * sizeof(float);
+            qh.heads = 1;
+            stem_tensor o = stem_tensor_hnd(out, STEM_F32, 1, w.lq, w.d);
+            const uint8_t *mh = all.mask + (size_t)(h * qb * kb);
+            for (int64_t e = 0; e < qb * kb; e++)
+                dropped += !mh[e];
+            assert_int_equal(stem_attention_sparse(&p, &qh, &in.k.t, &in.v.t,
+                                                   mh, &o, lse), STEM_OK);
+            assert_memory_equal(out, all.out + h * n_out, n_out * sizeof(float));
+            assert_memory_equal(lse, all.lse + h * n_lse, n_lse * sizeof(float));
+            assert_int_equal(stem_attention_dense(&p, &qh, &in.k.t, &in.v.t, &o,
+                                                  lse), STEM_OK);
+            assert_memory_equal(out, all.dense_out + h * n_out,
+                                n_out * sizeof(float));
+            assert_memory_equal(lse, all.dense_lse + h * n_lse,
+                                n_lse * sizeof(float));
+        }
+        assert_true(dropped > 0); /* the masks differ from dense */
+        free(out), free(lse);
+        free_result(&all);
+        free_inputs(&in);
+    }
+}
+
 int main(int argc, char **argv)
 {
     program = argv[0];
@@ -461,6 +523,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_bf16_same_mask),
         cmocka_unit_test(test_isas),
+        cmocka_unit_test(test_heads_alone),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
