@@ -181,41 +181,55 @@ softmax_bf16_rows(int rows, int cols, const int *valid, float scale,
     const __m512 emin = _mm512_set1_ps(STEM_EXPB_MIN);
     const __m512 vs = _mm512_set1_ps(scale);
     const int cols2 = (cols + 1) & ~1;
-    for (int i = 0; i < rows; i++) {
-        const float *x = s + (size_t)i * lds;
-        uint16_t *pi = p + (size_t)i * ldp;
-        const int n = valid[i];
-        const float mnew = max_scaled(x, n, scale, m[i]);
-        const __m512 vm = _mm512_set1_ps(mnew);
-        __m256 acc = _mm256_setzero_ps();
-        for (int j = 0; j < cols2; j += 16) {
-            /* full chunks (the common case) load and store unmasked */
-            const int full = j + 16 <= n;
-            __mmask16 mk = full ? (__mmask16)0xffff : lanes_below(n - j);
-            __m512 y = _mm512_sub_ps(
-                _mm512_mul_ps(full ? _mm512_loadu_ps(x + j)
-                                   : _mm512_maskz_loadu_ps(mk, x + j), vs), vm);
-            __m512 q = expb16(y, _mm512_mask_cmp_ps_mask(mk, y, emin,
-                                                         _CMP_GE_OQ));
-            acc = _mm256_add_ps(acc, _mm512_castps512_ps256(q));
-            acc = _mm256_add_ps(acc, _mm256_castpd_ps(_mm512_extractf64x4_pd(
-                                         _mm512_castps_pd(q), 1)));
-            __m256i b = bf16_bits16(q, cvtne);
-            if (j + 16 <= cols2)
-                _mm256_storeu_si256((__m256i *)(pi + j), b);
-            else
-                _mm256_mask_storeu_epi16(pi + j, lanes_below(cols2 - j), b);
+    /* rows go by 16: each row's maximum and sum first, then the 16 rows'
+     * a, l, m and alpha in the lanes of one vector (the same operations
+     * as one row at a time) */
+    float mnew16[16] __attribute__((aligned(64))) = {0};
+    float sum16[16] __attribute__((aligned(64))) = {0};
+    for (int i0 = 0; i0 < rows; i0 += 16) {
+        const int nb = rows - i0 < 16 ? rows - i0 : 16;
+        for (int b = 0; b < nb; b++) {
+            const int i = i0 + b;
+            const float *x = s + (size_t)i * lds;
+            uint16_t *pi = p + (size_t)i * ldp;
+            const int n = valid[i];
+            const float mnew = max_scaled(x, n, scale, m[i]);
+            const __m512 vm = _mm512_set1_ps(mnew);
+            __m256 acc = _mm256_setzero_ps();
+            for (int j = 0; j < cols2; j += 16) {
+                /* full chunks (the common case) load and store unmasked */
+                const int full = j + 16 <= n;
+                __mmask16 mk = full ? (__mmask16)0xffff : lanes_below(n - j);
+                __m512 y = _mm512_sub_ps(
+                    _mm512_mul_ps(full ? _mm512_loadu_ps(x + j)
+                                       : _mm512_maskz_loadu_ps(mk, x + j), vs),
+                    vm);
+                __m512 q = expb16(y, _mm512_mask_cmp_ps_mask(mk, y, emin,
+                                                             _CMP_GE_OQ));
+                acc = _mm256_add_ps(acc, _mm512_castps512_ps256(q));
+                acc = _mm256_add_ps(acc, _mm256_castpd_ps(_mm512_extractf64x4_pd(
+                                             _mm512_castps_pd(q), 1)));
+                __m256i bits = bf16_bits16(q, cvtne);
+                if (j + 16 <= cols2)
+                    _mm256_storeu_si256((__m256i *)(pi + j), bits);
+                else
+                    _mm256_mask_storeu_epi16(pi + j, lanes_below(cols2 - j), bits);
+            }
+            mnew16[b] = mnew;
+            sum16[b] = reduce_sum8(acc);
         }
-        /* e_b of the running maxima's difference in lane 0 (the same bits
-         * as stem_expb_ref, without its libm calls) */
-        const __m512 ya = _mm512_set1_ps(m[i] - mnew);
-        const float a = _mm512_cvtss_f32(
-            expb16(ya, _mm512_cmp_ps_mask(ya, emin, _CMP_GE_OQ)));
-        float li = l[i] * a;
-        li = li + reduce_sum8(acc);
-        l[i] = li;
-        m[i] = mnew;
-        alpha[i] = a;
+        /* a = e_b(m - mnew); l = l * a + sum (two roundings) */
+        const __mmask16 lm = lanes_below(nb);
+        const __m512 mo = _mm512_maskz_loadu_ps(lm, m + i0);
+        const __m512 mv = _mm512_load_ps(mnew16);
+        const __m512 ya = _mm512_sub_ps(mo, mv);
+        const __m512 a = expb16(ya, _mm512_mask_cmp_ps_mask(lm, ya, emin,
+                                                            _CMP_GE_OQ));
+        __m512 li = _mm512_mul_ps(_mm512_maskz_loadu_ps(lm, l + i0), a);
+        li = _mm512_add_ps(li, _mm512_load_ps(sum16));
+        _mm512_mask_storeu_ps(l + i0, lm, li);
+        _mm512_mask_storeu_ps(m + i0, lm, mv);
+        _mm512_mask_storeu_ps(alpha + i0, lm, a);
     }
 }
 
