@@ -255,24 +255,22 @@ static void head_step(const stem_kernels *kern, int B, int d, int bf16,
 }
 
 /* One task: query block I of heads h0 .. h0 + nh - 1, which share kv head
- * packs kt, vp.  Key blocks go in ascending order, and within a block the
+ * packs kt, vp (kbytes, vbytes per key block).  Key blocks go in ascending order, and within a block the
  * heads that selected it in ascending order, so that a block is read from
  * memory once for all of them; each head's own operations keep the order
  * they would have alone. */
 static void attend_task_run(const stem_kernels *kern, const stem_dims *dims,
                             int B, const stem_tensor *q, const attend_task *t,
                             const uint8_t *mask, const void *kt,
-                            const void *vp, int bf16, tile_ws *w,
-                            stem_tensor *out, float *lse)
+                            size_t kbytes, const void *vp, size_t vbytes,
+                            int bf16, tile_ws *w, stem_tensor *out,
+                            float *lse)
 {
     const int d = (int)dims->d, nh = t->nh;
     const int64_t Kb = dims->kb, I = t->I;
     const int rows = (int)(dims->lq - I * B < B ? dims->lq - I * B : B);
     const int64_t r0 = I * B + dims->offset; /* absolute position of row 0 */
     const float scale = (float)(1.0 / sqrt((double)d));
-    const size_t blk = (size_t)B * d;
-    const size_t kbytes = bf16 ? (size_t)even_up(d) * B * 2 : blk * 4;
-    const size_t vbytes = bf16 ? (size_t)even_up(B) * d * 2 : blk * 4;
     const uint8_t *mrow[STEM_GROUP_HEADS];
 
     for (int e = 0; e < nh; e++) {
@@ -412,8 +410,9 @@ stem_status stem_attend_f32(const stem_params *params, const stem_dims *dims,
             const int64_t gg = tasks[i].h0 / hpg - g0;
             tile_ws w = ws_at(ws + (size_t)tid * per, B, d, bf16, G);
             attend_task_run(kern, dims, B, q, &tasks[i], mask,
-                            kt + gg * kt_head, vp + gg * vp_head, bf16, &w,
-                            out, lse);
+                            kt + gg * kt_head, kblk * esize,
+                            vp + gg * vp_head, vblk * esize, bf16, &w, out,
+                            lse);
         }
     }
     free(kt);

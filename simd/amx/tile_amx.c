@@ -127,21 +127,13 @@ static tile_src pack_b(int k2, int n, const uint16_t *b, int ldb, int nks,
     return (tile_src){(const char *)bp, (size_t)w * 2};
 }
 
-/* Tiles 0..3 = (A tiles 0..mt-1 of a) x (B strips 0..nt-1 of b) over nks k
- * steps: C tile 0 = (0, 0), 1 = (0, 1), 2 = (1, 0), 3 = (1, 1).  Called
+/* Tiles 0..3 += (A tiles 0..mt-1 of a) x (B strips 0..nt-1 of b) over nks
+ * k steps: C tile 0 = (0, 0), 1 = (0, 1), 2 = (1, 0), 3 = (1, 1).  Called
  * with constant mt, nt so that the unused tiles drop out. */
 static inline __attribute__((always_inline)) void
-run_block(int mt, int nt, int nks, tile_src a, tile_src b)
+run_steps(int mt, int nt, int nks, tile_src a, tile_src b)
 {
     const char *a1 = a.base + 16 * a.stride;
-    MEMORY_BARRIER();
-    _tile_zero(0);
-    if (nt > 1)
-        _tile_zero(1);
-    if (mt > 1)
-        _tile_zero(2);
-    if (mt > 1 && nt > 1)
-        _tile_zero(3);
     for (int s = 0; s < nks; s++) {
         const char *as = a.base + (size_t)s * 64;
         const char *bs = b.base + (size_t)s * 16 * b.stride;
@@ -159,6 +151,21 @@ run_block(int mt, int nt, int nks, tile_src a, tile_src b)
         if (mt > 1 && nt > 1)
             _tile_dpbf16ps(3, 5, 7);
     }
+}
+
+/* Tiles 0..3 = the same products, from zero. */
+static inline __attribute__((always_inline)) void
+run_block(int mt, int nt, int nks, tile_src a, tile_src b)
+{
+    MEMORY_BARRIER();
+    _tile_zero(0);
+    if (nt > 1)
+        _tile_zero(1);
+    if (mt > 1)
+        _tile_zero(2);
+    if (mt > 1 && nt > 1)
+        _tile_zero(3);
+    run_steps(mt, nt, nks, a, b);
     MEMORY_BARRIER();
 }
 
@@ -323,18 +330,7 @@ static void amx_gemm_into(int m, int n, int k2, const uint16_t *a, int lda,
             _tile_loadd(1, c + 16, so);
             _tile_loadd(2, c + (size_t)16 * ldo, so);
             _tile_loadd(3, c + (size_t)16 * ldo + 16, so);
-            for (int s = 0; s < nks; s++) {
-                const char *at = as.base + (size_t)s * 64;
-                const char *bt = bj.base + (size_t)s * 16 * bj.stride;
-                _tile_loadd(4, at, as.stride);
-                _tile_loadd(6, bt, bj.stride);
-                _tile_loadd(5, at + 16 * as.stride, as.stride);
-                _tile_loadd(7, bt + 64, bj.stride);
-                _tile_dpbf16ps(0, 4, 6);
-                _tile_dpbf16ps(1, 4, 7);
-                _tile_dpbf16ps(2, 5, 6);
-                _tile_dpbf16ps(3, 5, 7);
-            }
+            run_steps(2, 2, nks, as, bj);
             _tile_stored(0, c, so);
             _tile_stored(1, c + 16, so);
             _tile_stored(2, c + (size_t)16 * ldo, so);
