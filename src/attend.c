@@ -50,9 +50,8 @@
  * of them.  On the Xeon at 16 threads the tile unit's Q.K and P.V took 2.6
  * times as long in place, reading each block from L3, as on a block in
  * cache; sharing the block among 4 heads took a 16K dense prefill from
- * 0.53-0.55 s to 0.47 s.  The f32 mode keeps one head per task: its FMA
- * kernels, bound by arithmetic, measured 12% slower with the four heads'
- * larger working set. */
+ * 0.53-0.55 s to 0.47 s.  The f32 mode keeps one head per task: with
+ * four it measured 13 to 16% slower there (16K and 32K, dense and Stem). */
 #define STEM_GROUP_HEADS 4
 
 /* Sizes rounded up to even (bf16 pairs). */
