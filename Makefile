@@ -26,15 +26,18 @@ endif
 
 WARN    := -Wall -Wextra -Wno-unused-parameter -Werror=implicit-function-declaration
 CFLAGS  ?= $(OPT) -g
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(CFLAGS) $(WARN) -ffp-contract=off -fno-fast-math \
-              -fopenmp -fPIC -Iinclude -Isrc -Itools/io $(SAN)
-LIB_CFLAGS := $(ALL_CFLAGS) -DSTEM_BUILDING -fvisibility=hidden
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(CFLAGS) $(WARN) -ffp-contract=off -fno-fast-math \
+               -fopenmp -fPIC -Iinclude $(SAN)
+# The library sees only its own folders; the tools see the public headers
+# and their IO layer; tests and benchmarks also reach the internals.
+LIB_CFLAGS := $(BASE_CFLAGS) -Isrc -Isimd -DSTEM_BUILDING -fvisibility=hidden
+ALL_CFLAGS := $(BASE_CFLAGS) -Isrc -Isimd -Itools/io
 LDLIBS  := -lsleef -lm
 LDFLAGS ?=
 ALL_LDFLAGS := -fopenmp $(SAN) $(LDFLAGS)
 
 # ---------------------------------------------------------------- library
-LIB_SRC    := $(wildcard src/*.c) $(wildcard simd/scalar/*.c)
+LIB_SRC    := $(wildcard src/*.c) $(wildcard src/check/*.c) $(wildcard simd/scalar/*.c)
 ISA_DEFS   :=
 ifeq ($(ARCH),x86_64)
   AVX2_SRC   := $(wildcard simd/avx2/*.c)
@@ -192,7 +195,7 @@ fuzz: deps
 # PREFIX=/usr, whose lib the loader always searches.
 PC_RPATH = $(if $(filter /usr /usr/,$(PREFIX)),,-Wl$(comma)-rpath$(comma)$${libdir} )
 comma := ,
-# the Python package `stem` and stem_dump.py (README.md, Python)
+# the Python package `stem_attn` and stem_dump.py (README.md, Python)
 PYTHONDIR ?= $(PREFIX)/lib/python3/dist-packages
 install: lib cli
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
@@ -203,8 +206,8 @@ install: lib cli
 	install -m 755 $(BUILD)/stem $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@RPATH@|$(PC_RPATH)|' -e 's|@VERSION@|$(shell sed -n 's/^\#define STEM_VERSION_STRING "\(.*\)"/\1/p' include/stem.h)|' \
 	    tools/stem.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/stem.pc
-	install -d $(DESTDIR)$(PYTHONDIR)/stem
-	install -m 644 python/stem/*.py $(DESTDIR)$(PYTHONDIR)/stem/
+	install -d $(DESTDIR)$(PYTHONDIR)/stem_attn
+	install -m 644 python/stem_attn/*.py $(DESTDIR)$(PYTHONDIR)/stem_attn/
 	install -m 644 tools/stem_dump.py $(DESTDIR)$(PYTHONDIR)/
 
 clean:

@@ -21,7 +21,7 @@
  *   - Results are bit-exact: the same inputs give the same output bytes for
  *     any thread count and on every instruction set (scalar, AVX2, AVX-512,
  *     NEON), in both compute modes; only STEM_ISA=amx's bf16 products (AMX
- *     tiles) are not (src/kernels.h says why).
+ *     tiles) are not (simd/kernels.h says why).
  */
 #ifndef STEM_H
 #define STEM_H

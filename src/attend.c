@@ -18,10 +18,10 @@
  * twins across instruction sets, so they do not depend on the ISA either.
  *
  * The bf16 compute mode (params->compute) runs the same steps with the
- * bf16 kernels of src/kernels.h: K and V are packed as bf16 (half the
+ * bf16 kernels of simd/kernels.h: K and V are packed as bf16 (half the
  * memory), the query rows are rounded to bf16 (bf16_rows) and each block's
  * probabilities come out of softmax_rows_bf16 already rounded (its
- * exponential is src/expb.h's e_b) before their products.
+ * exponential is simd/expb.h's e_b) before their products.
  *
  * Memory: the packed kv heads (2 * Kb * B * d floats each, half that in
  * bf16; as many heads together as fit in 256 MiB, at least one) plus, per
@@ -161,7 +161,7 @@ static void pack_block(const stem_tensor *k, const stem_tensor *v, int64_t g,
 }
 
 /* The bf16 mode's pack of key block J of kv head g in the pairs layout of
- * src/kernels.h: K component c of key j at kt[(c/2) * 2B + 2j + (c & 1)]
+ * simd/kernels.h: K component c of key j at kt[(c/2) * 2B + 2j + (c & 1)]
  * (d2/2 pair rows, a zero component d when d is odd) and V component c of
  * key j at vb[(j/2) * 2d + 2c + (j & 1)] (B2/2 pair rows), bf16 as
  * stem_bf16_round gives, zero past Lk. */

@@ -9,16 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sleef.h>
-
 #include "kernels.h"
-#include "expb.h"
 
-/* sleef.h declares the FMA scalar variants only when the compiler itself
- * targets FMA (FP_FAST_FMA); the library calls them from portable code and
- * checks for FMA at run time, so they are declared here. */
-float Sleef_expf1_u10purecfma(float);
-float Sleef_logf1_u10purecfma(float);
 
 static const char *const isa_names[STEM_ISA_COUNT] = {
     [STEM_ISA_SCALAR] = "scalar",
@@ -146,21 +138,4 @@ const stem_kernels *stem_kernels_active(stem_status *status)
     if (st != STEM_OK)
         return NULL;
     return stem_kernels_for(isa);
-}
-
-float stem_expf_ref(float x)
-{
-    if (!(x >= STEM_EXP_MIN))
-        return 0.0f;
-    return Sleef_expf1_u10purecfma(x);
-}
-
-float stem_expb_ref(float x)
-{
-    return stem_expb_scalar(x);
-}
-
-float stem_logf_ref(float x)
-{
-    return Sleef_logf1_u10purecfma(x);
 }

@@ -14,7 +14,7 @@
 
 #define BENCH_TILE 128
 /* The bf16 mode's pairs-layout operands (kt16, v16): pair row u holds rows
- * 2u and 2u+1, leading dimension 2 * BENCH_TILE (src/kernels.h). */
+ * 2u and 2u+1, leading dimension 2 * BENCH_TILE (simd/kernels.h). */
 #define BENCH_TILE_LD_PAIRS (2 * BENCH_TILE)
 /* Scratch of the bf16 kernels: qk_tile_bf16 needs rows * (d + 1) floats,
  * pv_tile_bf16 rows * (cols + 1 + d); the larger, for a full tile. */
@@ -25,7 +25,7 @@ typedef struct bench_tile {
     float *buf; /* one allocation holding the float arrays below */
     float *q, *kt, *v, *s, *o, *m, *l, *alpha;
     int valid[BENCH_TILE];
-    /* the bf16 mode (src/kernels.h): q and P in the rows layout (ld
+    /* the bf16 mode (simd/kernels.h): q and P in the rows layout (ld
      * BENCH_TILE), K^T and V in the pairs layout (ld BENCH_TILE_LD_PAIRS),
      * all in one allocation (buf16); work: BENCH_TILE_WORK floats */
     float *work;

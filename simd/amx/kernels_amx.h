@@ -1,7 +1,7 @@
 /*
  * kernels_amx.h - the AMX kernels (internal): the AVX-512 table with the
  * bf16 products on the tile unit (TDPBF16PS).  Fast, not bit-exact: the
- * unit does not round as the contract of src/kernels.h says (tests/test_amx.c).
+ * unit does not round as the contract of simd/kernels.h says (tests/test_amx.c).
  */
 #ifndef STEM_KERNELS_AMX_H
 #define STEM_KERNELS_AMX_H

@@ -2,7 +2,7 @@
  * tile_amx.c - the bf16 products on the AMX tile unit (TDPBF16PS).
  *
  * C (m x n) = A (m x k2) * B (k2 x n), k2 even, with A in the rows layout
- * and B in the pairs layout of src/kernels.h: these are the unit's own
+ * and B in the pairs layout of simd/kernels.h: these are the unit's own
  * layouts (a tile of A is 16 rows of 32 bf16, a tile of B is 16 pair rows
  * of 16 columns), so the tiles are loaded straight from the operands
  * wherever a whole tile lies inside them (k2 a multiple of 32, full 16-row
@@ -31,7 +31,7 @@
  *
  * The unit sums the products of one instruction in its own way (neither an
  * fmaf chain nor a tree of float32 sums: tests/test_amx.c), so these
- * kernels are close to the contract of src/kernels.h but not bit-exact.
+ * kernels are close to the contract of simd/kernels.h but not bit-exact.
  */
 #include <immintrin.h>
 #include <stddef.h>
@@ -342,7 +342,7 @@ static void amx_gemm_into(int m, int n, int k2, const uint16_t *a, int lda,
 }
 
 /*
- * qk_tile_bf16 of src/kernels.h on the tiles (not bit-exact): s[i*lds + j]
+ * qk_tile_bf16 of simd/kernels.h on the tiles (not bit-exact): s[i*lds + j]
  * for i < rows, j < cols, from q (rows layout) and kt (pairs layout).
  * rows, cols, d >= 1; no pointer NULL.  d2 or cols above 256 run the
  * AVX-512 kernel (which uses work: rows * (d + 1) floats).
@@ -362,7 +362,7 @@ void stem_bf16_qk_tile__amx_32x32(int rows, int cols, int d,
 }
 
 /*
- * pv_tile_bf16 of src/kernels.h on the tiles (not bit-exact): for i < rows,
+ * pv_tile_bf16 of simd/kernels.h on the tiles (not bit-exact): for i < rows,
  * c < d, o[i*ldo + c] = o[i*ldo + c] * alpha[i] + P V over the cols
  * (rounded up to even) keys (o not scaled when alpha is NULL).  Whole
  * 32 x 32 blocks (rows, d and c2 multiples of 32) accumulate the products

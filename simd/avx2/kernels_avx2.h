@@ -1,5 +1,5 @@
 /*
- * kernels_avx2.h - the AVX2+FMA kernels of src/kernels.h (internal).
+ * kernels_avx2.h - the AVX2+FMA kernels of simd/kernels.h (internal).
  * Each returns exactly the bits of its scalar twin in simd/scalar/.
  */
 #ifndef STEM_KERNELS_AVX2_H
@@ -17,7 +17,7 @@ void stem_f32_pv_tile__avx2_6x16(int rows, int cols, int d, const float *p,
 void stem_f32_softmax_rows__avx2_8(int rows, int cols, const int *valid,
                                    float scale, float *s, int lds, float *m,
                                    float *l, float *alpha);
-/* softmax_rows_bf16: 8-lane e_b of src/expb.h, P rounded (kernels.h). */
+/* softmax_rows_bf16: 8-lane e_b of simd/expb.h, P rounded (kernels.h). */
 void stem_bf16_softmax_rows__avx2_8(int rows, int cols, const int *valid,
                                     float scale, const float *s, int lds,
                                     float *m, float *l, float *alpha,
@@ -36,7 +36,7 @@ void stem_bf16_qk_tile__avx2_6x16(int rows, int cols, int d, const uint16_t *q,
 void stem_bf16_pv_tile__avx2_6x16(int rows, int cols, int d, const uint16_t *p,
         int ldp, const uint16_t *v, int ldv, const float *alpha, float *o,
         int ldo, float *work);
-/* bf16_rows: src/bf16_rows.h compiled for this ISA (contract: kernels.h). */
+/* bf16_rows: simd/bf16_rows.h compiled for this ISA (contract: kernels.h). */
 void stem_bf16_rows__avx2(int rows, int n, const float *x, int ldx,
         uint16_t *y, int ldy);
 

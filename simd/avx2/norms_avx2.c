@@ -14,7 +14,7 @@ static inline __m256i lanes_below(int r)
                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/* sqnorm_rows of src/kernels.h: out[t] = sqsum8 of row t; no pointer may
+/* sqnorm_rows of simd/kernels.h: out[t] = sqsum8 of row t; no pointer may
  * be NULL. */
 void stem_f32_sqnorm_rows__avx2_8(int n, int d, const float *x, int ldx,
                                   float *out)
@@ -40,7 +40,7 @@ void stem_f32_sqnorm_rows__avx2_8(int n, int d, const float *x, int ldx,
     }
 }
 
-/* group_sum of src/kernels.h: out[j*d + c] = sum over groups in order;
+/* group_sum of simd/kernels.h: out[j*d + c] = sum over groups in order;
  * no pointer may be NULL; out must not overlap x. */
 void stem_f32_group_sum__avx2_32(int groups, int stride, int d,
                                  const float *x, int ldx, float *out)

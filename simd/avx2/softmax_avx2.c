@@ -77,7 +77,7 @@ static float scale_and_max(float *x, int n, float scale, float m0)
     return mx;
 }
 
-/* softmax_rows of src/kernels.h: one online-softmax step per row, updates s,
+/* softmax_rows of simd/kernels.h: one online-softmax step per row, updates s,
  * m, l and writes alpha; no pointer may be NULL; 1 <= valid[i] <= cols. */
 void stem_f32_softmax_rows__avx2_8(int rows, int cols, const int *valid,
                                    float scale, float *s, int lds, float *m,
@@ -120,9 +120,9 @@ void stem_f32_softmax_rows__avx2_8(int rows, int cols, const int *valid,
     }
 }
 
-/* ---- the bf16 mode: e_b of src/expb.h and probabilities rounded ------- */
+/* ---- the bf16 mode: e_b of simd/expb.h and probabilities rounded ------- */
 
-/* e_b(y) of src/expb.h on 8 lanes, 0 where !(y >= STEM_EXPB_MIN). */
+/* e_b(y) of simd/expb.h on 8 lanes, 0 where !(y >= STEM_EXPB_MIN). */
 static inline __m256 expb8(__m256 y)
 {
     __m256 n = _mm256_round_ps(
@@ -157,7 +157,7 @@ static inline __m128i bf16_of(__m256 q)
                             _mm256_extracti128_si256(u, 1));
 }
 
-/* softmax_rows_bf16 of src/kernels.h: p_j rounded straight into p's row;
+/* softmax_rows_bf16 of simd/kernels.h: p_j rounded straight into p's row;
  * no pointer may be NULL; 1 <= valid[i] <= cols. */
 void stem_bf16_softmax_rows__avx2_8(int rows, int cols, const int *valid,
                                     float scale, const float *s, int lds,

@@ -1,6 +1,6 @@
 /*
  * tile_avx2.c - the AVX2+FMA register micro-kernel of the tile driver
- * (src/tile.c): C[i][j] = fmaf chain over k of A[i][k] * panel[k][j].
+ * (simd/tile_driver.h): C[i][j] = fmaf chain over k of A[i][k] * panel[k][j].
  *
  * A block of 6 rows x 16 columns of C lives in 12 ymm accumulators; for each
  * k the kernel broadcasts A[i][k] and multiplies a 16-wide row of the panel.
@@ -132,7 +132,7 @@ static const block_fn blocks[3][2][MR] = {
     {BLOCK_ROW_TABLE(2, 1), BLOCK_ROW_TABLE(2, 2)},
 };
 
-/* The micro-kernel of src/kernels.h's stem_ukernel contract. */
+/* The micro-kernel of simd/kernels.h's stem_ukernel contract. */
 static void ukernel_block(int init, int mr, int nc, int kc, const float *a,
                           int lda, const float *panel, const float *alpha,
                           float *c, int ldc)
@@ -142,7 +142,7 @@ static void ukernel_block(int init, int mr, int nc, int kc, const float *a,
 
 static const stem_ukernel ukernel = {MR, NR, KC, ukernel_block};
 
-/* qk_tile of src/kernels.h through the shared driver; no pointer may be
+/* qk_tile of simd/kernels.h through the shared driver; no pointer may be
  * NULL; nothing is allocated (the driver's panel is on the stack). */
 void stem_f32_qk_tile__avx2_6x16(int rows, int cols, int d, const float *q,
                                  int ldq, const float *kt, int ldk, float *s,
@@ -151,7 +151,7 @@ void stem_f32_qk_tile__avx2_6x16(int rows, int cols, int d, const float *q,
     tile_f32(&ukernel, 0, rows, cols, d, q, ldq, kt, ldk, NULL, s, lds);
 }
 
-/* pv_tile of src/kernels.h: o = o * alpha (alpha may be NULL: no rescale),
+/* pv_tile of simd/kernels.h: o = o * alpha (alpha may be NULL: no rescale),
  * then one fmaf chain over j per element; other pointers non-NULL. */
 void stem_f32_pv_tile__avx2_6x16(int rows, int cols, int d, const float *p,
                                  int ldp, const float *v, int ldv,
@@ -160,7 +160,7 @@ void stem_f32_pv_tile__avx2_6x16(int rows, int cols, int d, const float *p,
     tile_f32(&ukernel, 1, rows, d, cols, p, ldp, v, ldv, alpha, o, ldo);
 }
 
-/* qk_tile_bf16 of src/kernels.h (the fmaf emulation of the bf16 chain);
+/* qk_tile_bf16 of simd/kernels.h (the fmaf emulation of the bf16 chain);
  * no pointer may be NULL; work holds rows * (d + 1) floats. */
 void stem_bf16_qk_tile__avx2_6x16(int rows, int cols, int d, const uint16_t *q,
         int ldq, const uint16_t *kt, int ldk, float *s, int lds, float *work)
@@ -168,7 +168,7 @@ void stem_bf16_qk_tile__avx2_6x16(int rows, int cols, int d, const uint16_t *q,
     tile_qk_bf16(&ukernel, rows, cols, d, q, ldq, kt, ldk, s, lds, work);
 }
 
-/* pv_tile_bf16 of src/kernels.h; alpha may be NULL, work holds
+/* pv_tile_bf16 of simd/kernels.h; alpha may be NULL, work holds
  * rows * (cols + 1 + d) floats. */
 void stem_bf16_pv_tile__avx2_6x16(int rows, int cols, int d, const uint16_t *p,
         int ldp, const uint16_t *v, int ldv, const float *alpha, float *o,

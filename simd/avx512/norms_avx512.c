@@ -18,7 +18,7 @@ static inline __mmask16 lanes_below(int r)
     return (__mmask16)((1u << r) - 1u);
 }
 
-/* sqnorm_rows of src/kernels.h: out[t] = sqsum8 of row t; no pointer may
+/* sqnorm_rows of simd/kernels.h: out[t] = sqsum8 of row t; no pointer may
  * be NULL. */
 void stem_f32_sqnorm_rows__avx512_8(int n, int d, const float *x, int ldx,
                                     float *out)
@@ -44,7 +44,7 @@ void stem_f32_sqnorm_rows__avx512_8(int n, int d, const float *x, int ldx,
     }
 }
 
-/* group_sum of src/kernels.h: out[j*d + c] = sum over groups in order;
+/* group_sum of simd/kernels.h: out[j*d + c] = sum over groups in order;
  * no pointer may be NULL; out must not overlap x. */
 void stem_f32_group_sum__avx512_64(int groups, int stride, int d,
                                    const float *x, int ldx, float *out)

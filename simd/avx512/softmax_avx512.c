@@ -57,7 +57,7 @@ static float scale_and_max(float *x, int n, float scale, float m0)
     return mx;
 }
 
-/* softmax_rows of src/kernels.h: one online-softmax step per row, updates s,
+/* softmax_rows of simd/kernels.h: one online-softmax step per row, updates s,
  * m, l and writes alpha; no pointer may be NULL; 1 <= valid[i] <= cols. */
 void stem_f32_softmax_rows__avx512_16(int rows, int cols, const int *valid,
                                       float scale, float *s, int lds,
@@ -97,9 +97,9 @@ void stem_f32_softmax_rows__avx512_16(int rows, int cols, const int *valid,
     }
 }
 
-/* ---- the bf16 mode: e_b of src/expb.h and probabilities rounded ------- */
+/* ---- the bf16 mode: e_b of simd/expb.h and probabilities rounded ------- */
 
-/* e_b(y) of src/expb.h on 16 lanes, zero where keep is clear; keep must
+/* e_b(y) of simd/expb.h on 16 lanes, zero where keep is clear; keep must
  * clear every lane with y < STEM_EXPB_MIN.  rint(t) comes from adding and
  * subtracting 1.5 * 2^23 (exact for |t| < 2^22, nearest, ties to even),
  * and the low bits of the sum shifted by 23 are n * 2^23 modulo 2^32,
@@ -170,7 +170,7 @@ static inline __attribute__((always_inline)) __m256i bf16_bits16(__m512 q,
     return _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16));
 }
 
-/* softmax_rows_bf16 of src/kernels.h: p_j rounded to bf16 (the exponential
+/* softmax_rows_bf16 of simd/kernels.h: p_j rounded to bf16 (the exponential
  * is at least e^-38, so no flush) written straight to p's row; no pointer
  * may be NULL; 1 <= valid[i] <= cols. */
 static inline __attribute__((always_inline)) void

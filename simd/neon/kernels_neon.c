@@ -5,7 +5,7 @@
 #include "kernels_neon.h"
 #include "bf16_rows.h"
 
-/* bf16_rows of src/kernels.h, vectorized by the compiler; the scalar twin
+/* bf16_rows of simd/kernels.h, vectorized by the compiler; the scalar twin
  * runs the same loop. */
 void stem_bf16_rows__neon(int rows, int n, const float *x, int ldx,
                           uint16_t *y, int ldy)

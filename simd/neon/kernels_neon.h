@@ -1,5 +1,5 @@
 /*
- * kernels_neon.h - the AArch64 Advanced SIMD kernels of src/kernels.h
+ * kernels_neon.h - the AArch64 Advanced SIMD kernels of simd/kernels.h
  * (internal).  Each returns exactly the bits of its scalar twin in
  * simd/scalar/.
  */
@@ -14,7 +14,7 @@ void stem_f32_qk_tile__neon_8x8(int rows, int cols, int d, const float *q,
 void stem_f32_pv_tile__neon_8x8(int rows, int cols, int d, const float *p,
                                 int ldp, const float *v, int ldv,
                                 const float *alpha, float *o, int ldo);
-/* softmax_rows_bf16: e_b of src/expb.h over 4 lanes, P rounded (kernels.h). */
+/* softmax_rows_bf16: e_b of simd/expb.h over 4 lanes, P rounded (kernels.h). */
 void stem_bf16_softmax_rows__neon_8(int rows, int cols, const int *valid,
                                     float scale, const float *s, int lds,
                                     float *m, float *l, float *alpha,
@@ -37,7 +37,7 @@ void stem_bf16_qk_tile__neon_8x8(int rows, int cols, int d, const uint16_t *q,
 void stem_bf16_pv_tile__neon_8x8(int rows, int cols, int d, const uint16_t *p,
         int ldp, const uint16_t *v, int ldv, const float *alpha, float *o,
         int ldo, float *work);
-/* bf16_rows: src/bf16_rows.h compiled for this ISA (contract: kernels.h). */
+/* bf16_rows: simd/bf16_rows.h compiled for this ISA (contract: kernels.h). */
 void stem_bf16_rows__neon(int rows, int n, const float *x, int ldx,
         uint16_t *y, int ldy);
 

@@ -9,7 +9,7 @@
 #include "kernels.h"
 #include "kernels_neon.h"
 
-/* sqnorm_rows of src/kernels.h: out[t] = sqsum8 of row t; no pointer may
+/* sqnorm_rows of simd/kernels.h: out[t] = sqsum8 of row t; no pointer may
  * be NULL. */
 void stem_f32_sqnorm_rows__neon_8(int n, int d, const float *x, int ldx,
                                   float *out)
@@ -38,7 +38,7 @@ void stem_f32_sqnorm_rows__neon_8(int n, int d, const float *x, int ldx,
     }
 }
 
-/* group_sum of src/kernels.h: out[j*d + c] = sum over groups in order;
+/* group_sum of simd/kernels.h: out[j*d + c] = sum over groups in order;
  * no pointer may be NULL; out must not overlap x. */
 void stem_f32_group_sum__neon_16(int groups, int stride, int d,
                                  const float *x, int ldx, float *out)

@@ -55,7 +55,7 @@ static float scale_and_max(float *x, int n, float scale, float m0)
     return mx;
 }
 
-/* softmax_rows of src/kernels.h: one online-softmax step per row, updates s,
+/* softmax_rows of simd/kernels.h: one online-softmax step per row, updates s,
  * m, l and writes alpha; no pointer may be NULL; 1 <= valid[i] <= cols. */
 void stem_f32_softmax_rows__neon_8(int rows, int cols, const int *valid,
                                    float scale, float *s, int lds, float *m,
@@ -112,9 +112,9 @@ void stem_f32_softmax_rows__neon_8(int rows, int cols, const int *valid,
     }
 }
 
-/* ---- the bf16 mode: e_b of src/expb.h and probabilities rounded ------- */
+/* ---- the bf16 mode: e_b of simd/expb.h and probabilities rounded ------- */
 
-/* e_b(y) of src/expb.h on 4 lanes, 0 where !(y >= STEM_EXPB_MIN). */
+/* e_b(y) of simd/expb.h on 4 lanes, 0 where !(y >= STEM_EXPB_MIN). */
 static inline float32x4_t expb4(float32x4_t y)
 {
     float32x4_t n = vrndnq_f32(vmulq_n_f32(y, STEM_EXPB_LOG2E));
@@ -145,7 +145,7 @@ static inline uint16x4_t bf16_of(float32x4_t q)
     return vshrn_n_u32(u, 16);
 }
 
-/* softmax_rows_bf16 of src/kernels.h over chunks of 8 columns (two
+/* softmax_rows_bf16 of simd/kernels.h over chunks of 8 columns (two
  * accumulators, the canonical sum8); no pointer may be NULL. */
 void stem_bf16_softmax_rows__neon_8(int rows, int cols, const int *valid,
                                     float scale, const float *s, int lds,

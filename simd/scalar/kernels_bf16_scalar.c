@@ -1,6 +1,6 @@
 /*
  * Scalar reference twins of the bf16 compute mode's kernels: the contract
- * of src/kernels.h written as plain loops, line for line.
+ * of simd/kernels.h written as plain loops, line for line.
  */
 #include <math.h>
 #include <string.h>
@@ -36,7 +36,7 @@ float stem_bf16_dot_ref(float c, const uint16_t *a, const uint16_t *b, int n)
     return c;
 }
 
-/* bf16_rows of src/kernels.h (the loop is src/bf16_rows.h, shared with the
+/* bf16_rows of simd/kernels.h (the loop is simd/bf16_rows.h, shared with the
  * ISA tables, which compile it with their vector flags). */
 void stem_bf16_rows__scalar(int rows, int n, const float *x, int ldx,
                             uint16_t *y, int ldy)
@@ -44,7 +44,7 @@ void stem_bf16_rows__scalar(int rows, int n, const float *x, int ldx,
     stem_bf16_rows_loop(rows, n, x, ldx, y, ldy);
 }
 
-/* softmax_rows_bf16 of src/kernels.h, line for line; sum8's lanes are
+/* softmax_rows_bf16 of simd/kernels.h, line for line; sum8's lanes are
  * filled as the probabilities come (lane j % 8 adds p_j, j ascending). */
 void stem_bf16_softmax_rows__scalar(int rows, int cols, const int *valid,
                                     float scale, const float *s, int lds,
@@ -79,7 +79,7 @@ void stem_bf16_softmax_rows__scalar(int rows, int cols, const int *valid,
     }
 }
 
-/* Element (t, j) of a pairs-layout operand (src/kernels.h). */
+/* Element (t, j) of a pairs-layout operand (simd/kernels.h). */
 static uint16_t pair_at(const uint16_t *b, int ldb, int t, int j)
 {
     return b[(size_t)(t / 2) * ldb + 2 * j + (t & 1)];

@@ -1,8 +1,8 @@
 /*
- * Scalar reference twins of every kernel in src/kernels.h.
+ * Scalar reference twins of every kernel in simd/kernels.h.
  *
  * These are the contracts written as plain loops: each optimised kernel in
- * simd/<isa>/ must return exactly these bits.  Read src/kernels.h for the
+ * simd/<isa>/ must return exactly these bits.  Read simd/kernels.h for the
  * order of operations; the code below follows it line for line.
  */
 #include <math.h>
@@ -23,7 +23,7 @@ void stem_f32_qk_tile__scalar(int rows, int cols, int d, const float *q,
     }
 }
 
-/* The canonical 8-lane sum of src/kernels.h. */
+/* The canonical 8-lane sum of simd/kernels.h. */
 static float sum8(const float *x, int n)
 {
     float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};

@@ -1,4 +1,4 @@
-"""The ctypes mirror of the C structs (python/stem/_abi.py) matches the
+"""The ctypes mirror of the C structs (python/stem_attn/_abi.py) matches the
 headers: sizes and offsets measured by the C compiler, the field names of
 stem_params read from include/stem.h, and stem_params_init's values read
 back through the mirror with a guard after it."""
@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-import stem
-from stem import _abi, _lib
+import stem_attn as stem
+from stem_attn import _abi, _lib
 from stio import ROOT
 
 
@@ -108,7 +108,7 @@ def test_library_lookup_error_is_clear(tmp_path):
     env = dict(os.environ, STEM_LIBRARY=str(tmp_path / "nope.so"),
                PYTHONPATH=os.path.join(ROOT, "python"))
     p = subprocess.run([sys.executable, "-c",
-                        "import stem; stem.version()"], env=env,
+                        "import stem_attn as stem; stem.version()"], env=env,
                        stderr=subprocess.PIPE, universal_newlines=True)
     assert p.returncode != 0
     assert "cannot load libstem.so" in p.stderr

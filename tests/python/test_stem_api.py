@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 
-import stem
+import stem_attn as stem
 from stio import bf16_to_f32, f32_to_bf16, read_st, stem_binary, write_st
 
 H, G, N, D = 2, 1, 1280, 64

@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 
-import stem
+import stem_attn as stem
 from stio import CONF, bf16_to_f32, conformance, stem_binary
 
 

@@ -34,8 +34,8 @@ def test_pip_install_offline(tmp_path):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        universal_newlines=True)
     assert p.returncode == 0, p.stdout
-    assert (tgt / "stem" / "__init__.py").exists()
-    r = _run_py("import stem; print(stem.__file__); print(stem.budget(64)[-1])",
+    assert (tgt / "stem_attn" / "__init__.py").exists()
+    r = _run_py("import stem_attn as stem; print(stem.__file__); print(stem.budget(64)[-1])",
                 {"PYTHONPATH": str(tgt), "STEM_LIBRARY": library()},
                 str(tmp_path))
     assert r.returncode == 0, r.stdout
@@ -43,25 +43,25 @@ def test_pip_install_offline(tmp_path):
 
 
 def test_make_install_layout(tmp_path):
-    """make install's Python lines: PREFIX/lib/python3/dist-packages/stem
+    """make install's Python lines: PREFIX/lib/python3/dist-packages/stem_attn
     finds PREFIX/lib/libstem.so by itself."""
     lib = library()
     if not os.path.exists(lib):
         pytest.skip("no library at %s" % lib)
     prefix = tmp_path / "prefix"
     pydir = prefix / "lib" / "python3" / "dist-packages"
-    (pydir / "stem").mkdir(parents=True)
-    for f in os.listdir(os.path.join(ROOT, "python", "stem")):
+    (pydir / "stem_attn").mkdir(parents=True)
+    for f in os.listdir(os.path.join(ROOT, "python", "stem_attn")):
         if f.endswith(".py"):
-            shutil.copy(os.path.join(ROOT, "python", "stem", f),
-                        str(pydir / "stem"))
+            shutil.copy(os.path.join(ROOT, "python", "stem_attn", f),
+                        str(pydir / "stem_attn"))
     shutil.copy(os.path.realpath(lib), str(prefix / "lib" / "libstem.so.0"))
-    r = _run_py("import stem; print(stem.library_path())",
+    r = _run_py("import stem_attn as stem; print(stem.library_path())",
                 {"PYTHONPATH": str(pydir)}, str(tmp_path))
     assert r.returncode == 0, r.stdout
     assert r.stdout.strip() == str(prefix / "lib" / "libstem.so.0")
     # the Makefile's recipe installs exactly these
     mk = open(os.path.join(ROOT, "Makefile")).read()
     assert "PYTHONDIR ?= $(PREFIX)/lib/python3/dist-packages" in mk
-    assert "python/stem/*.py $(DESTDIR)$(PYTHONDIR)/stem/" in mk
+    assert "python/stem_attn/*.py $(DESTDIR)$(PYTHONDIR)/stem_attn/" in mk
     assert "tools/stem_dump.py $(DESTDIR)$(PYTHONDIR)/" in mk

@@ -14,8 +14,8 @@ query block lies where the budget has decayed, so every row is sparse).
 import numpy as np
 import pytest
 
-import stem
-import stem.testing
+import stem_attn as stem
+import stem_attn.testing  # noqa: F401
 from stio import bf16_to_f32, f32_to_bf16
 
 HQ, HKV, N, LQ, D, B = 2, 1, 8192, 2048, 64, 128

@@ -3,9 +3,9 @@ on a machine with PyTorch, and with CUDA for the GPU-kernel test)."""
 import numpy as np
 import pytest
 
-import stem
-import stem.testing
-from stem import _tensors
+import stem_attn as stem
+import stem_attn.testing  # noqa: F401
+from stem_attn import _tensors
 from stio import bf16_to_f32, conformance
 
 torch = pytest.importorskip("torch")

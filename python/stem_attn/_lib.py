@@ -1,7 +1,7 @@
 """Finding and loading libstem.so.
 
 Order: $STEM_LIBRARY (a file, or a directory holding libstem.so); the build
-tree when the package is used from the repository (python/stem/ ->
+tree when the package is used from the repository (python/stem_attn/ ->
 build/libstem.so); the prefix the package was installed under by
 `make install` (PREFIX/lib/pythonX.Y/dist-packages/stem/ -> PREFIX/lib);
 then the system's loader search (ctypes.util.find_library("stem")).
@@ -27,7 +27,7 @@ def _candidates():
             return [("STEM_LIBRARY", os.path.join(env, n)) for n in _NAMES], True
         return [("STEM_LIBRARY", env)], True
     out = []
-    repo = os.path.dirname(os.path.dirname(_HERE))  # python/stem -> repo
+    repo = os.path.dirname(os.path.dirname(_HERE))  # python/stem_attn -> repo
     if os.path.isfile(os.path.join(repo, "include", "stem.h")):
         for n in _NAMES:
             out.append(("build tree", os.path.join(repo, "build", n)))

@@ -114,7 +114,7 @@ typedef struct stem_kernels {
 
     /*
      * softmax_rows_bf16: softmax_rows for the bf16 mode, with the exponential
-     * e_b of src/expb.h in place of e and the probabilities written rounded:
+     * e_b of simd/expb.h in place of e and the probabilities written rounded:
      * for row i, with n = valid[i] (1 <= n <= cols):
      *   x_j   = s[j] * scale                       (j < n; s is not written)
      *   mnew  = max(m[i], max_j x_j)               (as softmax_rows)
@@ -123,7 +123,7 @@ typedef struct stem_kernels {
      *   l[i]  = l[i] * a + sum8(p)  (two roundings, in that order)
      *   m[i]  = mnew; alpha[i] = a
      *   row i of p (ldp, rows layout) = bf16_rows of p_0 .. p_{cols-1}
-     * Every nonzero p_j is at least e^-38 > STEM_BF16_MIN (src/expb.h), so
+     * Every nonzero p_j is at least e^-38 > STEM_BF16_MIN (simd/expb.h), so
      * the rounding to bf16 never flushes.
      */
     void (*softmax_rows_bf16)(int rows, int cols, const int *valid,
@@ -173,7 +173,7 @@ typedef struct stem_kernels {
 
 /*
  * The register micro-kernel of one ISA for the shared tile driver
- * (src/tile_driver.h, BLIS's split): C (mr x nc, nc <= nr) = init + A (mr x kc) *
+ * (simd/tile_driver.h, BLIS's split): C (mr x nc, nc <= nr) = init + A (mr x kc) *
  * panel (kc x nr, row k at panel + k*nr, zero past nc, 64-byte aligned) as
  * fmaf chains over k in increasing order.  init 0: chains start at 0.0f;
  * init 1: at C, times alpha[i] first (one rounding) when alpha is not NULL;
@@ -187,7 +187,7 @@ typedef struct stem_ukernel {
                   const float *panel, const float *alpha, float *c, int ldc);
 } stem_ukernel;
 
-/* The driver that runs a stem_ukernel is src/tile_driver.h. */
+/* The driver that runs a stem_ukernel is simd/tile_driver.h. */
 
 /* Kernel tables, one per ISA compiled into this build (NULL members never
  * occur in a table that exists). */
@@ -223,7 +223,7 @@ const stem_kernels *stem_kernels_active(stem_status *status);
 /* e(x) of the softmax contract, scalar (shared by every ISA for per-row
  * work such as the lse). */
 float stem_expf_ref(float x);
-/* e_b(x) of softmax_rows_bf16 (src/expb.h), scalar. */
+/* e_b(x) of softmax_rows_bf16 (simd/expb.h), scalar. */
 float stem_expb_ref(float x);
 /* ln x through SLEEF's FMA u10 logf (bit-exact across ISAs). */
 float stem_logf_ref(float x);

@@ -1,4 +1,4 @@
-"""stem.check: judge a GPU kernel's logits, mask, out and lse against the
+"""stem_attn.check: judge a GPU kernel's logits, mask, out and lse against the
 reference, in process (stem_check of include/stem_check.h)."""
 import collections
 import ctypes as C
@@ -65,7 +65,7 @@ def _render(fn, rep, *args):
 
 
 class Report:
-    """The verdict of stem.check.
+    """The verdict of stem_attn.check.
 
     bool(report): True on PASS.  str(report): the text `stem check` prints
     (report.text(verbose=True) for every stage's figures).  report.data:
@@ -133,7 +133,7 @@ class Report:
         return self.text()
 
     def __repr__(self):
-        return "<stem.Report %s: %s>" % (self.verdict, ", ".join(
+        return "<stem_attn.Report %s: %s>" % (self.verdict, ", ".join(
             "%s %s" % (s.name, s.verdict) for s in self.stages.values()
             if s.verdict != "ABSENT"))
 
@@ -151,7 +151,7 @@ def _prec(name, what):
     v = C.c_int()
     s = name if isinstance(name, str) else str(name)
     if _lib.func("stem_prec_from_name")(s.encode(), C.byref(v)) != 0:
-        raise ValueError("stem.check: %s=%r: not fp32, bf16, fp16 or fp8"
+        raise ValueError("stem_attn.check: %s=%r: not fp32, bf16, fp16 or fp8"
                          % (what, name))
     return v.value
 
@@ -185,13 +185,13 @@ def check(q, k, v, mask=None, out=None, lse=None, logits=None,
     lse_store.  Returns a Report; raises StemError on bad arguments."""
     from . import StemError, _qkv, _dims
     if mask is None and out is None and lse is None and logits is None:
-        raise TypeError("stem.check: give at least one of mask, out, lse, "
+        raise TypeError("stem_attn.check: give at least one of mask, out, lse, "
                         "logits")
     popts = {k_: v_ for k_, v_ in overrides.items() if k_ in OPTION_KEYS}
     pkw = {k_: v_ for k_, v_ in overrides.items() if k_ not in OPTION_KEYS}
     for k_ in pkw:
         if not _params.is_param(k_):
-            raise TypeError("stem.check: unknown argument %r (stem_params "
+            raise TypeError("stem_attn.check: unknown argument %r (stem_params "
                             "fields or %s)" % (k_, ", ".join(OPTION_KEYS)))
     p = _params.make(profile, **pkw)
     bits = True  # uint16 arrays hold bfloat16 bits: no other reading
@@ -210,7 +210,7 @@ def check(q, k, v, mask=None, out=None, lse=None, logits=None,
         keep.append(_tensors.view3(out, "out", layout, bits))
         t = keep[-1].t
         if (t.heads, t.tokens, t.dim) != (d.hq, d.lq, d.d):
-            raise ValueError("stem.check: out must hold [Hq, Lq, d] = [%d, "
+            raise ValueError("stem_attn.check: out must hold [Hq, Lq, d] = [%d, "
                              "%d, %d] (layout %s), got shape %s" % (
                                  d.hq, d.lq, d.d, layout, keep[-1].shape))
         g.out = C.pointer(t)

@@ -2,7 +2,7 @@
  * tile_driver.h - the one tile driver of every ISA (BLIS's framework /
  * micro-kernel split): blocking, packing and edges are written here once;
  * each ISA supplies only its register micro-kernel (stem_ukernel in
- * src/kernels.h) and includes this file, so that the driver is compiled
+ * simd/kernels.h) and includes this file, so that the driver is compiled
  * with that ISA's flags (vector packing) and calls the micro-kernel
  * directly.  simd/<isa>/tile_<isa>.c holds nothing else.
  *
@@ -16,7 +16,7 @@
  * bit for bit whatever mr, nr and kc are.
  *
  * The bf16 variant widens its operands exactly to float32 in the order of
- * the bf16 contract of src/kernels.h (the odd element of each pair first):
+ * the bf16 contract of simd/kernels.h (the odd element of each pair first):
  * A (rows layout) once per call into the caller's scratch, B (pairs
  * layout) panel by panel; pv_tile_bf16 ends in the micro-kernel's epilogue
  * (init 2: C = C * alpha + chain) when k fits one chunk.
@@ -142,7 +142,7 @@ tile_drive(const stem_ukernel *uk, int init, int m, int n, int k,
     }
 }
 
-/* qk_tile (init 0) and pv_tile (init 1) of src/kernels.h: C = init + A B,
+/* qk_tile (init 0) and pv_tile (init 1) of simd/kernels.h: C = init + A B,
  * B float32 with leading dimension ldb. */
 static inline __attribute__((always_inline)) void
 tile_f32(const stem_ukernel *uk, int init, int m, int n, int k,
@@ -152,7 +152,7 @@ tile_f32(const stem_ukernel *uk, int init, int m, int n, int k,
     tile_drive(uk, init, m, n, k, a, lda, b, NULL, ldb, alpha, c, ldc);
 }
 
-/* qk_tile_bf16 of src/kernels.h: s = 0 + q kt, q widened into work
+/* qk_tile_bf16 of simd/kernels.h: s = 0 + q kt, q widened into work
  * (rows * d2 floats). */
 static inline __attribute__((always_inline)) void
 tile_qk_bf16(const stem_ukernel *uk, int rows, int cols, int d,
@@ -164,7 +164,7 @@ tile_qk_bf16(const stem_ukernel *uk, int rows, int cols, int d,
     tile_drive(uk, 0, rows, cols, d2, work, d2, NULL, kt, ldk, NULL, s, lds);
 }
 
-/* pv_tile_bf16 of src/kernels.h: p widened into work (rows * c2 floats),
+/* pv_tile_bf16 of simd/kernels.h: p widened into work (rows * c2 floats),
  * the chain from 0, then o = o * alpha + chain (o + chain without alpha):
  * in the micro-kernel's epilogue when the chain fits one chunk, else
  * through the rest of work (rows * d floats). */

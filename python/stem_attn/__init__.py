@@ -1,4 +1,4 @@
-"""stem: Stem sparse attention prefill on the CPU, and a checker for GPU
+"""stem_attn: Stem sparse attention prefill on the CPU, and a checker for GPU
 Stem kernels, from Python.
 
 A thin ctypes layer over libstem.so (no compiled extension).  Inputs are
@@ -8,13 +8,13 @@ dtype="bf16"), stored [H, N, d] (layout="hnd", the default) or [N, H, d]
 (layout="nhd"); a leading batch axis of size 1 is dropped.  Arrays whose
 last axis is contiguous are read in place.
 
-    stem.prefill(q, k, v, profile="angelslim", **overrides)
+    stem_attn.prefill(q, k, v, profile="angelslim", **overrides)
         -> Prefill(logits, mask, out, lse)          NumPy arrays
-    stem.dense(q, k, v, **overrides)  -> Dense(out, lse)
-    stem.budget(kb, profile=..., **overrides)       int32 per position
-    stem.explain(q, k, v, head=0, qblock=0)         one query block's table
-    stem.check(q, k, v, mask=, out=, lse=, logits=, dtype=, ...) -> Report
-    stem.testing.assert_matches_reference(...)      for a kernel's pytest
+    stem_attn.dense(q, k, v, **overrides)  -> Dense(out, lse)
+    stem_attn.budget(kb, profile=..., **overrides)       int32 per position
+    stem_attn.explain(q, k, v, head=0, qblock=0)         one query block's table
+    stem_attn.check(q, k, v, mask=, out=, lse=, logits=, dtype=, ...) -> Report
+    stem_attn.testing.assert_matches_reference(...)      for a kernel's pytest
 
 overrides are stem_params fields (alpha, keep_ratio, block, stride, sinks,
 window, value_weight, prompt_blocks, threads, use_f64, ...; also lambda,
@@ -182,7 +182,7 @@ def budget(kb=None, profile="angelslim", tokens=None, **overrides):
     p = _params.make(profile, **overrides)
     if kb is None:
         if tokens is None:
-            raise TypeError("stem.budget: give kb or tokens")
+            raise TypeError("stem_attn.budget: give kb or tokens")
         kb = -(-int(tokens) // p.block)
     n = p.prompt_blocks if p.prompt_blocks > 0 else int(kb)
     out = np.empty(max(n, 1), dtype=np.int32)
@@ -249,7 +249,7 @@ def explain(q, k, v, head=0, qblock=0, profile="angelslim", layout="hnd",
     vq, vk, vv = _qkv(q, k, v, layout, dtype)
     d = _dims(p, vq, vk, vv, True)
     if not (0 <= head < d.hq and 0 <= qblock < d.qb):
-        raise IndexError("stem.explain: head %d, qblock %d outside %d heads "
+        raise IndexError("stem_attn.explain: head %d, qblock %d outside %d heads "
                          "x %d query blocks" % (head, qblock, d.hq, d.qb))
     shape = (d.hq, d.qb, d.kb)
     lg = np.empty(shape, np.float32)

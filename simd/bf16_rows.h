@@ -1,5 +1,5 @@
 /*
- * bf16_rows.h - the loop of bf16_rows (src/kernels.h), written once: the
+ * bf16_rows.h - the loop of bf16_rows (simd/kernels.h), written once: the
  * scalar twin and every ISA table compile it (the ISAs with their vector
  * flags; the loop is branch-free so that it vectorizes).
  */
@@ -21,14 +21,14 @@ static inline uint32_t stem_bf16_round_bits(uint32_t u)
     return small ? (u & 0x80000000u) : u;
 }
 
-/* stem_bf16_round of src/kernels.h, inline: bf16 bits of finite v. */
+/* stem_bf16_round of simd/kernels.h, inline: bf16 bits of finite v. */
 static inline uint16_t stem_bf16_round_inline(float v)
 {
     stem_bf16_f32_bits u = *(const stem_bf16_f32_bits *)&v;
     return (uint16_t)(stem_bf16_round_bits(u) >> 16);
 }
 
-/* bf16_rows of src/kernels.h: y row i = bf16 of x row i (rows layout),
+/* bf16_rows of simd/kernels.h: y row i = bf16 of x row i (rows layout),
  * n rounded up to even with a zero. */
 static inline void stem_bf16_rows_loop(int rows, int n, const float *x,
                                        int ldx, uint16_t *y, int ldy)

@@ -1,10 +1,10 @@
 """Assertions for a GPU Stem kernel's pytest suite.
 
-    import stem.testing
+    import stem_attn.testing
 
     def test_my_kernel(q, k, v):                     # q, k, v: torch/numpy
         logits, mask, out, lse = my_kernel(q, k, v)
-        stem.testing.assert_matches_reference(
+        stem_attn.testing.assert_matches_reference(
             q, k, v, logits=logits, mask=mask, out=out, lse=lse)
 """
 from ._check import check
@@ -14,7 +14,7 @@ __all__ = ["assert_matches_reference"]
 
 def assert_matches_reference(q, k, v, mask=None, out=None, lse=None,
                              logits=None, **kwargs):
-    """Run stem.check with the same arguments and raise AssertionError with
+    """Run stem_attn.check with the same arguments and raise AssertionError with
     the report's text (the stage, kind and position of every fault, worst
     first) unless it passes; the error's .report holds the Report.
     Returns the Report on a pass."""
