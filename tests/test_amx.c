@@ -2,7 +2,7 @@
  * test_amx.c - what the AMX unit's TDPBF16PS (and AVX512-BF16's VDPBF16PS)
  * really compute, measured against candidate scalar models.
  *
- * The bf16 compute mode's contract (src/kernels.h) was chosen so that the
+ * The bf16 compute mode's contract (simd/kernels.h) was chosen so that the
  * tile unit computes it natively.  This test is the experiment behind that
  * choice, kept so that every machine with AMX re-checks it: crafted inputs
  * that expose the order of the two products of a pair, whether a pair (or a
@@ -533,7 +533,7 @@ static void test_vdpbf16ps_models(void **state)
 }
 
 /* A natural k x n matrix of bf16 bits (row t at x + t*n) in the pairs
- * layout of src/kernels.h: element (t, j) at y[(t/2)*ld + 2*j + (t & 1)],
+ * layout of simd/kernels.h: element (t, j) at y[(t/2)*ld + 2*j + (t & 1)],
  * and a zero row t = k when k is odd. */
 static void to_pairs(const uint16_t *x, int k, int n, uint16_t *y, int ld)
 {

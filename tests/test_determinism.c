@@ -435,7 +435,7 @@ static void test_isas(void **state)
             int ok = read_result(f, &ref[i], &r) == 0;
             const char *diff = ok ? first_difference(&ref[i], &r) : "size";
             /* AMX tiles are fast but not bit-exact in the bf16 mode
-             * (src/kernels.h); tests/test_amx.c measures their distance */
+             * (simd/kernels.h); tests/test_amx.c measures their distance */
             if (diff && isa == STEM_ISA_AMX &&
                 workloads[i].compute == STEM_COMPUTE_BF16) {
                 printf("[ INFO     ] STEM_ISA=amx: %s: %s differs (not bit-exact, "

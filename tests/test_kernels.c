@@ -9,7 +9,7 @@
  * so stray writes are caught too) must compare equal with memcmp.  The exp
  * lanes are also checked against SLEEF's FMA scalar expf over a dense sweep
  * of [-104, 0], and the bf16 mode's e_b against exp in double.  The bf16
- * kernels take their operands in the layouts of src/kernels.h (rows and
+ * kernels take their operands in the layouts of simd/kernels.h (rows and
  * pairs), built here from natural matrices with garbage (quiet NaN
  * patterns) in every gap; the scalar twin is also held to the contract's
  * product (stem_bf16_dot_ref) on those natural matrices.
@@ -486,7 +486,7 @@ static void test_exp_sweep(void **state)
 }
 
 /*
- * e_b of the bf16 mode (src/expb.h): the scalar twin against exp in double
+ * e_b of the bf16 mode (simd/expb.h): the scalar twin against exp in double
  * on every 97th float of [STEM_EXPB_MIN, 0] (and edges), and every ISA's
  * lanes against the scalar twin bit for bit.  A lane is seen through l:
  * a row whose only column above STEM_EXPB_MIN is x, with m = 0 and l = 0,

@@ -244,7 +244,7 @@ void cli_opts_usage(FILE *fp)
           "  --prompt-blocks N  n of the budget rule (0: Kb of the call)\n"
           "  --f64              compute in float64 (oracle mode)\n"
           "  --compute f32|bf16 attention arithmetic: float32 (default) or bf16\n"
-          "                     operands with float32 sums (src/kernels.h)\n"
+          "                     operands with float32 sums (simd/kernels.h)\n"
           "  --threads T        OpenMP threads\n"
           "  --layout hnd|nhd   q/k/v stored [H,N,d] (default) or [N,H,d]\n",
           fp);
