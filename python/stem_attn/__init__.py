@@ -29,6 +29,7 @@ import math
 import numpy as np
 
 from . import _abi, _lib, _params, _tensors
+from ._errors import StemError
 from ._lib import StemLibraryNotFound
 
 __all__ = ["prefill", "dense", "budget", "explain", "check", "params",
@@ -37,16 +38,6 @@ __all__ = ["prefill", "dense", "budget", "explain", "check", "params",
 
 Prefill = collections.namedtuple("Prefill", "logits mask out lse")
 Dense = collections.namedtuple("Dense", "out lse")
-
-
-class StemError(RuntimeError):
-    """A libstem call returned an error status."""
-
-    def __init__(self, status, what=""):
-        self.status = int(status)
-        msg = _lib.func("stem_strerror")(self.status).decode()
-        super().__init__("stem: %s%s (status %d)" % (
-            what + ": " if what else "", msg, self.status))
 
 
 def _ok(st, what):

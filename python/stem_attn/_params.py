@@ -2,6 +2,7 @@
 import ctypes as C
 
 from . import _abi, _lib
+from ._errors import StemError
 
 # other spellings accepted for stem_params fields: the CLI's options and
 # the metadata names of AngelSlim / `stem run` files
@@ -33,7 +34,6 @@ def is_param(key):
 def make(profile="angelslim", **overrides):
     """A stem_params of the profile's preset with overrides applied (keys:
     stem_params field names, or the aliases above), validated."""
-    from . import StemError  # noqa: circular at import time only
     p = _abi.stem_params()
     st = _lib.func("stem_params_init")(C.byref(p), profile_id(profile))
     if st != _abi.STEM_OK:
