@@ -43,7 +43,9 @@ ifeq ($(ARCH),x86_64)
   AVX2_SRC   := $(wildcard simd/avx2/*.c)
   AVX512_SRC := $(wildcard simd/avx512/*.c)
   AMX_SRC    := $(wildcard simd/amx/*.c)
+  AVX512BF16_SRC := $(wildcard simd/avx512bf16/*.c)
   ISA_DEFS   += $(if $(AVX2_SRC),-DSTEM_HAVE_AVX2) $(if $(AVX512_SRC),-DSTEM_HAVE_AVX512)
+  ISA_DEFS   += $(if $(AVX512BF16_SRC),-DSTEM_HAVE_AVX512BF16)
   ISA_DEFS   += $(if $(AMX_SRC),-DSTEM_HAVE_AMX)
 endif
 ifeq ($(ARCH),aarch64)
@@ -52,7 +54,7 @@ ifeq ($(ARCH),aarch64)
 endif
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(AVX2_SRC:%.c=$(BUILD)/obj/%.o) \
            $(AVX512_SRC:%.c=$(BUILD)/obj/%.o) $(NEON_SRC:%.c=$(BUILD)/obj/%.o) \
-           $(AMX_SRC:%.c=$(BUILD)/obj/%.o)
+           $(AMX_SRC:%.c=$(BUILD)/obj/%.o) $(AVX512BF16_SRC:%.c=$(BUILD)/obj/%.o)
 
 SONAME := libstem.so.$(shell sed -n 's/^\#define STEM_VERSION_MAJOR \([0-9]*\)/\1/p' include/stem.h)
 
@@ -98,7 +100,7 @@ $(BUILD)/obj/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(LIB_CFLAGS) $(ISA_DEFS) -MMD -MP -c $< -o $@
 # dispatch.c's STEM_HAVE_* follow the ISA folders: rebuild it when they change.
-$(BUILD)/obj/src/dispatch.o: $(AVX2_SRC) $(AVX512_SRC) $(NEON_SRC) $(AMX_SRC)
+$(BUILD)/obj/src/dispatch.o: $(AVX2_SRC) $(AVX512_SRC) $(NEON_SRC) $(AMX_SRC) $(AVX512BF16_SRC)
 $(BUILD)/obj/simd/scalar/%.o: simd/scalar/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(LIB_CFLAGS) -MMD -MP -c $< -o $@
@@ -108,6 +110,9 @@ $(BUILD)/obj/simd/avx2/%.o: simd/avx2/%.c
 $(BUILD)/obj/simd/avx512/%.o: simd/avx512/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(LIB_CFLAGS) -DSTEM_HAVE_AVX512 -mavx512f -mavx512vl -mavx512bw -mavx2 -mfma -MMD -MP -c $< -o $@
+$(BUILD)/obj/simd/avx512bf16/%.o: simd/avx512bf16/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(LIB_CFLAGS) -DSTEM_HAVE_AVX512BF16 -mavx512bf16 -mavx512f -mavx512vl -mavx512bw -mavx2 -mfma -MMD -MP -c $< -o $@
 $(BUILD)/obj/simd/amx/%.o: simd/amx/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(LIB_CFLAGS) -DSTEM_HAVE_AMX -mamx-tile -mamx-bf16 -mavx512f -mavx512vl -mavx512bw -mavx2 -mfma -MMD -MP -c $< -o $@

@@ -20,7 +20,7 @@
  *     exits.
  *   - Results are bit-exact: the same inputs give the same output bytes for
  *     any thread count and on every instruction set (scalar, AVX2, AVX-512,
- *     NEON), in both compute modes; only STEM_ISA=amx's bf16 products (AMX
+ *     AVX512-BF16, NEON), in both compute modes; only STEM_ISA=amx's bf16 products (AMX
  *     tiles) are not (simd/kernels.h says why).
  */
 #ifndef STEM_H
@@ -300,10 +300,12 @@ typedef enum stem_isa {
     STEM_ISA_NEON,
     STEM_ISA_AMX,               /* AVX-512 plus AMX tiles for the bf16 mode:
                                  * fast, not bit-exact; only by STEM_ISA=amx */
+    STEM_ISA_AVX512BF16,        /* AVX-512 with the bf16 mode's products on
+                                 * AVX512-BF16's VDPBF16PS (bit-exact) */
     STEM_ISA_COUNT
 } stem_isa;
 
-/* "scalar", "avx2", "avx512", "neon", "amx" */
+/* "scalar", "avx2", "avx512", "neon", "amx", "avx512bf16" */
 STEM_API const char *stem_isa_name(stem_isa isa);
 /* 1 if this build has kernels for isa and this CPU can run them. */
 STEM_API int stem_isa_supported(stem_isa isa);

@@ -2,7 +2,8 @@
  * kernels.h - the kernel contract shared by every instruction set.
  *
  * Each kernel has a scalar reference twin in simd/scalar/ and optimised
- * versions in simd/avx2/, simd/avx512/, simd/neon/.  Names follow
+ * versions in simd/avx2/, simd/avx512/, simd/avx512bf16/, simd/neon/ (and
+ * simd/amx/, fast but not bit-exact).  Names follow
  *     stem_f32_<what>__<isa>
  * and every version must return the SAME BITS as the scalar twin for every
  * input: the order of each floating-point operation is part of the contract
@@ -162,7 +163,9 @@ typedef struct stem_kernels {
  * normal.  So no step meets a subnormal, and flush-to-zero or
  * denormals-are-zero modes (which VDPBF16PS and AMX use) cannot change a
  * bit.  VDPBF16PS computes dst = fma(a_odd, b_odd, dst) then
- * fma(a_even, b_even, dst), measured bit for bit by tests/test_amx.c; the
+ * fma(a_even, b_even, dst), measured bit for bit by tests/test_amx.c, so
+ * the avx512bf16 table runs the contract on it directly
+ * (simd/avx512bf16/tile_avx512bf16.c gives the whole argument); the
  * emulations widen the operands to float32 (exact) in that order and run
  * the same fmaf chain.  The AMX tile
  * unit's TDPBF16PS does not round like any fmaf chain or tree of float32
@@ -200,6 +203,9 @@ extern const stem_kernels stem_kernels_avx512;
 #endif
 #if defined(STEM_HAVE_NEON)
 extern const stem_kernels stem_kernels_neon;
+#endif
+#if defined(STEM_HAVE_AVX512BF16)
+extern const stem_kernels stem_kernels_avx512bf16;
 #endif
 #if defined(STEM_HAVE_AMX)
 extern const stem_kernels stem_kernels_amx;

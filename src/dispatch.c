@@ -1,9 +1,9 @@
 /*
  * dispatch.c - which kernel table runs: detected once from the CPU, or
- * chosen with STEM_ISA=scalar|avx2|avx512|neon|amx (amx only when asked
- * for: it is not bit-exact in the bf16 mode).  The choice is made once and
- * is thread-safe (a C11 once-flag is not available everywhere, so an atomic
- * compare-and-swap publishes the single result).
+ * chosen with STEM_ISA=scalar|avx2|avx512|avx512bf16|neon|amx (amx only
+ * when asked for: it is not bit-exact in the bf16 mode).  The choice is
+ * made once and is thread-safe (a C11 once-flag is not available
+ * everywhere, so an atomic compare-and-swap publishes the single result).
  */
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -18,6 +18,7 @@ static const char *const isa_names[STEM_ISA_COUNT] = {
     [STEM_ISA_AVX512] = "avx512",
     [STEM_ISA_NEON] = "neon",
     [STEM_ISA_AMX] = "amx",
+    [STEM_ISA_AVX512BF16] = "avx512bf16",
 };
 
 const char *stem_isa_name(stem_isa isa)
@@ -42,6 +43,10 @@ static int cpu_has(stem_isa isa)
                __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("fma");
+#endif
+#if defined(STEM_HAVE_AVX512BF16)
+    case STEM_ISA_AVX512BF16:
+        return cpu_has(STEM_ISA_AVX512) && __builtin_cpu_supports("avx512bf16");
 #endif
 #if defined(STEM_HAVE_AMX)
     case STEM_ISA_AMX:
@@ -75,6 +80,10 @@ const stem_kernels *stem_kernels_for(stem_isa isa)
     case STEM_ISA_NEON:
         return &stem_kernels_neon;
 #endif
+#if defined(STEM_HAVE_AVX512BF16)
+    case STEM_ISA_AVX512BF16:
+        return &stem_kernels_avx512bf16;
+#endif
 #if defined(STEM_HAVE_AMX)
     case STEM_ISA_AMX:
         return &stem_kernels_amx;
@@ -91,8 +100,8 @@ int stem_isa_supported(stem_isa isa)
 
 stem_isa stem_isa_detected(void)
 {
-    static const stem_isa order[] = {STEM_ISA_AVX512, STEM_ISA_AVX2,
-                                     STEM_ISA_NEON};
+    static const stem_isa order[] = {STEM_ISA_AVX512BF16, STEM_ISA_AVX512,
+                                     STEM_ISA_AVX2, STEM_ISA_NEON};
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
         if (stem_isa_supported(order[i]))
             return order[i];

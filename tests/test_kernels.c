@@ -1105,6 +1105,30 @@ static void test_bf16_rows(void **state)
     }
 }
 
+/* The detected ISA is the fastest bit-exact one this CPU runs: avx512bf16
+ * ahead of avx512 ahead of avx2, never amx (only asked for), and every
+ * name round-trips. */
+static void test_isa_order(void **state)
+{
+    (void)state;
+    static const stem_isa order[] = {STEM_ISA_AVX512BF16, STEM_ISA_AVX512,
+                                     STEM_ISA_AVX2, STEM_ISA_NEON};
+    stem_isa want = STEM_ISA_SCALAR;
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+        if (stem_isa_supported(order[i])) {
+            want = order[i];
+            break;
+        }
+    assert_int_equal(stem_isa_detected(), want);
+    assert_int_not_equal(stem_isa_detected(), STEM_ISA_AMX);
+    assert_string_equal(stem_isa_name(STEM_ISA_AVX512BF16), "avx512bf16");
+    /* the AVX512-BF16 level needs AVX-512 itself */
+    if (stem_isa_supported(STEM_ISA_AVX512BF16))
+        assert_true(stem_isa_supported(STEM_ISA_AVX512));
+    for (int i = 0; i < STEM_ISA_COUNT; i++)
+        assert_string_not_equal(stem_isa_name((stem_isa)i), "?");
+}
+
 /* A table that exists has every member. */
 static void test_tables_complete(void **state)
 {
@@ -1130,6 +1154,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tables_complete),
+        cmocka_unit_test(test_isa_order),
         cmocka_unit_test(test_qk_tile),
         cmocka_unit_test(test_pv_tile),
         cmocka_unit_test(test_softmax_rows),
