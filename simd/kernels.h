@@ -4,8 +4,15 @@
  * Each kernel has a scalar reference twin in simd/scalar/ and optimised
  * versions in simd/avx2/, simd/avx512/, simd/avx512bf16/, simd/neon/ (and
  * simd/amx/, fast but not bit-exact).  Names follow
- *     stem_f32_<what>__<isa>
- * and every version must return the SAME BITS as the scalar twin for every
+ *     stem_<mode>_<what>__<isa>[_<step>]
+ * <mode> is f32, or bf16 for the kernels of the bf16 compute mode, <what> the kernel (qk_tile, pv_tile, softmax_rows, sqnorm_rows,
+ * group_sum; rows for the bf16 rounding of rows), <isa> its simd/ folder,
+ * and <step> what one step of its main loop covers: the register tile,
+ * rows x columns, of a tile kernel (avx2_6x16, avx512_12x32), the floats
+ * of a row kernel (avx2_8, avx512_16); the scalar twins and the bf16
+ * rows kernels have none, e.g. stem_f32_qk_tile__scalar,
+ * stem_bf16_rows__avx2, stem_bf16_softmax_rows__avx512_16.
+ * Every version must return the SAME BITS as the scalar twin for every
  * input: the order of each floating-point operation is part of the contract
  * and written down below.  The library is compiled with -ffp-contract=off so
  * that a*b+c is never fused behind our back; fusion happens only where a
