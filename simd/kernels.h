@@ -5,9 +5,10 @@
  * versions in simd/avx2/, simd/avx512/, simd/avx512bf16/, simd/neon/ (and
  * simd/amx/, fast but not bit-exact).  Names follow
  *     stem_<mode>_<what>__<isa>[_<step>]
- * <mode> is f32, or bf16 for the kernels of the bf16 compute mode, <what> the kernel (qk_tile, pv_tile, softmax_rows, sqnorm_rows,
- * group_sum; rows for the bf16 rounding of rows), <isa> its simd/ folder,
- * and <step> what one step of its main loop covers: the register tile,
+ * <mode> is f32, or bf16 for the kernels of the bf16 compute mode;
+ * <what> the kernel (qk_tile, pv_tile, softmax_rows, sqnorm_rows,
+ * group_sum; rows for the bf16 rounding of rows); <isa> its simd/ folder;
+ * <step> what one step of its main loop covers: the register tile,
  * rows x columns, of a tile kernel (avx2_6x16, avx512_12x32), the floats
  * of a row kernel (avx2_8, avx512_16); the scalar twins and the bf16
  * rows kernels have none, e.g. stem_f32_qk_tile__scalar,
