@@ -2,7 +2,7 @@
 prototype the package uses, in this one file.
 
 Keep it in step with include/stem.h and include/stem_check.h field by field
-(same names, same order, same C types).  tests/python/test_abi.py compiles
+(same names, same order, same C types).  tests/python/test_stem_abi.py compiles
 a C program that prints sizeof/offsetof of every mirrored struct and
 compares them with ctypes, and compares the field names of stem_params with
 the header's, so a field added there without a mirror here fails the suite.
@@ -152,7 +152,7 @@ class stem_check_report(C.Structure):
                 ("hint", C.c_char * 512)]
 
 
-# The structs tests/python/test_abi.py measures against the C compiler.
+# The structs tests/python/test_stem_abi.py measures against the C compiler.
 STRUCTS = (stem_tensor, stem_params, stem_dims, stem_check_options,
            stem_check_gpu, stem_check_item, stem_check_stage_result,
            stem_check_head, stem_check_report)
