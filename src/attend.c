@@ -47,11 +47,10 @@
 #define STEM_TASKS_PER_THREAD 8
 /* Query heads of one GQA group that share a task in the bf16 mode, at
  * most: each key block the task visits then comes from memory once for all
- * of them.  On the Xeon at 16 threads the tile unit's Q.K and P.V took 2.6
- * times as long in place, reading each block from L3, as on a block in
- * cache; sharing the block among 4 heads took a 16K dense prefill from
- * 0.53-0.55 s to 0.47 s.  The f32 mode keeps one head per task: with
- * four it measured 13 to 16% slower there (16K and 32K, dense and Stem). */
+ * of them, which keeps the tile units fed from cache rather than L3.  The
+ * f32 mode keeps one head per task, which measured faster there.  A head's
+ * bytes do not depend on the heads it shares a task with
+ * (tests/test_determinism.c). */
 #define STEM_GROUP_HEADS 4
 
 /* Sizes rounded up to even (bf16 pairs). */
