@@ -6,7 +6,8 @@
 # an rpath for a prefix other than /usr, and none for /usr (checked with a
 # DESTDIR install).  Also checks the installed files, the
 # soname, the pkg-config version against STEM_VERSION_STRING, and the
-# exported symbols (tools/check-symbols.sh).  Ends with
+# exported symbols (tools/check-symbols.sh), and that the installed Python
+# package loads the installed library.  Ends with
 # "install: N passed, M failed"; exits 1 if any failed.
 BUILD=${1:-build}
 cd "$(dirname "$0")/../.." || exit 1
@@ -157,6 +158,18 @@ if make --no-print-directory install BUILD="$BUILD" PREFIX=/usr DESTDIR="$T/dest
 else
     bad "make install PREFIX=/usr DESTDIR=$T/dest"
     sed 's/^/    /' "$T/install_usr.log" | tail -n 10
+fi
+
+# The Python package in PYTHONDIR (PREFIX/lib/python3/dist-packages) finds
+# PREFIX/lib/libstem.so with no environment; stem_dump.py beside it.  Not
+# for a sanitizer build: python3 lacks the sanitizer's runtime.
+if [ -z "$SANFLAGS" ] && /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
+    got=$(cd "$T" && env -u STEM_LIBRARY PYTHONPATH="$P/lib/python3/dist-packages" \
+        /usr/bin/python3 -c 'import stem_attn, stem_dump; print(stem_attn.library_path())' 2>&1)
+    case "$got" in
+    "$P/lib/libstem.so"*) ok ;;
+    *) bad "installed stem_attn does not load $P/lib/libstem.so: $got" ;;
+    esac
 fi
 
 # Static: the archive plus the private libraries of the .pc file.

@@ -1,7 +1,9 @@
 """The package installs offline with Debian's pip and setuptools
-(`pip install --no-build-isolation --no-deps ./python`) and works from
-where it was installed, and `make install` places it beside the library
-so that it finds libstem.so with no environment."""
+(`pip install --no-build-isolation --no-deps ./python`, into a --target
+folder or a virtual environment with the system's site packages, the route
+docs/PYTHON.md gives) and works from where it was installed, and
+`make install` places it beside the library so that it finds libstem.so
+with no environment."""
 import os
 import shutil
 import subprocess
@@ -40,6 +42,34 @@ def test_pip_install_offline(tmp_path):
                 str(tmp_path))
     assert r.returncode == 0, r.stdout
     assert str(tgt) in r.stdout and r.stdout.split()[-1] == "29"
+
+
+def test_pip_venv_install(tmp_path):
+    """The README's pip route, which PEP 668 accepts on Debian 12: a virtual
+    environment that sees the system's NumPy, pip offline without build
+    isolation; the package then runs from the environment."""
+    src = tmp_path / "src"
+    shutil.copytree(os.path.join(ROOT, "python"), str(src))  # build dirs stay out of the tree
+    venv = tmp_path / ".venv" / "stem"
+    p = subprocess.run([sys.executable, "-m", "venv", "--system-site-packages",
+                        str(venv)], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True)
+    assert p.returncode == 0, "python3 -m venv (python3-venv): " + p.stdout
+    env = dict(os.environ, PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env.pop("PYTHONPATH", None)
+    p = subprocess.run([str(venv / "bin" / "pip"), "install", "-q",
+                        "--no-build-isolation", "--no-deps", str(src)],
+                       env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True)
+    assert p.returncode == 0, p.stdout
+    env["STEM_LIBRARY"] = library()
+    r = subprocess.run([str(venv / "bin" / "python"), "-c",
+                        "import stem_attn, numpy; print(stem_attn.__file__); "
+                        "print(stem_attn.budget(64)[-1])"],
+                       env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True)
+    assert r.returncode == 0, r.stdout
+    assert str(venv) in r.stdout and r.stdout.split()[-1] == "29"
 
 
 def test_make_install_layout(tmp_path):
