@@ -12,10 +12,28 @@
 #include <string.h>
 #include <time.h>
 
+static void (*error_sink)(void *ctx, const char *msg);
+static void *error_ctx;
+
+/* See cli_common.h. */
+void cli_error_to(void (*sink)(void *ctx, const char *msg), void *ctx)
+{
+    error_sink = sink;
+    error_ctx = ctx;
+}
+
 /* See cli_common.h. */
 void cli_error(const char *fmt, ...)
 {
     va_list ap;
+    if (error_sink) {
+        char msg[1024];
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        error_sink(error_ctx, msg);
+        return;
+    }
     cli_progress_done(); /* the message replaces a progress line */
     fputs("stem: ", stderr);
     va_start(ap, fmt);

@@ -21,8 +21,15 @@
 #define CLI_LAYOUT_HND 0        /* [heads, tokens, dim] (default) */
 #define CLI_LAYOUT_NHD 1        /* [tokens, heads, dim] */
 
-/* printf-style message to stderr, prefixed "stem: " and ended by '\n'. */
+/* printf-style message to stderr, prefixed "stem: " and ended by '\n';
+ * or, while a sink is set (cli_error_to), the message text alone (no
+ * prefix, no newline, at most 1023 bytes) handed to the sink. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Send cli_error's messages to sink(ctx, msg) instead of stderr; sink
+ * NULL: back to stderr.  For stem-mpi, whose ranks gather messages to
+ * rank 0 rather than each printing them. */
+void cli_error_to(void (*sink)(void *ctx, const char *msg), void *ctx);
 
 /*
  * Strict number parsing of option opt's value text: the whole text must be

@@ -7,11 +7,13 @@
  * metadata, and prints or writes the library's report.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check_tensors.h"
 #include "cli_common.h"
+#include "cmd_check.h"
 #include "commands.h"
 #include "progress.h"
 #include "stem_check.h"
@@ -73,15 +75,6 @@ static void check_usage(FILE *fp)
     cli_opts_usage(fp);
 }
 
-/* Options of `stem check` beyond the common ones. */
-typedef struct check_args {
-    const char *in, *gpu, *json, *dtype;
-    int have_tau, have_logit, have_out, have_lse, have_sigmas;
-    double tau, logit, out, lse, sigmas;
-    int have_show, have_heads, no_dense, verbose;
-    long long show, head_begin, head_count;
-} check_args;
-
 /* Parse "--heads A:B" (heads A..B-1) or "--heads N" (head N alone) into
  * a->head_begin / head_count.  0, or -1 with a message. */
 static int parse_heads(const char *v, check_args *a)
@@ -115,12 +108,106 @@ static int parse_heads(const char *v, check_args *a)
     return 0;
 }
 
+/* Kinds of value an option of stem check takes. */
+enum { OPT_FLAG, OPT_NUM, OPT_INT, OPT_TEXT, OPT_HEADS };
+
+#define ARG(f) offsetof(check_args, f)
+#define NO_HAVE ((size_t)-1)
+
+/* The option grammar of stem check, which stem-mpi check shares: name,
+ * alias, kind, where the value goes in check_args (int for a flag, double,
+ * long long, const char *), its have_ flag and the range of a number. */
+static const struct check_opt_spec {
+    const char *name, *alias;
+    int kind;
+    size_t at, have;
+    double lo, hi;
+} check_opts[] = {
+    {"--no-dense", NULL, OPT_FLAG, ARG(no_dense), NO_HAVE, 0, 0},
+    {"--verbose", "-v", OPT_FLAG, ARG(verbose), NO_HAVE, 0, 0},
+    {"--tau", NULL, OPT_NUM, ARG(tau), ARG(have_tau), 0.0, 1e30},
+    {"--logit-tol", NULL, OPT_NUM, ARG(logit), ARG(have_logit), 0.0, 1e30},
+    {"--out-tol", NULL, OPT_NUM, ARG(out), ARG(have_out), 0.0, 1e30},
+    {"--lse-tol", NULL, OPT_NUM, ARG(lse), ARG(have_lse), 0.0, 1e30},
+    {"--sigmas", NULL, OPT_NUM, ARG(sigmas), ARG(have_sigmas), 1e-6, 1e30},
+    {"--show", NULL, OPT_INT, ARG(show), ARG(have_show), 0, 100000},
+    {"--json", NULL, OPT_TEXT, ARG(json), NO_HAVE, 0, 0},
+    {"--dtype", NULL, OPT_TEXT, ARG(dtype), NO_HAVE, 0, 0},
+    {"--heads", NULL, OPT_HEADS, 0, NO_HAVE, 0, 0},
+};
+
+/* See cmd_check.h.  Every option of stem check is read here, by the
+ * table above and cli_opts_parse, and only here: stem-mpi check reads its
+ * options with this function too. */
+int cli_check_opt(int argc, char **argv, int *ip, check_args *a, cli_opts *o)
+{
+    const char *v;
+    char *base = (char *)a;
+    int r, i = *ip;
+    for (size_t n = 0; n < sizeof(check_opts) / sizeof(check_opts[0]); n++) {
+        const struct check_opt_spec *s = &check_opts[n];
+        if (s->kind == OPT_FLAG) {
+            if (strcmp(argv[i], s->name) != 0 &&
+                !(s->alias && strcmp(argv[i], s->alias) == 0))
+                continue;
+            *(int *)(base + s->at) = 1;
+            *ip = i + 1;
+            return 1;
+        }
+        if ((r = cli_opt_value(argc, argv, &i, s->name, &v)) == 0)
+            continue;
+        if (r < 0)
+            return -1;
+        switch (s->kind) {
+        case OPT_NUM:
+            if (cli_parse_double(s->name, v, s->lo, s->hi,
+                                 (double *)(base + s->at)) != 0)
+                return -1;
+            break;
+        case OPT_INT:
+            if (cli_parse_int(s->name, v, (long long)s->lo, (long long)s->hi,
+                              (long long *)(base + s->at)) != 0)
+                return -1;
+            break;
+        case OPT_TEXT:
+            *(const char **)(base + s->at) = v;
+            break;
+        case OPT_HEADS:
+            if (parse_heads(v, a) != 0)
+                return -1;
+            break;
+        }
+        if (s->have != NO_HAVE)
+            *(int *)(base + s->have) = 1;
+        *ip = i;
+        return 1;
+    }
+    if ((r = cli_opts_parse(o, argc, argv, &i)) != 0) {
+        if (r < 0)
+            return -1;
+        *ip = i;
+        return 1;
+    }
+    return 0;
+}
+
+/* See cmd_check.h. */
+int cli_check_args_final(const check_args *a)
+{
+    stem_prec pr;
+    if (a->dtype && stem_prec_from_name(a->dtype, &pr) != STEM_OK) {
+        cli_error("check: --dtype: '%s' is not bf16, fp16, fp32 or fp8",
+                  a->dtype);
+        return CLI_USAGE;
+    }
+    return CLI_OK;
+}
+
 /* Parse argv into *a and *o.  CLI_OK, or CLI_USAGE with a message; *help
  * set when --help was asked for. */
 static int parse_args(int argc, char **argv, check_args *a, cli_opts *o,
                       int *help)
 {
-    const char *v;
     int r;
     memset(a, 0, sizeof(*a));
     for (int i = 1; i < argc;) {
@@ -128,57 +215,7 @@ static int parse_args(int argc, char **argv, check_args *a, cli_opts *o,
             *help = 1;
             return CLI_OK;
         }
-        if (strcmp(argv[i], "--no-dense") == 0) {
-            a->no_dense = 1;
-            i++;
-            continue;
-        }
-        if (strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0) {
-            a->verbose = 1;
-            i++;
-            continue;
-        }
-        struct {
-            const char *name;
-            double *x;
-            int *have;
-            double lo;
-        } nums[] = {
-            {"--tau", &a->tau, &a->have_tau, 0.0},
-            {"--logit-tol", &a->logit, &a->have_logit, 0.0},
-            {"--out-tol", &a->out, &a->have_out, 0.0},
-            {"--lse-tol", &a->lse, &a->have_lse, 0.0},
-            {"--sigmas", &a->sigmas, &a->have_sigmas, 1e-6},
-        };
-        int used = 0;
-        for (size_t n = 0; n < sizeof(nums) / sizeof(nums[0]) && !used; n++) {
-            if ((r = cli_opt_value(argc, argv, &i, nums[n].name, &v)) == 0)
-                continue;
-            if (r < 0 || cli_parse_double(nums[n].name, v, nums[n].lo, 1e30,
-                                          nums[n].x) != 0)
-                return CLI_USAGE;
-            *nums[n].have = used = 1;
-        }
-        if (used)
-            continue;
-        if ((r = cli_opt_value(argc, argv, &i, "--json", &a->json)) ||
-            (r = cli_opt_value(argc, argv, &i, "--dtype", &a->dtype))) {
-            if (r < 0)
-                return CLI_USAGE;
-            continue;
-        }
-        if ((r = cli_opt_value(argc, argv, &i, "--show", &v)) != 0) {
-            if (r < 0 || cli_parse_int("--show", v, 0, 100000, &a->show))
-                return CLI_USAGE;
-            a->have_show = 1;
-            continue;
-        }
-        if ((r = cli_opt_value(argc, argv, &i, "--heads", &v)) != 0) {
-            if (r < 0 || parse_heads(v, a) != 0)
-                return CLI_USAGE;
-            continue;
-        }
-        if ((r = cli_opts_parse(o, argc, argv, &i)) != 0) {
+        if ((r = cli_check_opt(argc, argv, &i, a, o)) != 0) {
             if (r < 0)
                 return CLI_USAGE;
             continue;
@@ -202,20 +239,8 @@ static int parse_args(int argc, char **argv, check_args *a, cli_opts *o,
         check_usage(stderr);
         return CLI_USAGE;
     }
-    stem_prec pr;
-    if (a->dtype && stem_prec_from_name(a->dtype, &pr) != STEM_OK) {
-        cli_error("check: --dtype: '%s' is not bf16, fp16, fp32 or fp8",
-                  a->dtype);
-        return CLI_USAGE;
-    }
-    return CLI_OK;
+    return cli_check_args_final(a);
 }
-
-/* Views of the GPU tensors of g, as many as it holds. */
-typedef struct gpu_views {
-    stem_tensor logits, mask, out, lse;
-    stem_check_gpu gpu;
-} gpu_views;
 
 /*
  * Build views of g's block_logits, mask, out and lse for the dims dm
@@ -302,9 +327,12 @@ static stem_prec pick_dtype(const check_args *a, const tf_file *g,
                                   : STEM_PREC_FP32;
 }
 
-/* Options from the dtype and the command line.  CLI_OK or CLI_USAGE. */
+/* Options from the dtype and the command line, for the query heads
+ * [head_begin, head_begin + head_count) (head_count 0: a's --heads, or
+ * all).  CLI_OK or CLI_USAGE. */
 static int fill_options(const check_args *a, stem_prec pr,
-                        const stem_dims *dm, stem_check_options *opt)
+                        const stem_dims *dm, int64_t head_begin,
+                        int64_t head_count, stem_check_options *opt)
 {
     if (stem_check_options_init(opt, pr) != STEM_OK) {
         cli_error("check: cannot set up the options for %s",
@@ -325,22 +353,26 @@ static int fill_options(const check_args *a, stem_prec pr,
         opt->max_items = (int)a->show;
     if (a->no_dense)
         opt->dense_test = 0;
-    if (a->have_heads) {
-        if (a->head_begin + a->head_count > dm->hq) {
+    if (head_count == 0 && a->have_heads) {
+        head_begin = a->head_begin;
+        head_count = a->head_count;
+    }
+    if (head_count > 0) {
+        if (head_begin < 0 || head_begin + head_count > dm->hq) {
             cli_error("check: --heads %lld:%lld: the case has %lld query "
-                      "heads (0:%lld)", a->head_begin,
-                      a->head_begin + a->head_count, (long long)dm->hq,
+                      "heads (0:%lld)", (long long)head_begin,
+                      (long long)(head_begin + head_count), (long long)dm->hq,
                       (long long)dm->hq);
             return CLI_USAGE;
         }
-        opt->head_begin = a->head_begin;
-        opt->head_count = a->head_count;
+        opt->head_begin = head_begin;
+        opt->head_count = head_count;
     }
     return CLI_OK;
 }
 
-/* Render the report as text to stdout.  0, or -1 on no memory. */
-static int print_report(const stem_check_report *r, int verbose)
+/* See cmd_check.h. */
+int cli_check_print(const stem_check_report *r, int verbose)
 {
     size_t n = stem_check_report_text(r, verbose, NULL, 0);
     char *buf = malloc(n + 1);
@@ -373,6 +405,82 @@ static int write_json(const stem_check_report *r, const char *path,
     return rc;
 }
 
+/* See cmd_check.h. */
+void cli_check_free(check_case *c)
+{
+    tf_free(&c->fin);
+    tf_free(&c->fgpu);
+    memset(c, 0, sizeof(*c));
+}
+
+/* See cmd_check.h. */
+int cli_check_load(const check_args *a, const cli_opts *opts, const char *in,
+                   const char *gpu, check_case *c)
+{
+    char err[512];
+    cli_opts o = *opts;
+    const tf_file *g = &c->fin;
+    memset(c, 0, sizeof(*c));
+    c->in = in;
+    c->gpu_path = gpu ? gpu : in;
+    if (ct_read(in, &c->fin, err, sizeof(err)) != 0) {
+        cli_error("check: %s", err);
+        goto bad;
+    }
+    if (gpu && strcmp(gpu, in) != 0) {
+        if (ct_read(gpu, &c->fgpu, err, sizeof(err)) != 0) {
+            cli_error("check: %s", err);
+            goto bad;
+        }
+        g = &c->fgpu;
+    }
+    c->meta_note = ct_apply_meta_params(g, &o);
+    if (cli_opts_resolve(&o, &c->p) != CLI_OK)
+        goto bad;
+    if (cli_load_qkv(&c->fin, o.layout, &c->q, &c->k, &c->v, err,
+                     sizeof(err)) != 0) {
+        cli_error("check: %s: %s", in, err);
+        goto bad;
+    }
+    stem_status st = stem_dims_get(&c->p, &c->q, &c->k, &c->v, 1, &c->dm);
+    if (st != STEM_OK) {
+        cli_error("check: %s: q %lldx%lldx%lld, k %lldx%lldx%lld: %s", in,
+                  (long long)c->q.heads, (long long)c->q.tokens,
+                  (long long)c->q.dim, (long long)c->k.heads,
+                  (long long)c->k.tokens, (long long)c->k.dim,
+                  stem_strerror(st));
+        goto bad;
+    }
+    if (gpu_views_build(g, c->gpu_path, &c->dm, o.layout, &c->gv) != CLI_OK)
+        goto bad;
+    c->prec = pick_dtype(a, g, &c->p, &c->q, &c->prec_source);
+    return CLI_OK;
+bad:
+    cli_check_free(c);
+    return CLI_USAGE;
+}
+
+/* See cmd_check.h. */
+int cli_check_judge(const check_args *a, const check_case *c,
+                    int64_t head_begin, int64_t head_count,
+                    stem_check_report *rep)
+{
+    stem_check_options opt;
+    memset(rep, 0, sizeof(*rep));
+    if (fill_options(a, c->prec, &c->dm, head_begin, head_count, &opt) !=
+        CLI_OK)
+        return CLI_USAGE;
+    stem_status st = stem_check(&c->p, &c->q, &c->k, &c->v, &c->gv.gpu,
+                                &opt, rep);
+    if (st != STEM_OK) {
+        stem_check_report_free(rep);
+        cli_error("check: %s against %s: %s", c->gpu_path, c->in,
+                  stem_strerror(st));
+        return CLI_USAGE;
+    }
+    return CLI_OK;
+}
+
 /* `stem check`; see check_usage. */
 int cmd_check(int argc, char **argv)
 {
@@ -387,68 +495,29 @@ int cmd_check(int argc, char **argv)
     }
     if (rc != CLI_OK)
         return rc;
-    const char *gpu_path = a.gpu ? a.gpu : a.in;
-    tf_file fin = {0}, fgpu = {0};
-    const tf_file *g = &fin;
+    check_case c;
     stem_check_report rep;
     memset(&rep, 0, sizeof(rep));
     char err[512];
-    rc = CLI_USAGE;
     cli_progress_start("stem check");
     cli_progress("reading");
-    if (ct_read(a.in, &fin, err, sizeof(err)) != 0) {
-        cli_error("check: %s", err);
+    rc = cli_check_load(&a, &o, a.in, a.gpu, &c);
+    if (rc != CLI_OK)
         goto done;
-    }
-    if (a.gpu && strcmp(a.gpu, a.in) != 0) {
-        if (ct_read(a.gpu, &fgpu, err, sizeof(err)) != 0) {
-            cli_error("check: %s", err);
-            goto done;
-        }
-        g = &fgpu;
-    }
-    const char *meta_note = ct_apply_meta_params(g, &o);
-    stem_params p;
-    if (cli_opts_resolve(&o, &p) != CLI_OK)
-        goto done;
-    stem_tensor q, k, v;
-    if (cli_load_qkv(&fin, o.layout, &q, &k, &v, err, sizeof(err)) != 0) {
-        cli_error("check: %s: %s", a.in, err);
-        goto done;
-    }
-    stem_dims dm;
-    stem_status st = stem_dims_get(&p, &q, &k, &v, 1, &dm);
-    if (st != STEM_OK) {
-        cli_error("check: %s: q %lldx%lldx%lld, k %lldx%lldx%lld: %s", a.in,
-                  (long long)q.heads, (long long)q.tokens, (long long)q.dim,
-                  (long long)k.heads, (long long)k.tokens, (long long)k.dim,
-                  stem_strerror(st));
-        goto done;
-    }
-    gpu_views gv;
-    if (gpu_views_build(g, gpu_path, &dm, o.layout, &gv) != CLI_OK)
-        goto done;
-    const char *dsrc;
-    stem_prec pr = pick_dtype(&a, g, &p, &q, &dsrc);
-    stem_check_options opt;
-    if (fill_options(&a, pr, &dm, &opt) != CLI_OK)
-        goto done;
-
     cli_progress("checking");
-    st = stem_check(&p, &q, &k, &v, &gv.gpu, &opt, &rep);
+    rc = cli_check_judge(&a, &c, 0, 0, &rep);
     cli_progress_done();
-    if (st != STEM_OK) {
-        cli_error("check: %s against %s: %s", gpu_path, a.in,
-                  stem_strerror(st));
+    if (rc != CLI_OK)
         goto done;
-    }
-    printf("stem check: %s against %s\n", gpu_path, a.in);
-    printf("profile %s, GPU dtype %s (from %s)\n", stem_profile_name(p.profile),
-           stem_prec_name(pr), dsrc);
-    if (meta_note)
-        printf("%s\n", meta_note);
-    if (print_report(&rep, a.verbose) != 0) {
+    printf("stem check: %s against %s\n", c.gpu_path, a.in);
+    printf("profile %s, GPU dtype %s (from %s)\n",
+           stem_profile_name(c.p.profile), stem_prec_name(c.prec),
+           c.prec_source);
+    if (c.meta_note)
+        printf("%s\n", c.meta_note);
+    if (cli_check_print(&rep, a.verbose) != 0) {
         cli_error("check: out of memory rendering the report");
+        rc = CLI_USAGE;
         goto done;
     }
     rc = rep.verdict == STEM_CHECK_PASS ? CLI_OK : CLI_FAIL;
@@ -460,7 +529,6 @@ done:
     cli_progress_done();
     fflush(stdout);
     stem_check_report_free(&rep);
-    tf_free(&fin);
-    tf_free(&fgpu);
+    cli_check_free(&c);
     return rc;
 }
