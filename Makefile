@@ -84,7 +84,7 @@ BENCH_SRC   := $(wildcard bench/bench_*.c)
 BENCH_BIN   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 BENCH_COMMON_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bench/common/*.c))
 
-.PHONY: all lib cli deps demo test tests bench install clean examples test-asan test-tsan fuzz mpi
+.PHONY: all lib cli deps demo test tests bench install clean examples test-asan test-tsan fuzz mpi figures figures-check
 # keep the objects that pattern rules build on the way to a program
 .SECONDARY:
 all: lib cli mpi
@@ -168,6 +168,14 @@ tests: $(TEST_BIN) $(BUILD)/stem $(EXAMPLE_BIN) $(MPI_BIN)
 test: deps
 	@$(MAKE) --no-print-directory tests
 	@sh tests/run-tests.sh $(BUILD)
+
+# The commands of docs/ALGORITHM.md rerun: figures-check compares their
+# output with the text and their pictures with docs/img/ (make test runs it
+# through tests/cli/test_algorithm_doc.sh); figures rewrites both.
+figures: cli
+	@/usr/bin/python3 tools/doc_run.py update $(BUILD)
+figures-check: cli
+	@/usr/bin/python3 tools/doc_run.py check $(BUILD)
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -252,6 +252,59 @@ STEM_API stem_status stem_select(const stem_params *params,
                                  uint8_t *mask, int64_t *row_start,
                                  int32_t *blocks);
 
+/* --------------------------------------------------------------- explain */
+
+/* Why a key block is kept: the bits of stem_explain_block.why.  A block can
+ * carry several (a sink among the top-k); 0 means dropped. */
+#define STEM_WHY_TOPK     0x01u /* among the budget largest logits of the row */
+#define STEM_WHY_TIE      0x02u /* beyond the budget but equal to the threshold
+                                 * (ties_keep_all profiles) */
+#define STEM_WHY_SINK     0x04u /* one of the first `sinks` blocks */
+#define STEM_WHY_WINDOW   0x08u /* one of the `window` blocks ending at p */
+#define STEM_WHY_DIAGONAL 0x10u /* block p itself (keep_diagonal) */
+
+/* One key block J of an explained row. */
+typedef struct stem_explain_block {
+    float logit;                /* L[I][J] as given */
+    int32_t rank;               /* 1 = largest candidate (a finite logit at or
+                                 * below the diagonal); equal logits: lower J
+                                 * first; 0 = not a candidate */
+    uint32_t why;               /* STEM_WHY_* bits, 0 = dropped */
+    int32_t kept;               /* the mask byte stem_select writes (why != 0) */
+} stem_explain_block;
+
+/* The row as a whole. */
+typedef struct stem_explain_summary {
+    int64_t head, qblock;       /* the row (h, I) */
+    int64_t position;           /* p = I + P/B, its absolute block position */
+    int64_t n;                  /* blocks of the budget rule (prompt_blocks or Kb) */
+    int32_t budget;             /* budget[p]: the top-k count */
+    int32_t candidates;         /* finite logits among key blocks 0 .. p */
+    int32_t topk;               /* blocks with STEM_WHY_TOPK or STEM_WHY_TIE */
+    int32_t kept;               /* blocks kept (mask bytes set, all Kb) */
+    float threshold;            /* the budget-th largest candidate logit;
+                                 * -inf when budget >= candidates (the top-k
+                                 * drops nothing) */
+} stem_explain_summary;
+
+/*
+ * The selection of one row (h = head, I = qblock), block by block
+ * (docs/ALGORITHM.md section 3): the same code as stem_select, so
+ * blocks[J].kept equals byte J of the row stem_select (and stem_prefill)
+ * writes from these logits.
+ * logits: [Hq, Qb, Kb] as stem_select takes them (only row (h, I) is read).
+ * summary: caller struct; blocks: caller array of Kb records.  Both are
+ * written only on success.
+ * Errors: NULL, SHAPE, OFFSET, OVERFLOW, PARAM (parameters, or head /
+ * qblock outside the dims), NOMEM.
+ */
+STEM_API stem_status stem_explain_row(const stem_params *params,
+                                      const stem_dims *dims,
+                                      const float *logits, int64_t head,
+                                      int64_t qblock,
+                                      stem_explain_summary *summary,
+                                      stem_explain_block *blocks);
+
 /* --------------------------------------------------------------- attention */
 
 /*

@@ -36,12 +36,21 @@ static int cand_order(const void *a, const void *b)
     return (x->index > y->index) - (x->index < y->index);
 }
 
-static void select_row(const stem_params *prm, const float *logits,
-                       int64_t kb, int64_t p, int32_t budget, cand *work,
-                       uint8_t *mrow)
+/*
+ * The selection of one row, the one place where the rule is written (both
+ * stem_select and stem_explain_row run it).  logits: the row's kb logits;
+ * p: its absolute block position; budget: budget[p]; work: room for kb
+ * candidates, left holding the candidates (finite logits of blocks
+ * 0 .. min(p, kb - 1)) sorted by the rule's order, largest first; why: kb
+ * bytes, set to the STEM_WHY_* bits of each block (0: dropped).  Returns
+ * the number of candidates.
+ */
+static int64_t select_row(const stem_params *prm, const float *logits,
+                          int64_t kb, int64_t p, int32_t budget, cand *work,
+                          uint8_t *why)
 {
     int64_t last = p < kb - 1 ? p : kb - 1;
-    memset(mrow, 0, (size_t)kb);
+    memset(why, 0, (size_t)kb);
     int64_t n = 0;
     for (int64_t j = 0; j <= last; j++)
         if (isfinite(logits[j]))
@@ -49,22 +58,29 @@ static void select_row(const stem_params *prm, const float *logits,
     qsort(work, (size_t)n, sizeof(cand), cand_order);
     int64_t take = budget < n ? budget : n;
     for (int64_t i = 0; i < take; i++)
-        mrow[work[i].index] = 1;
+        why[work[i].index] |= STEM_WHY_TOPK;
     if (prm->ties_keep_all && take > 0) {
         float thr = work[take - 1].logit;
         for (int64_t i = take; i < n && work[i].logit >= thr; i++)
-            mrow[work[i].index] = 1;
+            why[work[i].index] |= STEM_WHY_TIE;
     }
     /* Sinks: clipped to the causal range, or (sinks_unclipped) set in every
      * row as hpc-ops does; attention never reads bits beyond the diagonal. */
     int64_t sink_end = prm->sinks_unclipped ? kb - 1 : last;
     for (int64_t j = 0; j < prm->sinks && j <= sink_end; j++)
-        mrow[j] = 1;
+        why[j] |= STEM_WHY_SINK;
     for (int64_t j = p - prm->window + 1; j <= p; j++)
         if (j >= 0 && j <= last)
-            mrow[j] = 1;
+            why[j] |= STEM_WHY_WINDOW;
     if (prm->keep_diagonal && p <= last)
-        mrow[p] = 1;
+        why[p] |= STEM_WHY_DIAGONAL;
+    return n;
+}
+
+/* budget[p]; p < n in every valid call (n >= Kb), budget[n - 1] beyond. */
+static int32_t budget_at(const int32_t *budget, int64_t n, int64_t p)
+{
+    return p < n ? budget[p] : budget[n - 1];
 }
 
 static stem_status check_dims(const stem_params *params, const stem_dims *d)
@@ -127,8 +143,11 @@ stem_status stem_select(const stem_params *params, const stem_dims *dims,
         w += (size_t)omp_get_thread_num() * (size_t)Kb;
 #endif
         int64_t p = r % Qb + pb;
-        int32_t b = p < n ? budget[p] : budget[n - 1];
-        select_row(params, logits + r * Kb, Kb, p, b, w, m + r * Kb);
+        uint8_t *mrow = m + r * Kb;
+        select_row(params, logits + r * Kb, Kb, p, budget_at(budget, n, p),
+                   w, mrow);
+        for (int64_t j = 0; j < Kb; j++)
+            mrow[j] = mrow[j] != 0;
     }
     if (row_start) {
         int64_t at = 0;
@@ -143,5 +162,60 @@ stem_status stem_select(const stem_params *params, const stem_dims *dims,
     free(budget);
     free(work);
     free(own);
+    return STEM_OK;
+}
+
+stem_status stem_explain_row(const stem_params *params, const stem_dims *dims,
+                             const float *logits, int64_t head,
+                             int64_t qblock, stem_explain_summary *summary,
+                             stem_explain_block *blocks)
+{
+    if (!params || !dims || !logits || !summary || !blocks)
+        return STEM_ERR_NULL;
+    stem_status st = stem_params_validate(params);
+    if (st != STEM_OK)
+        return st;
+    if ((st = check_dims(params, dims)) != STEM_OK)
+        return st;
+    if (head < 0 || head >= dims->hq || qblock < 0 || qblock >= dims->qb)
+        return STEM_ERR_PARAM;
+
+    const int64_t Kb = dims->kb;
+    const int64_t p = qblock + dims->offset / params->block;
+    const int64_t n = stem_budget_blocks(params, Kb);
+    int32_t *budget = malloc((size_t)n * sizeof(int32_t));
+    cand *work = malloc((size_t)Kb * sizeof(cand));
+    uint8_t *why = malloc((size_t)Kb);
+    if (!budget || !work || !why) {
+        free(budget), free(work), free(why);
+        return STEM_ERR_NOMEM;
+    }
+    st = stem_budget(params, Kb, budget);
+    if (st != STEM_OK) {
+        free(budget), free(work), free(why);
+        return st;
+    }
+    const float *row = logits + ((size_t)head * (size_t)dims->qb +
+                                 (size_t)qblock) * (size_t)Kb;
+    const int32_t b = budget_at(budget, n, p);
+    const int64_t cands = select_row(params, row, Kb, p, b, work, why);
+
+    stem_explain_summary s = {0};
+    s.head = head;
+    s.qblock = qblock;
+    s.position = p;
+    s.n = n;
+    s.budget = b;
+    s.candidates = cands;
+    s.threshold = b >= 1 && b < cands ? work[b - 1].logit : -INFINITY;
+    for (int64_t j = 0; j < Kb; j++) {
+        blocks[j] = (stem_explain_block){row[j], 0, why[j], why[j] != 0};
+        s.kept += why[j] != 0;
+        s.topk += (why[j] & (STEM_WHY_TOPK | STEM_WHY_TIE)) != 0;
+    }
+    for (int64_t i = 0; i < cands; i++)
+        blocks[work[i].index].rank = (int32_t)(i + 1);
+    *summary = s;
+    free(budget), free(work), free(why);
     return STEM_OK;
 }

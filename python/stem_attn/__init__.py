@@ -184,11 +184,14 @@ def budget(kb=None, profile="angelslim", tokens=None, **overrides):
 
 # ------------------------------------------------------------------ explain
 class Explanation:
-    """One query block's selection, block by block (as `stem explain`).
+    """One query block's selection, block by block (as `stem explain
+    --qblock`), from the library's stem_explain_row.
 
     rows: list of dicts with kblock, qk (logit without the value term),
     value (logit - qk), logit, rank (1 = largest; ties: lower index
-    first), gap (logit - threshold), kept (bool, from the mask), why."""
+    first), gap (logit - threshold), kept (bool), why (the reasons in
+    words) and why_bits (stem_explain_block.why).  budget, n, candidates,
+    topk, kept, threshold and position describe the row."""
 
     def __init__(self, **kw):
         self.__dict__.update(kw)
@@ -203,96 +206,91 @@ class Explanation:
         return self.rows[i]
 
     def __str__(self):
+        thr = ("%.5f" % self.threshold if math.isfinite(self.threshold)
+               else "-inf")
         lines = [
-            "head %d (kv head %d), query block %d at key-block position %d"
-            % (self.head, self.kv_head, self.qblock, self.position),
+            "head %d (kv head %d), query block %d" % (
+                self.head, self.kv_head, self.qblock),
             "profile %s: alpha %g, keep ratio %g, block %d, stride %d, "
             "lambda %g, sinks %d, window %d" % (
                 self.params["profile_name"], self.params["alpha"],
                 self.params["keep_ratio"], self.params["block"],
                 self.params["stride"], self.params["value_weight"],
                 self.params["sinks"], self.params["window"]),
-            "budget %d of %d causal blocks (n = %d); threshold (rank %d "
-            "logit) %.5f; kept %d blocks (top-k plus sinks and window)" % (
-                self.budget, len(self.rows), self.n, self.budget,
-                self.threshold, self.kept),
+            "query block %d at key-block position p = %d: budget b(p) = %d "
+            "(n = %d), %d candidates;" % (self.qblock, self.position,
+                                          self.budget, self.n,
+                                          self.candidates),
+            "threshold (rank %d logit) %s; kept %d blocks: %d by the top-k, "
+            "the rest sinks, window and diagonal" % (
+                self.budget, thr, self.kept, self.topk),
             "%6s %10s %10s %10s %6s %10s  %-4s  %s" % (
                 "kblock", "qk", "value", "logit", "rank", "gap", "kept",
                 "why")]
         for r in self.rows:
-            lines.append("%6d %10.5f %10.5f %10.5f %6d %+10.5f  %-4s  %s" % (
-                r["kblock"], r["qk"], r["value"], r["logit"], r["rank"],
-                r["gap"], "yes" if r["kept"] else "no", r["why"]))
+            gap = ("%+10.5f" % r["gap"] if math.isfinite(r["gap"])
+                   else "%10s" % "+inf")
+            lines.append("%6d %10.5f %10.5f %10.5f %6d %s  %-4s  %s" % (
+                r["kblock"], r["qk"], r["value"], r["logit"], r["rank"], gap,
+                "yes" if r["kept"] else "no", r["why"]))
         return "\n".join(lines)
 
     __repr__ = __str__
+
+
+def _why_text(bits, rank, budget):
+    if not bits:
+        return "dropped: rank %d > budget %d" % (rank, budget)
+    return " + ".join(w for w, b in _abi.WHY if bits & b)
 
 
 def explain(q, k, v, head=0, qblock=0, profile="angelslim", layout="hnd",
             dtype=None, sort="block", **overrides):
     """Why query block `qblock` of query head `head` keeps each key block:
     its QK term, value term, logit, rank, gap to the row threshold and the
-    reason (sink, window, top-k, tie, dropped).  Returns an Explanation
-    (rows + str()).  sort='rank' orders the rows by rank."""
+    reason (sink, window, diagonal, top-k, tie, dropped), as the library's
+    stem_explain_row gives them.  Returns an Explanation (rows + str()).
+    sort='rank' orders the rows by rank."""
     p = _params.make(profile, **overrides)
     pq = _params.make(profile, **overrides)
     pq.value_rule = _abi.VALUE_RULE["none"]
     vq, vk, vv = _qkv(q, k, v, layout, dtype)
     d = _dims(p, vq, vk, vv, True)
     if not (0 <= head < d.hq and 0 <= qblock < d.qb):
-        raise IndexError("stem_attn.explain: head %d, qblock %d outside %d heads "
-                         "x %d query blocks" % (head, qblock, d.hq, d.qb))
+        raise IndexError("stem_attn.explain: head %d, qblock %d outside %d "
+                         "heads x %d query blocks" % (head, qblock, d.hq,
+                                                      d.qb))
     shape = (d.hq, d.qb, d.kb)
     lg = np.empty(shape, np.float32)
     lq = np.empty(shape, np.float32)
-    mask = np.empty(shape, np.uint8)
-    nb = p.prompt_blocks if p.prompt_blocks > 0 else d.kb
-    bud = np.empty(nb, np.int32)
     args = (C.byref(vq.t), C.byref(vk.t), C.byref(vv.t))
     _ok(_lib.func("stem_block_logits")(C.byref(p), *args, _ptr(lg)),
         "stem_block_logits")
     _ok(_lib.func("stem_block_logits")(C.byref(pq), *args, _ptr(lq)),
         "stem_block_logits")
-    _ok(_lib.func("stem_budget")(C.byref(p), d.kb, _ptr(bud)), "stem_budget")
-    _ok(_lib.func("stem_select")(C.byref(p), C.byref(d), _ptr(lg), _ptr(mask),
-                                 None, None), "stem_select")
-    pos = qblock + d.offset // p.block
-    last = min(pos, d.kb - 1)
-    row, qrow, mrow = lg[head, qblock], lq[head, qblock], mask[head, qblock]
-    b = int(bud[min(pos, nb - 1)])
-    fin = np.sort(row[:last + 1][np.isfinite(row[:last + 1])])[::-1]
-    thr = float(fin[b - 1]) if 1 <= b < fin.size else -math.inf
+    s = _abi.stem_explain_summary()
+    blocks = (_abi.stem_explain_block * d.kb)()
+    _ok(_lib.func("stem_explain_row")(C.byref(p), C.byref(d), _ptr(lg), head,
+                                      qblock, C.byref(s), blocks),
+        "stem_explain_row")
+    thr = float(s.threshold)
     rows = []
-    for j in range(last + 1):
-        lj = row[j]
-        rank = 1 + int(sum(1 for i in range(last + 1) if i != j and
-                           np.isfinite(row[i]) and
-                           (row[i] > lj or (row[i] == lj and i < j))))
-        if j < p.sinks:
-            kept, why = True, "sink (first %d blocks)" % p.sinks
-        elif j > pos - p.window or (p.keep_diagonal and j == pos):
-            kept, why = True, "window (%d blocks ending at %d)" % (p.window,
-                                                                   pos)
-        elif rank <= b:
-            kept, why = True, "top-k: rank %d <= budget %d" % (rank, b)
-        elif p.ties_keep_all and lj >= thr:
-            kept, why = True, "tie at the threshold (every tie kept)"
-        else:
-            kept, why = False, "dropped: rank %d > budget %d" % (rank, b)
-        if kept != bool(mrow[j]):
-            why += " [the selection disagrees]"
-        rows.append({"kblock": j, "qk": float(qrow[j]),
-                     "value": float(lj) - float(qrow[j]), "logit": float(lj),
-                     "rank": rank, "gap": float(lj) - thr,
-                     "kept": bool(mrow[j]), "why": why})
+    for j in range(min(s.position, d.kb - 1) + 1):
+        b = blocks[j]
+        lj, qj = float(b.logit), float(lq[head, qblock, j])
+        rows.append({"kblock": j, "qk": qj, "value": lj - qj, "logit": lj,
+                     "rank": int(b.rank), "gap": lj - thr,
+                     "kept": bool(b.kept), "why_bits": int(b.why),
+                     "why": _why_text(b.why, b.rank, s.budget)})
     if sort == "rank":
         rows.sort(key=lambda r: r["rank"])
     pd = _params.as_dict(p)
     pd["profile_name"] = _lib.func("stem_profile_name")(p.profile).decode()
     return Explanation(head=head, kv_head=head // (d.hq // d.hkv),
-                       qblock=qblock, position=pos, budget=b, n=nb,
-                       threshold=thr, kept=int((mrow[:last + 1] != 0).sum()),
-                       rows=rows, params=pd)
+                       qblock=qblock, position=int(s.position),
+                       budget=int(s.budget), n=int(s.n),
+                       candidates=int(s.candidates), topk=int(s.topk),
+                       threshold=thr, kept=int(s.kept), rows=rows, params=pd)
 
 
 from ._check import Report, check  # noqa: E402

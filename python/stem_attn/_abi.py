@@ -152,10 +152,34 @@ class stem_check_report(C.Structure):
                 ("hint", C.c_char * 512)]
 
 
+class stem_explain_block(C.Structure):
+    _fields_ = [("logit", C.c_float),
+                ("rank", C.c_int32),
+                ("why", C.c_uint32),
+                ("kept", C.c_int32)]
+
+
+class stem_explain_summary(C.Structure):
+    _fields_ = [("head", C.c_int64), ("qblock", C.c_int64),
+                ("position", C.c_int64),
+                ("n", C.c_int64),
+                ("budget", C.c_int32),
+                ("candidates", C.c_int32),
+                ("topk", C.c_int32),
+                ("kept", C.c_int32),
+                ("threshold", C.c_float)]
+
+
+# stem_explain_block.why bits (STEM_WHY_*), in the order explain names them
+WHY = (("sink", 0x04), ("window", 0x08), ("diagonal", 0x10), ("top-k", 0x01),
+       ("tie at the threshold (every tie kept)", 0x02))
+
+
 # The structs tests/python/test_stem_abi.py measures against the C compiler.
 STRUCTS = (stem_tensor, stem_params, stem_dims, stem_check_options,
            stem_check_gpu, stem_check_item, stem_check_stage_result,
-           stem_check_head, stem_check_report)
+           stem_check_head, stem_check_report, stem_explain_block,
+           stem_explain_summary)
 
 # ------------------------------------------------------------- prototypes
 P = C.POINTER
@@ -177,6 +201,10 @@ PROTOTYPES = {
     "stem_budget": (_status, [P(stem_params), C.c_int64, C.c_void_p]),
     "stem_select": (_status, [P(stem_params), P(stem_dims), C.c_void_p,
                               C.c_void_p, C.c_void_p, C.c_void_p]),
+    "stem_explain_row": (_status, [P(stem_params), P(stem_dims), C.c_void_p,
+                                   C.c_int64, C.c_int64,
+                                   P(stem_explain_summary),
+                                   P(stem_explain_block)]),
     "stem_attention_sparse": (_status, [P(stem_params), P(stem_tensor),
                                         P(stem_tensor), P(stem_tensor),
                                         C.c_void_p, P(stem_tensor),

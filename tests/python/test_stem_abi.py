@@ -63,7 +63,8 @@ def _c_fields(header, struct):
     ("stem.h", "stem_dims"), ("stem_check.h", "stem_check_options"),
     ("stem_check.h", "stem_check_item"), ("stem_check.h", "stem_check_report"),
     ("stem_check.h", "stem_check_head"),
-    ("stem_check.h", "stem_check_stage_result")])
+    ("stem_check.h", "stem_check_stage_result"),
+    ("stem.h", "stem_explain_block"), ("stem.h", "stem_explain_summary")])
 def test_field_names_follow_the_header(header, struct):
     mirror = [f for f, _ in getattr(_abi, struct)._fields_]
     assert mirror == _c_fields(header, struct)

@@ -106,7 +106,11 @@ def test_explain_agrees_with_the_mask():
         assert abs(r["qk"] + r["value"] - r["logit"]) < 1e-6
     text = str(e)
     assert "budget %d" % e.budget in text and "window" in text
-    assert len(text.splitlines()) == 4 + 61
+    assert len(text.splitlines()) == 5 + 61
+    # the summary counts what the rows say
+    assert e.kept == sum(r["kept"] for r in e)
+    assert e.topk == sum("top-k" in r["why"] for r in e) == min(e.budget, 61)
+    assert e.candidates == 61
     ranked = stem.explain(q, k, v, head=0, qblock=60, sort="rank")
     assert [r["rank"] for r in ranked] == list(range(1, 62))
 

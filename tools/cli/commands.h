@@ -17,6 +17,7 @@ int cmd_compare(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_explain(int argc, char **argv);
 int cmd_mask(int argc, char **argv);
+int cmd_budget(int argc, char **argv);
 
 /* The metadata `stem run` writes with its results (cmd_run.c); stem-mpi
  * writes the same.  0, or -1 after a message. */
@@ -46,6 +47,7 @@ static const stem_command stem_commands[] = {
     {"check", cmd_check, "validate a GPU Stem kernel's logits, mask, out, lse"},
     {"explain", cmd_explain, "why each key block of one query block was kept or dropped"},
     {"mask", cmd_mask, "PNG picture of a block mask, of mask differences, or of logits"},
+    {"budget", cmd_budget, "the top-k budget per query block of the three profiles (table or PNG)"},
 };
 #endif
 
