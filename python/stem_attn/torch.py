@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import ctypes as C
 import math
+import threading
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -55,7 +56,8 @@ from . import _abi, _lib, _params, _tensors
 from ._errors import StemError
 
 __all__ = ["attention_forward", "dense_attention_forward", "mask_function",
-           "register", "resolve_params", "UnsupportedAttention"]
+           "register", "release_workspace", "resolve_params",
+           "UnsupportedAttention"]
 
 _OUT_DTYPES = (torch.bfloat16, torch.float16, torch.float32, torch.float64)
 
@@ -205,6 +207,29 @@ def mask_function(*args: Any, **kwargs: Any) -> None:
 
 
 # ------------------------------------------------------------- the calls
+_WORK = threading.local()
+
+
+def _workspace(shape: Tuple[int, ...]) -> torch.Tensor:
+    """A float32 tensor of this shape in this thread's reused buffer (the
+    library's output before its conversion to bf16 or fp16): pages already
+    touched, so a call does not pay for mapping a fresh output.  Grows to
+    the largest call seen; release_workspace() frees it."""
+    n = 1
+    for s in shape:
+        n *= s
+    buf = getattr(_WORK, "buf", None)
+    if buf is None or buf.numel() < n:
+        _WORK.buf = None
+        buf = _WORK.buf = torch.empty(n, dtype=torch.float32)
+    return buf[:n].view(shape)
+
+
+def release_workspace() -> None:
+    """Free this thread's output workspace (it is made again when needed)."""
+    _WORK.buf = None
+
+
 def _view(x: torch.Tensor, name: str) -> _tensors.View:
     """A stem_tensor over one sequence's [H, L, d] tensor, in place when its
     last axis is contiguous."""
@@ -270,7 +295,10 @@ def _forward(module: Any, query: torch.Tensor, key: torch.Tensor,
     b, hq, lq, d = query.shape
     lk = key.shape[2]
     use_sparse = sparse and lq >= p.block and (lk - lq) % p.block == 0
-    out = torch.empty((b, lq, hq, d), dtype=torch.float32)
+    if query.dtype == torch.float32:  # the result itself
+        out = torch.empty((b, lq, hq, d), dtype=torch.float32)
+    else:  # converted once below
+        out = _workspace((b, lq, hq, d))
     f_prefill = _lib.func("stem_prefill")
     f_dense = _lib.func("stem_attention_dense")
     with torch.no_grad():

@@ -79,6 +79,13 @@ def test_batch_of_two_runs_each_sequence():
         ref = ref_prefill(q[i], k[i], v[i], torch.bfloat16)
         assert torch.equal(out[i], as_torch(ref.out, torch.bfloat16))
     assert not torch.equal(out[0], out[1])
+    # the reused float32 workspace never leaks into a returned tensor
+    kept = out.clone()
+    other, _ = st.attention_forward(module(), q[1:], k[1:], v[1:], None)
+    assert torch.equal(out, kept) and other.data_ptr() != out.data_ptr()
+    st.release_workspace()
+    again, _ = st.attention_forward(module(), q, k, v, None)
+    assert torch.equal(again, kept)
 
 
 def test_chunked_prefill_with_kv_history():
