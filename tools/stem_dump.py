@@ -14,21 +14,23 @@ The name given is the name written, whatever the format: the same command
 works whether the safetensors package was installed or not.
 
 Tensors may be PyTorch tensors (any device; torch is imported only when a
-torch tensor is given) or NumPy arrays.  q is [H, N, d] (or [1, H, N, d]);
+torch tensor is given) or NumPy arrays, in bfloat16 (torch.bfloat16; in
+NumPy as uint16 bit patterns, the package stem_attn's bf16 form, or an
+ml_dtypes bfloat16 array), float16, float32 or float64.  q is [H, N, d] (or [1, H, N, d]);
 with layout="nhd" q, k, v and out are [N, H, d] (or [1, N, H, d]) and are
 written transposed to [H, N, d].  mask (bool or uint8) and block_logits are
 [Hq, Qb, Kb]; lse is [Hq, N]; out is [Hq, N, d].  Batch dimensions of 1 are
 dropped.
 
-Formats.  A path ending in ".safetensors" becomes one safetensors file,
-BF16 kept as BF16, where the `safetensors` package is installed (or with
-format="safetensors", which requires it).  Any other path, format="npy", or
-a ".safetensors" path without the package, becomes a *directory* of .npy
-files plus metadata.json, under exactly the name given (for a
-".safetensors" name a UserWarning says so); BF16 tensors are widened to
-float32 there (exactly), since .npy has no bfloat16.  FP8 tensors are
-widened to float32 in both forms (stem reads no FP8).  `stem check`
-reads both forms under the same name.  An existing file is replaced only by
+Formats.  A path ending in ".safetensors" (or format="safetensors")
+becomes one safetensors file, written here without the `safetensors`
+package, BF16 kept as BF16.  Any other path, or format="npy", becomes a
+*directory* of .npy files plus metadata.json, under exactly the name given;
+BF16 tensors are widened to float32 there (exactly), since .npy has no
+bfloat16.  FP8 tensors are widened to float32 in both forms (stem reads no
+FP8).  `stem check` reads both forms under the same name.  Files and
+directories get the modes the user's umask gives new files (as open()
+would), not those of temporary files.  An existing file is replaced only by
 a file, an existing directory only when it holds nothing but .npy files and
 metadata.json (an earlier dump); anything else is refused (FileExistsError)
 and left alone.
@@ -43,8 +45,8 @@ may be passed in meta.
 import json
 import os
 import shutil
+import struct
 import tempfile
-import warnings
 
 __all__ = ["dump"]
 
@@ -64,8 +66,11 @@ def _is_torch(x):
 
 
 def _dtype_name(x):
-    """bf16, fp16, fp32, fp8 (or None for other dtypes) of a tensor/array."""
+    """bf16, fp16, fp32, fp8 (or None for other dtypes) of a tensor/array;
+    NumPy uint16 arrays are bfloat16 bit patterns."""
     name = str(x.dtype).replace("torch.", "")
+    if name == "uint16":
+        return "bf16"
     return _DTYPE_NAMES.get(name)
 
 
@@ -99,22 +104,53 @@ def _squeeze_batch(x, ndim):
     return x
 
 
-def _to_numpy(x):
-    """A C-ordered NumPy array; torch bfloat16 and float8 become float32
-    (exact), bool becomes uint8."""
+def _raw(x):
+    """(C-ordered NumPy array, safetensors dtype name) holding x's values
+    as stem reads them: bfloat16 as its uint16 bits ("BF16"), float8
+    widened to float32 (exact), bool as uint8."""
     import numpy as np
     if _is_torch(x):
         import torch
         x = x.detach().cpu()
         if x.dtype == torch.bool:
             x = x.to(torch.uint8)
-        elif x.dtype == torch.bfloat16 or "float8" in str(x.dtype):
+        elif "float8" in str(x.dtype):
             x = x.float()
+        if x.dtype == torch.bfloat16:
+            return (np.ascontiguousarray(
+                x.contiguous().view(torch.int16).numpy().view(np.uint16)),
+                "BF16")
         x = x.contiguous().numpy()
-    x = np.ascontiguousarray(x)
-    if x.dtype == np.bool_:
+    x = np.asarray(x)
+    if x.dtype.name == "bfloat16":  # ml_dtypes
+        x = x.view(np.uint16)
+    elif x.dtype.name.startswith("float8"):
+        x = x.astype(np.float32)
+    elif x.dtype == np.bool_:
         x = x.astype(np.uint8)
-    return x
+    x = np.ascontiguousarray(x)
+    names = {"uint16": "BF16", "float16": "F16", "float32": "F32",
+             "float64": "F64", "uint8": "U8"}
+    if x.dtype.name not in names:
+        raise ValueError("cannot dump dtype %s (bf16, fp16, fp32, fp64, "
+                         "fp8, uint8 or bool)" % x.dtype)
+    return x.astype(x.dtype.newbyteorder("<"), copy=False), names[x.dtype.name]
+
+
+def _to_numpy(x):
+    """A C-ordered NumPy array for a .npy file: bfloat16 widened to float32
+    (exact: the bits shifted up), float8 too, bool as uint8."""
+    import numpy as np
+    a, dt = _raw(x)
+    if dt == "BF16":
+        a = (a.astype(np.uint32) << 16).view(np.float32)
+    return a
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _prepare(tensors, layout):
@@ -162,30 +198,35 @@ def _check_target(path, want_dir):
             % path)
 
 
-def _torch_storable(x):
-    """A contiguous CPU tensor in a dtype stem reads: float8 widened to
-    float32 (exact), others as they are (BF16 stays BF16)."""
-    x = x.detach().cpu()
-    if "float8" in str(x.dtype):
-        x = x.float()
-    return x.contiguous()
+def _safetensors_bytes(tensors, meta):
+    """The safetensors format: an 8-byte little-endian header length, the
+    JSON header (name -> dtype, shape, data_offsets; "__metadata__" the
+    string metadata) padded with spaces to a multiple of 8, the data."""
+    head, blobs, at = {}, [], 0
+    if meta:
+        head["__metadata__"] = meta
+    for name, x in tensors.items():
+        a, dt = _raw(x)
+        b = a.tobytes()
+        head[name] = {"dtype": dt, "shape": list(a.shape),
+                      "data_offsets": [at, at + len(b)]}
+        blobs.append(b)
+        at += len(b)
+    js = json.dumps(head, separators=(",", ":")).encode()
+    js += b" " * (-len(js) % 8)
+    return struct.pack("<Q", len(js)) + js + b"".join(blobs)
 
 
 def _write_safetensors(path, tensors, meta):
     """One safetensors file, written to a temporary name and renamed."""
+    data = _safetensors_bytes(tensors, meta)
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".",
                                suffix=".tmp",
                                dir=os.path.dirname(path) or ".")
-    os.close(fd)
     try:
-        if all(_is_torch(x) for x in tensors.values()):
-            from safetensors.torch import save_file
-            save_file({k: _torch_storable(x) for k, x in tensors.items()},
-                      tmp, metadata=meta)
-        else:
-            from safetensors.numpy import save_file
-            save_file({k: _to_numpy(x) for k, x in tensors.items()}, tmp,
-                      metadata=meta)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -205,6 +246,7 @@ def _write_npy_dir(path, tensors, meta):
             np.save(os.path.join(tmp, name + ".npy"), _to_numpy(x))
         with open(os.path.join(tmp, "metadata.json"), "w") as f:
             json.dump(meta, f, indent=1, sort_keys=True)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it 0700
         if os.path.isdir(path):
             old = tempfile.mkdtemp(prefix=os.path.basename(path) + ".",
                                    suffix=".old", dir=parent)
@@ -222,23 +264,13 @@ def _write_npy_dir(path, tensors, meta):
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _have_safetensors():
-    try:
-        import safetensors  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def dump(path, q=None, k=None, v=None, out=None, mask=None, lse=None,
          block_logits=None, layout="hnd", dtype=None, meta=None,
          format=None):
     """Write the given tensors for `stem check` under path; returns path.
 
-    format: None (a ".safetensors" path: one file when the package is
-    installed; anything else: a directory of .npy files; see the module
-    text), "safetensors" (requires
-    the package) or "npy".  dtype: the GPU's precision for the metadata
+    format: None (a ".safetensors" path: one file; anything else: a
+    directory of .npy files; see the module text), "safetensors" or "npy".  dtype: the GPU's precision for the metadata
     (default: the less precise of out's and q's dtypes).  Raises ValueError
     on bad arguments and FileExistsError rather than replace something that
     is not an earlier dump of the same kind.
@@ -262,21 +294,11 @@ def dump(path, q=None, k=None, v=None, out=None, mask=None, lse=None,
     if gpu_dtype is not None:
         md["dtype"] = gpu_dtype
     tensors = _prepare(tensors, layout)
-    if format == "safetensors" and not _have_safetensors():
-        raise ImportError("format='safetensors' needs the safetensors package "
-                          "(or use format='npy')")
     use_st = format == "safetensors" or (
-        format is None and path.endswith(".safetensors") and
-        _have_safetensors())
+        format is None and path.endswith(".safetensors"))
     _check_target(path, not use_st)
     if use_st:
         _write_safetensors(path, tensors, md)
         return path
-    if format is None and path.endswith(".safetensors"):
-        warnings.warn(
-            "safetensors package not installed: wrote %s as a directory of "
-            ".npy files plus metadata.json; `stem check %s` reads it as it "
-            "is (pip install safetensors for one file)" % (path, path),
-            UserWarning, stacklevel=2)
     _write_npy_dir(path, tensors, md)
     return path

@@ -7,8 +7,8 @@ Run either way:
     /usr/bin/python3 tests/python/test_stem_dump.py STEM_BINARY
         (no pytest needed; exit 0 when every test passes)
 
-The safetensors package is not in Debian: its branch is tested through a
-stand-in module that writes the format with the same save_file signature.
+stem_dump writes safetensors itself: the tests read the files with their
+own small reader (read_st) and with the stem binary.
 """
 import json
 import os
@@ -16,7 +16,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import types
 import warnings
 
 import numpy as np
@@ -40,19 +39,24 @@ def need_stem():
 
 
 def stem(*args):
+    # one thread: these cases are small, and the results the same bytes
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     p = subprocess.run([STEM] + list(args), stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, universal_newlines=True)
+                       stderr=subprocess.STDOUT, universal_newlines=True,
+                       env=env)
     return p.returncode, p.stdout
 
 
 def read_st(path):
-    """Tensors and metadata of a safetensors file (F32, F16, U8 only)."""
+    """Tensors and metadata of a safetensors file (F32, F16, U8; BF16 as
+    uint16 bits)."""
     with open(path, "rb") as f:
         raw = f.read()
     n = struct.unpack("<Q", raw[:8])[0]
     head = json.loads(raw[8:8 + n])
     meta = head.pop("__metadata__", {})
-    dt = {"F32": np.float32, "F16": np.float16, "U8": np.uint8}
+    dt = {"F32": np.float32, "F16": np.float16, "U8": np.uint8,
+          "BF16": np.uint16}
     out = {}
     for name, e in head.items():
         a, b = e["data_offsets"]
@@ -90,26 +94,132 @@ def skip(why):
     pytest.skip(why)
 
 
-def test_safetensors_name_without_package_is_a_directory_of_that_name():
-    if stem_dump._have_safetensors():
-        skip("the safetensors package is installed here")
+def test_safetensors_name_is_one_file_without_the_package():
     q, k, v = qkv_nhd()
     with tempfile.TemporaryDirectory() as tmp:
         want = os.path.join(tmp, "in.safetensors")
         a, warned = dump_quiet(want, q=q, k=k, v=v, layout="nhd")
-        assert a == want and os.path.isdir(a), a
-        assert len(warned) == 1 and "directory of .npy files" in warned[0] \
-            and ("stem check %s" % want) in warned[0], warned
-        assert "torch" not in sys.modules
-        qs = np.load(os.path.join(a, "q.npy"))
-        assert qs.shape == (H, N, D)
-        assert np.array_equal(qs, q[0].transpose(1, 0, 2))
-        assert meta_of(a) == {"dtype": "fp32"}
-        # any other name: a directory too, and no warning
+        assert a == want and os.path.isfile(a) and warned == []
+        assert "torch" not in sys.modules and "safetensors" not in sys.modules
+        t, meta = read_st(a)
+        assert meta == {"dtype": "fp32"}
+        assert t["q"].shape == (H, N, D)
+        assert np.array_equal(t["q"], q[0].transpose(1, 0, 2))
+        # any other name: a directory of .npy files
         b, warned = dump_quiet(os.path.join(tmp, "plain") + os.sep, q=q,
                                layout="nhd")
         assert b == os.path.join(tmp, "plain") and os.path.isdir(b)
         assert warned == []
+        assert np.array_equal(np.load(os.path.join(b, "q.npy")),
+                              q[0].transpose(1, 0, 2))
+        # a directory in the way of the file: refused
+        os.mkdir(os.path.join(tmp, "e.safetensors"))
+        try:
+            stem_dump.dump(os.path.join(tmp, "e.safetensors"), q=q)
+        except FileExistsError as err:
+            assert "is a directory" in str(err)
+        else:
+            raise AssertionError("a directory was replaced by a file")
+
+
+def bf16_bits(x):
+    """float32 -> bfloat16 bits (uint16), round to nearest even."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def inputs_in(kind, seed=3, n=N):
+    """q, k, v [H, n, D] of one storage kind, and their float32 values:
+    numpy-bf16 (uint16 bits), numpy-fp16, numpy-fp32, torch-bf16,
+    torch-fp16, torch-fp32 (torch kinds skip where torch is missing)."""
+    rng = np.random.default_rng(seed)
+    f = [rng.standard_normal((H, n, D)).astype(np.float32) for _ in "qkv"]
+    lib, dt = kind.split("-")
+    if dt == "bf16":
+        arrs = [bf16_bits(x) for x in f]
+        vals = [(a.astype(np.uint32) << 16).view(np.float32) for a in arrs]
+    elif dt == "fp16":
+        arrs = [x.astype(np.float16) for x in f]
+        vals = [a.astype(np.float32) for a in arrs]
+    else:
+        arrs, vals = f, f
+    if lib == "torch":
+        try:
+            import torch
+        except ImportError:
+            skip("torch is not installed")
+        arrs = [torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+                if dt == "bf16" else torch.from_numpy(a) for a in arrs]
+    return arrs, vals
+
+
+KINDS = ("numpy-bf16", "numpy-fp16", "numpy-fp32", "torch-bf16",
+         "torch-fp16", "torch-fp32")
+
+
+def test_every_dtype_round_trips_into_stem_check():
+    """Each storage kind, as a .safetensors file and as a .npy directory:
+    the values read back are the values given (bf16 bits kept in
+    safetensors, widened exactly in .npy), stem run reads the file, and its
+    outputs dumped beside the same inputs pass stem check in both forms,
+    with the dtype recorded."""
+    need_stem()
+    for kind in KINDS:
+        try:
+            arrs, vals = inputs_in(kind, n=256)
+        except Skip:
+            continue
+        except BaseException as e:  # pytest's skip
+            if type(e).__name__ == "Skipped":
+                continue
+            raise
+        want = kind.split("-")[1]
+        with tempfile.TemporaryDirectory() as tmp:
+            a = stem_dump.dump(os.path.join(tmp, "in.safetensors"),
+                               q=arrs[0], k=arrs[1], v=arrs[2])
+            t, meta = read_st(a)
+            assert meta == {"dtype": want}, (kind, meta)
+            got = t["q"]
+            if want == "bf16":
+                assert got.dtype == np.uint16, kind
+                got = (got.astype(np.uint32) << 16).view(np.float32)
+            assert np.array_equal(got.astype(np.float32), vals[0]), kind
+            b = stem_dump.dump(os.path.join(tmp, "in_dir"), q=arrs[0])
+            got = np.load(os.path.join(b, "q.npy"))
+            assert got.dtype in (np.float32, np.float16), (kind, got.dtype)
+            assert np.array_equal(got.astype(np.float32), vals[0]), kind
+            assert meta_of(b) == {"dtype": want}, kind
+            run = os.path.join(tmp, "run.safetensors")
+            rc, log = stem("run", a, "-o", run)
+            assert rc == 0, (kind, log)
+            r, _ = read_st(run)
+            for name in ("case.safetensors", "case_dir"):
+                c = stem_dump.dump(os.path.join(tmp, name), q=arrs[0],
+                                   k=arrs[1], v=arrs[2], out=r["out"],
+                                   mask=r["mask"], lse=r["lse"], dtype=want)
+                rc, log = stem("check", c)
+                assert rc == 0 and ("GPU dtype %s" % want) in log, \
+                    (kind, name, log)
+
+
+def test_modes_follow_the_umask():
+    q, _, _ = qkv_nhd()
+    old = os.umask(0o022)
+    try:
+        for mask, fmode, dmode in ((0o022, 0o644, 0o755),
+                                   (0o077, 0o600, 0o700),
+                                   (0o002, 0o664, 0o775)):
+            os.umask(mask)
+            with tempfile.TemporaryDirectory() as tmp:
+                f = stem_dump.dump(os.path.join(tmp, "a.safetensors"), q=q)
+                d = stem_dump.dump(os.path.join(tmp, "a_dir"), q=q)
+                assert os.stat(f).st_mode & 0o777 == fmode, oct(mask)
+                assert os.stat(d).st_mode & 0o777 == dmode, oct(mask)
+                for e in os.listdir(d):
+                    assert os.stat(os.path.join(d, e)).st_mode & 0o777 == \
+                        fmode, (e, oct(mask))
+    finally:
+        os.umask(old)
 
 
 def test_round_trip_through_stem_run_and_check():
@@ -225,85 +335,6 @@ def test_existing_targets():
         leftovers = [x for x in os.listdir(tmp) if x.endswith((".tmp",
                                                                 ".old"))]
         assert leftovers == [], leftovers
-
-
-def _fake_safetensors():
-    """Modules safetensors and safetensors.numpy whose save_file writes the
-    safetensors format (F32, F16, U8), as the real package does."""
-    pkg = types.ModuleType("safetensors")
-    sub = types.ModuleType("safetensors.numpy")
-    codes = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16",
-             np.dtype(np.uint8): "U8"}
-
-    def save_file(tensors, filename, metadata=None):
-        head, blobs, off = {}, [], 0
-        if metadata:
-            head["__metadata__"] = metadata
-        for name in sorted(tensors):
-            a = np.ascontiguousarray(tensors[name])
-            raw = a.tobytes()
-            head[name] = {"dtype": codes[a.dtype], "shape": list(a.shape),
-                          "data_offsets": [off, off + len(raw)]}
-            blobs.append(raw)
-            off += len(raw)
-        h = json.dumps(head).encode()
-        h += b" " * (-len(h) % 8)
-        with open(filename, "wb") as f:
-            f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-    sub.save_file = save_file
-    pkg.numpy = sub
-    return {"safetensors": pkg, "safetensors.numpy": sub}
-
-
-def test_safetensors_branch():
-    q, k, v = qkv_nhd()
-    saved = {m: sys.modules.get(m) for m in ("safetensors",
-                                             "safetensors.numpy")}
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            sys.modules.update(_fake_safetensors())
-            want = os.path.join(tmp, "in.safetensors")
-            a, warned = dump_quiet(want, q=q.astype(np.float16),
-                                   k=k.astype(np.float16),
-                                   v=v.astype(np.float16), layout="nhd")
-            assert a == want and os.path.isfile(a) and warned == []
-            t, meta = read_st(a)
-            assert meta == {"dtype": "fp16"}
-            assert t["q"].shape == (H, N, D) and t["q"].dtype == np.float16
-            # a name without the suffix is still a directory
-            b = stem_dump.dump(os.path.join(tmp, "dir"), q=q, layout="nhd")
-            assert os.path.isdir(b)
-            # a directory in the way of the file: refused
-            os.mkdir(os.path.join(tmp, "e.safetensors"))
-            try:
-                stem_dump.dump(os.path.join(tmp, "e.safetensors"), q=q)
-            except FileExistsError as err:
-                assert "is a directory" in str(err)
-            else:
-                raise AssertionError("a directory was replaced by a file")
-            if os.access(STEM, os.X_OK):
-                rc, log = stem("run", a, "-o",
-                               os.path.join(tmp, "run.safetensors"))
-                assert rc == 0, log
-        finally:
-            for m, mod in saved.items():
-                if mod is None:
-                    sys.modules.pop(m, None)
-                else:
-                    sys.modules[m] = mod
-    # without the package, format="safetensors" is an error, not a directory
-    with tempfile.TemporaryDirectory() as tmp:
-        if stem_dump._have_safetensors():
-            return
-        try:
-            stem_dump.dump(os.path.join(tmp, "x.safetensors"), q=q,
-                           format="safetensors")
-        except ImportError as err:
-            assert "safetensors package" in str(err)
-        else:
-            raise AssertionError("format='safetensors' without the package")
-        assert os.listdir(tmp) == []
 
 
 def test_bad_arguments():
