@@ -16,8 +16,11 @@
  *   - Tensors are views over caller memory (stem_tensor); the library never
  *     keeps a pointer after a call returns and never frees caller memory.
  *   - Every function returns a stem_status; STEM_OK is 0.  On an error no
- *     caller-owned output has been written.  The library never aborts or
- *     exits.
+ *     caller-owned output has been written; stem_last_error() gives the
+ *     detail (the tensor, its dims, the parameter and its range).  The
+ *     library never aborts or exits, and caps the threads it asks OpenMP
+ *     for (stem_threads) so that the runtime does not end the process
+ *     either; docs/GUARANTEES.md lists what still can.
  *   - Results are bit-exact: the same inputs give the same output bytes for
  *     any thread count and on every instruction set (scalar, AVX2, AVX-512,
  *     AVX512-BF16, NEON), in both compute modes; only STEM_ISA=amx's bf16 products (AMX
@@ -76,6 +79,23 @@ typedef enum stem_status {
 /* A static, human-readable sentence for a status.  Never NULL; unknown
  * values give "unknown stem status". */
 STEM_API const char *stem_strerror(stem_status status);
+
+/*
+ * The detail of the last error on the calling thread, next to its status
+ * code: which tensor, which dims, which parameter and its valid range, e.g.
+ *     "q [2 heads, 300 tokens, 64 dim] has more tokens than k [1 heads,
+ *      256 tokens, 64 dim]: the queries are the last Lq <= Lk positions"
+ *     "alpha = 2: must be in 0..1"
+ * Like errno: meaningful right after a call returned a status other than
+ * STEM_OK, on the same thread; successful calls may leave it as it was.
+ * Every call that validates parameters or shapes empties it first, and an
+ * error with nothing to add to stem_strerror (e.g. STEM_ERR_NOMEM) leaves
+ * it empty.  Never NULL; the text is owned by the library (thread-local
+ * storage, at most 511 bytes) and stays valid until the thread's next call
+ * into the library.  Print both:
+ *     fprintf(stderr, "%s: %s\n", stem_strerror(st), stem_last_error());
+ */
+STEM_API const char *stem_last_error(void);
 
 /* The library's version string, e.g. "0.1.0" (same as STEM_VERSION_STRING
  * of the headers it was built with). */
@@ -343,6 +363,43 @@ STEM_API stem_status stem_prefill(const stem_params *params,
                                   const stem_tensor *q, const stem_tensor *k,
                                   const stem_tensor *v, stem_tensor *out,
                                   float *lse, float *logits, uint8_t *mask);
+
+/* ----------------------------------------------------------------- threads */
+
+/* Most threads one call ever asks OpenMP for, whatever is requested. */
+#define STEM_THREAD_HARD_CAP 1024
+
+/*
+ * How many threads a call with these parameters would use, and why.
+ * The request (params->threads, or OpenMP's count from OMP_NUM_THREADS
+ * when it is 0) is capped at what the process can run, so that the
+ * OpenMP runtime, which ends the process when it cannot start a thread,
+ * is never asked for more: STEM_THREAD_HARD_CAP; 8 per CPU of the
+ * affinity mask; OMP_THREAD_LIMIT; RLIMIT_NPROC less the threads the user
+ * already runs (not for root, whom the kernel exempts); the pids cgroup's
+ * pids.max less pids.current.  Output bytes do not depend on the count.
+ * params may be NULL (as threads = 0).  docs/GUARANTEES.md says what can
+ * still end the process.  Errors: NULL (info), PARAM (threads out of
+ * 0..4096).
+ */
+typedef struct stem_thread_info {
+    int used;                   /* threads a call uses (>= 1) */
+    int requested;              /* params->threads, or the OpenMP count */
+    int openmp;                 /* omp_get_max_threads() */
+    int omp_limit;              /* omp_get_thread_limit() */
+    int cpus;                   /* CPUs in the affinity mask (0: unknown) */
+    long long nproc_limit;      /* RLIMIT_NPROC applied, -1 if none */
+    long long nproc_room;       /* threads the user may still start, -1 if no limit */
+    long long pids_limit;       /* the tightest pids.max applied, -1 if none */
+    long long pids_room;        /* tasks the cgroup may still start, -1 if no limit */
+    const char *limited_by;     /* static text: "the request", "the hard cap",
+                                 * "8 per CPU of the affinity mask",
+                                 * "OMP_THREAD_LIMIT", "RLIMIT_NPROC",
+                                 * "the pids cgroup's pids.max" */
+} stem_thread_info;
+
+STEM_API stem_status stem_threads(const stem_params *params,
+                                  stem_thread_info *info);
 
 /* ------------------------------------------------------------- the machine */
 

@@ -45,11 +45,12 @@ static double linspace_at(double start, double end, int64_t m, int64_t j)
     return end - step * (double)(m - 1 - j);
 }
 
-static void budget_tpd(const stem_params *p, int64_t n, int fp32, int32_t *out)
+static void budget_tpd(const stem_params *p, int64_t n, int64_t count, int fp32,
+                       int32_t *out)
 {
     int64_t k = tpd_k(p->keep_ratio, n);
     int64_t m = n - k;
-    for (int64_t pos = 0; pos < n; pos++) {
+    for (int64_t pos = 0; pos < count; pos++) {
         if (pos < k || m <= 0) {
             out[pos] = (int32_t)k;
             continue;
@@ -71,7 +72,8 @@ static void budget_tpd(const stem_params *p, int64_t n, int fp32, int32_t *out)
     }
 }
 
-static void budget_paper(const stem_params *p, int64_t n, int32_t *out)
+static void budget_paper(const stem_params *p, int64_t n, int64_t count,
+                         int32_t *out)
 {
     /* Lk is taken as n * B: for a threshold that is a multiple of B (16384)
      * this is the same test as Lk <= threshold. */
@@ -81,9 +83,26 @@ static void budget_paper(const stem_params *p, int64_t n, int32_t *out)
     double k0 = ceil(rho * (double)n);
     if (k0 < (double)p->paper_min_k0)
         k0 = (double)p->paper_min_k0;
-    for (int64_t pos = 0; pos < n; pos++) {
+    for (int64_t pos = 0; pos < count; pos++) {
         double x = ceil(k0 - k0 * (1.0 - p->alpha) * (double)pos / (double)n);
         out[pos] = x < 1.0 ? 1 : (x > 2147483647.0 ? INT32_MAX : (int32_t)x);
+    }
+}
+
+/* Entries 0 .. count-1 of the budget of n positions. */
+static void budget_fill(const stem_params *params, int64_t n, int64_t count,
+                        int32_t *budget)
+{
+    switch (params->budget_rule) {
+    case STEM_BUDGET_TPD_F64:
+        budget_tpd(params, n, count, 0, budget);
+        break;
+    case STEM_BUDGET_TPD_F32_FMA:
+        budget_tpd(params, n, count, 1, budget);
+        break;
+    case STEM_BUDGET_PAPER_LINEAR:
+        budget_paper(params, n, count, budget);
+        break;
     }
 }
 
@@ -95,20 +114,28 @@ stem_status stem_budget(const stem_params *params, int64_t kb, int32_t *budget)
     if (st != STEM_OK)
         return st;
     if (kb < 1 || kb > INT32_MAX)
-        return STEM_ERR_PARAM;
+        return stem_fail(STEM_ERR_PARAM, "kb = %lld: must be in 1..%d",
+                         (long long)kb, INT32_MAX);
     if (params->prompt_blocks != 0 && params->prompt_blocks < kb)
-        return STEM_ERR_PARAM;
+        return stem_fail(STEM_ERR_PARAM, "prompt_blocks = %lld: must be 0 "
+                         "or at least kb = %lld", (long long)params->prompt_blocks,
+                         (long long)kb);
     int64_t n = stem_budget_blocks(params, kb);
-    switch (params->budget_rule) {
-    case STEM_BUDGET_TPD_F64:
-        budget_tpd(params, n, 0, budget);
-        break;
-    case STEM_BUDGET_TPD_F32_FMA:
-        budget_tpd(params, n, 1, budget);
-        break;
-    case STEM_BUDGET_PAPER_LINEAR:
-        budget_paper(params, n, budget);
-        break;
-    }
+    budget_fill(params, n, n, budget);
+    return STEM_OK;
+}
+
+stem_status stem_budget_prefix(const stem_params *params, int64_t kb,
+                               int64_t count, int32_t *budget)
+{
+    if (params->prompt_blocks != 0 && params->prompt_blocks < kb)
+        return stem_fail(STEM_ERR_PARAM, "prompt_blocks = %lld: must be 0 "
+                         "or at least kb = %lld", (long long)params->prompt_blocks,
+                         (long long)kb);
+    int64_t n = stem_budget_blocks(params, kb);
+    if (count < 1 || count > n)
+        return stem_fail(STEM_ERR_PARAM, "count = %lld: must be in 1..%lld",
+                         (long long)count, (long long)n);
+    budget_fill(params, n, count, budget);
     return STEM_OK;
 }

@@ -10,6 +10,14 @@
 
 #define STEM_INTERNAL __attribute__((visibility("hidden")))
 
+/* Write the calling thread's error detail (stem_last_error) from a
+ * printf format and return status, so that a check reads
+ * `return stem_fail(STEM_ERR_PARAM, "alpha = %g: must be in 0..1", a);`. */
+STEM_INTERNAL stem_status stem_fail(stem_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Empty the calling thread's error detail (at the start of a validation). */
+STEM_INTERNAL void stem_detail_clear(void);
+
 /* a * b into *out; 0 on overflow (or negative operands). */
 STEM_INTERNAL int stem_mul_ok(int64_t a, int64_t b, int64_t *out);
 
@@ -29,9 +37,18 @@ STEM_INTERNAL stem_status stem_check_finite(const stem_tensor *t, double limit,
 STEM_INTERNAL stem_status stem_check_out(const stem_tensor *out,
                                          const stem_dims *dims);
 
-/* Threads to use for a parallel region (params->threads or the OpenMP
- * default). */
+/* Threads to use for a parallel region: params->threads or the OpenMP
+ * default, capped as stem_threads says (threads.c); >= 1.  Every parallel
+ * region takes its num_threads from here. */
 STEM_INTERNAL int stem_thread_count(const stem_params *params);
+
+/* The first count entries (1 <= count <= n) of stem_budget's n = prompt
+ * blocks entries, params already validated against kb.  A call reads
+ * positions below kb only, so its memory stays bounded by kb whatever
+ * prompt_blocks says. */
+STEM_INTERNAL stem_status stem_budget_prefix(const stem_params *params,
+                                             int64_t kb, int64_t count,
+                                             int32_t *budget);
 
 /* n of the budget rule: params->prompt_blocks, or kb when that is 0. */
 STEM_INTERNAL int64_t stem_budget_blocks(const stem_params *params,

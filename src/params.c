@@ -5,7 +5,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "stem.h"
+#include "internal.h"
 
 static const char *const profile_names[STEM_PROFILE_COUNT] = {
     [STEM_PROFILE_ANGELSLIM] = "angelslim",
@@ -95,35 +95,52 @@ static int finite_in(double x, double lo, double hi)
     return isfinite(x) && x >= lo && x <= hi;
 }
 
+/* STEM_ERR_PARAM with "name = x: must be in lo..hi" unless x is there. */
+#define RANGE_D(name, x, lo, hi)                                              \
+    do {                                                                      \
+        if (!finite_in((x), (lo), (hi)))                                      \
+            return stem_fail(STEM_ERR_PARAM, "%s = %g: must be in %g..%g",    \
+                             name, (double)(x), (double)(lo), (double)(hi));  \
+    } while (0)
+#define RANGE_I(name, x, lo, hi)                                              \
+    do {                                                                      \
+        if ((long long)(x) < (long long)(lo) || (long long)(x) > (long long)(hi)) \
+            return stem_fail(STEM_ERR_PARAM, "%s = %lld: must be in %lld..%lld", \
+                             name, (long long)(x), (long long)(lo),           \
+                             (long long)(hi));                                \
+    } while (0)
+
 stem_status stem_params_validate(const stem_params *p)
 {
+    stem_detail_clear();
     if (!p)
-        return STEM_ERR_NULL;
-    if ((unsigned)p->profile >= STEM_PROFILE_COUNT)
-        return STEM_ERR_PARAM;
-    if (p->block < 1 || p->block > 4096 || p->stride < 1 ||
-        p->stride > p->block || p->block % p->stride != 0)
-        return STEM_ERR_PARAM;
-    if ((p->qk_scaled != 0 && p->qk_scaled != 1) || !finite_in(p->norm, 1e-30, 1e30))
-        return STEM_ERR_PARAM;
-    if ((unsigned)p->value_rule > STEM_VALUE_LOG_MAX_BLOCK ||
-        !finite_in(p->value_weight, -1e6, 1e6))
-        return STEM_ERR_PARAM;
-    if ((unsigned)p->budget_rule > STEM_BUDGET_PAPER_LINEAR ||
-        !finite_in(p->keep_ratio, 0.0, 1.0) || !finite_in(p->alpha, 0.0, 1.0))
-        return STEM_ERR_PARAM;
-    if (p->paper_min_k0 < 0 || !finite_in(p->paper_ratio_short, 0.0, 1.0) ||
-        !finite_in(p->paper_ratio_long, 0.0, 1.0) || p->paper_long_tokens < 0)
-        return STEM_ERR_PARAM;
-    if (p->prompt_blocks < 0 || p->prompt_blocks > ((int64_t)1 << 40))
-        return STEM_ERR_PARAM;
-    if (p->sinks < 0 || p->window < 0 || (p->keep_diagonal != 0 && p->keep_diagonal != 1) ||
-        (p->ties_keep_all != 0 && p->ties_keep_all != 1) ||
-        (p->use_f64 != 0 && p->use_f64 != 1) || p->threads < 0 || p->threads > 4096 ||
-        (p->sinks_unclipped != 0 && p->sinks_unclipped != 1))
-        return STEM_ERR_PARAM;
-    if ((unsigned)p->compute >= STEM_COMPUTE_COUNT)
-        return STEM_ERR_PARAM;
+        return stem_fail(STEM_ERR_NULL, "params is NULL");
+    RANGE_I("profile", p->profile, 0, STEM_PROFILE_COUNT - 1);
+    RANGE_I("block", p->block, 1, 4096);
+    RANGE_I("stride", p->stride, 1, p->block);
+    if (p->block % p->stride != 0)
+        return stem_fail(STEM_ERR_PARAM, "stride = %d: must divide block = %d",
+                         p->stride, p->block);
+    RANGE_I("qk_scaled", p->qk_scaled, 0, 1);
+    RANGE_D("norm", p->norm, 1e-30, 1e30);
+    RANGE_I("value_rule", p->value_rule, 0, STEM_VALUE_LOG_MAX_BLOCK);
+    RANGE_D("value_weight", p->value_weight, -1e6, 1e6);
+    RANGE_I("budget_rule", p->budget_rule, 0, STEM_BUDGET_PAPER_LINEAR);
+    RANGE_D("keep_ratio", p->keep_ratio, 0.0, 1.0);
+    RANGE_D("alpha", p->alpha, 0.0, 1.0);
+    RANGE_I("paper_min_k0", p->paper_min_k0, 0, INT32_MAX);
+    RANGE_D("paper_ratio_short", p->paper_ratio_short, 0.0, 1.0);
+    RANGE_D("paper_ratio_long", p->paper_ratio_long, 0.0, 1.0);
+    RANGE_I("paper_long_tokens", p->paper_long_tokens, 0, INT64_MAX);
+    RANGE_I("prompt_blocks", p->prompt_blocks, 0, (int64_t)1 << 40);
+    RANGE_I("sinks", p->sinks, 0, INT32_MAX);
+    RANGE_I("window", p->window, 0, INT32_MAX);
+    RANGE_I("keep_diagonal", p->keep_diagonal, 0, 1);
+    RANGE_I("ties_keep_all", p->ties_keep_all, 0, 1);
+    RANGE_I("use_f64", p->use_f64, 0, 1);
+    RANGE_I("threads", p->threads, 0, 4096);
+    RANGE_I("sinks_unclipped", p->sinks_unclipped, 0, 1);
+    RANGE_I("compute", p->compute, 0, STEM_COMPUTE_COUNT - 1);
     return STEM_OK;
 }
 

@@ -38,13 +38,21 @@ static stem_status check_inputs(const stem_params *p, const stem_dims *dims,
 {
     stem_status st = stem_isa_active(NULL);
     if (st != STEM_OK)
-        return st;
+        return stem_fail(st, "STEM_ISA names an instruction set that is "
+                         "unknown or that this CPU or build cannot run");
     double limit = input_limit(p, dims->d, sparse);
     int nt = stem_thread_count(p);
-    if ((st = stem_check_finite(q, limit, nt)) != STEM_OK ||
-        (st = stem_check_finite(k, limit, nt)) != STEM_OK ||
-        (st = stem_check_finite(v, limit, nt)) != STEM_OK)
-        return st;
+    const stem_tensor *all[3] = {q, k, v};
+    const char *names[3] = {"q", "k", "v"};
+    for (int i = 0; i < 3; i++) {
+        st = stem_check_finite(all[i], limit, nt);
+        if (st == STEM_ERR_NONFINITE)
+            return stem_fail(st, "%s holds NaN or Inf", names[i]);
+        if (st != STEM_OK)
+            return stem_fail(st, "%s holds a magnitude above %g (the bound "
+                             "for block %d, stride %d, dim %lld)", names[i],
+                             limit, p->block, p->stride, (long long)dims->d);
+    }
     return STEM_OK;
 }
 
@@ -93,7 +101,10 @@ static stem_status check_mask(const stem_dims *dims, int B, const uint8_t *mask)
             while (J <= I + pb && !row[J])
                 J++;
             if (J > I + pb)
-                return STEM_ERR_MASK;
+                return stem_fail(STEM_ERR_MASK, "mask row (head %lld, query "
+                                 "block %lld) selects no key block at or "
+                                 "below its diagonal %lld", (long long)h,
+                                 (long long)I, (long long)(I + pb));
         }
     return STEM_OK;
 }

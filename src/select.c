@@ -121,7 +121,8 @@ stem_status stem_select(const stem_params *params, const stem_dims *dims,
 
     const int64_t Qb = dims->qb, Kb = dims->kb, rows = dims->hq * Qb;
     const int64_t pb = dims->offset / params->block;
-    const int64_t n = stem_budget_blocks(params, Kb);
+    /* positions below Kb only: memory bounded by Kb, not prompt_blocks */
+    const int64_t n = Kb;
     const int nt = stem_thread_count(params);
     int32_t *budget = malloc((size_t)n * sizeof(int32_t));
     cand *work = malloc((size_t)nt * (size_t)Kb * sizeof(cand));
@@ -130,7 +131,7 @@ stem_status stem_select(const stem_params *params, const stem_dims *dims,
         free(budget), free(work), free(own);
         return STEM_ERR_NOMEM;
     }
-    st = stem_budget(params, Kb, budget);
+    st = stem_budget_prefix(params, Kb, n, budget);
     if (st != STEM_OK) {
         free(budget), free(work), free(own);
         return st;
@@ -182,7 +183,8 @@ stem_status stem_explain_row(const stem_params *params, const stem_dims *dims,
 
     const int64_t Kb = dims->kb;
     const int64_t p = qblock + dims->offset / params->block;
-    const int64_t n = stem_budget_blocks(params, Kb);
+    /* positions below Kb only: memory bounded by Kb, not prompt_blocks */
+    const int64_t n = Kb;
     int32_t *budget = malloc((size_t)n * sizeof(int32_t));
     cand *work = malloc((size_t)Kb * sizeof(cand));
     uint8_t *why = malloc((size_t)Kb);
@@ -190,7 +192,7 @@ stem_status stem_explain_row(const stem_params *params, const stem_dims *dims,
         free(budget), free(work), free(why);
         return STEM_ERR_NOMEM;
     }
-    st = stem_budget(params, Kb, budget);
+    st = stem_budget_prefix(params, Kb, n, budget);
     if (st != STEM_OK) {
         free(budget), free(work), free(why);
         return st;
@@ -204,7 +206,7 @@ stem_status stem_explain_row(const stem_params *params, const stem_dims *dims,
     s.head = head;
     s.qblock = qblock;
     s.position = p;
-    s.n = n;
+    s.n = stem_budget_blocks(params, Kb);
     s.budget = b;
     s.candidates = cands;
     s.threshold = b >= 1 && b < cands ? work[b - 1].logit : -INFINITY;

@@ -1,7 +1,13 @@
 /*
- * status.c - error sentences, version, dtypes and tensor views.
+ * status.c - error sentences and details, version, dtypes and tensor views.
  */
-#include "stem.h"
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "internal.h"
+
+/* The detail of the calling thread's last error (stem_last_error). */
+static _Thread_local char detail[512];
 
 static const char *const messages[STEM_STATUS_COUNT] = {
     [STEM_OK] = "success",
@@ -25,6 +31,25 @@ const char *stem_strerror(stem_status status)
     if ((unsigned)status >= STEM_STATUS_COUNT || !messages[status])
         return "unknown stem status";
     return messages[status];
+}
+
+const char *stem_last_error(void)
+{
+    return detail;
+}
+
+void stem_detail_clear(void)
+{
+    detail[0] = '\0';
+}
+
+stem_status stem_fail(stem_status status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    return status;
 }
 
 const char *stem_version(void)
