@@ -11,6 +11,8 @@ last axis is contiguous are read in place.
     stem_attn.prefill(q, k, v, profile="angelslim", **overrides)
         -> Prefill(logits, mask, out, lse)          NumPy arrays
     stem_attn.dense(q, k, v, **overrides)  -> Dense(out, lse)
+    stem_attn.sparse(q, k, v, mask, **overrides) -> Sparse(out, lse)
+    stem_attn.to_bf16(x) -> uint16 bits;  stem_attn.from_bf16(bits) -> float32
     stem_attn.budget(kb, profile=..., **overrides)       int32 per position
     stem_attn.explain(q, k, v, head=0, qblock=0)         one query block's table
     stem_attn.check(q, k, v, mask=, out=, lse=, logits=, dtype=, ...) -> Report
@@ -21,23 +23,42 @@ window, value_weight, prompt_blocks, threads, use_f64, ...; also lambda,
 initial_blocks, window_size).  The library is found through STEM_LIBRARY,
 the repository's build/, the installation prefix, then the system loader.
 """
-import collections
 import ctypes as C
 import json
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from . import _abi, _lib, _params, _tensors
+from ._bf16 import from_bf16, to_bf16
 from ._errors import StemError
 from ._lib import StemLibraryNotFound
 
-__all__ = ["prefill", "dense", "budget", "explain", "check", "params",
-           "Prefill", "Dense", "Report", "Explanation", "StemError",
+__all__ = ["prefill", "dense", "sparse", "budget", "explain", "check",
+           "params", "to_bf16", "from_bf16", "testing",
+           "Prefill", "Dense", "Sparse", "Report", "Explanation", "StemError",
            "StemLibraryNotFound", "version", "library_path"]
 
-Prefill = collections.namedtuple("Prefill", "logits mask out lse")
-Dense = collections.namedtuple("Dense", "out lse")
+
+class Prefill(NamedTuple):
+    """prefill's results: logits and mask [Hq, Qb, Kb], out, lse [Hq, Lq]."""
+    logits: np.ndarray
+    mask: np.ndarray
+    out: np.ndarray
+    lse: np.ndarray
+
+
+class Dense(NamedTuple):
+    """dense's results: out and lse [Hq, Lq]."""
+    out: np.ndarray
+    lse: np.ndarray
+
+
+class Sparse(NamedTuple):
+    """sparse's results (attention under a given mask): out and lse."""
+    out: np.ndarray
+    lse: np.ndarray
 
 
 def _ok(st, what):
@@ -146,7 +167,7 @@ def dense(q, k, v, profile="angelslim", layout="hnd", dtype=None,
 def sparse(q, k, v, mask, profile="angelslim", layout="hnd", dtype=None,
            **overrides):
     """Block-sparse attention under a given mask [Hq, Qb, Kb]
-    (stem_attention_sparse): Dense(out, lse)."""
+    (stem_attention_sparse): Sparse(out, lse)."""
     p = _params.make(profile, **overrides)
     vq, vk, vv = _qkv(q, k, v, layout, dtype)
     d = _dims(p, vq, vk, vv, True)
@@ -163,7 +184,7 @@ def sparse(q, k, v, mask, profile="angelslim", layout="hnd", dtype=None,
                                            C.byref(vk.t), C.byref(vv.t),
                                            _ptr(m), C.byref(to), _ptr(lse)),
         "stem_attention_sparse")
-    return Dense(out, lse)
+    return Sparse(out, lse)
 
 
 def budget(kb=None, profile="angelslim", tokens=None, **overrides):
