@@ -7,7 +7,7 @@
 # q/k dim mismatch, Hq not a multiple of Hkv, NaN / Inf in q, k and v,
 # finite values too large for float32 arithmetic (1e30, 1e300), empty
 # tensors, d = 1, d = 256 and d = 257, one token, bad header lengths, and
-# hostile command lines.  Each must exit 1 (bad data) or 2 (bad command
+# hostile command lines.  Each must exit 2 (bad input: data or command
 # line) with a message on stderr, or exit 0 with a correct result (one
 # token: out equals v exactly).  Every failing run writes to an existing
 # output file, which must come out byte-identical.
@@ -200,19 +200,19 @@ for f in overflow overflow2 offsets_out offsets_neg offsets_reversed offsets_2e6
          dim_mismatch gqa nan_q inf_k ninf_v nan_bf16 inf_f16 huge_f32 huge_f64 empty zero_heads \
          d257 q_2d q_5d hlen_huge hlen_zero hlen_past_end not_json not_object \
          dup_names deep_json tiny empty_file; do
-    expect "run $f" 1 run "$T/$f.safetensors" -o "$O"
-    expect "run --dense $f" 1 run "$T/$f.safetensors" --dense -o "$O"
+    expect "run $f" 2 run "$T/$f.safetensors" -o "$O"
+    expect "run --dense $f" 2 run "$T/$f.safetensors" --dense -o "$O"
 done
 for f in npy_overflow npy_short npy_bigendian npy_unknown npy_negative \
          npy_huge_number npy_nan npy_badmagic npy_hlen npy_version npy_none; do
-    expect "run $f" 1 run "$T/$f" -o "$O"
+    expect "run $f" 2 run "$T/$f" -o "$O"
 done
-expect "run: input missing" 1 run "$T/absent.safetensors" -o "$O"
-expect "run: input is /dev/null" 1 run /dev/null -o "$O"
+expect "run: input missing" 2 run "$T/absent.safetensors" -o "$O"
+expect "run: input is /dev/null" 2 run /dev/null -o "$O"
 # a directory that holds other files is not an output directory: refused
 expect "run: output is a directory of other files" 2 run "$T/good.safetensors" -o "$T"
-expect "run: output directory missing" 1 run "$T/good.safetensors" -o "$T/no/such/dir/x.safetensors"
-expect "run --f64 overflow" 1 run "$T/overflow.safetensors" -o "$O" --f64
+expect "run: output directory missing" 2 run "$T/good.safetensors" -o "$T/no/such/dir/x.safetensors"
+expect "run --f64 overflow" 2 run "$T/overflow.safetensors" -o "$O" --f64
 for d in d1 d256; do
     expect "run $d" 0 run "$T/$d.safetensors" -o "$T/$d.out.safetensors"
     expect "run --dense $d" 0 run "$T/$d.safetensors" --dense -o "$T/$d.dense.safetensors"
@@ -268,6 +268,153 @@ expect "unknown command" 2 frobnicate
 expect "no command" 2
 check "stem run wrote nothing next to the existing output" \
     test "$(ls "$T" | grep -c -e '^existing' -e '\.tmp')" -eq 2
+
+# ------------------------------------------------- hostile paths, metadata
+# has NAME PATTERN: the last run's stderr matches PATTERN
+has() {
+    if grep -q -e "$2" "$T/stderr"; then
+        pass=$((pass + 1))
+    else
+        fail=$((fail + 1))
+        echo "FAIL $1: stderr lacks '$2'"
+        sed 's/^/    /' "$T/stderr" | head -n 4
+    fi
+}
+$PY - "$T" <<'PYEOF' || { echo "FAIL crafting the second files"; fail=$((fail + 1)); }
+import json, struct, sys
+T = sys.argv[1]
+def st(path, header, data):
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(h)) + h + data)
+qkv = bytes(4 * 2 * 8 * 4)
+# dtype "F32\u0000": libcjson's C string would read "F32"
+h = {"q": {"dtype": "F32", "shape": [2, 8, 4], "data_offsets": [0, 256]},
+     "k": {"dtype": "F32", "shape": [2, 8, 4], "data_offsets": [256, 512]},
+     "v": {"dtype": "F32", "shape": [2, 8, 4], "data_offsets": [512, 768]}}
+raw = json.dumps(h).replace('"F32"', '"F32\\u0000"', 1).encode()
+raw += b" " * (-len(raw) % 8)
+open(T + "/nul_dtype.safetensors", "wb").write(
+    struct.pack("<Q", len(raw)) + raw + bytes(768))
+# k and v share their bytes
+h2 = dict(h)
+h2["v"] = {"dtype": "F32", "shape": [2, 8, 4], "data_offsets": [256, 512]}
+st(T + "/overlap.safetensors", h2, bytes(768))
+# a NUL inside a .npy descr: '<f4\0x' would read as '<f4'
+import os
+os.makedirs(T + "/npy_nul", exist_ok=True)
+for n in "qkv":
+    d = "{'descr': '<f4%s', 'fortran_order': False, 'shape': (2, 8, 4), }" % (
+        "\0x" if n == "q" else "")
+    d = d.encode()
+    d += b" " * (-(10 + len(d) + 1) % 64) + b"\n"
+    open("%s/npy_nul/%s.npy" % (T, n), "wb").write(
+        b"\x93NUMPY\x01\x00" + struct.pack("<H", len(d)) + d + bytes(256))
+PYEOF
+expect "run: dtype F32\\u0000" 2 run "$T/nul_dtype.safetensors" -o "$O"
+has "run: dtype F32\\u0000 named" 'NUL'
+expect "run: overlapping data_offsets" 2 run "$T/overlap.safetensors" -o "$O"
+has "run: overlapping data_offsets named" "share data bytes"
+expect "run: NUL in a .npy descr" 2 run "$T/npy_nul" -o "$O"
+has "run: NUL in a .npy descr named" 'NUL byte'
+
+# inputs that are not regular files are refused at once, never waited on
+mkfifo "$T/fifo.safetensors"
+TO=""
+command -v timeout >/dev/null 2>&1 && TO="timeout 20"
+expect_to() {
+    name=$1
+    shift
+    $TO "$STEM" "$@" >"$T/stdout" 2>"$T/stderr" </dev/null
+    got=$?
+    if [ "$got" -eq 2 ] && [ -s "$T/stderr" ] && cmp -s "$KEEP" "$T/existing.orig"; then
+        pass=$((pass + 1))
+    else
+        fail=$((fail + 1))
+        echo "FAIL $name: exit $got (124: it waited), expected 2"
+        sed 's/^/    /' "$T/stderr" | head -n 4
+    fi
+}
+expect_to "run: input is a FIFO" run "$T/fifo.safetensors" -o "$O"
+has "run: input is a FIFO named" 'FIFO'
+mkdir "$T/fifodir"
+cp "$T/npy_nul/k.npy" "$T/npy_nul/v.npy" "$T/fifodir/"
+mkfifo "$T/fifodir/q.npy"
+expect_to "run: q.npy of a directory is a FIFO" run "$T/fifodir" -o "$O"
+expect_to "check: input is a FIFO" check "$T/fifo.safetensors"
+expect_to "mask: input is a FIFO" mask "$T/fifo.safetensors" -o "$T/m.png"
+
+# outputs: only a regular file (or an earlier output directory) is replaced
+mkfifo "$T/out.fifo"
+expect_to "run: output is a FIFO" run "$T/good.safetensors" -o "$T/out.fifo"
+check "run: the FIFO output is still a FIFO" test -p "$T/out.fifo"
+ln -s "$KEEP" "$T/out.link"
+expect "run: output is a symlink" 2 run "$T/good.safetensors" -o "$T/out.link"
+check "run: the symlink output is still a symlink" test -L "$T/out.link"
+check "run: the symlink's target is untouched" cmp -s "$KEEP" "$T/existing.orig"
+ln -s "$T/nowhere" "$T/dangling.link"
+expect "run: output is a dangling symlink" 2 run "$T/good.safetensors" -o "$T/dangling.link"
+check "run: nothing created through the dangling symlink" test ! -e "$T/nowhere"
+expect "gen: output is a symlink" 2 gen -o "$T/out.link" --tokens 8 --heads 1 --kv-heads 1 --dim 8
+check "gen: the symlink output is still a symlink" test -L "$T/out.link"
+expect_to "gen: output is a FIFO" gen -o "$T/out.fifo" --tokens 8 --heads 1 --kv-heads 1 --dim 8
+mkdir "$T/realdir"
+ln -s "$T/realdir" "$T/dir.link"
+expect "run: output directory is a symlink" 2 run "$T/good.safetensors" -o "$T/dir.link/"
+check "run: the directory symlink is still one" test -L "$T/dir.link"
+if [ "$(id -u)" -eq 0 ] && mknod "$T/chardev" c 1 3 2>/dev/null; then
+    # a node of our own (the null device's numbers) in the test folder
+    expect "run: output is a character device" 2 run "$T/good.safetensors" -o "$T/chardev"
+    check "run: the device node is still one" test -c "$T/chardev"
+    has "run: the device named" 'character device'
+else
+    echo "SKIP the character-device output (needs root and mknod)"
+fi
+
+# sizes from file metadata are bounded, and an unusable value is named
+# with the file it came from
+"$STEM" run "$T/good.safetensors" -o "$T/meta_run/" >/dev/null 2>&1
+sed 's/"prompt_blocks":[[:space:]]*"[0-9]*"/"prompt_blocks": "250000000"/' \
+    "$T/meta_run/metadata.json" >"$T/meta.tmp" && mv "$T/meta.tmp" "$T/meta_run/metadata.json"
+expect "check: metadata prompt_blocks 250000000" 2 check "$T/good.safetensors" "$T/meta_run"
+has "check: metadata prompt_blocks named with its file" "metadata prompt_blocks=250000000 in $T/meta_run/metadata.json"
+sed 's/"prompt_blocks":[[:space:]]*"[0-9]*"/"prompt_blocks": "0", "block_size": "5000"/' \
+    "$T/meta_run/metadata.json" >"$T/meta.tmp" && mv "$T/meta.tmp" "$T/meta_run/metadata.json"
+expect "check: metadata block_size 5000" 2 check "$T/good.safetensors" "$T/meta_run"
+has "check: metadata block_size named with its file" "metadata block_size=5000 in $T/meta_run/metadata.json: must be an integer in 1..4096"
+sed 's/"block_size":[[:space:]]*"5000"/"block_size": true/' \
+    "$T/meta_run/metadata.json" >"$T/meta.tmp" && mv "$T/meta.tmp" "$T/meta_run/metadata.json"
+expect "check: metadata block_size true" 2 check "$T/good.safetensors" "$T/meta_run"
+has "check: metadata block_size true refused" "metadata block_size='true'"
+
+# errors name the tensor and its dims
+$PY - "$T" <<'PYEOF' || { echo "FAIL crafting the shape files"; fail=$((fail + 1)); }
+import json, struct, sys
+T = sys.argv[1]
+def st(path, shapes):
+    h, off = {}, 0
+    for n, s in shapes.items():
+        size = 4 * s[0] * s[1] * s[2]
+        h[n] = {"dtype": "F32", "shape": s, "data_offsets": [off, off + size]}
+        off += size
+    b = json.dumps(h).encode()
+    b += b" " * (-len(b) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(b)) + b + bytes(off))
+st(T + "/lq_gt_lk.safetensors", {"q": [2, 256, 8], "k": [1, 128, 8], "v": [1, 128, 8]})
+st(T + "/kv_tokens.safetensors", {"q": [2, 128, 8], "k": [1, 128, 8], "v": [1, 256, 8]})
+PYEOF
+expect "run: Lq > Lk" 2 run "$T/lq_gt_lk.safetensors" -o "$O" --dense
+has "run: Lq > Lk names q and k" 'q \[2 heads, 256 tokens, 8 dim\] has more tokens than k \[1 heads, 128 tokens, 8 dim\]'
+expect "run: k/v token mismatch" 2 run "$T/kv_tokens.safetensors" -o "$O"
+has "run: k/v token mismatch names k and v" 'k \[1 heads, 128 tokens, 8 dim\] and v \[1 heads, 256 tokens, 8 dim\] differ'
+expect "run: alpha 2 names alpha" 2 run "$T/good.safetensors" -o "$O" --alpha 2
+has "run: alpha 2 named" 'alpha'
+
+# exit 3 for the system's failures: the disk is full (/dev/full, when
+# there is one: written through a temporary file that is never created
+# there, so only where the directory is writable by us)
+check "stem run left no temporary files" \
+    test "$(ls "$T" | grep -c '\.tmp')" -eq 0
 
 echo "hostile: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -69,7 +69,7 @@ expect "gen bad dtype" 2 "$STEM" gen -o "$T/x.safetensors" $G --dtype f8
 expect "gen bad kind" 2 "$STEM" gen -o "$T/x.safetensors" $G --kind fancy
 expect "gen missing value" 2 "$STEM" gen -o "$T/x.safetensors" $G --seed
 ok "gen usage errors write nothing" test ! -e "$T/x.safetensors"
-expect "gen into a missing directory" 1 "$STEM" gen -o "$T/nodir/x.safetensors" $G
+expect "gen into a missing directory" 2 "$STEM" gen -o "$T/nodir/x.safetensors" $G
 expect "gen" 0 "$STEM" gen -o "$T/a.safetensors" $G --seed 7
 expect "gen again" 0 "$STEM" gen -o "$T/a2.safetensors" $G --seed 7
 expect "gen other seed" 0 "$STEM" gen -o "$T/a3.safetensors" $G --seed 8
@@ -91,15 +91,15 @@ expect "run unknown profile" 2 "$STEM" run "$T/a.safetensors" -o "$T/o.safetenso
 expect "run bad threads" 2 "$STEM" run "$T/a.safetensors" -o "$T/o.safetensors" --threads 0
 expect "run bad layout" 2 "$STEM" run "$T/a.safetensors" -o "$T/o.safetensors" --layout hdn
 expect "run stride not dividing block" 2 "$STEM" run "$T/a.safetensors" -o "$T/o.safetensors" --block 64 --stride 7
-expect "run missing input" 1 "$STEM" run "$T/absent.safetensors" -o "$T/o.safetensors"
+expect "run missing input" 2 "$STEM" run "$T/absent.safetensors" -o "$T/o.safetensors"
 ok "run missing input names the file" stderr_has "absent.safetensors"
 head -c 3000 "$T/a.safetensors" > "$T/trunc.safetensors"
 printf 'precious' > "$T/keep.safetensors"
-expect "run truncated input" 1 "$STEM" run "$T/trunc.safetensors" -o "$T/keep.safetensors"
+expect "run truncated input" 2 "$STEM" run "$T/trunc.safetensors" -o "$T/keep.safetensors"
 ok "output untouched after failure" test "$(cat "$T/keep.safetensors")" = precious
-expect "run input without q/k/v" 1 "$STEM" run "$T/keep.safetensors" -o "$T/keep.safetensors"
+expect "run input without q/k/v" 2 "$STEM" run "$T/keep.safetensors" -o "$T/keep.safetensors"
 ok "output untouched after a bad input" test "$(cat "$T/keep.safetensors")" = precious
-expect "run into a missing directory" 1 "$STEM" run "$T/a.safetensors" -o "$T/nodir/o.safetensors"
+expect "run into a missing directory" 2 "$STEM" run "$T/a.safetensors" -o "$T/nodir/o.safetensors"
 
 expect "run" 0 "$STEM" run "$T/a.safetensors" -o "$T/s.safetensors"
 ok "run prints a summary" stderr_has "causal density"
@@ -108,7 +108,7 @@ expect "run over an existing output" 0 "$STEM" run "$T/a.safetensors" -o "$T/kee
 ok "existing output replaced on success" test "$(head -c 8 "$T/keep.safetensors")" != precious
 expect "run --dense" 0 "$STEM" run "$T/a.safetensors" -o "$T/d.safetensors" --dense
 expect "dense output has out and lse" 0 "$STEM" compare "$T/d.safetensors" "$T/d.safetensors" --tensor out --tensor lse
-expect "dense output has no mask" 1 "$STEM" compare "$T/d.safetensors" "$T/d.safetensors" --tensor mask
+expect "dense output has no mask" 2 "$STEM" compare "$T/d.safetensors" "$T/d.safetensors" --tensor mask
 
 # metadata under both naming styles, and the dtypes
 for kv in '"profile":"angelslim"' '"dtype":"fp32"' '"input_dtype":"bf16"' \
@@ -157,7 +157,7 @@ expect "run sparse non-default parameters" 0 "$STEM" run "$T/b.safetensors" -o "
 expect "stem check reads the run's parameters" 0 "$STEM" check "$T/b.safetensors" "$T/bp"
 expect "run scalar isa" 0 env STEM_ISA=scalar "$STEM" run "$T/b.safetensors" -o "$T/bs.safetensors" $S
 expect "every isa gives the same bits" 0 "$STEM" compare "$T/bs.safetensors" "$T/b1.safetensors" --tensor block_logits --tensor mask --tensor out --tensor lse --max-rel-l2 0
-expect "run bad isa" 1 env STEM_ISA=bogus "$STEM" run "$T/b.safetensors" -o "$T/bx.safetensors" $S
+expect "run bad isa" 2 env STEM_ISA=bogus "$STEM" run "$T/b.safetensors" -o "$T/bx.safetensors" $S
 # the bf16 compute mode: same logits and mask, out close to the f32 mode's
 expect "run sparse bf16 mode" 0 "$STEM" run "$T/b.safetensors" -o "$T/bb.safetensors" $S --compute bf16
 expect "bf16 mode keeps the logits and mask" 0 "$STEM" compare "$T/bb.safetensors" "$T/b1.safetensors" --tensor block_logits --tensor mask --max-rel-l2 0
@@ -181,15 +181,15 @@ ok "info honours --threads" stdout_has "^openmp max threads: 3$"
 expect "info bad option" 2 "$STEM" info --frobnicate
 expect "info scalar" 0 env STEM_ISA=scalar "$STEM" info
 ok "info reports STEM_ISA" stdout_has "^isa active: scalar$"
-expect "info bad isa" 1 env STEM_ISA=bogus "$STEM" info
+expect "info bad isa" 2 env STEM_ISA=bogus "$STEM" info
 
 # -------------------------------------------------------------- compare
 expect "compare one file" 2 "$STEM" compare "$T/s.safetensors"
 expect "compare bad threshold" 2 "$STEM" compare "$T/s.safetensors" "$T/s.safetensors" --max-rel-l2 x
-expect "compare missing file" 1 "$STEM" compare "$T/s.safetensors" "$T/absent.safetensors"
-expect "compare truncated file" 1 "$STEM" compare "$T/trunc.safetensors" "$T/s.safetensors"
-expect "compare missing tensor" 1 "$STEM" compare "$T/s.safetensors" "$T/s.safetensors" --tensor nope
-expect "compare other shapes" 1 "$STEM" compare "$T/s.safetensors" "$T/b1.safetensors"
+expect "compare missing file" 2 "$STEM" compare "$T/s.safetensors" "$T/absent.safetensors"
+expect "compare truncated file" 2 "$STEM" compare "$T/trunc.safetensors" "$T/s.safetensors"
+expect "compare missing tensor" 2 "$STEM" compare "$T/s.safetensors" "$T/s.safetensors" --tensor nope
+expect "compare other shapes" 2 "$STEM" compare "$T/s.safetensors" "$T/b1.safetensors"
 
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

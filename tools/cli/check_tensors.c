@@ -7,6 +7,8 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -191,6 +193,85 @@ static int meta_int(const tf_file *f, const char *key, double lo, double hi,
         return 0;
     *out = (long long)x;
     return 1;
+}
+
+/* Where a metadata value of path lives: path/metadata.json for a
+ * directory of .npy files, the file itself otherwise. */
+static void meta_where(const char *path, char *buf, size_t cap)
+{
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        snprintf(buf, cap, "%s/metadata.json", path);
+    else
+        snprintf(buf, cap, "%s", path);
+}
+
+/* See check_tensors.h. */
+int ct_check_meta_params(const tf_file *f, const char *path, const cli_opts *o)
+{
+    static const struct {
+        const char *key;
+        size_t have;            /* offset of o's have_ flag */
+        double lo, hi;
+        int integer;
+    } keys[] = {
+        {"alpha", offsetof(cli_opts, have_alpha), 0, 1, 0},
+        {"keep_ratio", offsetof(cli_opts, have_keep), 0, 1, 0},
+        {"lambda_mag", offsetof(cli_opts, have_lambda), 0, 1e6, 0},
+        {"lambda", offsetof(cli_opts, have_lambda), 0, 1e6, 0},
+        {"block_size", offsetof(cli_opts, have_block), 1, 4096, 1},
+        {"stride", offsetof(cli_opts, have_stride), 1, 4096, 1},
+        {"initial_blocks", offsetof(cli_opts, have_sinks), 0, 1 << 30, 1},
+        {"sinks", offsetof(cli_opts, have_sinks), 0, 1 << 30, 1},
+        {"window_size", offsetof(cli_opts, have_window), 0, 1 << 30, 1},
+        {"window", offsetof(cli_opts, have_window), 0, 1 << 30, 1},
+        {"prompt_blocks", offsetof(cli_opts, have_prompt), 0,
+         (double)CT_MAX_META_PROMPT_BLOCKS, 1},
+    };
+    char where[4200];
+    meta_where(path, where, sizeof(where));
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const char *text = tf_meta(f, keys[i].key);
+        if (!text || *(const int *)((const char *)o + keys[i].have))
+            continue;
+        double x;
+        if (!meta_num(f, keys[i].key, &x)) {
+            cli_error("metadata %s='%s' in %s: not a number", keys[i].key,
+                      text, where);
+            return CLI_USAGE;
+        }
+        if (x < keys[i].lo || x > keys[i].hi ||
+            (keys[i].integer && x != floor(x))) {
+            cli_error("metadata %s=%s in %s: must be %s in %.17g..%.17g",
+                      keys[i].key, text, where,
+                      keys[i].integer ? "an integer" : "a number", keys[i].lo,
+                      keys[i].hi);
+            return CLI_USAGE;
+        }
+    }
+    /* stride must divide the block size in force */
+    double blk = 128, str = 0;
+    if (o->have_block)
+        blk = (double)o->block;
+    else if (meta_num(f, "block_size", &blk) == 0)
+        blk = 128;
+    if (!o->have_stride && meta_num(f, "stride", &str) &&
+        (str > blk || fmod(blk, str) != 0)) {
+        cli_error("metadata stride=%s in %s: must divide the block size %g",
+                  tf_meta(f, "stride"), where, blk);
+        return CLI_USAGE;
+    }
+    stem_params pp;
+    if (!o->have_block && !o->have_stride && meta_num(f, "block_size", &blk) &&
+        !tf_meta(f, "stride") &&
+        stem_params_init(&pp, o->profile) == STEM_OK &&
+        (blk < pp.stride || fmod(blk, pp.stride) != 0)) {
+        cli_error("metadata block_size=%s in %s: the profile's stride %d does "
+                  "not divide it (give --stride or a stride in the metadata)",
+                  tf_meta(f, "block_size"), where, pp.stride);
+        return CLI_USAGE;
+    }
+    return CLI_OK;
 }
 
 /* See check_tensors.h. */

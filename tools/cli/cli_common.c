@@ -43,6 +43,27 @@ void cli_error(const char *fmt, ...)
 }
 
 /* See cli_common.h. */
+int cli_exit_status(stem_status st)
+{
+    return st == STEM_ERR_NOMEM ? CLI_INTERNAL : CLI_USAGE;
+}
+
+/* See cli_common.h. */
+int cli_exit_tf(void)
+{
+    return tf_last_fail() == TF_FAIL_SYSTEM ? CLI_INTERNAL : CLI_USAGE;
+}
+
+/* See cli_common.h. */
+int cli_status_error(const char *cmd, const char *what, stem_status st)
+{
+    const char *d = stem_last_error();
+    cli_error("%s: %s%s%s%s%s", cmd, what ? what : "", what ? ": " : "",
+              stem_strerror(st), d[0] ? ": " : "", d);
+    return cli_exit_status(st);
+}
+
+/* See cli_common.h. */
 int cli_parse_int(const char *opt, const char *text, long long lo,
                   long long hi, long long *out)
 {
@@ -237,10 +258,7 @@ int cli_opts_resolve(const cli_opts *o, stem_params *params)
     }
     stem_status st = stem_params_validate(&p);
     if (st != STEM_OK) {
-        cli_error("invalid parameters (block %d, stride %d, alpha %g, "
-                  "keep ratio %g): %s",
-                  p.block, p.stride, p.alpha, p.keep_ratio,
-                  stem_strerror(st));
+        cli_error("invalid parameters: %s", stem_last_error());
         return CLI_USAGE;
     }
     *params = p;

@@ -12,10 +12,25 @@
 #include "stem.h"
 #include "tensorfile.h"
 
-/* Exit codes of every subcommand. */
-#define CLI_OK 0
-#define CLI_FAIL 1              /* the work failed; message on stderr */
-#define CLI_USAGE 2             /* bad command line */
+/* Exit codes of every subcommand (stem --help and docs/GUARANTEES.md). */
+#define CLI_OK 0                /* success; `stem check`: PASS */
+#define CLI_FAIL 1              /* the answer is no: `stem check` found a
+                                 * fault, `stem compare` a difference over
+                                 * the tolerance; message on stderr */
+#define CLI_USAGE 2             /* bad input: the command line, an input
+                                 * file, a parameter, an output path */
+#define CLI_INTERNAL 3          /* the system failed: out of memory, no
+                                 * threads, an I/O error */
+
+/* CLI_INTERNAL for STEM_ERR_NOMEM, CLI_USAGE for any other error status
+ * (the input or the parameters are at fault). */
+int cli_exit_status(stem_status st);
+/* CLI_INTERNAL or CLI_USAGE for the last failing tensorfile call
+ * (tf_last_fail). */
+int cli_exit_tf(void);
+/* cli_error("CMD: WHAT: <stem_strerror(st)> (<stem_last_error()>)") and
+ * cli_exit_status(st). */
+int cli_status_error(const char *cmd, const char *what, stem_status st);
 
 /* Storage order of q/k/v in the input file. */
 #define CLI_LAYOUT_HND 0        /* [heads, tokens, dim] (default) */

@@ -14,8 +14,9 @@ static void compare_usage(FILE *fp)
           "For each NAME (default: out), prints the relative L2 error\n"
           "||A - B|| / ||B|| and the largest absolute difference, B being the\n"
           "reference.  Equal infinities count as equal; an infinity or NaN\n"
-          "on one side only makes both errors inf.  Exit 1 if a tensor is\n"
-          "missing, the shapes differ, or the error exceeds --max-rel-l2.\n",
+          "on one side only makes both errors inf.  Exit 1 if the error\n"
+          "exceeds --max-rel-l2; 2 if a file cannot be read, a tensor is\n"
+          "missing or the shapes differ; 3 out of memory or an I/O error.\n",
           fp);
 }
 
@@ -44,14 +45,14 @@ static int compare_one(const tf_file *a, const tf_file *b, const char *name,
     if (!x || !y) {
         cli_error("compare: tensor '%s' missing from %s", name,
                   !x ? "the first file" : "the second file");
-        return CLI_FAIL;
+        return CLI_USAGE;
     }
     int same = x->ndim == y->ndim;
     for (int d = 0; same && d < x->ndim; d++)
         same = x->shape[d] == y->shape[d];
     if (!same) {
         cli_error("compare: tensor '%s': shapes differ", name);
-        return CLI_FAIL;
+        return CLI_USAGE;
     }
     int64_t n = tf_numel(x);
     double num = 0.0, den = 0.0, maxabs = 0.0;
@@ -134,7 +135,7 @@ int cmd_compare(int argc, char **argv)
     if (tf_read(files[0], &a, err, sizeof(err)) != 0 ||
         tf_read(files[1], &b, err, sizeof(err)) != 0) {
         cli_error("compare: %s", err);
-        rc = CLI_FAIL;
+        rc = cli_exit_tf();
     }
     for (int i = 0; rc == CLI_OK && i < nnames; i++)
         rc = compare_one(&a, &b, names[i], max_rel, have_max);

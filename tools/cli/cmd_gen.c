@@ -481,7 +481,7 @@ int cmd_gen(int argc, char **argv)
     float *q = malloc(qn * sizeof(float)), *k = malloc(kn * sizeof(float));
     float *vv = malloc(kn * sizeof(float));
     tf_file f = {0};
-    int rc = CLI_FAIL;
+    int rc = CLI_INTERNAL;
     char err[256], num[32];
     if (!q || !k || !vv || generate(&sp, q, k, vv) != 0) {
         cli_error("gen: out of memory");
@@ -502,6 +502,7 @@ int cmd_gen(int argc, char **argv)
     }
     if (tf_write_safetensors(&f, out, err, sizeof(err)) != 0) {
         cli_error("gen: %s", err);
+        rc = cli_exit_tf();
         goto done;
     }
     rc = CLI_OK;

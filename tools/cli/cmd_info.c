@@ -15,7 +15,9 @@ static void info_usage(FILE *fp)
           "Prints the library version, the detected and the active "
           "instruction set\n(STEM_ISA overrides the detected one), every "
           "instruction set and whether\nthis machine runs it, the OpenMP "
-          "thread count and the SLEEF version.\nExit 1 if STEM_ISA names an "
+          "thread count and the SLEEF version.\nthreads: the count a call "
+          "uses, capped at what the process can run\n(stem.h, stem_threads), "
+          "and what capped it.\nExit 2 if STEM_ISA names an "
           "unknown or unsupported instruction set.\n",
           fp);
 }
@@ -52,7 +54,7 @@ int cmd_info(int argc, char **argv)
         const char *env = getenv("STEM_ISA");
         printf("isa active: invalid\n");
         cli_error("info: STEM_ISA=%s: %s", env ? env : "", stem_strerror(st));
-        rc = CLI_FAIL;
+        rc = CLI_USAGE;
     }
     for (int i = 0; i < STEM_ISA_COUNT; i++) {
         const char *why = stem_isa_supported((stem_isa)i) ? "supported" : "unsupported";
@@ -69,6 +71,27 @@ int cmd_info(int argc, char **argv)
                i == STEM_COMPUTE_F32 ? "float32 products (default)"
                                      : "bf16 operands, float32 sums (--compute bf16)");
     printf("openmp max threads: %d\n", omp_get_max_threads());
+    stem_params tp;
+    stem_thread_info ti;
+    stem_params_init(&tp, STEM_PROFILE_ANGELSLIM);
+    tp.threads = (int)threads;
+    if (stem_threads(&tp, &ti) == STEM_OK) {
+        printf("threads: %d of %d requested, capped by %s\n", ti.used,
+               ti.requested, ti.limited_by);
+        printf("thread cap: hard %d, 8 x %d CPUs in the affinity mask, "
+               "OMP_THREAD_LIMIT %d", STEM_THREAD_HARD_CAP, ti.cpus,
+               ti.omp_limit);
+        if (ti.nproc_room >= 0)
+            printf(", RLIMIT_NPROC %lld (room %lld)", ti.nproc_limit,
+                   ti.nproc_room);
+        else
+            printf(", RLIMIT_NPROC not applied");
+        if (ti.pids_room >= 0)
+            printf(", pids.max %lld (room %lld)", ti.pids_limit, ti.pids_room);
+        else
+            printf(", no pids.max");
+        printf("\n");
+    }
 #ifdef SLEEF_VERSION_MAJOR
     printf("sleef: %d.%d.%d\n", SLEEF_VERSION_MAJOR, SLEEF_VERSION_MINOR,
            SLEEF_VERSION_PATCHLEVEL);

@@ -4,7 +4,6 @@
  * files.
  */
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -68,6 +67,13 @@ static const char *budget_rule_name(stem_budget_rule r)
     return "?";
 }
 
+/* The threads a call with p uses (stem_threads). */
+static int threads_used(const stem_params *p)
+{
+    stem_thread_info ti;
+    return stem_threads(p, &ti) == STEM_OK ? ti.used : 1;
+}
+
 /* Canonical name of an input dtype, as `stem check` and stem_dump use. */
 static const char *input_dtype_name(stem_dtype dt)
 {
@@ -116,7 +122,7 @@ int cli_run_add_meta(tf_file *f, const stem_params *p, int dense,
            set_meta_num(f, "f64", p->use_f64) ||
            set_meta_str(f, "compute", stem_compute_name(p->compute)) ||
            set_meta_str(f, "isa", stem_isa_name(isa)) ||
-           set_meta_num(f, "threads", omp_get_max_threads()) ||
+           set_meta_num(f, "threads", threads_used(p)) ||
            set_meta_num(f, "seconds", secs) ||
            set_meta_str(f, "version", stem_version());
 }
@@ -159,6 +165,10 @@ static int output_kind(const char *path)
         }
         return 1;
     }
+    if (tf_output_replaceable(path, err, sizeof(err)) != 0) {
+        cli_error("run: -o: %s", err);
+        return -1;
+    }
     return 0;
 }
 
@@ -180,17 +190,18 @@ static int write_results(const char *path, int as_dir, const stem_dims *dm,
          tf_add(&f, "lse", TF_F32, 2, se, ro->lse, err, sizeof(err));
     if (rc) {
         cli_error("run: %s", err);
+        rc = cli_exit_tf();
     } else if (cli_run_add_meta(&f, p, dense, in_dtype, isa, secs)) {
-        rc = 1;
+        rc = CLI_INTERNAL;      /* metadata strings: out of memory */
     } else if (as_dir ? tf_write_npy_dir(&f, path, run_outputs, err,
                                          sizeof(err)) != 0
                       : tf_write_safetensors(&f, path, err, sizeof(err)) !=
                             0) {
         cli_error("run: %s", err);
-        rc = 1;
+        rc = cli_exit_tf();
     }
     tf_free(&f);
-    return rc ? CLI_FAIL : CLI_OK;
+    return rc;
 }
 
 /* See commands.h. */
@@ -264,7 +275,7 @@ int cmd_run(int argc, char **argv)
     if (st != STEM_OK) {
         cli_error("run: %s (check the STEM_ISA environment variable)",
                   stem_strerror(st));
-        return CLI_FAIL;
+        return CLI_USAGE;
     }
 
     tf_file f = {0};
@@ -274,22 +285,19 @@ int cmd_run(int argc, char **argv)
     if (tf_read(in, &f, err, sizeof(err)) != 0) {
         cli_progress_done();
         cli_error("run: %s", err);
-        return CLI_FAIL;
+        return cli_exit_tf();
     }
     stem_tensor q, k, v;
     stem_dims dm;
     run_out ro = {0};
-    rc = CLI_FAIL;
+    rc = CLI_USAGE;
     if (cli_load_qkv(&f, o.layout, &q, &k, &v, err, sizeof(err)) != 0) {
         cli_error("run: %s: %s", in, err);
         goto done;
     }
     st = stem_dims_get(&p, &q, &k, &v, !dense, &dm);
     if (st != STEM_OK) {
-        cli_error("run: %s: q %lldx%lldx%lld, k %lldx%lldx%lld: %s", in,
-                  (long long)q.heads, (long long)q.tokens, (long long)q.dim,
-                  (long long)k.heads, (long long)k.tokens, (long long)k.dim,
-                  stem_strerror(st));
+        rc = cli_status_error("run", in, st);
         goto done;
     }
     size_t nout = (size_t)(dm.hq * dm.lq * dm.d);
@@ -303,6 +311,7 @@ int cmd_run(int argc, char **argv)
     }
     if (!ro.out || !ro.lse || (!dense && (!ro.logits || !ro.mask))) {
         cli_error("run: out of memory");
+        rc = CLI_INTERNAL;
         goto done;
     }
     stem_tensor ot = stem_tensor_hnd(ro.out, STEM_F32, dm.hq, dm.lq, dm.d);
@@ -314,7 +323,7 @@ int cmd_run(int argc, char **argv)
         st = stem_prefill(&p, &q, &k, &v, &ot, ro.lse, ro.logits, ro.mask);
     double secs = cli_now() - t0;
     if (st != STEM_OK) {
-        cli_error("run: %s: %s", in, stem_strerror(st));
+        rc = cli_status_error("run", in, st);
         goto done;
     }
     cli_progress("writing");
@@ -326,7 +335,7 @@ int cmd_run(int argc, char **argv)
     if (dense) {
         fprintf(stderr, "stem: run dense: %.3f s, %lld heads x %lld tokens, "
                 "isa %s, %d threads\n", secs, (long long)dm.hq,
-                (long long)dm.lq, stem_isa_name(isa), omp_get_max_threads());
+                (long long)dm.lq, stem_isa_name(isa), threads_used(&p));
     } else {
         int64_t sel = 0, causal = 0, pb = dm.offset / p.block;
         for (size_t i = 0; i < nblk; i++)
@@ -339,7 +348,7 @@ int cmd_run(int argc, char **argv)
                 "%d threads\n", stem_profile_name(p.profile), secs,
                 (double)sel / (double)nblk, (double)sel / (double)causal,
                 (long long)sel, (long long)causal, stem_isa_name(isa),
-                omp_get_max_threads());
+                threads_used(&p));
     }
 done:
     cli_progress_done();

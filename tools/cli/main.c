@@ -21,7 +21,13 @@ static void usage(FILE *fp)
     for (int i = 0; i < NCOMMANDS; i++)
         fprintf(fp, "  %-10s %s\n", stem_commands[i].name,
                 stem_commands[i].summary);
-    fprintf(fp, "\nExit status: 0 success, 1 failure, 2 usage error.\n");
+    fprintf(fp, "\nExit status, every command:\n"
+                "  0  success (stem check: PASS)\n"
+                "  1  the answer is no: stem check found a fault, stem compare\n"
+                "     an error over --max-rel-l2\n"
+                "  2  bad input: the command line, an input file, a parameter\n"
+                "     (also one from a file's metadata), an output path\n"
+                "  3  internal failure: out of memory, an I/O error\n");
 }
 
 static const stem_command *find_command(const char *name)
@@ -32,7 +38,7 @@ static const stem_command *find_command(const char *name)
     return NULL;
 }
 
-/* Entry point: 0 ok, 1 failure, 2 usage error. */
+/* Entry point: exit codes as usage() prints them. */
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -69,7 +75,7 @@ int main(int argc, char **argv)
     int rc = c->run(argc - 1, argv + 1);
     if (fflush(stdout) != 0 && rc == CLI_OK) {
         cli_error("cannot write to standard output");
-        return CLI_FAIL;
+        return CLI_INTERNAL;
     }
     return rc;
 }

@@ -126,6 +126,11 @@ static int parse_header(const char *h, size_t len, tf_dtype *dt, int *ndim,
     cur c = {h, h + len};
     int have_descr = 0, have_fo = 0, have_shape = 0, fortran = 0;
     char key[64], descr[64];
+    if (memchr(h, '\0', len)) {
+        /* a descr "<f4\0..." would otherwise read as "<f4" */
+        tf_set_err(err, errlen, "the header holds a NUL byte");
+        return -1;
+    }
     if (!eat(&c, '{'))
         goto bad;
     for (;;) {
@@ -313,7 +318,7 @@ int tf_npy_dir_names(const char *path, char ***out, int *count, char *err,
             names = nn;
         if (!nn || !s) {
             free(s);
-            tf_set_err(err, errlen, "out of memory");
+            tf_set_syserr(err, errlen, "out of memory");
             rc = -1;
             break;
         }
@@ -355,11 +360,15 @@ int tf_npy_dir_meta(const char *dir, tf_file *f, char *err, size_t errlen)
     size_t len;
     if (tf_read_all(path, &buf, &len, err, errlen) != 0)
         return -1;
+    tf_cjson_begin();
     cJSON *j = cJSON_ParseWithLength(buf, len);
     free(buf);
     if (!j || !cJSON_IsObject(j)) {
         cJSON_Delete(j);
-        tf_set_err(err, errlen, "%s: not a JSON object", path);
+        if (!j && tf_cjson_oom())
+            tf_set_syserr(err, errlen, "%s: out of memory parsing it", path);
+        else
+            tf_set_err(err, errlen, "%s: not a JSON object", path);
         return -1;
     }
     int rc = 0;
@@ -376,8 +385,22 @@ int tf_npy_dir_meta(const char *dir, tf_file *f, char *err, size_t errlen)
             }
             val = num;
         }
+        char *json = NULL;
+        if (!val && e->string) {
+            /* true, false, null, an array or an object: kept as its JSON
+             * text, so that a parameter given so is refused by name
+             * ("not a number") rather than dropped without a word */
+            json = cJSON_PrintUnformatted(e);
+            if (!json) {
+                tf_set_syserr(err, errlen, "%s: out of memory", path);
+                rc = -1;
+                break;
+            }
+            val = json;
+        }
         if (val && e->string)
             rc = tf_set_meta(f, e->string, val, err, errlen);
+        cJSON_free(json);
     }
     cJSON_Delete(j);
     return rc;
@@ -400,7 +423,7 @@ int tf_read_npy_dir(const char *path, tf_file *out, char *err, size_t errlen)
         char *full = malloc(pl);
         char name[TF_NAME_MAX];
         if (!full) {
-            tf_set_err(err, errlen, "out of memory");
+            tf_set_syserr(err, errlen, "out of memory");
             rc = -1;
             break;
         }
@@ -422,6 +445,7 @@ int tf_read_npy_dir(const char *path, tf_file *out, char *err, size_t errlen)
 int tf_write_npy(const tf_tensor *t, const char *path, char *err,
                  size_t errlen)
 {
+    tf_fail_reset();
     if (!t || !path) {
         tf_set_err(err, errlen, "NULL argument");
         return -1;
@@ -512,6 +536,7 @@ static int dir_replaceable(const char *path, const char *const *replaceable,
 int tf_npy_dir_target(const char *path, const char *const *replaceable,
                       int *exists, char *err, size_t errlen)
 {
+    tf_fail_reset();
     struct stat sb;
     if (!path || !exists) {
         tf_set_err(err, errlen, "NULL argument");
@@ -535,24 +560,38 @@ int tf_npy_dir_target(const char *path, const char *const *replaceable,
         return -1;
     }
     *exists = 1;
+    if (access(path, W_OK | X_OK) != 0) {
+        tf_set_oserr(err, errlen, errno, "%s: the earlier output's files "
+                     "cannot be removed (%s); not replacing it", path,
+                     strerror(errno));
+        return -1;
+    }
     return dir_replaceable(path, replaceable, err, errlen);
 }
 
-/* Remove directory path and the regular files in it (best effort). */
-static void remove_dir(const char *path)
+/* Remove directory path and the regular files in it.  0 when it is gone;
+ * -1 with errno set when something stayed. */
+static int remove_dir(const char *path)
 {
     DIR *d = opendir(path);
+    int saved = 0;
     if (d) {
         struct dirent *e;
         char full[4096];
         while ((e = readdir(d)) != NULL)
             if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
                 snprintf(full, sizeof(full), "%s/%s", path, e->d_name) <
-                    (int)sizeof(full))
-                unlink(full);
+                    (int)sizeof(full) &&
+                unlink(full) != 0 && !saved)
+                saved = errno;
         closedir(d);
     }
-    rmdir(path);
+    if (rmdir(path) != 0) {
+        if (saved)
+            errno = saved;
+        return -1;
+    }
+    return 0;
 }
 
 /* metadata.json of f in directory dir: an object of string members. */
@@ -567,7 +606,7 @@ static int write_meta_json(const tf_file *f, const char *dir, char *err,
     char *text = ok ? cJSON_Print(o) : NULL;
     cJSON_Delete(o);
     if (!text) {
-        tf_set_err(err, errlen, "out of memory");
+        tf_set_syserr(err, errlen, "out of memory");
         return -1;
     }
     char path[4096];
@@ -588,6 +627,7 @@ static int write_meta_json(const tf_file *f, const char *dir, char *err,
 int tf_write_npy_dir(const tf_file *f, const char *path,
                      const char *const *replaceable, char *err, size_t errlen)
 {
+    tf_fail_reset();
     if (!f || !path) {
         tf_set_err(err, errlen, "NULL argument");
         return -1;
@@ -618,8 +658,9 @@ int tf_write_npy_dir(const tf_file *f, const char *path,
     char tmp[4096 + 32];
     snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", dir);
     if (!mkdtemp(tmp)) {
-        tf_set_err(err, errlen, "%s: cannot create a temporary directory: %s",
-                   dir, strerror(errno));
+        tf_set_oserr(err, errlen, errno,
+                     "%s: cannot create a temporary directory: %s", dir,
+                     strerror(errno));
         return -1;
     }
     mode_t um = umask(0);
@@ -636,8 +677,17 @@ int tf_write_npy_dir(const tf_file *f, const char *path,
         rc = write_meta_json(f, tmp, err, errlen);
     if (rc == 0 && exists) {
         /* swap the finished directory with the earlier output, atomically
-         * where the kernel can; then the temporary name holds the old one */
-        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {
+         * where the kernel can; then the temporary name holds the old one,
+         * which must go too: a success leaves no DIR.tmp.* behind */
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) == 0) {
+            if (remove_dir(tmp) != 0) {
+                tf_set_oserr(err, errlen, errno, "%s written, but the earlier "
+                             "output, moved to %s, cannot be removed: %s",
+                             dir, tmp, strerror(errno));
+                return -1;
+            }
+            return 0;
+        } else {
             char old[4096 + 32];
             snprintf(old, sizeof(old), "%s.old.XXXXXX", dir);
             if (!mkdtemp(old) || rmdir(old) != 0 || rename(dir, old) != 0) {
@@ -649,13 +699,17 @@ int tf_write_npy_dir(const tf_file *f, const char *path,
                            strerror(errno));
                 rename(old, dir);
                 rc = -1;
+            } else if (remove_dir(old) != 0) {
+                tf_set_oserr(err, errlen, errno, "%s written, but the earlier "
+                             "output, moved to %s, cannot be removed: %s",
+                             dir, old, strerror(errno));
+                return -1;
             } else {
-                remove_dir(old);
                 return 0;
             }
         }
     } else if (rc == 0 && rename(tmp, dir) != 0) {
-        tf_set_err(err, errlen, "%s: %s", dir, strerror(errno));
+        tf_set_oserr(err, errlen, errno, "%s: %s", dir, strerror(errno));
         rc = -1;
     }
     remove_dir(tmp);

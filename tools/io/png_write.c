@@ -77,14 +77,18 @@ static int encode(int w, int h, const uint8_t *rgb, membuf *m)
 int png_write_rgb(const char *path, int w, int h, const uint8_t *rgb,
                   char *err, size_t errlen)
 {
+    tf_fail_reset();
     if (!path || !rgb || w < 1 || h < 1 || w > 65535 || h > 65535) {
         snprintf(err, errlen, "bad picture arguments (%d x %d)", w, h);
         return -1;
     }
+    if (tf_output_replaceable(path, err, errlen) != 0)
+        return -1;
     membuf m = {0};
     if (encode(w, h, rgb, &m) != 0) {
         free(m.data);
-        snprintf(err, errlen, "%s: PNG encoding failed", path);
+        tf_set_syserr(err, errlen, "%s: PNG encoding failed (out of memory)",
+                      path);
         return -1;
     }
     const void *ptrs[1] = {m.data};

@@ -52,8 +52,20 @@ static int parse_meta(const cJSON *meta, tf_file *f, char *err,
     return 0;
 }
 
+/* Byte range of one tensor in the data section, for the overlap check. */
+typedef struct span {
+    int64_t b, e;
+    const char *name;
+} span;
+
+static int cmp_span(const void *a, const void *b)
+{
+    const span *x = a, *y = b;
+    return x->b < y->b ? -1 : x->b > y->b ? 1 : (x->e > y->e) - (x->e < y->e);
+}
+
 static int parse_tensor(const cJSON *it, char *data, size_t data_len,
-                        tf_file *f, char *err, size_t errlen)
+                        tf_file *f, span *range, char *err, size_t errlen)
 {
     const char *name = it->string;
     if (!cJSON_IsObject(it)) {
@@ -119,8 +131,48 @@ static int parse_tensor(const cJSON *it, char *data, size_t data_len,
                 name, (long long)(e - b), nbytes);
         return -1;
     }
+    range->b = b;
+    range->e = e;
+    range->name = name;
     return tf_push_tensor(f, name, (tf_dtype)dt, ndim, shape, data + b,
                           nbytes, err, errlen);
+}
+
+/* 1 if the JSON text holds the escape \u0000 inside a string (which
+ * libcjson would cut the C string at, so that "F32\u0000" read as "F32"). */
+static int escaped_nul(const char *s, size_t len)
+{
+    int in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!in_str) {
+            in_str = s[i] == '"';
+        } else if (s[i] == '"') {
+            in_str = 0;
+        } else if (s[i] == '\\' && i + 1 < len) {
+            if (s[i + 1] == 'u' && i + 5 < len && s[i + 2] == '0' &&
+                s[i + 3] == '0' && s[i + 4] == '0' && s[i + 5] == '0')
+                return 1;
+            i++;                /* skip the escaped character */
+        }
+    }
+    return 0;
+}
+
+/* Refuse tensors whose data ranges sp[0..n) overlap (the format gives
+ * every tensor bytes of its own); empty tensors overlap nothing.  Sorts sp. */
+static int check_overlap(span *sp, int n, char *err, size_t errlen)
+{
+    qsort(sp, (size_t)n, sizeof(*sp), cmp_span);
+    for (int i = 1; i < n; i++)
+        if (sp[i].b < sp[i - 1].e) {
+            tf_set_err(err, errlen, "tensors '%s' [%lld, %lld) and '%s' "
+                       "[%lld, %lld) share data bytes (overlapping "
+                       "data_offsets)", sp[i - 1].name, (long long)sp[i - 1].b,
+                       (long long)sp[i - 1].e, sp[i].name, (long long)sp[i].b,
+                       (long long)sp[i].e);
+            return -1;
+        }
+    return 0;
 }
 
 /* Parse header (len bytes) over the data section; fill f. */
@@ -128,9 +180,18 @@ static int parse_header(const char *hdr, size_t len, char *data,
                         size_t data_len, tf_file *f, char *err, size_t errlen)
 {
     const char *end = NULL;
+    if (escaped_nul(hdr, len)) {
+        tf_set_err(err, errlen, "header holds an escaped NUL character "
+                   "(\\u0000) in a string; names and dtypes cannot hold one");
+        return -1;
+    }
+    tf_cjson_begin();
     cJSON *root = cJSON_ParseWithLengthOpts(hdr, len, &end, 0);
     if (!root) {
-        tf_set_err(err, errlen, "header is not valid JSON");
+        if (tf_cjson_oom())
+            tf_set_syserr(err, errlen, "out of memory parsing the header");
+        else
+            tf_set_err(err, errlen, "header is not valid JSON");
         return -1;
     }
     int rc = 0;
@@ -146,7 +207,16 @@ static int parse_header(const char *hdr, size_t len, char *data,
         rc = -1;
     }
     const cJSON *it;
-    int nmeta = 0;
+    int nmeta = 0, nsp = 0;
+    span *sp = NULL;
+    if (rc == 0) {
+        int n = cJSON_GetArraySize(root);
+        sp = malloc((size_t)(n > 0 ? n : 1) * sizeof(*sp));
+        if (!sp) {
+            tf_set_syserr(err, errlen, "out of memory");
+            rc = -1;
+        }
+    }
     for (it = root->child; rc == 0 && it; it = it->next) {
         if (!it->string) {
             tf_set_err(err, errlen, "header entry without a name");
@@ -159,9 +229,14 @@ static int parse_header(const char *hdr, size_t len, char *data,
                 rc = parse_meta(it, f, err, errlen);
             }
         } else {
-            rc = parse_tensor(it, data, data_len, f, err, errlen);
+            rc = parse_tensor(it, data, data_len, f, &sp[nsp], err, errlen);
+            if (rc == 0 && sp[nsp].e > sp[nsp].b)
+                nsp++;
         }
     }
+    if (rc == 0)
+        rc = check_overlap(sp, nsp, err, errlen);
+    free(sp);
     cJSON_Delete(root);
     return rc;
 }
@@ -174,14 +249,13 @@ int tf_read_safetensors(const char *path, tf_file *out, char *err,
         tf_set_err(err, errlen, "NULL argument");
         return -1;
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        tf_set_err(err, errlen, "%s: %s", path, strerror(errno));
+    tf_fail_reset();
+    int fd = tf_open_input(path, err, errlen);
+    if (fd < 0)
         return -1;
-    }
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        tf_set_err(err, errlen, "%s: not a regular file", path);
+    if (fstat(fd, &st) != 0) {
+        tf_set_oserr(err, errlen, errno, "%s: %s", path, strerror(errno));
         close(fd);
         return -1;
     }
@@ -213,7 +287,7 @@ int tf_read_safetensors(const char *path, tf_file *out, char *err,
     char *hdr = malloc((size_t)hlen);
     char *data = malloc(dlen ? dlen : 1);
     if (!hdr || !data) {
-        tf_set_err(err, errlen, "%s: out of memory", path);
+        tf_set_syserr(err, errlen, "%s: out of memory", path);
         free(hdr);
         free(data);
         close(fd);
@@ -221,7 +295,7 @@ int tf_read_safetensors(const char *path, tf_file *out, char *err,
     }
     if (tf_read_exact(fd, hdr, (size_t)hlen) != 0 ||
         tf_read_exact(fd, data, dlen) != 0) {
-        tf_set_err(err, errlen, "%s: read failed", path);
+        tf_set_syserr(err, errlen, "%s: read failed", path);
         free(hdr);
         free(data);
         close(fd);
@@ -313,7 +387,7 @@ static char *build_header(const tf_file *f, size_t *hlen, char *err,
     char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     if (!text) {
-        tf_set_err(err, errlen, "out of memory building the header");
+        tf_set_syserr(err, errlen, "out of memory building the header");
         return NULL;
     }
     size_t n = strlen(text);
@@ -321,7 +395,7 @@ static char *build_header(const tf_file *f, size_t *hlen, char *err,
     char *h = malloc(padded);
     if (!h) {
         free(text);
-        tf_set_err(err, errlen, "out of memory building the header");
+        tf_set_syserr(err, errlen, "out of memory building the header");
         return NULL;
     }
     memcpy(h, text, n);
@@ -335,6 +409,7 @@ static char *build_header(const tf_file *f, size_t *hlen, char *err,
 int tf_write_safetensors(const tf_file *f, const char *path, char *err,
                          size_t errlen)
 {
+    tf_fail_reset();
     if (!f || !path) {
         tf_set_err(err, errlen, "NULL argument");
         return -1;
@@ -360,7 +435,7 @@ int tf_write_safetensors(const tf_file *f, const char *path, char *err,
         free(ptrs);
         free(lens);
         free(hdr);
-        tf_set_err(err, errlen, "%s: out of memory", path);
+        tf_set_syserr(err, errlen, "%s: out of memory", path);
         return -1;
     }
     ptrs[0] = lenb;
@@ -394,7 +469,7 @@ int tf_safetensors_header(const tf_file *f, void **out, size_t *len,
     unsigned char *b = malloc(8 + hlen);
     if (!b) {
         free(hdr);
-        tf_set_err(err, errlen, "out of memory building the header");
+        tf_set_syserr(err, errlen, "out of memory building the header");
         return -1;
     }
     for (int i = 0; i < 8; i++)

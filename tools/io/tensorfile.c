@@ -5,9 +5,11 @@
  */
 #include "tensorfile.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,72 @@ void tf_set_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+}
+
+/* The kind of the calling thread's last failure (tf_last_fail). */
+static _Thread_local tf_fail_kind last_fail;
+
+tf_fail_kind tf_last_fail(void)
+{
+    return last_fail;
+}
+
+void tf_fail_reset(void)
+{
+    last_fail = TF_FAIL_INPUT;
+}
+
+void tf_set_syserr(char *err, size_t errlen, const char *fmt, ...)
+{
+    last_fail = TF_FAIL_SYSTEM;
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+void tf_set_oserr(char *err, size_t errlen, int e, const char *fmt, ...)
+{
+    switch (e) {
+    case ENOENT: case EACCES: case EPERM: case ENOTDIR: case EISDIR:
+    case EROFS: case ELOOP: case ENAMETOOLONG: case EEXIST: case ENXIO:
+        break;
+    default:
+        last_fail = TF_FAIL_SYSTEM;
+    }
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Set when libcjson's allocator fails on this thread (tf_cjson_begin). */
+static _Thread_local int cjson_oom;
+
+static void *cjson_malloc(size_t n)
+{
+    void *p = malloc(n);
+    if (!p)
+        cjson_oom = 1;
+    return p;
+}
+
+void tf_cjson_begin(void)
+{
+    static cJSON_Hooks hooks = {cjson_malloc, free};
+    static atomic_int installed;
+    if (!atomic_exchange(&installed, 1))
+        cJSON_InitHooks(&hooks);
+    cjson_oom = 0;
+}
+
+int tf_cjson_oom(void)
+{
+    return cjson_oom;
 }
 
 static const struct {
@@ -122,7 +190,7 @@ static tf_store *store_of(tf_file *f, char *err, size_t errlen)
     if (!f->blob) {
         f->blob = calloc(1, sizeof(tf_store));
         if (!f->blob)
-            tf_set_err(err, errlen, "out of memory");
+            tf_set_syserr(err, errlen, "out of memory");
     }
     return f->blob;
 }
@@ -140,7 +208,7 @@ int tf_own_chunk(tf_file *f, void *chunk, char *err, size_t errlen)
         void **c = realloc(s->chunks, (size_t)cap * sizeof(*c));
         if (!c) {
             free(chunk);
-            tf_set_err(err, errlen, "out of memory");
+            tf_set_syserr(err, errlen, "out of memory");
             return -1;
         }
         s->chunks = c;
@@ -184,7 +252,7 @@ int tf_push_tensor(tf_file *f, const char *name, tf_dtype dtype, int ndim,
     if (nbytes > 0 && (uintptr_t)data % es != 0) {
         void *copy = malloc(nbytes);
         if (!copy) {
-            tf_set_err(err, errlen, "out of memory");
+            tf_set_syserr(err, errlen, "out of memory");
             return -1;
         }
         memcpy(copy, data, nbytes);
@@ -194,7 +262,7 @@ int tf_push_tensor(tf_file *f, const char *name, tf_dtype dtype, int ndim,
     }
     tf_tensor *t = realloc(f->tensors, (size_t)(f->count + 1) * sizeof(*t));
     if (!t) {
-        tf_set_err(err, errlen, "out of memory");
+        tf_set_syserr(err, errlen, "out of memory");
         return -1;
     }
     f->tensors = t;
@@ -215,6 +283,7 @@ int tf_push_tensor(tf_file *f, const char *name, tf_dtype dtype, int ndim,
 int tf_add(tf_file *f, const char *name, tf_dtype dtype, int ndim,
            const int64_t *shape, const void *data, char *err, size_t errlen)
 {
+    tf_fail_reset();
     size_t nbytes;
     if (!f || !name) {
         tf_set_err(err, errlen, "NULL argument");
@@ -228,7 +297,7 @@ int tf_add(tf_file *f, const char *name, tf_dtype dtype, int ndim,
     }
     void *copy = malloc(nbytes ? nbytes : 1);
     if (!copy) {
-        tf_set_err(err, errlen, "out of memory (%zu bytes)", nbytes);
+        tf_set_syserr(err, errlen, "out of memory (%zu bytes)", nbytes);
         return -1;
     }
     if (nbytes)
@@ -250,13 +319,14 @@ int tf_add(tf_file *f, const char *name, tf_dtype dtype, int ndim,
 int tf_set_meta(tf_file *f, const char *key, const char *value, char *err,
                 size_t errlen)
 {
+    tf_fail_reset();
     if (!f || !key || !value) {
         tf_set_err(err, errlen, "NULL argument");
         return -1;
     }
     char *v = strdup(value);
     if (!v) {
-        tf_set_err(err, errlen, "out of memory");
+        tf_set_syserr(err, errlen, "out of memory");
         return -1;
     }
     for (int i = 0; i < f->meta_count; i++) {
@@ -277,7 +347,7 @@ int tf_set_meta(tf_file *f, const char *key, const char *value, char *err,
     if (!k || !ks || !vs) {
         free(k);
         free(v);
-        tf_set_err(err, errlen, "out of memory");
+        tf_set_syserr(err, errlen, "out of memory");
         return -1;
     }
     f->meta_keys[f->meta_count] = k;
@@ -346,17 +416,44 @@ int tf_read_exact(int fd, void *buf, size_t len)
 }
 
 /* See tensorfile.h. */
-int tf_read_all(const char *path, void **buf, size_t *len, char *err,
-                size_t errlen)
+int tf_open_input(const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
-        tf_set_err(err, errlen, "%s: %s", path, strerror(errno));
+        tf_set_oserr(err, errlen, errno, "%s: %s", path, strerror(errno));
         return -1;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        tf_set_err(err, errlen, "%s: not a regular file", path);
+    if (fstat(fd, &st) != 0) {
+        tf_set_oserr(err, errlen, errno, "%s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        tf_set_err(err, errlen, "%s: not a regular file (%s); refused",
+                   path, S_ISFIFO(st.st_mode)   ? "a FIFO"
+                         : S_ISCHR(st.st_mode)  ? "a character device"
+                         : S_ISBLK(st.st_mode)  ? "a block device"
+                         : S_ISSOCK(st.st_mode) ? "a socket"
+                         : S_ISDIR(st.st_mode)  ? "a directory"
+                                                : "not a file");
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* See tensorfile.h. */
+int tf_read_all(const char *path, void **buf, size_t *len, char *err,
+                size_t errlen)
+{
+    tf_fail_reset();
+    int fd = tf_open_input(path, err, errlen);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        tf_set_oserr(err, errlen, errno, "%s: %s", path, strerror(errno));
         close(fd);
         return -1;
     }
@@ -368,12 +465,12 @@ int tf_read_all(const char *path, void **buf, size_t *len, char *err,
     size_t n = (size_t)st.st_size;
     void *b = malloc(n ? n : 1);
     if (!b) {
-        tf_set_err(err, errlen, "%s: out of memory (%zu bytes)", path, n);
+        tf_set_syserr(err, errlen, "%s: out of memory (%zu bytes)", path, n);
         close(fd);
         return -1;
     }
     if (tf_read_exact(fd, b, n) != 0) {
-        tf_set_err(err, errlen, "%s: read failed", path);
+        tf_set_syserr(err, errlen, "%s: read failed", path);
         free(b);
         close(fd);
         return -1;
@@ -400,9 +497,34 @@ static int write_full(int fd, const void *buf, size_t len)
 }
 
 /* See tensorfile.h. */
+int tf_output_replaceable(const char *path, char *err, size_t errlen)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0) {
+        if (errno == ENOENT)
+            return 0;
+        tf_set_oserr(err, errlen, errno, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (S_ISREG(sb.st_mode))
+        return 0;
+    tf_set_err(err, errlen, "%s exists and is %s; refusing to replace it "
+               "(only a regular file is replaced)", path,
+               S_ISLNK(sb.st_mode)    ? "a symbolic link"
+               : S_ISFIFO(sb.st_mode) ? "a FIFO"
+               : S_ISCHR(sb.st_mode)  ? "a character device"
+               : S_ISBLK(sb.st_mode)  ? "a block device"
+               : S_ISSOCK(sb.st_mode) ? "a socket"
+               : S_ISDIR(sb.st_mode)  ? "a directory"
+                                      : "not a regular file");
+    return -1;
+}
+
+/* See tensorfile.h. */
 int tf_write_atomic(const char *path, int n, const void *const *ptrs,
                     const size_t *lens, char *err, size_t errlen)
 {
+    tf_fail_reset();
     if (!path || path[0] == '\0') {
         tf_set_err(err, errlen, "empty output path");
         return -1;
@@ -412,15 +534,17 @@ int tf_write_atomic(const char *path, int n, const void *const *ptrs,
         tf_set_err(err, errlen, "%s: is a directory name", path);
         return -1;
     }
+    if (tf_output_replaceable(path, err, errlen) != 0)
+        return -1;
     char *tmp = malloc(plen + 16);
     if (!tmp) {
-        tf_set_err(err, errlen, "out of memory");
+        tf_set_syserr(err, errlen, "out of memory");
         return -1;
     }
     snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        tf_set_err(err, errlen, "%s: cannot create temporary file: %s", path,
+        tf_set_oserr(err, errlen, errno, "%s: cannot create temporary file: %s", path,
                 strerror(errno));
         free(tmp);
         return -1;
@@ -445,7 +569,8 @@ int tf_write_atomic(const char *path, int n, const void *const *ptrs,
         saved = errno;
     }
     if (!ok) {
-        tf_set_err(err, errlen, "%s: write failed: %s", path, strerror(saved));
+        tf_set_oserr(err, errlen, saved, "%s: write failed: %s", path,
+                     strerror(saved));
         unlink(tmp);
         free(tmp);
         return -1;
@@ -457,25 +582,24 @@ int tf_write_atomic(const char *path, int n, const void *const *ptrs,
 /* See tensorfile.h. */
 int tf_read(const char *path, tf_file *out, char *err, size_t errlen)
 {
+    tf_fail_reset();
     if (!path || !out) {
         tf_set_err(err, errlen, "NULL argument");
         return -1;
     }
     struct stat st;
     if (stat(path, &st) != 0) {
-        tf_set_err(err, errlen, "%s: %s", path, strerror(errno));
+        tf_set_oserr(err, errlen, errno, "%s: %s", path, strerror(errno));
         return -1;
     }
     if (S_ISDIR(st.st_mode))
         return tf_read_npy_dir(path, out, err, errlen);
     unsigned char magic[6] = {0};
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        tf_set_err(err, errlen, "%s: %s", path, strerror(errno));
+    int fd = tf_open_input(path, err, errlen);
+    if (fd < 0)
         return -1;
-    }
-    size_t got = fread(magic, 1, sizeof(magic), fp);
-    fclose(fp);
+    ssize_t got = pread(fd, magic, sizeof(magic), 0);
+    close(fd);
     if (got == 6 && memcmp(magic, "\x93NUMPY", 6) == 0)
         return tf_read_npy(path, out, err, errlen);
     return tf_read_safetensors(path, out, err, errlen);

@@ -54,10 +54,23 @@ const char *tf_dtype_name(tf_dtype dtype);   /* "F32", "BF16", ... */
 int64_t tf_numel(const tf_tensor *t);
 
 /*
+ * What the calling thread's last failing tensorfile call ran into:
+ * TF_FAIL_INPUT, the input, the path or the arguments (a bad file, a
+ * missing one, a refused output path), or TF_FAIL_SYSTEM, the system (out
+ * of memory, an I/O error, a full disk).  The stem tool exits 2 for the
+ * first and 3 for the second.
+ */
+typedef enum tf_fail_kind { TF_FAIL_INPUT = 0, TF_FAIL_SYSTEM = 1 } tf_fail_kind;
+tf_fail_kind tf_last_fail(void);
+
+/*
  * Read a safetensors file, a single .npy file (one tensor named after the
  * file's stem) or a directory of .npy files (one tensor per file).  Every
  * offset, shape and size is validated against the file length; overflowing
- * products, unknown dtypes and truncated data are errors.
+ * products, unknown dtypes and truncated data are errors.  Anything but a
+ * regular file or a directory (a FIFO, a device, a socket) is refused
+ * without being waited on: files are opened O_NONBLOCK and checked with
+ * fstat before a byte is read.
  */
 int tf_read(const char *path, tf_file *out, char *err, size_t errlen);
 
@@ -130,6 +143,25 @@ uint16_t tf_f32_to_f16(float f);
  * when err is NULL or errlen is 0. */
 void tf_set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same for a failure of the system rather than of the input (out of
+ * memory, an I/O error): also marks the thread's last failure as
+ * TF_FAIL_SYSTEM. */
+void tf_set_syserr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The same for a failed system call with error code e: TF_FAIL_SYSTEM
+ * unless e says the path or its permissions are at fault (ENOENT, EACCES,
+ * EPERM, ENOTDIR, EISDIR, EROFS, ELOOP, ENAMETOOLONG, EEXIST, ENXIO). */
+void tf_set_oserr(char *err, size_t errlen, int e, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Route libcjson's allocations through a wrapper that notes a failure
+ * (installed once, process-wide) and clear the note; after a failed parse
+ * or print, tf_cjson_oom() says whether the allocator was the cause, so
+ * that running out of memory is not reported as a malformed header. */
+void tf_cjson_begin(void);
+int tf_cjson_oom(void);
+/* Forget the thread's last failure kind (every public reader and writer
+ * does this first). */
+void tf_fail_reset(void);
 
 /* Read exactly len bytes from fd (retrying short reads and EINTR); 0, or
  * -1 on an error or end of file. */
@@ -161,6 +193,21 @@ int tf_push_tensor(tf_file *f, const char *name, tf_dtype dtype, int ndim,
 int tf_own_chunk(tf_file *f, void *chunk, char *err, size_t errlen);
 
 /*
+ * Open path for reading without blocking (O_NONBLOCK): a FIFO or a device
+ * is refused at once, with the reason in err, instead of being waited on.
+ * The descriptor of a regular file, or -1.
+ */
+int tf_open_input(const char *path, char *err, size_t errlen);
+
+/*
+ * 0 when path may be replaced by a regular file: it does not exist or is
+ * a regular file.  -1 with a reason when it is anything else (a symbolic
+ * link, a FIFO, a device, a socket, a directory): outputs never replace
+ * those, and never write through a link.
+ */
+int tf_output_replaceable(const char *path, char *err, size_t errlen);
+
+/*
  * Read a whole regular file into a malloc'd buffer (*buf, *len); the
  * caller frees *buf.  Refuses files larger than SIZE_MAX / 2.
  */
@@ -171,6 +218,8 @@ int tf_read_all(const char *path, void **buf, size_t *len, char *err,
  * Write the n pieces (ptrs[i], lens[i]) to path through a temporary file
  * in the same directory (mode 0666 & ~umask), fsync'd and renamed over
  * path.  On failure the temporary file is removed and path is untouched.
+ * An existing path that is not a regular file is refused
+ * (tf_output_replaceable).
  */
 int tf_write_atomic(const char *path, int n, const void *const *ptrs,
                     const size_t *lens, char *err, size_t errlen);

@@ -25,7 +25,7 @@ static int add_path(tf_index *idx, const char *path, char *err, size_t errlen)
         idx->paths = p;
     if (!p || !s) {
         free(s);
-        tf_set_err(err, errlen, "out of memory");
+        tf_set_syserr(err, errlen, "out of memory");
         return -1;
     }
     idx->paths[idx->npaths++] = s;
@@ -51,7 +51,7 @@ static int add_entry(tf_index *idx, const char *name, tf_dtype dt, int ndim,
     tf_index_entry *e =
         realloc(idx->entries, (size_t)(idx->count + 1) * sizeof(*e));
     if (!e) {
-        tf_set_err(err, errlen, "out of memory");
+        tf_set_syserr(err, errlen, "out of memory");
         return -1;
     }
     idx->entries = e;
@@ -143,18 +143,22 @@ static int index_safetensors(const char *path, int fd, uint64_t fsize,
     }
     char *hdr = malloc((size_t)hlen);
     if (!hdr) {
-        tf_set_err(err, errlen, "out of memory");
+        tf_set_syserr(err, errlen, "out of memory");
         return -1;
     }
     if (pread(fd, hdr, (size_t)hlen, 8) != (ssize_t)hlen) {
         free(hdr);
-        tf_set_err(err, errlen, "read failed");
+        tf_set_syserr(err, errlen, "read failed");
         return -1;
     }
     const char *end = NULL;
+    tf_cjson_begin();
     cJSON *root = cJSON_ParseWithLengthOpts(hdr, (size_t)hlen, &end, 0);
     int rc = 0;
-    if (!root || !cJSON_IsObject(root)) {
+    if (!root && tf_cjson_oom()) {
+        tf_set_syserr(err, errlen, "out of memory parsing the header");
+        rc = -1;
+    } else if (!root || !cJSON_IsObject(root)) {
         tf_set_err(err, errlen, "header is not a JSON object");
         rc = -1;
     }
@@ -215,7 +219,7 @@ static void npy_stem(const char *path, char *out, size_t cap)
 static int index_npy(const char *path, tf_index *idx, char *err,
                      size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         tf_set_err(err, errlen, "%s: %s", path,
@@ -247,7 +251,11 @@ static int index_npy(const char *path, tf_index *idx, char *err,
         tf_npy_header(h, hlen, &dt, &ndim, shape, &off, sub,
                       sizeof(sub)) != 0 ||
         tf_shape_bytes(dt, ndim, shape, &nb, sub, sizeof(sub)) != 0) {
-        tf_set_err(err, errlen, "%s: %s", path, h ? sub : "read failed");
+        if (h)
+            tf_set_err(err, errlen, "%s: %s", path, sub);
+        else
+            tf_set_syserr(err, errlen, "%s: %s", path,
+                          rc == 0 ? "out of memory" : "read failed");
         rc = -1;
     } else if (fsize - off != nb) {
         tf_set_err(err, errlen, "%s: %llu data bytes, shape needs %zu%s",
@@ -294,6 +302,7 @@ static int index_dir(const char *path, tf_index *idx, char *err,
 /* See tensorindex.h. */
 int tf_index_read(const char *path, tf_index *idx, char *err, size_t errlen)
 {
+    tf_fail_reset();
     struct stat st;
     if (!path || !idx) {
         tf_set_err(err, errlen, "NULL argument");
@@ -309,7 +318,7 @@ int tf_index_read(const char *path, tf_index *idx, char *err, size_t errlen)
         rc = index_dir(path, idx, err, errlen);
     } else {
         unsigned char magic[6] = {0};
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
         struct stat fs;
         if (fd < 0 || fstat(fd, &fs) != 0 || !S_ISREG(fs.st_mode)) {
             tf_set_err(err, errlen, "%s: %s", path,
@@ -394,7 +403,7 @@ int tf_index_read_slice(const tf_index *idx, const tf_index_entry *e,
     uint64_t inner = e->nbytes / outer / (uint64_t)e->shape[axis];
     uint64_t run = inner * (uint64_t)count;
     const char *path = idx->paths[e->file];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         tf_set_err(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
@@ -430,7 +439,7 @@ int tf_index_load_slice(const tf_index *idx, const tf_index_entry *e,
         return -1;
     void *buf = malloc(nb ? nb : 1);
     if (!buf) {
-        tf_set_err(err, errlen, "out of memory (%zu bytes for '%s')", nb,
+        tf_set_syserr(err, errlen, "out of memory (%zu bytes for '%s')", nb,
                    e->name);
         return -1;
     }
