@@ -84,7 +84,7 @@ BENCH_SRC   := $(wildcard bench/bench_*.c)
 BENCH_BIN   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 BENCH_COMMON_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bench/common/*.c))
 
-.PHONY: all lib cli deps demo test tests bench install clean examples test-asan test-tsan fuzz mpi figures figures-check
+.PHONY: all lib cli deps demo test tests bench install clean examples test-asan test-tsan fuzz mpi figures figures-check test-deps
 # keep the objects that pattern rules build on the way to a program
 .SECONDARY:
 all: lib cli mpi
@@ -165,7 +165,10 @@ deps:
 tests: $(TEST_BIN) $(BUILD)/stem $(EXAMPLE_BIN) $(MPI_BIN)
 
 # The test command of README.md: every test binary, then the CLI tests.
-test: deps
+test-deps:
+	@sh tools/install-deps.sh test
+
+test: test-deps
 	@$(MAKE) --no-print-directory tests
 	@sh tests/run-tests.sh $(BUILD)
 
@@ -220,7 +223,7 @@ install: lib cli
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@RPATH@|$(PC_RPATH)|' -e 's|@VERSION@|$(shell sed -n 's/^\#define STEM_VERSION_STRING "\(.*\)"/\1/p' include/stem.h)|' \
 	    tools/stem.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/stem.pc
 	install -d $(DESTDIR)$(PYTHONDIR)/stem_attn
-	install -m 644 python/stem_attn/*.py $(DESTDIR)$(PYTHONDIR)/stem_attn/
+	install -m 644 python/stem_attn/*.py python/stem_attn/py.typed $(DESTDIR)$(PYTHONDIR)/stem_attn/
 	install -m 644 tools/stem_dump.py $(DESTDIR)$(PYTHONDIR)/
 
 clean:
