@@ -1,9 +1,10 @@
 #!/bin/sh
 # test_mpi.sh BUILD - stem-mpi against stem on this machine, with 1, 2 and
 # 3 ranks (oversubscribed): `run` writes the bytes of `stem run` (metadata
-# "seconds" aside), `check` gives the verdicts of `stem check`, and a
-# failing rank fails the whole job cleanly.  Skipped, with a message, when
-# mpirun or BUILD/stem-mpi is missing.
+# "seconds" aside), `check` gives the verdicts of `stem check` and takes
+# its options; a failing, misled or killed rank fails the whole job within
+# seconds with its message, nothing written and no temporary file left.
+# Skipped, with a message, when mpirun or BUILD/stem-mpi is missing.
 BUILD=${1:-build}
 STEM=$BUILD/stem
 MPI=$BUILD/stem-mpi
@@ -18,6 +19,8 @@ fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
 MPIRUN="mpirun --allow-run-as-root --oversubscribe"
+# a job that hangs fails its test after this long, instead of hanging it
+TMO="timeout 60"
 # Under AddressSanitizer, Open MPI's own allocations (some in plugins it has
 # unloaded by exit) would read as leaks: keep every other check, not that.
 if nm "$MPI" 2>/dev/null | grep -q '__asan_init'; then
@@ -99,20 +102,22 @@ $MPIRUN -n 3 "$MPI" run "$T/nan" -o "$T/out.safetensors" --threads 1 \
 rc=$?
 msg=$(grep 'stem-mpi:' "$T/err")
 want=$(sed 's/^stem: //' "$T/serr")
-if [ $rc -eq 1 ] && [ $src -eq 1 ] && [ "$(cat "$T/out.safetensors")" = keep ] &&
+if [ $rc -eq $src ] && [ $src -ne 0 ] &&
+    [ "$(cat "$T/out.safetensors")" = keep ] &&
     echo "$msg" | grep -q "rank 2 of 3" &&
     echo "$msg" | grep -q "$(echo "$want" | sed 's/.*: //')" &&
     [ -z "$(ls "$T" | grep 'out.safetensors.tmp')" ]; then
-    ok "a NaN on rank 2: exit 1, '$msg', OUT kept, no temporary file"
+    ok "a NaN on rank 2: exit $rc as stem run, '$msg', OUT kept, no" \
+        "temporary file"
 else
     bad "a NaN on rank 2: exit $rc ($src), '$msg' vs '$want'"
 fi
 $MPIRUN -n 2 "$MPI" run "$T/none.safetensors" -o "$T/o2.safetensors" \
     2>"$T/err"
 rc=$?
-if [ $rc -eq 1 ] && grep -q 'none.safetensors' "$T/err" &&
+if [ $rc -eq 2 ] && grep -q 'none.safetensors' "$T/err" &&
     [ ! -e "$T/o2.safetensors" ]; then
-    ok "missing input: exit 1 with its message"
+    ok "missing input: exit 2 (bad input) with its message"
 else
     bad "missing input: exit $rc: $(cat "$T/err")"
 fi
@@ -120,9 +125,9 @@ head -c 100 "$T/a.safetensors" >"$T/trunc.safetensors"
 $MPIRUN -n 2 "$MPI" run "$T/trunc.safetensors" -o "$T/o3.safetensors" \
     2>"$T/err"
 rc=$?
-if [ $rc -eq 1 ] && [ "$(grep -c 'stem-mpi:' "$T/err")" -eq 1 ] &&
+if [ $rc -eq 2 ] && [ "$(grep -c 'stem-mpi:' "$T/err")" -eq 1 ] &&
     [ ! -e "$T/o3.safetensors" ]; then
-    ok "truncated input: exit 1, one message"
+    ok "truncated input: exit 2, one message"
 else
     bad "truncated input: exit $rc: $(cat "$T/err")"
 fi
@@ -132,6 +137,66 @@ if [ $rc -eq 2 ] && [ "$(grep -c 'bogus' "$T/err")" -eq 1 ]; then
     ok "usage error: exit 2, one message"
 else
     bad "usage error: exit $rc: $(cat "$T/err")"
+fi
+
+# Ranks given different inputs (another token count; the same shape with
+# other bytes; another dtype) or options: refused before computing, exit
+# 2, rank 0 saying which rank differs and how; no output, no temporary.
+"$STEM" gen -o "$T/a2k.safetensors" --tokens 2048 --heads 6 --kv-heads 2 \
+    --dim 64 --seed 3 2>/dev/null || bad "gen a2k"
+"$STEM" gen -o "$T/a_s4.safetensors" --tokens 1024 --heads 6 --kv-heads 2 \
+    --dim 64 --seed 4 2>/dev/null || bad "gen a_s4"
+"$STEM" gen -o "$T/a_f32.safetensors" --tokens 1024 --heads 6 \
+    --kv-heads 2 --dim 64 --seed 3 --dtype f32 2>/dev/null || bad "gen a_f32"
+mixed() {  # name, what the message must say, rank 1's input, its options
+    name=$1 want=$2 other=$3
+    shift 3
+    rm -f "$T"/mixed.safetensors*
+    $TMO $MPIRUN -n 1 "$MPI" run "$T/a.safetensors" \
+        -o "$T/mixed.safetensors" --threads 1 : \
+        -n 1 "$MPI" run "$other" -o "$T/mixed.safetensors" --threads 1 \
+        "$@" 2>"$T/err"
+    rc=$?
+    msg=$(grep 'stem-mpi:' "$T/err")
+    if [ $rc -eq 2 ] && echo "$msg" | grep -q "rank 1 of 2" &&
+        echo "$msg" | grep -q -- "$want" &&
+        [ -z "$(ls "$T" | grep mixed.safetensors)" ]; then
+        ok "mixed $name: exit 2, '$msg', nothing written"
+    else
+        bad "mixed $name: exit $rc, '$msg', $(ls "$T" | grep mixed)"
+    fi
+}
+mixed "token count" "q: shape 6x2048x64 here, 6x1024x64 on rank 0" \
+    "$T/a2k.safetensors"
+mixed "contents" "q: same shape 6x1024x64 and dtype BF16, other bytes" \
+    "$T/a_s4.safetensors"
+mixed "dtype" "q: dtype F32 here, BF16 on rank 0" "$T/a_f32.safetensors"
+mixed "options" "--alpha is 0.5 here, 0.7 on rank 0" "$T/a.safetensors" \
+    --alpha 0.5
+# a usage error on rank 1 alone: its message, not a hung job
+mixed "usage error on rank 1" "--alpha: 5 is outside 0..1" \
+    "$T/a.safetensors" --alpha 5
+
+# A rank killed (SIGKILL) while the job runs: mpirun ends the others, the
+# job fails; no output and no temporary file are left.
+"$STEM" gen -o "$T/big.safetensors" --tokens 8192 --heads 4 --kv-heads 2 \
+    --dim 64 --seed 9 2>/dev/null || bad "gen big"
+cat >"$T/die.sh" <<'EOF'
+#!/bin/sh
+# die.sh SECONDS CMD...: CMD, which kills itself after SECONDS on rank 1
+if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then (sleep "$1"; kill -9 $$) & fi
+shift
+exec "$@"
+EOF
+chmod +x "$T/die.sh"
+$TMO $MPIRUN -n 2 "$T/die.sh" 0.3 "$MPI" run "$T/big.safetensors" \
+    -o "$T/killed.safetensors" --threads 1 >"$T/err" 2>&1
+rc=$?
+if [ $rc -ne 0 ] && [ $rc -ne 124 ] &&
+    [ -z "$(ls "$T" | grep killed.safetensors)" ]; then
+    ok "run, rank 1 killed: exit $rc, nothing left"
+else
+    bad "run, rank 1 killed: exit $rc, $(ls "$T" | grep killed)"
 fi
 
 # ---------------------------------------------------------------- check
@@ -215,6 +280,72 @@ else
 fi
 $MPIRUN -n 2 "$MPI" check "$T/dumps" --heads 1 >"$T/out" 2>&1
 [ $? -eq 2 ] && ok "check usage error: exit 2" || bad "check usage error"
+
+# stem check's options are stem-mpi check's: --compute bf16 (and --sigmas)
+# give stem check's verdict and exit code.
+S2I="$D/s2.in.safetensors" S2G="$D/s2.angelslim.safetensors"
+"$STEM" check "$S2I" "$S2G" --compute bf16 --sigmas 3 --threads 1 \
+    >/dev/null 2>&1
+src=$?
+$TMO $MPIRUN -n 2 "$MPI" check --pair "$S2I" "$S2G" --compute bf16 \
+    --sigmas 3 --threads 1 >"$T/out" 2>"$T/err"
+rc=$?
+if [ $rc -eq $src ] && [ $src -le 1 ]; then
+    ok "check --pair IN GPU --compute bf16 --sigmas 3: exit $rc as stem check"
+else
+    bad "check --compute bf16: exit $rc, stem check $src: $(cat "$T/err")"
+fi
+# a usage error on rank 1 alone: its message, exit 2, not a hung job
+$TMO $MPIRUN -n 1 "$MPI" check "$T/dumps" --threads 1 : \
+    -n 1 "$MPI" check "$T/dumps" --threads 1 --sigmas x >"$T/out" 2>"$T/err"
+rc=$?
+if [ $rc -eq 2 ] && grep -q "sigmas.*(rank 1 of 2)" "$T/err"; then
+    ok "check, usage error on rank 1: exit 2, '$(grep stem-mpi "$T/err")'"
+else
+    bad "check, usage error on rank 1: exit $rc: $(cat "$T/err")"
+fi
+# One dump name, other bytes on one rank (as a stale node-local copy):
+# ranks 1 and 2 work in directories holding different d.safetensors; the
+# dump is bad input, exit 2, instead of a verdict mixing the two.
+mkdir -p "$T/node1" "$T/node2"
+"$PY" -c '
+import sys
+sys.path.insert(0, sys.argv[1])
+import check_doctor as c
+a, ma = c.read_st(sys.argv[2])
+b, mb = c.read_st(sys.argv[3])
+a.update(b)
+ma.update(mb)
+c.write_st(sys.argv[4], a, ma)
+dt, q = a["q"]
+q = q.copy()
+q.flat[0] += 1.0
+a["q"] = (dt, q)
+c.write_st(sys.argv[5], a, ma)' "$HERE" "$S2I" "$S2G" \
+    "$T/node1/d.safetensors" "$T/node2/d.safetensors" || bad "stale copy"
+ABS=$(cd "$(dirname "$MPI")" && pwd)/stem-mpi
+$TMO $MPIRUN -n 2 -wdir "$T/node1" "$ABS" check d.safetensors --threads 1 : \
+    -n 1 -wdir "$T/node2" "$ABS" check d.safetensors --threads 1 \
+    >"$T/out" 2>"$T/err"
+rc=$?
+if [ $rc -eq 2 ] && grep -q '^BAD .*read it otherwise than rank' "$T/out"
+then
+    ok "check, a dump read otherwise by one rank: exit 2, $(grep BAD "$T/out")"
+else
+    bad "check, a dump read otherwise by one rank: exit $rc"
+    sed 's/^/     | /' "$T/out" "$T/err"
+fi
+# A worker killed while it judges: the job fails, no temporary left.
+before=$(ls /tmp | grep -c '^stem-mpi-')
+$TMO $MPIRUN -n 2 "$T/die.sh" 1.5 "$MPI" check --pair "$S2I" "$S2G" \
+    --threads 1 >"$T/out" 2>&1
+rc=$?
+after=$(ls /tmp | grep -c '^stem-mpi-')
+if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ "$after" -le "$before" ]; then
+    ok "check, rank 1 killed: exit $rc, no temporary left"
+else
+    bad "check, rank 1 killed: exit $rc, /tmp/stem-mpi-*: $before, $after"
+fi
 
 echo "test_mpi.sh: $fails failed"
 [ $fails -eq 0 ]

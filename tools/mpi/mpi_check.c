@@ -5,16 +5,20 @@
  * A work unit is one (dump, query head).  Rank 0 reads each dump's header
  * for its number of query heads (tools/io/tensorindex.h) and hands units
  * out one at a time to the ranks that ask, preferring the dump a rank had
- * last (its pages are then still in that node's cache).  A rank judges a
- * unit by running `stem check` itself, in process (cmd_check, linked from
- * tools/cli), on that dump with `--heads H --json TMP`: the options, the
- * metadata rules, the dtype choice, the library's stem_check and its
- * report are stem check's own, so each head's verdict is the one
- * `stem check --heads H` gives; a dump's verdict is FAIL when any of its
- * heads fails, as stem_check's verdict over all heads.  The unit's JSON
- * report (stem_check_report_json) goes back to rank 0, which prints one
- * report: a verdict per dump and head, the worst offenders overall, and
+ * last (a rank keeps the dump it loaded for its next unit of that dump).
+ * A rank judges a unit with stem check's own code (tools/cli/cmd_check.h):
+ * the same option grammar, metadata rules, dtype choice, and the library's
+ * stem_check on the loaded tensors for that one head, so each head's
+ * verdict is the one `stem check --heads H` gives; a dump's verdict is FAIL
+ * when any of its heads fails, as stem_check's verdict over all heads.  The
+ * unit's report (stem_check_report_json) goes back to rank 0, which prints
+ * one report: a verdict per dump and head, the worst offenders overall, and
  * writes every unit's report into --json.
+ *
+ * Before any unit, every rank's command line (the dumps and the options)
+ * is compared with rank 0's.  With each unit a rank sends the signature of
+ * the dump it read (mpi_common.h); a dump read differently by two ranks
+ * (a stale copy on one node) is bad input, not a mixed verdict.
  *
  * With one rank, rank 0 judges every unit itself; with more, rank 0 only
  * hands out units and gathers reports (it sleeps between messages rather
@@ -22,12 +26,11 @@
  *
  * Exit status: 0 every head of every dump passes, 1 a fault in some head,
  * 2 bad input (a dump stem check refuses, reported with its message) or a
- * bad command line.
+ * bad command line, 3 an internal failure (out of memory, I/O).
  */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdint.h>
@@ -35,16 +38,16 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cli_common.h"
-#include "commands.h"
+#include "cmd_check.h"
 #include "mpi_common.h"
 #include "tensorindex.h"
 
 #define TAG_WORK 11             /* rank 0 -> worker: {dump, head} */
 #define TAG_DONE 12             /* worker -> 0: {dump, head, rc, len} */
 #define TAG_TEXT 13             /* worker -> 0: the report or message */
+#define TAG_SIG 14              /* worker -> 0: the dump's signature */
 
 static void check_usage(FILE *fp)
 {
@@ -56,37 +59,17 @@ static void check_usage(FILE *fp)
           "dump stands for the dumps in it (*.safetensors files and .npy\n"
           "directories, in name order); --pair IN GPU adds the pair\n"
           "`stem check IN GPU` takes.  Every (dump, query head) is judged\n"
-          "by `stem check --heads H` on some rank, rank 0 handing the units\n"
-          "out; one report at the end: a verdict per dump and head and the\n"
-          "worst offenders overall (--list N of them, default 20).\n"
-          "--json R.json: that report with every unit's stem check report.\n"
-          "The other options are stem check's (see stem check --help) and\n"
-          "apply to every dump; --heads is not one of them here.\n"
+          "as `stem check --heads H` judges it, on some rank, rank 0 handing\n"
+          "the units out; one report at the end: a verdict per dump and\n"
+          "head and the worst offenders overall (--list N of them, default\n"
+          "20).  --json R.json: that report with every unit's stem check\n"
+          "report.  The other options are stem check's, read by the same\n"
+          "code (see stem check --help), and apply to every dump; --heads\n"
+          "is not one of them here.\n"
+          "Every rank must be given the same command line; a dump that two\n"
+          "ranks read differently is bad input.\n"
           "Exit status: 0 everything passes, 1 a fault, 2 bad input or "
-          "usage.\n", fp);
-}
-
-/* Options of stem check that take a value (the rest are flags). */
-static const char *const value_opts[] = {
-    "--dtype", "--tau", "--logit-tol", "--out-tol", "--lse-tol",
-    "--sigmas", "--show", "--profile", "--alpha", "--keep-ratio", "--block",
-    "--stride", "--lambda", "--sinks", "--window", "--prompt-blocks",
-    "--threads", "--layout", NULL};
-static const char *const flag_opts[] = {"--no-dense", "--verbose", "-v",
-                                        "--f64", NULL};
-
-static int in_list(const char *a, const char *const *l, int *with_value)
-{
-    for (; *l; l++) {
-        size_t n = strlen(*l);
-        if (strcmp(a, *l) == 0)
-            return 1;
-        if (with_value && strncmp(a, *l, n) == 0 && a[n] == '=') {
-            *with_value = 1;
-            return 1;
-        }
-    }
-    return 0;
+          "usage,\n3 internal failure.\n", fp);
 }
 
 typedef struct dump {
@@ -94,20 +77,31 @@ typedef struct dump {
     int64_t heads;              /* 0: unknown (one unit, all heads) */
     int64_t next;               /* next head to hand out */
     int active;                 /* ranks on it now */
-    int bad;                    /* 1: stem check refused it (exit 2) */
-    char *msg;                  /* that message */
+    int bad;                    /* exit code of a refusal (2, 3), or 0 */
+    char *msg;                  /* that refusal's message */
+    int sig_rank;               /* rank whose signature sig is, or -1 */
+    mpi_input_sig sig;          /* the dump as the first rank read it */
     cJSON **reports;            /* [max(heads,1)] unit reports */
     int *rc;                    /* [max(heads,1)] unit exit codes */
 } dump;
 
 typedef struct job_args {
-    char **opts;                /* stem check options passed through */
-    int nopts;
-    const char *json;
+    check_args ca;              /* stem check's options */
+    cli_opts o;
     long long list;
+    uint64_t opts;              /* digest of the options' words */
     dump *d;
     int nd;
 } job_args;
+
+/* A rank's loaded dump, kept for its next unit of the same dump. */
+typedef struct loaded {
+    int di;                     /* dump index, or -1 */
+    int rc;                     /* its loading's exit code */
+    char msg[MPI_MSG_MAX];      /* and message when that failed */
+    check_case c;
+    mpi_input_sig sig;
+} loaded;
 
 static int add_dump(job_args *a, const char *in, const char *gpu)
 {
@@ -117,11 +111,12 @@ static int add_dump(job_args *a, const char *in, const char *gpu)
     a->d = d;
     d = &a->d[a->nd];
     memset(d, 0, sizeof(*d));
+    d->sig_rank = -1;
     d->in = strdup(in);
     d->gpu = gpu ? strdup(gpu) : NULL;
+    a->nd++;
     if (!d->in || (gpu && !d->gpu))
         return -1;
-    a->nd++;
     return 0;
 }
 
@@ -181,29 +176,33 @@ static int add_dir(job_args *a, const char *dir)
     return rc;
 }
 
-/* Parse the command line.  CLI_OK or CLI_USAGE (message printed). */
+/* h with the words argv[from..to). */
+static uint64_t digest_words(uint64_t h, char **argv, int from, int to)
+{
+    for (int j = from; j < to; j++)
+        h = mpi_digest(h, argv[j], strlen(argv[j]) + 1);
+    return h;
+}
+
+/* Parse the command line: --pair, --list and the dumps here, every other
+ * option by stem check's grammar (cli_check_opt).  CLI_OK or CLI_USAGE
+ * after a message (through cli_error). */
 static int parse(int argc, char **argv, job_args *a, int *help)
 {
     memset(a, 0, sizeof(*a));
+    cli_opts_init(&a->o);
     a->list = 20;
-    a->opts = calloc((size_t)argc + 1, sizeof(char *));
-    if (!a->opts)
-        return CLI_USAGE;
     for (int i = 1; i < argc;) {
         const char *s = argv[i], *v;
-        int r, wv = 0;
+        int r, at = i;
         if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
             *help = 1;
             return CLI_OK;
         }
-        if ((r = cli_opt_value(argc, argv, &i, "--json", &a->json)) != 0) {
-            if (r < 0)
-                return CLI_USAGE;
-            continue;
-        }
         if ((r = cli_opt_value(argc, argv, &i, "--list", &v)) != 0) {
             if (r < 0 || cli_parse_int("--list", v, 0, 1000000, &a->list))
                 return CLI_USAGE;
+            a->opts = digest_words(a->opts, argv, at, i);
             continue;
         }
         if (strcmp(s, "--pair") == 0) {
@@ -211,28 +210,22 @@ static int parse(int argc, char **argv, job_args *a, int *help)
                 cli_error("check: --pair needs IN and GPU");
                 return CLI_USAGE;
             }
-            if (add_dump(a, argv[i + 1], argv[i + 2]) != 0)
-                return CLI_USAGE;
+            if (add_dump(a, argv[i + 1], argv[i + 2]) != 0) {
+                cli_error("check: out of memory");
+                return CLI_INTERNAL;
+            }
             i += 3;
             continue;
         }
-        if (strcmp(s, "--heads") == 0 || strncmp(s, "--heads=", 8) == 0) {
-            cli_error("check: --heads: stem-mpi check judges every head, "
-                      "one unit per head");
-            return CLI_USAGE;
-        }
-        if (in_list(s, value_opts, &wv)) {
-            if (!wv && i + 1 >= argc) {
-                cli_error("%s: missing value", s);
+        if ((r = cli_check_opt(argc, argv, &i, &a->ca, &a->o)) != 0) {
+            if (r < 0)
+                return CLI_USAGE;
+            if (a->ca.have_heads) {
+                cli_error("check: --heads: stem-mpi check judges every "
+                          "head, one unit per head");
                 return CLI_USAGE;
             }
-            a->opts[a->nopts++] = argv[i++];
-            if (!wv)
-                a->opts[a->nopts++] = argv[i++];
-            continue;
-        }
-        if (in_list(s, flag_opts, NULL)) {
-            a->opts[a->nopts++] = argv[i++];
+            a->opts = digest_words(a->opts, argv, at, i);
             continue;
         }
         if (s[0] == '-' && s[1] != '\0') {
@@ -240,33 +233,60 @@ static int parse(int argc, char **argv, job_args *a, int *help)
             return CLI_USAGE;
         }
         struct stat sb;
-        int rc = stat(s, &sb) == 0 && S_ISDIR(sb.st_mode) && !dir_is_dump(s)
-                     ? add_dir(a, s)
-                     : add_dump(a, s, NULL);
-        if (rc != 0) {
-            cli_error("check: %s: %s", s, strerror(errno));
-            return CLI_USAGE;
+        int isdir = stat(s, &sb) == 0 && S_ISDIR(sb.st_mode) &&
+                    !dir_is_dump(s);
+        errno = 0;
+        if ((isdir ? add_dir(a, s) : add_dump(a, s, NULL)) != 0) {
+            cli_error("check: %s: %s", s,
+                      errno ? strerror(errno) : "out of memory");
+            return errno == ENOMEM || !errno ? CLI_INTERNAL : CLI_USAGE;
         }
         i++;
     }
     if (a->nd == 0) {
-        cli_error("check: no dump to check");
-        check_usage(stderr);
+        cli_error("check: no dump to check (see stem-mpi check --help)");
         return CLI_USAGE;
     }
-    return CLI_OK;
+    return cli_check_args_final(&a->ca);
+}
+
+/* Collective: the dumps and options against rank 0's.  CLI_OK, or
+ * CLI_USAGE with rank 0 saying what differs. */
+static int same_job(const mpi_job *job, const job_args *a)
+{
+    int64_t mine[3] = {a->nd, 0, (int64_t)a->opts}, root[3];
+    int first = -1;
+    uint64_t h = 2;
+    for (int i = 0; i < a->nd; i++) {
+        uint64_t hi = mpi_digest(3, a->d[i].in, strlen(a->d[i].in) + 1);
+        if (a->d[i].gpu)
+            hi = mpi_digest(hi, a->d[i].gpu, strlen(a->d[i].gpu) + 1);
+        h = mpi_digest(h, &hi, sizeof(hi));
+    }
+    mine[1] = (int64_t)h;
+    memcpy(root, mine, sizeof(root));
+    MPI_Bcast(root, 3, MPI_INT64_T, 0, MPI_COMM_WORLD);
+    char msg[MPI_MSG_MAX] = "";
+    if (mine[0] != root[0])
+        mpi_fmt(msg, "check: the command line differs from rank 0's: %lld "
+                "dumps here, %lld on rank 0", (long long)mine[0],
+                (long long)root[0]);
+    else if (mine[1] != root[1])
+        first = 0;
+    else if (mine[2] != root[2])
+        mpi_fmt(msg, "check: the command line differs from rank 0's: other "
+                "options, or in another order or spelling");
+    if (first == 0)
+        mpi_fmt(msg, "check: the command line differs from rank 0's: other "
+                "dumps or another order (the first here: %s)", a->d[0].in);
+    return mpi_agree(job, msg[0] ? CLI_USAGE : CLI_OK, msg);
 }
 
 /* Query heads of a dump from its header (0 if it cannot tell: then the
- * dump is one unit and stem check says what is wrong). */
+ * dump is one unit and loading it says what is wrong). */
 static int64_t dump_heads(const dump *d, const job_args *a)
 {
-    int nhd = 0;
-    for (int i = 0; i < a->nopts; i++)
-        if (strcmp(a->opts[i], "--layout=nhd") == 0 ||
-            (strcmp(a->opts[i], "--layout") == 0 && i + 1 < a->nopts &&
-             strcmp(a->opts[i + 1], "nhd") == 0))
-            nhd = 1;
+    int nhd = a->o.layout == CLI_LAYOUT_NHD;
     tf_index idx;
     char err[256];
     if (tf_index_read(d->in, &idx, err, sizeof(err)) != 0)
@@ -279,123 +299,95 @@ static int64_t dump_heads(const dump *d, const job_args *a)
     return h > 0 && h < (1 << 24) ? h : 0;
 }
 
-/* Read a whole file into a NUL-terminated string (NULL if none). */
-static char *slurp(const char *path)
-{
-    void *b;
-    size_t n;
-    char err[64];
-    if (tf_read_all(path, &b, &n, err, sizeof(err)) != 0)
-        return NULL;
-    char *s = realloc(b, n + 1);
-    if (!s) {
-        free(b);
-        return NULL;
-    }
-    s[n] = '\0';
-    return s;
-}
-
 /*
- * Judge one unit: `stem check IN [GPU] OPTS --heads H --json TMP` in
- * process, its stdout dropped and its stderr kept.  Returns its exit code;
- * *text the JSON report (codes 0, 1) or the message (2), malloc'd.
+ * Judge one unit (head -1: every head) of dump di, loading it unless l
+ * holds it already.  Returns the unit's exit code: CLI_OK or CLI_FAIL with
+ * *text the JSON report, or a refusal's code with *text its message
+ * (malloc'd; NULL only when out of memory).  *sig: the dump as read.
  */
-static int judge(const job_args *a, const dump *d, int64_t head, char **text)
+static int judge(const job_args *a, loaded *l, int di, int64_t head,
+                 char **text, mpi_input_sig *sig)
 {
-    char tmpl[] = "/tmp/stem-mpi-XXXXXX";
-    char json[64], errf[64], hs[32];
+    const dump *d = &a->d[di];
     *text = NULL;
-    if (!mkdtemp(tmpl)) {
-        *text = strdup("check: cannot create a temporary directory");
-        return CLI_USAGE;
-    }
-    snprintf(json, sizeof(json), "%s/r.json", tmpl);
-    snprintf(errf, sizeof(errf), "%s/err", tmpl);
-    snprintf(hs, sizeof(hs), "%lld", (long long)head);
-    char **av = calloc((size_t)a->nopts + 10, sizeof(char *));
-    int n = 0;
-    if (!av) {
-        rmdir(tmpl);
-        *text = strdup("check: out of memory");
-        return CLI_USAGE;
-    }
-    av[n++] = "check";
-    av[n++] = d->in;
-    if (d->gpu)
-        av[n++] = d->gpu;
-    for (int i = 0; i < a->nopts; i++)
-        av[n++] = a->opts[i];
-    if (head >= 0) {
-        av[n++] = "--heads";
-        av[n++] = hs;
-    }
-    av[n++] = "--json";
-    av[n++] = json;
-    av[n] = NULL;
-
-    fflush(stdout);
-    fflush(stderr);
-    int so = dup(1), se = dup(2);
-    int nul = open("/dev/null", O_WRONLY | O_CLOEXEC);
-    int ef = open(errf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (nul >= 0)
-        dup2(nul, 1);
-    if (ef >= 0)
-        dup2(ef, 2);
-    int rc = cmd_check(n, av);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(so, 1);
-    dup2(se, 2);
-    close(so);
-    close(se);
-    if (nul >= 0)
-        close(nul);
-    if (ef >= 0)
-        close(ef);
-    free(av);
-    char *j = rc != CLI_USAGE ? slurp(json) : NULL;
-    if (j) {
-        *text = j;
-    } else {
-        char *m = slurp(errf);
-        if (m) {
-            size_t l = strlen(m);
-            while (l > 0 && m[l - 1] == '\n')
-                m[--l] = '\0';
-            /* stem check's messages start "stem: " */
-            if (strncmp(m, "stem: ", 6) == 0)
-                memmove(m, m + 6, l - 5);
+    if (l->di != di) {
+        cli_check_free(&l->c);
+        mpi_msg_clear();
+        l->di = di;
+        l->rc = cli_check_load(&a->ca, &a->o, d->in, d->gpu, &l->c);
+        snprintf(l->msg, sizeof(l->msg), "%s", mpi_msg());
+        memset(&l->sig, 0, sizeof(l->sig));
+        if (l->rc == CLI_OK) {
+            const tf_file *f[2] = {&l->c.fin, &l->c.fgpu};
+            mpi_sig_files(f, l->c.fgpu.count ? 2 : 1, &l->sig);
         }
-        *text = m ? m : strdup("check: failed without a message");
-        if (rc != CLI_USAGE)
-            rc = CLI_USAGE;     /* a verdict without its report */
     }
-    unlink(json);
-    unlink(errf);
-    rmdir(tmpl);
+    *sig = l->sig;
+    if (l->rc != CLI_OK) {
+        *text = strdup(l->msg[0] ? l->msg : "check: failed without a "
+                                            "message");
+        return l->rc;
+    }
+    stem_check_report rep;
+    mpi_msg_clear();
+    int rc = cli_check_judge(&a->ca, &l->c, head < 0 ? 0 : head,
+                             head < 0 ? 0 : 1, &rep);
+    if (rc != CLI_OK) {
+        *text = strdup(mpi_msg()[0] ? mpi_msg() : "check: failed");
+        return rc;
+    }
+    size_t n = stem_check_report_json(&rep, NULL, 0);
+    if ((*text = malloc(n + 1)) != NULL) {
+        stem_check_report_json(&rep, *text, n + 1);
+        rc = rep.verdict == STEM_CHECK_PASS ? CLI_OK : CLI_FAIL;
+    } else {
+        rc = CLI_INTERNAL;
+    }
+    stem_check_report_free(&rep);
     return rc;
 }
 
-/* Rank 0 keeps a unit's outcome. */
-static void record(job_args *a, int di, int64_t head, int rc, char *text)
+/* Rank 0 refuses dump d with exit code rc and message msg (taken). */
+static void refuse(dump *d, int rc, char *msg)
+{
+    if (!d->bad) {
+        d->bad = rc;
+        d->msg = msg;
+        msg = NULL;
+    }
+    d->next = d->heads ? d->heads : 1;     /* no more units of it */
+    free(msg);
+}
+
+/* Rank 0 keeps a unit's outcome, judged by rank `from` on the dump as
+ * sig says it read it. */
+static void record(job_args *a, int di, int64_t head, int rc, char *text,
+                   int from, const mpi_input_sig *sig)
 {
     dump *d = &a->d[di];
     int64_t slot = head < 0 ? 0 : head;
-    if (rc == CLI_USAGE) {
-        if (!d->bad) {
-            d->bad = 1;
-            d->msg = text;
-            text = NULL;
+    char how[600];
+    if (rc == CLI_OK || rc == CLI_FAIL) {
+        if (d->sig_rank < 0) {
+            d->sig = *sig;
+            d->sig_rank = from;
+        } else if (mpi_sig_diff(sig, &d->sig, "", how, sizeof(how))) {
+            char there[32], *m = malloc(MPI_MSG_MAX);
+            snprintf(there, sizeof(there), "rank %d", d->sig_rank);
+            mpi_sig_diff(sig, &d->sig, there, how, sizeof(how));
+            if (m)
+                snprintf(m, MPI_MSG_MAX, "check: rank %d read it otherwise "
+                         "than rank %d: %s", from, d->sig_rank, how);
+            refuse(d, CLI_USAGE, m);
         }
-    } else if (d->reports) {
+    }
+    if (rc != CLI_OK && rc != CLI_FAIL) {
+        refuse(d, rc, text ? text : strdup("check: out of memory"));
+        text = NULL;
+    } else if (d->reports && !d->bad) {
         d->reports[slot] = cJSON_Parse(text ? text : "");
-        if (!d->reports[slot]) {
-            d->bad = 1;
-            free(d->msg);
-            d->msg = strdup("check: unreadable unit report");
-        }
+        if (!d->reports[slot])
+            refuse(d, CLI_INTERNAL, strdup("check: unreadable unit report"));
     }
     if (d->rc)
         d->rc[slot] = rc;
@@ -431,9 +423,8 @@ static void sleep_ms(long ms)
 }
 
 /* Rank 0 with worker ranks: hand out units, gather outcomes. */
-static void serve(const mpi_job *job, job_args *a)
+static void serve(const mpi_job *job, job_args *a, int *last)
 {
-    int *last = malloc((size_t)job->size * sizeof(int));
     int busy = 0;
     for (int r = 0; r < job->size; r++)
         last[r] = -1;
@@ -459,34 +450,40 @@ static void serve(const mpi_job *job, job_args *a)
             sleep_ms(2);
             continue;
         }
+        int src = st.MPI_SOURCE;
         int64_t res[4];
-        MPI_Recv(res, 4, MPI_INT64_T, st.MPI_SOURCE, TAG_DONE, MPI_COMM_WORLD,
+        mpi_input_sig sig;
+        MPI_Recv(res, 4, MPI_INT64_T, src, TAG_DONE, MPI_COMM_WORLD,
                  MPI_STATUS_IGNORE);
         char *text = malloc((size_t)res[3] + 1);
-        MPI_Recv(text, (int)res[3], MPI_CHAR, st.MPI_SOURCE, TAG_TEXT,
+        /* the text is received even without room for it (into a byte) */
+        char sink;
+        MPI_Recv(text ? text : &sink, text ? (int)res[3] : 1, MPI_CHAR, src,
+                 TAG_TEXT, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        MPI_Recv(&sig, (int)sizeof(sig), MPI_BYTE, src, TAG_SIG,
                  MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-        text[res[3]] = '\0';
+        if (text)
+            text[res[3]] = '\0';
         a->d[res[0]].active--;
-        record(a, (int)res[0], res[1], (int)res[2], text);
+        record(a, (int)res[0], res[1], text ? (int)res[2] : CLI_INTERNAL,
+               text, src, &sig);
         int64_t msg[2] = {-1, -1};
         int di;
         int64_t h;
-        if (next_unit(a, last[st.MPI_SOURCE], &di, &h)) {
+        if (next_unit(a, last[src], &di, &h)) {
             msg[0] = di;
             msg[1] = h;
             a->d[di].active++;
-            last[st.MPI_SOURCE] = di;
+            last[src] = di;
         } else {
             busy--;
         }
-        MPI_Send(msg, 2, MPI_INT64_T, st.MPI_SOURCE, TAG_WORK,
-                 MPI_COMM_WORLD);
+        MPI_Send(msg, 2, MPI_INT64_T, src, TAG_WORK, MPI_COMM_WORLD);
     }
-    free(last);
 }
 
 /* A worker: judge units until told to stop. */
-static void work(job_args *a)
+static void work(const job_args *a, loaded *l)
 {
     for (;;) {
         int64_t msg[2];
@@ -495,13 +492,17 @@ static void work(job_args *a)
         if (msg[0] < 0)
             return;
         char *text = NULL;
-        int rc = judge(a, &a->d[msg[0]], msg[1], &text);
-        const char *t = text ? text : "";
-        int64_t res[4] = {msg[0], msg[1], rc, (int64_t)strlen(t)};
+        mpi_input_sig sig;
+        int rc = judge(a, l, (int)msg[0], msg[1], &text, &sig);
+        const char *t = text ? text : "check: out of memory";
+        int64_t res[4] = {msg[0], msg[1], text ? rc : CLI_INTERNAL,
+                          (int64_t)strlen(t)};
         if (res[3] > (1 << 30))
             res[3] = 1 << 30;
         MPI_Send(res, 4, MPI_INT64_T, 0, TAG_DONE, MPI_COMM_WORLD);
         MPI_Send(t, (int)res[3], MPI_CHAR, 0, TAG_TEXT, MPI_COMM_WORLD);
+        MPI_Send(&sig, (int)sizeof(sig), MPI_BYTE, 0, TAG_SIG,
+                 MPI_COMM_WORLD);
         free(text);
     }
 }
@@ -544,7 +545,7 @@ static const char *dump_name(const dump *d, char *buf, size_t cap)
 /* Rank 0: the report on stdout and in --json.  Returns the exit code. */
 static int report(const mpi_job *job, job_args *a, double secs)
 {
-    int nbad = 0, nfail = 0;
+    int nbad = 0, nfail = 0, nerr = 0;
     int64_t units = 0, hfail = 0;
     worst *w = NULL;
     size_t nw = 0, cw = 0;
@@ -620,9 +621,13 @@ static int report(const mpi_job *job, job_args *a, double secs)
         }
         dump_name(d, name, sizeof(name));
         if (d->bad) {
-            nbad++;
-            printf("BAD   %s: %s\n", name, d->msg ? d->msg : "?");
-            cJSON_AddStringToObject(jf, "result", "bad input");
+            int internal = d->bad == CLI_INTERNAL;
+            nbad += !internal;
+            nerr += internal;
+            printf("%s %s: %s\n", internal ? "ERROR" : "BAD  ", name,
+                   d->msg ? d->msg : "?");
+            cJSON_AddStringToObject(jf, "result",
+                                    internal ? "error" : "bad input");
             cJSON_AddStringToObject(jf, "error", d->msg ? d->msg : "?");
         } else {
             nfail += fail;
@@ -665,28 +670,34 @@ static int report(const mpi_job *job, job_args *a, double secs)
             cJSON_AddItemToArray(jw, o);
         }
     }
-    int rc = nbad ? CLI_USAGE : nfail ? CLI_FAIL : CLI_OK;
-    const char *res = nbad ? "bad input" : nfail ? "fail" : "pass";
+    int rc = nerr ? CLI_INTERNAL : nbad ? CLI_USAGE : nfail ? CLI_FAIL
+                                                            : CLI_OK;
+    const char *res = nerr ? "error" : nbad ? "bad input" : nfail ? "fail"
+                                                                  : "pass";
     printf("result: %s: %d of %d dumps fail (%lld of %lld heads), %d bad "
-           "input\n", nbad ? "BAD INPUT" : nfail ? "FAIL" : "PASS", nfail,
-           a->nd, (long long)hfail, (long long)units, nbad);
+           "input%s\n", nerr ? "ERROR" : nbad ? "BAD INPUT" : nfail ? "FAIL"
+                                                                  : "PASS",
+           nfail, a->nd, (long long)hfail, (long long)units, nbad,
+           nerr ? ", errors" : "");
     cJSON_AddStringToObject(root, "result", res);
     cJSON_AddNumberToObject(root, "ranks", job->size);
     cJSON_AddNumberToObject(root, "seconds", secs);
     cJSON_AddNumberToObject(root, "dumps_failed", nfail);
     cJSON_AddNumberToObject(root, "dumps_bad", nbad);
+    cJSON_AddNumberToObject(root, "dumps_error", nerr);
     cJSON_AddNumberToObject(root, "heads_failed", (double)hfail);
     cJSON_AddItemToObject(root, "worst", jw);
     cJSON_AddItemToObject(root, "dumps", files);
-    if (a->json) {
+    if (a->ca.json) {
         char *t = cJSON_Print(root);
         char err[512];
         const void *ptrs[2] = {t, "\n"};
         size_t lens[2] = {t ? strlen(t) : 0, 1};
-        if (!t || tf_write_atomic(a->json, 2, ptrs, lens, err,
+        if (!t || tf_write_atomic(a->ca.json, 2, ptrs, lens, err,
                                   sizeof(err)) != 0) {
-            cli_error("check: %s", t ? err : "out of memory");
-            rc = CLI_USAGE;
+            fprintf(stderr, "stem-mpi: check: %s\n",
+                    t ? err : "out of memory");
+            rc = t ? cli_exit_tf() : CLI_INTERNAL;
         }
         cJSON_free(t);
     }
@@ -700,50 +711,66 @@ static int report(const mpi_job *job, job_args *a, double secs)
 int mpi_cmd_check(const mpi_job *job, int argc, char **argv)
 {
     job_args a;
-    int help = 0;
-    mpi_quiet(job);
+    loaded l;
+    int help = 0, *last = NULL;
+    memset(&l, 0, sizeof(l));
+    l.di = -1;
+    mpi_msg_clear();
     int rc = parse(argc, argv, &a, &help);
-    mpi_loud(job);
+    /* every rank's own command line first, then theirs against rank 0's */
+    if ((rc = mpi_agree(job, rc, NULL)) != CLI_OK)
+        goto done;
+    int h0 = help;
+    MPI_Bcast(&h0, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if ((rc = mpi_agree(job, h0 != help ? CLI_USAGE : CLI_OK,
+                        "check: the command line differs from rank 0's "
+                        "(--help)")) != CLI_OK)
+        goto done;
     if (help) {
         if (job->rank == 0)
             check_usage(stdout);
-        rc = CLI_OK;
         goto done;
     }
-    if (rc != CLI_OK)
+    if ((rc = same_job(job, &a)) != CLI_OK)
         goto done;
     double t0 = cli_now();
     if (job->rank == 0) {
-        for (int i = 0; i < a.nd; i++) {
+        last = malloc((size_t)job->size * sizeof(int));
+        for (int i = 0; last && i < a.nd; i++) {
             dump *d = &a.d[i];
             int64_t nh;
             d->heads = dump_heads(d, &a);
             nh = d->heads ? d->heads : 1;
             d->reports = calloc((size_t)nh, sizeof(cJSON *));
             d->rc = calloc((size_t)nh, sizeof(int));
-            if (!d->reports || !d->rc) {
-                cli_error("check: out of memory");
-                MPI_Abort(MPI_COMM_WORLD, CLI_FAIL);
-            }
+            if (!d->reports || !d->rc)
+                break;
         }
+        if (!last || (a.nd && (!a.d[a.nd - 1].reports || !a.d[a.nd - 1].rc)))
+            rc = CLI_INTERNAL;
     }
+    if ((rc = mpi_agree(job, rc, "check: out of memory")) != CLI_OK)
+        goto done;
     if (job->size == 1) {
         int di;
         int64_t h;
         while (next_unit(&a, -1, &di, &h)) {
             char *text = NULL;
-            int r = judge(&a, &a.d[di], h, &text);
-            record(&a, di, h, r, text);
+            mpi_input_sig sig;
+            int r = judge(&a, &l, di, h, &text, &sig);
+            record(&a, di, h, text ? r : CLI_INTERNAL, text, 0, &sig);
         }
     } else if (job->rank == 0) {
-        serve(job, &a);
+        serve(job, &a, last);
     } else {
-        work(&a);
+        work(&a, &l);
     }
     if (job->rank == 0)
         rc = report(job, &a, cli_now() - t0);
     MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
 done:
+    cli_check_free(&l.c);
+    free(last);
     for (int i = 0; i < a.nd; i++) {
         dump *d = &a.d[i];
         for (int64_t h = 0; d->reports && h < (d->heads ? d->heads : 1); h++)
@@ -755,6 +782,5 @@ done:
         free(d->gpu);
     }
     free(a.d);
-    free(a.opts);
     return rc;
 }

@@ -15,9 +15,18 @@
  * bytes are those of `stem run` for any number of ranks; only "seconds"
  * (the slowest rank's compute time) differs, as between two `stem run`s.
  *
- * Failures: every phase ends with mpi_agree; a failing rank's message is
- * printed once by rank 0, the temporary file is removed, nothing is left
- * under OUT's name and every rank exits 1.
+ * Before computing, every rank's command line is compared with rank 0's
+ * (the parameters, the mode, OUT) and the input it read with rank 0's
+ * (mpi_same_input: shapes, dtypes, a digest of the header and of the
+ * bytes of q, k and v), so that ranks given different inputs, as a stale
+ * copy on one node would be, cannot write one file that mixes them.
+ *
+ * Failures: every phase ends with mpi_agree; the message of the lowest
+ * failing rank is printed once by rank 0, the temporary file is removed,
+ * nothing is left under OUT's name and every rank exits with that rank's
+ * code (2 bad input or usage, 3 out of memory or I/O).  A rank that dies
+ * makes mpirun end the others; rank 0 then removes the temporary file on
+ * the SIGTERM mpirun sends.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -101,24 +110,26 @@ typedef struct part {
     int64_t selected;           /* kept blocks, for the summary */
 } part;
 
-/* Read this rank's heads and compute them.  0, or -1 with msg. */
+/* Read this rank's heads and compute them.  CLI_OK, or an exit code
+ * with msg. */
 static int compute_part(const tf_index *idx, const char *in, int layout,
                         const stem_params *p, int dense, const stem_dims *dm,
                         part *pt, char *msg)
 {
     int64_t n = pt->h1 - pt->h0, G = dm->hq / dm->hkv;
     if (n == 0)
-        return 0;
+        return CLI_OK;
     tf_file loc = {0};
     char err[512];
     const char *names[3] = {"q", "k", "v"};
-    int rc = -1;
+    int rc = CLI_USAGE;
     for (int i = 0; i < 3; i++) {
         const tf_index_entry *e = tf_index_find(idx, names[i]);
         int64_t b = i == 0 ? pt->h0 : pt->k0, c = i == 0 ? n : pt->k1 - pt->k0;
         if (tf_index_load_slice(idx, e, head_axis(e, layout), b, c, &loc, err,
                                 sizeof(err)) != 0) {
             mpi_fmt(msg, "run: %s", err);
+            rc = cli_exit_tf();
             goto done;
         }
     }
@@ -137,6 +148,7 @@ static int compute_part(const tf_index *idx, const char *in, int layout,
     if (!pt->out || !pt->lse || (!dense && (!pt->logits || !pt->mask))) {
         mpi_fmt(msg, "run: out of memory for the results of %lld heads",
                 (long long)n);
+        rc = CLI_INTERNAL;
         goto done;
     }
     /* one call when the heads are whole GQA groups, else one per kv head */
@@ -160,8 +172,11 @@ static int compute_part(const tf_index *idx, const char *in, int layout,
                                  pt->logits + (size_t)qo * nblk,
                                  pt->mask + (size_t)qo * nblk);
         if (st != STEM_OK) {
-            mpi_fmt(msg, "run: %s: heads %lld..%lld: %s", in, (long long)a,
-                    (long long)(b - 1), stem_strerror(st));
+            const char *d = stem_last_error();
+            mpi_fmt(msg, "run: %s: heads %lld..%lld: %s%s%s", in,
+                    (long long)a, (long long)(b - 1), stem_strerror(st),
+                    d[0] ? ": " : "", d);
+            rc = cli_exit_status(st);
             goto done;
         }
         if (whole)
@@ -170,7 +185,7 @@ static int compute_part(const tf_index *idx, const char *in, int layout,
     if (!dense)
         for (size_t i = 0; i < (size_t)n * nblk; i++)
             pt->selected += pt->mask[i] != 0;
-    rc = 0;
+    rc = CLI_OK;
 done:
     tf_free(&loc);
     return rc;
@@ -220,21 +235,25 @@ static int build_header(const stem_params *p, int dense, const stem_dims *dm,
     return rc;
 }
 
-/* Rank 0: the temporary file beside out, with the header, at full size. */
+/* Rank 0: the temporary file beside out, with the header, at full size,
+ * removed should the job be ended by a signal.  CLI_OK, or CLI_INTERNAL
+ * with msg (tmp then names the file to remove, or is ""). */
 static int create_tmp(const char *outp, const void *hdr, size_t hlen,
                       uint64_t total, char *tmp, size_t cap, char *msg)
 {
     if (snprintf(tmp, cap, "%s.tmp.XXXXXX", outp) >= (int)cap) {
         mpi_fmt(msg, "run: %s: name too long", outp);
-        return -1;
+        tmp[0] = '\0';
+        return CLI_USAGE;
     }
     int fd = mkstemp(tmp);
     if (fd < 0) {
         mpi_fmt(msg, "run: %s: cannot create a temporary file: %s", outp,
                 strerror(errno));
         tmp[0] = '\0';
-        return -1;
+        return CLI_INTERNAL;
     }
+    mpi_remove_on_signal(tmp);
     mode_t um = umask(0);
     umask(um);
     int ok = fchmod(fd, 0666 & ~um) == 0 &&
@@ -244,7 +263,7 @@ static int create_tmp(const char *outp, const void *hdr, size_t hlen,
         ok = 0;
     if (!ok)
         mpi_fmt(msg, "run: %s: %s", tmp, strerror(errno));
-    return ok ? 0 : -1;
+    return ok ? CLI_OK : CLI_INTERNAL;
 }
 
 /* Every rank: its rows of each tensor into the file. */
@@ -280,43 +299,104 @@ static int write_part(const char *tmp, const part *pt, const stem_dims *dm,
     return ok ? 0 : -1;
 }
 
+/* What every rank must have been told alike: the parameters, the mode,
+ * the layout, --help, and the output's name. */
+#define RUN_FIELDS 24
+typedef struct run_settings {
+    double v[RUN_FIELDS];
+    uint64_t words;             /* digest of the words but IN's */
+    char out[1024];
+} run_settings;
+
+static const char *const run_field_names[RUN_FIELDS] = {
+    "--help", "--dense", "--layout", "--profile", "--block", "--stride",
+    "qk_scaled", "norm", "value_rule", "--lambda", "budget_rule",
+    "--keep-ratio", "--alpha", "paper_min_k0", "paper_ratio_short",
+    "paper_ratio_long", "paper_long_tokens", "--prompt-blocks", "--sinks",
+    "--window", "keep_diagonal", "ties_keep_all", "--f64", "--compute"};
+
+static void run_settings_fill(run_settings *s, int help, int dense,
+                              int layout, const stem_params *p,
+                              const char *outp, int argc, char **argv,
+                              const char *in)
+{
+    double v[RUN_FIELDS] = {
+        help, dense, layout, p->profile, p->block, p->stride, p->qk_scaled,
+        p->norm, p->value_rule, p->value_weight, p->budget_rule,
+        p->keep_ratio, p->alpha, p->paper_min_k0, p->paper_ratio_short,
+        p->paper_ratio_long, (double)p->paper_long_tokens,
+        (double)p->prompt_blocks, p->sinks, p->window, p->keep_diagonal,
+        p->ties_keep_all, p->use_f64, p->compute};
+    memset(s, 0, sizeof(*s));
+    memcpy(s->v, v, sizeof(v));
+    snprintf(s->out, sizeof(s->out), "%s", outp ? outp : "");
+    for (int i = 1; i < argc; i++)
+        if (argv[i] != in)
+            s->words = mpi_digest(s->words, argv[i], strlen(argv[i]) + 1);
+}
+
+/* Collective: every rank's settings against rank 0's; CLI_OK, or
+ * CLI_USAGE with rank 0 naming the first that differs. */
+static int same_settings(const mpi_job *job, const run_settings *mine)
+{
+    run_settings root = *mine;
+    char msg[MPI_MSG_MAX] = "";
+    MPI_Bcast(&root, (int)sizeof(root), MPI_BYTE, 0, MPI_COMM_WORLD);
+    for (int i = 0; i < RUN_FIELDS && !msg[0]; i++)
+        if (memcmp(&mine->v[i], &root.v[i], sizeof(double)) != 0)
+            mpi_fmt(msg, "run: the command line differs from rank 0's: %s "
+                    "is %.10g here, %.10g on rank 0", run_field_names[i],
+                    mine->v[i], root.v[i]);
+    if (!msg[0] && strcmp(mine->out, root.out) != 0)
+        mpi_fmt(msg, "run: the command line differs from rank 0's: -o %s "
+                "here, -o %s on rank 0", mine->out, root.out);
+    if (!msg[0] && mine->words != root.words)
+        mpi_fmt(msg, "run: the command line differs from rank 0's: other "
+                "options, or in another order or spelling");
+    return mpi_agree(job, msg[0] ? CLI_USAGE : CLI_OK, msg);
+}
+
 /* `stem-mpi run`; see run_usage. */
 int mpi_cmd_run(const mpi_job *job, int argc, char **argv)
 {
     const char *in = NULL, *outp = NULL;
-    int dense = 0, rc = CLI_USAGE;
+    int dense = 0, help = 0, rc;
     cli_opts o;
+    stem_params p;
+    memset(&p, 0, sizeof(p));
     cli_opts_init(&o);
-    mpi_quiet(job);
-    int help;
-    if (cli_run_parse(argc, argv, &o, &in, &outp, &dense, &help) != CLI_OK)
-        goto usage;
+    mpi_msg_clear();
+    rc = cli_run_parse(argc, argv, &o, &in, &outp, &dense, &help);
+    if (rc == CLI_OK && !help) {
+        size_t ol = outp ? strlen(outp) : 0;
+        struct stat sb;
+        if (!in || !outp) {
+            cli_error("run: an input file and -o OUT are required (see "
+                      "stem-mpi run --help)");
+            rc = CLI_USAGE;
+        } else if ((ol >= 4 && strcmp(outp + ol - 4, ".npy") == 0) ||
+                   (ol > 0 && outp[ol - 1] == '/') ||
+                   (stat(outp, &sb) == 0 && S_ISDIR(sb.st_mode))) {
+            cli_error("run: -o %s: stem-mpi writes one safetensors file; "
+                      "give a .safetensors name (a directory of .npy files "
+                      "is `stem run`'s only)", outp);
+            rc = CLI_USAGE;
+        } else {
+            rc = cli_opts_resolve(&o, &p);
+        }
+    }
+    /* every rank's own command line first, then theirs against rank 0's */
+    if ((rc = mpi_agree(job, rc, NULL)) != CLI_OK)
+        return rc;
+    run_settings set;
+    run_settings_fill(&set, help, dense, o.layout, &p, outp, argc, argv, in);
+    if ((rc = same_settings(job, &set)) != CLI_OK)
+        return rc;
     if (help) {
         if (job->rank == 0)
             run_usage(stdout);
-        mpi_loud(job);
         return CLI_OK;
     }
-    size_t ol = outp ? strlen(outp) : 0;
-    struct stat sb;
-    if (!in || !outp) {
-        cli_error("run: an input file and -o OUT are required");
-        if (job->rank == 0)
-            run_usage(stderr);
-        goto usage;
-    }
-    if ((ol >= 4 && strcmp(outp + ol - 4, ".npy") == 0) ||
-        (ol > 0 && outp[ol - 1] == '/') ||
-        (stat(outp, &sb) == 0 && S_ISDIR(sb.st_mode))) {
-        cli_error("run: -o %s: stem-mpi writes one safetensors file; give a "
-                  ".safetensors name (a directory of .npy files is `stem "
-                  "run`'s only)", outp);
-        goto usage;
-    }
-    stem_params p;
-    if ((rc = cli_opts_resolve(&o, &p)) != CLI_OK)
-        goto usage;
-    mpi_loud(job);
 
     char msg[MPI_MSG_MAX] = "", err[512];
     stem_isa isa;
@@ -324,8 +404,9 @@ int mpi_cmd_run(const mpi_job *job, int argc, char **argv)
     if (st != STEM_OK)
         mpi_fmt(msg, "run: %s (check the STEM_ISA environment variable)",
                 stem_strerror(st));
-    if (mpi_agree(job, st == STEM_OK, msg))
-        return CLI_FAIL;
+    rc = st == STEM_OK ? CLI_OK : cli_exit_status(st);
+    if ((rc = mpi_agree(job, rc, msg)) != CLI_OK)
+        return rc;
 
     /* the input's header, on every rank: shapes, dtypes, where bytes lie */
     tf_index idx = {0};
@@ -335,35 +416,47 @@ int mpi_cmd_run(const mpi_job *job, int argc, char **argv)
     part pt = {0};
     void *hdr = NULL;
     char tmp[4096] = "";
-    rc = CLI_FAIL;
-    int ok = tf_index_read(in, &idx, err, sizeof(err)) == 0;
-    if (!ok)
+    mpi_input_sig sig;
+    const char *qkv[3] = {"q", "k", "v"};
+    rc = CLI_OK;
+    if (tf_index_read(in, &idx, err, sizeof(err)) != 0) {
         mpi_fmt(msg, "run: %s", err);
+        rc = cli_exit_tf();
+    }
     /* the whole tensors' views (never dereferenced) for the shape checks
      * and messages of `stem run` */
     static double dummy[1];
-    const char *qkv[3] = {"q", "k", "v"};
-    for (int i = 0; ok && i < 3; i++) {
+    for (int i = 0; rc == CLI_OK && i < 3; i++) {
         const tf_index_entry *e = tf_index_find(&idx, qkv[i]);
         if (e && tf_push_tensor(&shapes, e->name, e->dtype, e->ndim, e->shape,
                                 dummy, e->nbytes, err, sizeof(err)) != 0) {
             mpi_fmt(msg, "run: %s: %s", in, err);
-            ok = 0;
+            rc = CLI_INTERNAL;
         }
     }
-    if (ok && cli_load_qkv(&shapes, o.layout, &q, &k, &v, err,
-                           sizeof(err)) != 0) {
+    if (rc == CLI_OK && cli_load_qkv(&shapes, o.layout, &q, &k, &v, err,
+                                     sizeof(err)) != 0) {
         mpi_fmt(msg, "run: %s: %s", in, err);
-        ok = 0;
+        rc = CLI_USAGE;
     }
-    if (ok && (st = stem_dims_get(&p, &q, &k, &v, !dense, &dm)) != STEM_OK) {
+    if (rc == CLI_OK &&
+        (st = stem_dims_get(&p, &q, &k, &v, !dense, &dm)) != STEM_OK) {
         mpi_fmt(msg, "run: %s: q %lldx%lldx%lld, k %lldx%lldx%lld: %s", in,
                 (long long)q.heads, (long long)q.tokens, (long long)q.dim,
                 (long long)k.heads, (long long)k.tokens, (long long)k.dim,
                 stem_strerror(st));
-        ok = 0;
+        rc = cli_exit_status(st);
     }
-    if (mpi_agree(job, ok, msg))
+    if (rc == CLI_OK && mpi_sig_index(&idx, qkv, 3, &sig, err,
+                                      sizeof(err)) != 0) {
+        mpi_fmt(msg, "run: %s", err);
+        rc = CLI_USAGE;
+    }
+    if ((rc = mpi_agree(job, rc, msg)) != CLI_OK)
+        goto done;
+    /* the same input on every rank: else the file would mix them */
+    mpi_fmt(msg, "run: the input %s", in);
+    if ((rc = mpi_same_input(job, &sig, msg)) != CLI_OK)
         goto done;
 
     /* this rank's heads, read and computed */
@@ -374,38 +467,40 @@ int mpi_cmd_run(const mpi_job *job, int argc, char **argv)
     pt.k1 = pt.h1 > pt.h0 ? (pt.h1 - 1) / G + 1 : pt.k0;
     MPI_Barrier(MPI_COMM_WORLD);
     double t0 = cli_now();
-    ok = compute_part(&idx, in, o.layout, &p, dense, &dm, &pt, msg) == 0;
+    msg[0] = '\0';
+    rc = compute_part(&idx, in, o.layout, &p, dense, &dm, &pt, msg);
     double secs = cli_now() - t0, wall;
     MPI_Allreduce(&secs, &wall, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    if (mpi_agree(job, ok, msg))
+    if ((rc = mpi_agree(job, rc, msg)) != CLI_OK)
         goto done;
 
     /* rank 0: header and temporary file; every rank: its rows */
     uint64_t off[4] = {0}, total = 0;
     size_t hlen = 0;
-    ok = 1;
     if (job->rank == 0) {
-        ok = build_header(&p, dense, &dm, q.dtype, isa, wall, &hdr, &hlen,
-                          off, msg) == 0;
+        rc = build_header(&p, dense, &dm, q.dtype, isa, wall, &hdr, &hlen,
+                          off, msg) == 0 ? CLI_OK : CLI_INTERNAL;
         total = off[3] + (uint64_t)(dm.hq * dm.lq) * 4;
-        ok = ok && create_tmp(outp, hdr, hlen, total, tmp, sizeof(tmp),
-                              msg) == 0;
+        if (rc == CLI_OK)
+            rc = create_tmp(outp, hdr, hlen, total, tmp, sizeof(tmp), msg);
     }
     MPI_Bcast(off, 4, MPI_UINT64_T, 0, MPI_COMM_WORLD);
     MPI_Bcast(tmp, sizeof(tmp), MPI_CHAR, 0, MPI_COMM_WORLD);
-    if (mpi_agree(job, ok, msg))
+    if ((rc = mpi_agree(job, rc, msg)) != CLI_OK)
         goto done;
-    ok = write_part(tmp, &pt, &dm, dense, off, msg) == 0;
-    if (mpi_agree(job, ok, msg))
+    rc = write_part(tmp, &pt, &dm, dense, off, msg) == 0 ? CLI_OK
+                                                           : CLI_INTERNAL;
+    if ((rc = mpi_agree(job, rc, msg)) != CLI_OK)
         goto done;
     if (job->rank == 0 && rename(tmp, outp) != 0) {
         mpi_fmt(msg, "run: %s: %s", outp, strerror(errno));
-        ok = 0;
+        rc = CLI_INTERNAL;
     }
-    if (mpi_agree(job, ok, msg))
+    if ((rc = mpi_agree(job, rc, msg)) != CLI_OK)
         goto done;
+    if (job->rank == 0)
+        mpi_remove_on_signal(NULL);
     tmp[0] = '\0';
-    rc = CLI_OK;
 
     int64_t sel = 0;
     MPI_Reduce(&pt.selected, &sel, 1, MPI_INT64_T, MPI_SUM, 0,
@@ -429,8 +524,10 @@ int mpi_cmd_run(const mpi_job *job, int argc, char **argv)
                 omp_get_max_threads());
     }
 done:
-    if (job->rank == 0 && tmp[0])
+    if (job->rank == 0 && tmp[0]) {
         unlink(tmp);
+        mpi_remove_on_signal(NULL);
+    }
     free(hdr);
     free(pt.out);
     free(pt.lse);
@@ -439,7 +536,4 @@ done:
     tf_free(&shapes);
     tf_index_free(&idx);
     return rc;
-usage:
-    mpi_loud(job);
-    return CLI_USAGE;
 }
