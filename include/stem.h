@@ -9,7 +9,8 @@
  * Conventions
  *   - Lq query tokens, Lk key/value tokens, Lq <= Lk.  The queries are the
  *     last Lq positions of the sequence: query row r sits at absolute
- *     position r + P, P = Lk - Lq (chunked prefill).
+ *     position r + offset, offset = Lk - Lq (chunked prefill; Delta in
+ *     the notation of docs/ALGORITHM.md).
  *   - B is the block size (128 by default); Qb = ceil(Lq / B), Kb = ceil(Lk / B).
  *   - Hq query heads, Hkv key/value heads, Hq % Hkv == 0; query head h reads
  *     kv head h / (Hq / Hkv) (GQA, no copies).
@@ -216,7 +217,7 @@ STEM_API stem_status stem_params_validate(const stem_params *params);
 /* Derived sizes of one call. */
 typedef struct stem_dims {
     int64_t hq, hkv, lq, lk, d;
-    int64_t offset;             /* P = Lk - Lq */
+    int64_t offset;             /* Lk - Lq (Delta in docs/ALGORITHM.md) */
     int64_t qb, kb;             /* query and key blocks */
 } stem_dims;
 
@@ -234,7 +235,7 @@ STEM_API stem_status stem_dims_get(const stem_params *params,
 
 /*
  * Block logits (docs/ALGORITHM.md section 1): logits[h][I][J] for every
- * query head h, query block I < Qb, key block J < Kb; -INFINITY where J > I + P/B.
+ * query head h, query block I < Qb, key block J < Kb; -INFINITY where J > I + offset/B.
  * logits: caller buffer of Hq * Qb * Kb floats, row-major.
  * Errors: those of stem_dims_get (sparse), NONFINITE, NOMEM.
  */
@@ -296,7 +297,7 @@ typedef struct stem_explain_block {
 /* The row as a whole. */
 typedef struct stem_explain_summary {
     int64_t head, qblock;       /* the row (h, I) */
-    int64_t position;           /* p = I + P/B, its absolute block position */
+    int64_t position;           /* p = I + offset/B, its absolute block position */
     int64_t n;                  /* blocks of the budget rule (prompt_blocks or Kb) */
     int32_t budget;             /* budget[p]: the top-k count */
     int32_t candidates;         /* finite logits among key blocks 0 .. p */
@@ -331,7 +332,7 @@ STEM_API stem_status stem_explain_row(const stem_params *params,
  * Block-sparse attention: for each query row, softmax of q.k / sqrt(d) over
  * the causal keys of the row's selected blocks, times v.
  * mask [Hq, Qb, Kb] as from stem_select (any non-zero byte selects); every
- * row must select at least one block at or below its diagonal I + P/B
+ * row must select at least one block at or below its diagonal I + offset/B
  * (STEM_ERR_MASK otherwise); blocks beyond the diagonal are ignored.
  * out: view [Hq, Lq, d] of dtype F32 or F64.
  * lse: optional Hq * Lq floats, the natural-log sum of exp of the row's

@@ -2,7 +2,7 @@
  * select.c - block selection, docs/ALGORITHM.md section 3: where the key
  * blocks of a query block are chosen.
  *
- * Row (h, I) sits at absolute block position p = I + P/B.  It keeps the
+ * Row (h, I) sits at absolute block position p = I + offset/B.  It keeps the
  * budget[p] largest finite logits among key blocks 0..p (ties: the lower
  * index wins; with ties_keep_all every block >= the threshold), then, on top
  * and whatever their logits, the first `sinks` blocks, the `window` blocks
