@@ -424,7 +424,8 @@ STEM_API int stem_isa_supported(stem_isa isa);
 STEM_API const char *stem_compute_name(stem_compute compute);
 /* Compute mode by name ("f32", "bf16"); STEM_ERR_PARAM if unknown. */
 STEM_API stem_status stem_compute_from_name(const char *name, stem_compute *out);
-/* The best bit-exact ISA of this CPU (never STEM_ISA_AMX). */
+/* The fastest bit-exact ISA of this CPU (never STEM_ISA_AMX; avx512bf16
+ * only where VDPBF16PS outruns FMAs, i.e. on AMD's AVX512-BF16 CPUs). */
 STEM_API stem_isa stem_isa_detected(void);
 /*
  * The ISA in use: STEM_ISA from the environment if set, else the detected

@@ -1106,16 +1106,22 @@ static void test_bf16_rows(void **state)
 }
 
 /* The detected ISA is the fastest bit-exact one this CPU runs: avx512bf16
- * ahead of avx512 ahead of avx2, never amx (only asked for), and every
- * name round-trips. */
+ * (on AMD, where VDPBF16PS outruns FMAs) ahead of avx512 ahead of avx2,
+ * never amx (only asked for), and every name round-trips. */
 static void test_isa_order(void **state)
 {
     (void)state;
     static const stem_isa order[] = {STEM_ISA_AVX512BF16, STEM_ISA_AVX512,
                                      STEM_ISA_AVX2, STEM_ISA_NEON};
+    int amd = 0;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    amd = __builtin_cpu_is("amd");
+#endif
     stem_isa want = STEM_ISA_SCALAR;
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
-        if (stem_isa_supported(order[i])) {
+        if (stem_isa_supported(order[i]) &&
+            (order[i] != STEM_ISA_AVX512BF16 || amd)) {
             want = order[i];
             break;
         }
