@@ -162,7 +162,15 @@ examples: $(EXAMPLE_BIN)
 deps:
 	@sh tools/install-deps.sh
 
-tests: $(TEST_BIN) $(BUILD)/stem $(EXAMPLE_BIN) $(MPI_BIN)
+# The allocation-failure injector tests/cli/test_failalloc.sh preloads
+# (built without sanitizers: a sanitizer build owns malloc, the script
+# skips it there).
+FAULT_LIB := $(BUILD)/tests/fault/libfailalloc.so
+$(FAULT_LIB): tests/fault/failalloc.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -g -Wall -Wextra -fPIC -shared -o $@ $< -ldl
+
+tests: $(TEST_BIN) $(BUILD)/stem $(EXAMPLE_BIN) $(MPI_BIN) $(FAULT_LIB)
 
 # The test command of README.md: every test binary, then the CLI tests.
 test-deps:
@@ -223,7 +231,8 @@ install: lib cli
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@RPATH@|$(PC_RPATH)|' -e 's|@VERSION@|$(shell sed -n 's/^\#define STEM_VERSION_STRING "\(.*\)"/\1/p' include/stem.h)|' \
 	    tools/stem.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/stem.pc
 	install -d $(DESTDIR)$(PYTHONDIR)/stem_attn
-	install -m 644 python/stem_attn/*.py python/stem_attn/py.typed $(DESTDIR)$(PYTHONDIR)/stem_attn/
+	install -m 644 python/stem_attn/*.py $(DESTDIR)$(PYTHONDIR)/stem_attn/
+	install -m 644 python/stem_attn/py.typed $(DESTDIR)$(PYTHONDIR)/stem_attn/
 	install -m 644 tools/stem_dump.py $(DESTDIR)$(PYTHONDIR)/
 
 clean:
