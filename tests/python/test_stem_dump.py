@@ -100,7 +100,17 @@ def test_safetensors_name_is_one_file_without_the_package():
         want = os.path.join(tmp, "in.safetensors")
         a, warned = dump_quiet(want, q=q, k=k, v=v, layout="nhd")
         assert a == want and os.path.isfile(a) and warned == []
-        assert "torch" not in sys.modules and "safetensors" not in sys.modules
+        # NumPy inputs: neither torch nor the safetensors module is loaded
+        code = ("import sys, numpy as np, stem_dump; "
+                "stem_dump.dump(sys.argv[1], q=np.zeros((1, 4, 2), "
+                "np.float32)); print(sorted({'torch', 'safetensors'} & "
+                "set(sys.modules)))")
+        p = subprocess.run([sys.executable, "-c", code,
+                            os.path.join(tmp, "x.safetensors")],
+                           stdout=subprocess.PIPE, universal_newlines=True,
+                           env=dict(os.environ, PYTHONPATH=os.path.join(
+                               ROOT, "tools")))
+        assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout
         t, meta = read_st(a)
         assert meta == {"dtype": "fp32"}
         assert t["q"].shape == (H, N, D)
