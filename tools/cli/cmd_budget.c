@@ -226,8 +226,8 @@ int cmd_budget(int argc, char **argv)
             goto done;
         }
         if ((st = stem_budget(&p[k], kb, b[k])) != STEM_OK) {
-            cli_error("budget: %s: %s", stem_profile_name((stem_profile)k),
-                      stem_strerror(st));
+            cli_error("budget: %s: %s (%s)", stem_profile_name((stem_profile)k),
+                      stem_strerror(st), stem_last_error());
             rc = CLI_USAGE;
             goto done;
         }

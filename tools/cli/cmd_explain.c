@@ -378,8 +378,8 @@ int cmd_explain(int argc, char **argv)
         p.paper_min_k0 = (int)min_k0;
         stem_status st = stem_params_validate(&p);
         if (st != STEM_OK) {
-            cli_error("explain: --paper-min-k0 %lld: %s", min_k0,
-                      stem_strerror(st));
+            cli_error("explain: --paper-min-k0 %lld: %s (%s)", min_k0,
+                      stem_strerror(st), stem_last_error());
             return CLI_USAGE;
         }
     }
@@ -405,10 +405,18 @@ int cmd_explain(int argc, char **argv)
         cli_error("explain: %s: %s", in, stem_strerror(st));
         goto done;
     }
-    if (head >= dm.hq || qblock >= dm.qb || steps >= dm.lq) {
-        cli_error("explain: --head %lld --qblock %lld --steps %lld outside "
-                  "%lld heads x %lld query blocks (%lld query rows)", head,
-                  qblock, steps, (long long)dm.hq, (long long)dm.qb,
+    if (head >= dm.hq) {
+        cli_error("explain: --head %lld: %s has %lld query heads", head, in,
+                  (long long)dm.hq);
+        goto done;
+    }
+    if (qblock >= dm.qb) {
+        cli_error("explain: --qblock %lld: %s has %lld query blocks", qblock,
+                  in, (long long)dm.qb);
+        goto done;
+    }
+    if (steps >= dm.lq) {
+        cli_error("explain: --steps %lld: %s has %lld query rows", steps, in,
                   (long long)dm.lq);
         goto done;
     }
