@@ -6,9 +6,12 @@ build/libstem.so); the prefix the package was installed under by
 `make install` (PREFIX/lib/pythonX.Y/dist-packages/stem/ -> PREFIX/lib);
 then the system's loader search (ctypes.util.find_library("stem")).
 """
+from __future__ import annotations
+
 import ctypes
 import ctypes.util
 import os
+from typing import Any, List, Optional, Tuple
 
 from . import _abi
 
@@ -20,7 +23,7 @@ class StemLibraryNotFound(OSError):
     """libstem.so could not be found or loaded."""
 
 
-def _candidates():
+def _candidates() -> Tuple[List[Tuple[str, str]], bool]:
     env = os.environ.get("STEM_LIBRARY")
     if env:
         if os.path.isdir(env):
@@ -38,7 +41,7 @@ def _candidates():
     return out, False
 
 
-def load():
+def load() -> ctypes.CDLL:
     """The loaded library with its prototypes bound (functions absent from
     an older library are left unbound; calling them raises)."""
     tried = []
@@ -68,7 +71,7 @@ def load():
         "libstem.so (or to its directory).")
 
 
-def _bind(lib, path):
+def _bind(lib: ctypes.CDLL, path: str) -> ctypes.CDLL:
     for name, (res, args) in _abi.PROTOTYPES.items():
         try:
             f = getattr(lib, name)
@@ -80,17 +83,17 @@ def _bind(lib, path):
     return lib
 
 
-_LIB = None
+_LIB: Optional[ctypes.CDLL] = None
 
 
-def lib():
+def lib() -> ctypes.CDLL:
     global _LIB
     if _LIB is None:
         _LIB = load()
     return _LIB
 
 
-def func(name):
+def func(name: str) -> Any:
     """A bound library function, or a clear error if this library lacks it."""
     try:
         return getattr(lib(), name)

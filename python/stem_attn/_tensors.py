@@ -4,6 +4,10 @@ Contiguous inputs (any layout whose last axis has stride 1) are passed to
 the library in place, without a copy; others are copied once.  torch is
 never imported here: a tensor is recognised by its type's module.
 """
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
 import numpy as np
 
 from . import _abi
@@ -25,11 +29,11 @@ _PREC_NAMES = {"bfloat16": "bf16", "bf16": "bf16", "float16": "fp16",
 PREC_ORDER = ("fp8", "bf16", "fp16", "fp32")
 
 
-def is_torch(x):
+def is_torch(x: Any) -> bool:
     return type(x).__module__.split(".")[0] == "torch"
 
 
-def prec_name(dtype):
+def prec_name(dtype: Any) -> Optional[str]:
     """'bf16', 'fp16', 'fp32' or 'fp8' for a dtype given as a string, a
     NumPy dtype or a torch dtype; None for None."""
     if dtype is None:
@@ -43,7 +47,7 @@ def prec_name(dtype):
     return _PREC_NAMES[name]
 
 
-def storage_prec(x, bf16_bits=False):
+def storage_prec(x: Any, bf16_bits: bool = False) -> Optional[str]:
     """The precision an array or tensor is stored in, or None."""
     if x is None:
         return None
@@ -59,11 +63,12 @@ class View:
     """A stem_tensor over an array, holding the array alive."""
     __slots__ = ("t", "keep", "shape")
 
-    def __init__(self, t, keep, shape):
+    def __init__(self, t: _abi.stem_tensor, keep: Any,
+                 shape: Tuple[int, ...]) -> None:
         self.t, self.keep, self.shape = t, keep, shape
 
 
-def _squeeze_batch(shape, want):
+def _squeeze_batch(shape: Tuple[int, ...], want: int) -> int:
     """Drop leading batch axes of size 1 down to `want` axes."""
     drop = 0
     while len(shape) - drop > want and shape[drop] == 1:
@@ -71,14 +76,15 @@ def _squeeze_batch(shape, want):
     return drop
 
 
-def _strip(x, want):
+def _strip(x: Any, want: int) -> Any:
     drop = _squeeze_batch(tuple(x.shape), want)
     for _ in range(drop):
         x = x[0]
     return x
 
 
-def as_array(x, name, bf16_bits=False, mask=False):
+def as_array(x: Any, name: str, bf16_bits: bool = False, mask: bool = False
+             ) -> Tuple[Any, str, Tuple[int, ...], Tuple[int, ...], int]:
     """(object, dtype name, shape, strides in elements, data pointer) for a
     NumPy array or a CPU torch tensor, copying only when the last axis is
     not contiguous or the dtype needs converting."""
@@ -129,7 +135,8 @@ def as_array(x, name, bf16_bits=False, mask=False):
             a.ctypes.data)
 
 
-def view3(x, name, layout="hnd", bf16_bits=False):
+def view3(x: Any, name: str, layout: str = "hnd",
+          bf16_bits: bool = False) -> View:
     """A [heads, tokens, dim] view of x stored [H, N, d] (layout 'hnd') or
     [N, H, d] ('nhd'); leading batch axes of size 1 are dropped."""
     obj, dt, shape, strides, ptr = as_array(_strip(x, 3), name, bf16_bits)
@@ -147,7 +154,8 @@ def view3(x, name, layout="hnd", bf16_bits=False):
     return View(t, obj, shape)
 
 
-def view_blocks(x, name, hq, qb, kb, mask=False):
+def view_blocks(x: Any, name: str, hq: int, qb: int, kb: int,
+                mask: bool = False) -> View:
     """A view of block logits or a block mask [Hq, Qb, Kb]."""
     obj, dt, shape, strides, ptr = as_array(_strip(x, 3), name, mask=mask)
     if shape != (hq, qb, kb):
@@ -158,7 +166,7 @@ def view_blocks(x, name, hq, qb, kb, mask=False):
     return View(t, obj, shape)
 
 
-def view_lse(x, hq, lq, layout):
+def view_lse(x: Any, hq: int, lq: int, layout: str) -> View:
     """A view [Hq, Lq, 1] of lse given as [Hq, Lq] (or [Hq, Lq, 1]), or,
     with layout 'nhd', also as [Lq, Hq] (flash-attention stores [H, N])."""
     x = _strip(x, 2)

@@ -7,13 +7,18 @@
         stem_attn.testing.assert_matches_reference(
             q, k, v, logits=logits, mask=mask, out=out, lse=lse)
 """
-from ._check import check
+from __future__ import annotations
+
+from typing import Any
+
+from ._check import Report, check
 
 __all__ = ["assert_matches_reference"]
 
 
-def assert_matches_reference(q, k, v, mask=None, out=None, lse=None,
-                             logits=None, **kwargs):
+def assert_matches_reference(q: Any, k: Any, v: Any, mask: Any = None,
+                             out: Any = None, lse: Any = None,
+                             logits: Any = None, **kwargs: Any) -> Report:
     """Run stem_attn.check with the same arguments and raise AssertionError with
     the report's text (the stage, kind and position of every fault, worst
     first) unless it passes; the error's .report holds the Report.
