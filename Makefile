@@ -84,7 +84,7 @@ BENCH_SRC   := $(wildcard bench/bench_*.c)
 BENCH_BIN   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 BENCH_COMMON_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard bench/common/*.c))
 
-.PHONY: all lib cli deps demo test tests bench install clean examples test-asan test-tsan fuzz mpi figures figures-check test-deps
+.PHONY: all lib cli deps demo test tests bench install clean examples test-asan test-tsan fuzz mpi figures figures-check test-deps check-full
 # keep the objects that pattern rules build on the way to a program
 .SECONDARY:
 all: lib cli mpi
@@ -202,6 +202,13 @@ test-asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN='$(ASAN_SAN)' tests
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	    sh tests/run-tests.sh build-asan
+
+# The checker against every fault class doctored into every GPU capture at
+# full length, and their genuine outputs and flash-style emulations
+# (minutes; make test runs a short version: tests/cli/test_check_faults.sh).
+check-full: deps
+	@$(MAKE) --no-print-directory $(BUILD)/stem
+	@/usr/bin/python3 tests/cli/check_faults.py $(BUILD)/stem --full
 
 # Race check: the determinism and stage tests built with clang
 # -fsanitize=thread against LLVM's OpenMP with its Archer annotations.

@@ -163,6 +163,18 @@ typedef enum stem_check_kind {
     STEM_KIND_OUT_WRONG_HEAD,   /* a head far from both masked and dense */
     STEM_KIND_LSE_NONFINITE,
     STEM_KIND_LSE_ROW,          /* an lse beyond its limit */
+    /* systematic errors (docs/ALGORITHM.md section 5): the component of
+     * the error of a query block (qblock) or a whole head (qblock -1)
+     * along the direction a fault moves it, many standard errors from 0 */
+    STEM_KIND_OUT_SCALE_BIAS,   /* out along the reference: a scale */
+    STEM_KIND_OUT_TEMP_BIAS,    /* out along d out / d(softmax scale) */
+    STEM_KIND_OUT_ROW_SHIFT,    /* out towards the next (col 1) or the
+                                   previous (col -1) row's */
+    STEM_KIND_LSE_OFFSET,       /* lse shifted by a constant */
+    STEM_KIND_LSE_TEMP_BIAS,    /* lse along d lse / d(softmax scale) */
+    STEM_KIND_LOGIT_SCALE_BIAS, /* logits along their QK term */
+    STEM_KIND_LOGIT_VALUE_BIAS, /* logits along their value term */
+    STEM_KIND_LOGIT_STRIDE_BIAS,/* logits towards another stride's */
     STEM_KIND_COUNT
 } stem_check_kind;
 
@@ -203,6 +215,49 @@ typedef struct stem_check_stage_result {
     int64_t n_items;            /* items[0 .. n_items): faults, worst first */
     stem_check_item *items;
 } stem_check_stage_result;
+
+/* The systematic tests: the error's component along the direction a
+ * fault moves it, per query block and per head (logits: per head). */
+typedef enum stem_check_bias_test {
+    STEM_BIAS_OUT_SCALE = 0,    /* kind OUT_SCALE_BIAS */
+    STEM_BIAS_OUT_TEMP,         /* kind OUT_TEMP_BIAS */
+    STEM_BIAS_OUT_SHIFT,        /* kind OUT_ROW_SHIFT (both neighbours) */
+    STEM_BIAS_LSE_OFFSET,       /* kind LSE_OFFSET */
+    STEM_BIAS_LSE_TEMP,         /* kind LSE_TEMP_BIAS */
+    STEM_BIAS_LOGIT_SCALE,      /* kind LOGIT_SCALE_BIAS */
+    STEM_BIAS_LOGIT_VALUE,      /* kind LOGIT_VALUE_BIAS */
+    STEM_BIAS_LOGIT_STRIDE,     /* kind LOGIT_STRIDE_BIAS */
+    STEM_BIAS_COUNT
+} stem_check_bias_test;
+
+/* "out scale", "out temperature", "out neighbour row", "lse offset",
+ * "lse temperature", "logit scale", "logit value term", "logit stride",
+ * or "?" */
+STEM_API const char *stem_check_bias_name(stem_check_bias_test test);
+
+/*
+ * One systematic test over the groups judged.  A fault item of it has
+ * gpu = the component (out scale: relative, 0.01 for out * 1.01;
+ * temperature: relative error of the softmax scale; row shift: the
+ * fraction of the neighbour's row; lse offset: in lse units; logits: the
+ * fraction of the direction), ref = its standard error, err = |z| (the
+ * component in standard errors), limit = the group's threshold,
+ * threshold = the check's Bonferroni z, ref_logit = the typical size of
+ * the values; row, kblock -1.
+ */
+typedef struct stem_check_bias {
+    int64_t tests;              /* groups tested (0: not run) */
+    int64_t faults;             /* groups beyond their threshold */
+    double threshold;           /* the Bonferroni z of the check */
+    double worst;               /* largest min(|z| / the group's
+                                   threshold, |component| / its floor):
+                                   above 1 a fault */
+    double worst_z;             /* z there */
+    double worst_component;     /* the component there */
+    int64_t worst_head, worst_qblock;   /* where (qblock -1: a head) */
+    double worst_zratio;        /* largest |z| / the group's threshold,
+                                   the floor aside */
+} stem_check_bias;
 
 /* Per query head judged. */
 typedef struct stem_check_head {
@@ -246,6 +301,11 @@ typedef struct stem_check_report {
     stem_check_head *heads;
     int32_t *qblock_rows_failed;/* [n_heads][Qb]: failing rows per block */
     char hint[512];             /* a likely parameter mismatch, or "" */
+    /* systematic tests (check_bias.c), indexed by stem_check_bias_test */
+    double bias_alpha;          /* false-alarm probability of the check */
+    double bias_z;              /* Bonferroni threshold before the
+                                   per-group widening (0: no test ran) */
+    stem_check_bias bias[STEM_BIAS_COUNT];
 } stem_check_report;
 
 /*

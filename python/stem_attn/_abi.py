@@ -111,6 +111,17 @@ class stem_check_stage_result(C.Structure):
                 ("items", C.POINTER(stem_check_item))]
 
 
+BIAS_COUNT = 8    # stem_check_bias_test (include/stem_check.h)
+
+
+class stem_check_bias(C.Structure):
+    _fields_ = [("tests", C.c_int64), ("faults", C.c_int64),
+                ("threshold", C.c_double), ("worst", C.c_double),
+                ("worst_z", C.c_double), ("worst_component", C.c_double),
+                ("worst_head", C.c_int64), ("worst_qblock", C.c_int64),
+                ("worst_zratio", C.c_double)]
+
+
 class stem_check_head(C.Structure):
     _fields_ = [("head", C.c_int64),
                 ("out_rel_l2", C.c_double),
@@ -149,7 +160,10 @@ class stem_check_report(C.Structure):
                 ("n_heads", C.c_int64),
                 ("heads", C.POINTER(stem_check_head)),
                 ("qblock_rows_failed", C.POINTER(C.c_int32)),
-                ("hint", C.c_char * 512)]
+                ("hint", C.c_char * 512),
+                ("bias_alpha", C.c_double),
+                ("bias_z", C.c_double),
+                ("bias", stem_check_bias * BIAS_COUNT)]
 
 
 class stem_explain_block(C.Structure):

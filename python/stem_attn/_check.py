@@ -75,7 +75,12 @@ class Report:
     offenders, worst first: Item(stage, kind, fault, head, qblock, kblock,
     row, col, gpu, ref, err, limit, ref_logit, threshold)).
     report.faults: every faulty item; report.ties; report.heads (per
-    query head: out_rel_l2, dense_t, status, ...); report.hint."""
+    query head: out_rel_l2, dense_t, status, ...); report.hint.
+    report.bias: the systematic tests by name ("out scale", "lse offset",
+    ...): groups, faults, threshold, worst (largest min(|z| / threshold,
+    |component| / floor): above 1 a fault), worst_z, worst_component,
+    worst_head, worst_qblock, worst_zratio (largest |z| / threshold, the
+    floor aside)."""
 
     def __init__(self, rep, verbose=False):
         self.verdict = _abi.VERDICT.get(rep.verdict, "?")
@@ -98,6 +103,11 @@ class Report:
         for n in _SCALARS:
             setattr(self, n, getattr(rep, n))
         self.hint = rep.hint.decode("utf-8", "replace")
+        # the systematic tests: per test (out scale, out temperature, ...)
+        # the groups tested, the faults, the threshold and the worst |z| as
+        # a fraction of its group's threshold, and where
+        self.bias = {b["test"]: b for b in
+                     self.data.get("bias", {}).get("tests", [])}
         self.dims = _struct_dict(rep.dims)
         self.params = _params.as_dict(rep.params)
         self.options = _struct_dict(rep.options)

@@ -189,6 +189,14 @@ const char *stem_check_kind_name(stem_check_kind kind)
         [STEM_KIND_OUT_WRONG_HEAD] = "wrong output",
         [STEM_KIND_LSE_NONFINITE] = "non-finite lse",
         [STEM_KIND_LSE_ROW] = "lse row",
+        [STEM_KIND_OUT_SCALE_BIAS] = "scale bias",
+        [STEM_KIND_OUT_TEMP_BIAS] = "temperature bias",
+        [STEM_KIND_OUT_ROW_SHIFT] = "neighbour row",
+        [STEM_KIND_LSE_OFFSET] = "lse offset",
+        [STEM_KIND_LSE_TEMP_BIAS] = "lse temperature bias",
+        [STEM_KIND_LOGIT_SCALE_BIAS] = "logit scale bias",
+        [STEM_KIND_LOGIT_VALUE_BIAS] = "value-term bias",
+        [STEM_KIND_LOGIT_STRIDE_BIAS] = "stride bias",
     };
     return (unsigned)kind < STEM_KIND_COUNT && n[kind] ? n[kind] : "?";
 }
@@ -426,7 +434,8 @@ stem_status stem_check(const stem_params *params, const stem_tensor *q,
     if ((st = check_stage_logits(&c)) != STEM_OK ||
         (st = check_stage_selection(&c)) != STEM_OK ||
         (st = check_stage_mask(&c)) != STEM_OK ||
-        (st = check_attention(&c)) != STEM_OK) {
+        (st = check_attention(&c)) != STEM_OK ||
+        (st = check_stage_bias(&c)) != STEM_OK) {
         ctx_free(&c);
         stem_check_report_free(report);
         return st;

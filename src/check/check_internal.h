@@ -63,6 +63,9 @@ STEM_INTERNAL stem_status check_stage_logits(check_ctx *c);
 STEM_INTERNAL stem_status check_stage_selection(check_ctx *c);
 STEM_INTERNAL stem_status check_stage_mask(check_ctx *c);
 STEM_INTERNAL stem_status check_attention(check_ctx *c);
+/* The systematic tests (check_bias.c): run after the other stages, they
+ * add their faults to the logits, out and lse stages and fill r->bias. */
+STEM_INTERNAL stem_status check_stage_bias(check_ctx *c);
 
 /* The view's unit roundoff: 2^-8 for BF16, 2^-11 for F16, 2^-24 F32,
  * 2^-53 F64 (how coarse its stored values are). */

@@ -110,6 +110,23 @@ static void item_text(sbuf *s, const stem_check_item *x)
         put(s, ": most rows beyond their limits, and not closer to dense "
             "attention (t = %.3f): wrong output\n", x->gpu);
         break;
+    case STEM_KIND_OUT_SCALE_BIAS:
+    case STEM_KIND_OUT_TEMP_BIAS:
+    case STEM_KIND_OUT_ROW_SHIFT:
+    case STEM_KIND_LSE_OFFSET:
+    case STEM_KIND_LSE_TEMP_BIAS:
+    case STEM_KIND_LOGIT_SCALE_BIAS:
+    case STEM_KIND_LOGIT_VALUE_BIAS:
+    case STEM_KIND_LOGIT_STRIDE_BIAS:
+        if (x->qblock >= 0)
+            put(s, " qblock %lld", (long long)x->qblock);
+        else
+            put(s, " (all rows)");
+        if (x->kind == STEM_KIND_OUT_ROW_SHIFT)
+            put(s, " towards the %s row", x->col > 0 ? "next" : "previous");
+        put(s, ": component %+.4g, %.1f standard errors (%.3g) > threshold %.1f\n",
+            x->gpu, x->err, x->ref, x->limit);
+        break;
     case STEM_KIND_LSE_NONFINITE:
     case STEM_KIND_LSE_ROW:
         put(s, " row %lld (qblock %lld): GPU %.7g, reference %.7g, |diff| %.3g "
@@ -393,6 +410,25 @@ size_t stem_check_report_json(const stem_check_report *r, char *buf, size_t cap)
     put(&s, "]}, \"lse\": {");
     jnum(&s, "max_abs", r->lse_max_abs, 1);
     put(&s, "\"base2_hint\": %s}, ", r->lse_base2_hint ? "true" : "false");
+    put(&s, "\"bias\": {");
+    jnum(&s, "alpha", r->bias_alpha, 1);
+    jnum(&s, "z", r->bias_z, 1);
+    put(&s, "\"tests\": [");
+    for (int i = 0; i < STEM_BIAS_COUNT; i++) {
+        const stem_check_bias *b = &r->bias[i];
+        put(&s, "%s{\"test\": \"%s\", ", i ? ", " : "", stem_check_bias_name(i));
+        jint(&s, "groups", b->tests, 1);
+        jint(&s, "faults", b->faults, 1);
+        jnum(&s, "threshold", b->threshold, 1);
+        jnum(&s, "worst", b->worst, 1);
+        jnum(&s, "worst_z", b->worst_z, 1);
+        jnum(&s, "worst_component", b->worst_component, 1);
+        jint(&s, "worst_head", b->worst_head, 1);
+        jint(&s, "worst_qblock", b->worst_qblock, 1);
+        jnum(&s, "worst_zratio", b->worst_zratio, 0);
+        put(&s, "}");
+    }
+    put(&s, "]}, ");
     put(&s, "\"hint\": \"");
     for (const char *c = r->hint; *c; c++)
         put(&s, *c == '"' || *c == '\\' ? "\\%c" : "%c", *c);

@@ -1,0 +1,660 @@
+/*
+ * check_bias.c - the systematic tests of stem_check (docs/ALGORITHM.md
+ * section 5, "Systematic errors").
+ *
+ * Rounding moves each value a little, in either direction, independently
+ * of its neighbours and of the signal.  A fault moves many values a little
+ * in the same direction: an output scaled by 1.01, a softmax scale 3% off,
+ * an lse shifted by 1e-3, logits computed with another stride.  Each such
+ * fault has a direction X (per row, a vector) along which it moves the
+ * GPU's error E = G - R (G the GPU's values, R the reference's).  For a
+ * group of rows (the rows of one query block of one head, and all rows of
+ * a head) the component beta of E along the directions is the weighted
+ * least-squares fit
+ *
+ *   beta = A^-1 b,   A = sum_r w_r X_r^T X_r,   b = sum_r w_r X_r^T E_r,
+ *
+ * and its standard error comes from the residual of the same rows,
+ * R_r = E_r - X_r beta, clustered by row (the errors of one row may be
+ * correlated with each other; distinct rows' are independent):
+ *
+ *   V = G/(G - k) A^-1 (sum_r g_r g_r^T) A^-1,   g_r = w_r X_r^T R_r,
+ *   z_j = beta_j / sqrt(V_jj).
+ *
+ * Under rounding alone z_j is close to a standard normal variable.  A
+ * component fails when |z_j| exceeds the threshold of its group: the
+ * two-sided normal quantile of alpha / n (Bonferroni over the n tests of
+ * the whole check, alpha = BIAS_ALPHA), widened for the G - k degrees of
+ * freedom of the residual (Cornish-Fisher: z (1 + (z^2 + 1) / 4 nu)).
+ *
+ * The families and their directions:
+ *   out     (rows of d elements, w_r = 1 / ||R_r||^2):
+ *           scale        X = R_r, the reference row itself;
+ *           temperature  X = dR_r / d epsilon for a softmax scale
+ *                        c (1 + epsilon), by a forward difference with
+ *                        queries scaled by 1 + 2^-7;
+ *           next row     X = R_{r+1} - R_r, previous row X = R_{r-1} - R_r
+ *                        (a row written one place off).
+ *   lse     (one value a row, w_r = 1): offset X = 1; temperature
+ *           X = d lse_r / d epsilon (the same difference).
+ *   logits  (the causal entries of one query block's row are one cluster,
+ *           w = 1 / limit^2; per head only): scale of the QK term
+ *           X = L - V (V the value term), the value term X = V, and the
+ *           logits of another stride X = L_s' - L (s' = 2s, or s/2 where
+ *           2s does not divide the block).
+ * A component must also be larger than a floor that bounds what rounding
+ * could do systematically (floor_ratio); a group fails when
+ * min(|z| / threshold, |component| / floor) > 1, and that minimum is what
+ * the report's worst gives.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_internal.h"
+
+/* False-alarm probability of one whole check (every test of every
+ * family together). */
+#define BIAS_ALPHA 1e-3
+/* Relative step of the softmax scale for the temperature direction. */
+#define BIAS_DELTA 0x1p-7
+/* A query block with fewer rows is tested within its head only. */
+#define BIAS_MIN_ROWS 16
+/* A logit component below this rms fraction of the limits is not judged. */
+#define BIAS_LOGIT_FLOOR 0.25
+/* Directions of a family at most. */
+#define KMAX 4
+
+enum { FAM_OUT = 0, FAM_LSE, FAM_LOGITS, FAM_COUNT };
+
+static const int fam_k[FAM_COUNT] = {4, 2, 3};
+
+/* The kind of direction j of family f. */
+static stem_check_kind fam_kind(int f, int j)
+{
+    static const stem_check_kind kinds[FAM_COUNT][KMAX] = {
+        {STEM_KIND_OUT_SCALE_BIAS, STEM_KIND_OUT_TEMP_BIAS,
+         STEM_KIND_OUT_ROW_SHIFT, STEM_KIND_OUT_ROW_SHIFT},
+        {STEM_KIND_LSE_OFFSET, STEM_KIND_LSE_TEMP_BIAS},
+        {STEM_KIND_LOGIT_SCALE_BIAS, STEM_KIND_LOGIT_VALUE_BIAS,
+         STEM_KIND_LOGIT_STRIDE_BIAS},
+    };
+    return kinds[f][j];
+}
+
+/* The summary slot of direction j of family f. */
+static int fam_test(int f, int j)
+{
+    static const int tests[FAM_COUNT][KMAX] = {
+        {STEM_BIAS_OUT_SCALE, STEM_BIAS_OUT_TEMP, STEM_BIAS_OUT_SHIFT,
+         STEM_BIAS_OUT_SHIFT},
+        {STEM_BIAS_LSE_OFFSET, STEM_BIAS_LSE_TEMP},
+        {STEM_BIAS_LOGIT_SCALE, STEM_BIAS_LOGIT_VALUE, STEM_BIAS_LOGIT_STRIDE},
+    };
+    return tests[f][j];
+}
+
+/* Per cluster sums of one family: xx (k x k, full) and xe (k). */
+typedef struct row_stats {
+    double xx[KMAX * KMAX];
+    double xe[KMAX];
+} row_stats;
+
+/* One fitted group. */
+typedef struct fit {
+    int fam;
+    int64_t head, qblock;       /* qblock -1: the whole head */
+    int64_t g;                  /* clusters (rows) */
+    double beta[KMAX], z[KMAX];
+    int valid[KMAX];            /* direction j was identifiable */
+    double scale;               /* typical size of the values (floor) */
+    double effect[KMAX];        /* |beta_j| sqrt(A_jj / n): the size of the
+                                   fitted change against the weights */
+    int64_t n;                  /* values fitted */
+} fit;
+
+/* Invert the k x k matrix a (row major) into inv by Gauss-Jordan with
+ * partial pivoting; a direction whose pivot falls below 1e-10 of its own
+ * diagonal is collinear with the others: its row and column are zeroed in
+ * inv and valid[j] = 0.  a is left unchanged. */
+static void invert(const double *a, int k, double *inv, int *valid)
+{
+    double m[KMAX][2 * KMAX];
+    for (int i = 0; i < k; i++)
+        valid[i] = a[i * k + i] > 0 && isfinite(a[i * k + i]);
+    for (int i = 0; i < k; i++) {
+        for (int j = 0; j < k; j++) {
+            m[i][j] = valid[i] && valid[j] ? a[i * k + j] : 0;
+            m[i][k + j] = i == j;
+        }
+        if (!valid[i])
+            m[i][i] = 1;
+    }
+    for (int c = 0; c < k; c++) {
+        if (!valid[c])
+            continue;
+        /* symmetric positive semi-definite: pivot on the diagonal */
+        double piv = m[c][c];
+        if (!(piv > 1e-10 * a[c * k + c])) {
+            valid[c] = 0;
+            for (int j = 0; j < 2 * k; j++)
+                m[c][j] = j == c || j == k + c;
+            for (int i = 0; i < k; i++)
+                if (i != c)
+                    m[i][c] = 0;
+            continue;
+        }
+        for (int j = 0; j < 2 * k; j++)
+            m[c][j] /= piv;
+        for (int i = 0; i < k; i++) {
+            if (i == c || m[i][c] == 0)
+                continue;
+            double f = m[i][c];
+            for (int j = 0; j < 2 * k; j++)
+                m[i][j] -= f * m[c][j];
+        }
+    }
+    for (int i = 0; i < k; i++)
+        for (int j = 0; j < k; j++)
+            inv[i * k + j] = valid[i] && valid[j] ? m[i][k + j] : 0;
+}
+
+/* Fit the clusters st[0..n) of a family with k directions into *f
+ * (beta, z, valid, g); clusters whose xx is all zero do not count. */
+static void fit_group(const row_stats *st, int64_t n, int k, fit *f)
+{
+    double a[KMAX * KMAX] = {0}, b[KMAX] = {0}, inv[KMAX * KMAX];
+    int64_t g = 0;
+    for (int64_t r = 0; r < n; r++) {
+        int any = 0;
+        for (int i = 0; i < k * k; i++) {
+            a[i] += st[r].xx[i];
+            any |= st[r].xx[i] != 0;
+        }
+        for (int i = 0; i < k; i++)
+            b[i] += st[r].xe[i];
+        g += any;
+    }
+    f->g = g;
+    invert(a, k, inv, f->valid);
+    for (int i = 0; i < k; i++)
+        f->effect[i] = f->n > 0 ? sqrt(a[i * k + i] / (double)f->n) : 0;
+    for (int i = 0; i < k; i++) {
+        f->beta[i] = 0;
+        for (int j = 0; j < k; j++)
+            f->beta[i] += inv[i * k + j] * b[j];
+    }
+    /* meat: sum over clusters of g_r g_r^T, g_r = xe_r - xx_r beta */
+    double s[KMAX * KMAX] = {0};
+    for (int64_t r = 0; r < n; r++) {
+        double gr[KMAX];
+        for (int i = 0; i < k; i++) {
+            gr[i] = st[r].xe[i];
+            for (int j = 0; j < k; j++)
+                gr[i] -= st[r].xx[i * k + j] * f->beta[j];
+        }
+        for (int i = 0; i < k; i++)
+            for (int j = 0; j < k; j++)
+                s[i * k + j] += gr[i] * gr[j];
+    }
+    int kv = 0;
+    for (int i = 0; i < k; i++)
+        kv += f->valid[i];
+    double corr = g > kv ? (double)g / (double)(g - kv) : INFINITY;
+    for (int j = 0; j < k; j++) {
+        f->z[j] = 0;
+        if (!f->valid[j] || g <= kv)
+            continue;
+        /* V_jj = sum_ab inv[j][a] s[a][b] inv[b][j] */
+        double v = 0;
+        for (int x = 0; x < k; x++)
+            for (int y = 0; y < k; y++)
+                v += inv[j * k + x] * s[x * k + y] * inv[y * k + j];
+        v *= corr;
+        f->z[j] = v > 0 ? f->beta[j] / sqrt(v) : (f->beta[j] != 0 ? INFINITY : 0);
+        f->effect[j] *= fabs(f->beta[j]);
+    }
+}
+
+/* The two-sided normal quantile: z with erfc(z / sqrt 2) = p. */
+static double normal_quantile2(double p)
+{
+    double lo = 0, hi = 40;
+    for (int i = 0; i < 200 && hi - lo > 1e-12; i++) {
+        double m = 0.5 * (lo + hi);
+        if (erfc(m / M_SQRT2) > p)
+            lo = m;
+        else
+            hi = m;
+    }
+    return 0.5 * (lo + hi);
+}
+
+/* The threshold of a group with g clusters and kv fitted directions. */
+static double group_threshold(double z0, int64_t g, int kv)
+{
+    double nu = (double)(g - kv);
+    if (nu < 1)
+        return INFINITY;
+    return z0 * (1 + (z0 * z0 + 1) / (4 * nu));
+}
+
+/* ------------------------------------------------------------------ out */
+
+typedef struct head_bufs {
+    float *m, *md, *lse, *lsed, *qs, *grow;
+    uint8_t *mask;
+    row_stats *st_out, *st_lse;
+    double *rscale;             /* per row: ||R_r|| (out), |lse_r| (lse) */
+} head_bufs;
+
+static void head_bufs_free(head_bufs *b)
+{
+    free(b->m), free(b->md), free(b->lse), free(b->lsed), free(b->qs);
+    free(b->grow), free(b->mask), free(b->st_out), free(b->st_lse);
+    free(b->rscale);
+}
+
+static stem_tensor one_head(const stem_tensor *t, int64_t h)
+{
+    stem_tensor x = *t;
+    x.data = (char *)t->data + h * t->head_stride * (int64_t)stem_dtype_size(t->dtype);
+    x.heads = 1;
+    return x;
+}
+
+/* A growing list of fitted groups. */
+typedef struct fit_list {
+    fit *v;
+    int64_t n, cap;
+} fit_list;
+
+static fit *fit_push(fit_list *l)
+{
+    if (l->n == l->cap) {
+        int64_t cap = l->cap ? 2 * l->cap : 256;
+        fit *v = realloc(l->v, (size_t)cap * sizeof(fit));
+        if (!v)
+            return NULL;
+        l->v = v, l->cap = cap;
+    }
+    memset(&l->v[l->n], 0, sizeof(fit));
+    return &l->v[l->n++];
+}
+
+/* Fit the query blocks of one head (those with BIAS_MIN_ROWS rows or
+ * more) and the whole head for family fam from per-row stats st[0..lq). */
+static int fit_head(fit_list *l, int fam, int64_t h, const row_stats *st,
+                    int64_t lq, int B, double scale)
+{
+    const int k = fam_k[fam];
+    for (int64_t r0 = 0; r0 < lq; r0 += B) {
+        int64_t n = lq - r0 < B ? lq - r0 : B;
+        if (n < BIAS_MIN_ROWS)
+            continue;
+        fit *f = fit_push(l);
+        if (!f)
+            return -1;
+        f->fam = fam, f->head = h, f->qblock = r0 / B, f->scale = scale;
+        fit_group(st + r0, n, k, f);
+    }
+    fit *f = fit_push(l);
+    if (!f)
+        return -1;
+    f->fam = fam, f->head = h, f->qblock = -1, f->scale = scale;
+    fit_group(st, lq, k, f);
+    return 0;
+}
+
+/* Per-row stats of out and lse for one head h (hh-th judged). */
+static stem_status head_rows(check_ctx *c, int64_t hh, head_bufs *b,
+                             double *out_scale, double *lse_scale)
+{
+    const stem_params *p = c->p;
+    const stem_dims *dm = &c->dm;
+    const int64_t lq = dm->lq, d = dm->d, qb = dm->qb, kb = dm->kb;
+    const int64_t h = c->h0 + hh, g = h / (dm->hq / dm->hkv);
+    const stem_check_gpu *gpu = c->gpu;
+    /* the attention's mask: as check_attention builds it */
+    const uint8_t *src = c->gpu_mask ? c->gpu_mask + (size_t)hh * qb * kb
+                                     : c->ref_mask + (size_t)h * qb * kb;
+    memcpy(b->mask, src, (size_t)qb * kb);
+    for (int64_t I = 0; I < qb; I++) {
+        int64_t pos = I + c->pb;
+        if (pos < kb)
+            b->mask[I * kb + pos] = 1;
+    }
+    stem_params pf = *p;
+    pf.use_f64 = 0;
+    pf.compute = STEM_COMPUTE_F32;
+    stem_tensor qh = one_head(c->q, h), kg = one_head(c->k, g),
+                vg = one_head(c->v, g);
+    for (int64_t t = 0; t < lq; t++) {
+        stem_load_row_f32(c->q, h, t, b->qs + t * d);
+        for (int64_t e = 0; e < d; e++)
+            b->qs[t * d + e] *= (float)(1 + BIAS_DELTA);   /* exact */
+    }
+    stem_tensor qs = stem_tensor_hnd(b->qs, STEM_F32, 1, lq, d);
+    stem_tensor om = stem_tensor_hnd(b->m, STEM_F32, 1, lq, d);
+    stem_tensor od = stem_tensor_hnd(b->md, STEM_F32, 1, lq, d);
+    stem_status st;
+    if ((st = stem_attention_sparse(&pf, &qh, &kg, &vg, b->mask, &om, b->lse)) != STEM_OK ||
+        (st = stem_attention_sparse(&pf, &qs, &kg, &vg, b->mask, &od, b->lsed)) != STEM_OK)
+        return st;
+    double osum = 0, lsum = 0;
+    int64_t on = 0, ln = 0;
+    for (int64_t t = 0; t < lq; t++) {
+        if (gpu->out) {
+            row_stats *rs = &b->st_out[t];
+            memset(rs, 0, sizeof(*rs));
+            stem_load_row_f32(gpu->out, h, t, b->grow);
+            const float *m = b->m + t * d, *md = b->md + t * d;
+            const float *mn = t + 1 < lq ? m + d : NULL, *mp = t > 0 ? m - d : NULL;
+            double m2 = 0;
+            int fin = 1;
+            for (int64_t e = 0; e < d; e++) {
+                m2 += (double)m[e] * m[e];
+                fin &= isfinite(b->grow[e]);
+            }
+            if (fin && m2 > 0) {
+                double w = 1 / m2;
+                osum += sqrt(m2), on++;
+                for (int64_t e = 0; e < d; e++) {
+                    double x[KMAX];
+                    x[0] = m[e];
+                    x[1] = ((double)md[e] - m[e]) / BIAS_DELTA;
+                    x[2] = mn ? (double)mn[e] - m[e] : 0;
+                    x[3] = mp ? (double)mp[e] - m[e] : 0;
+                    double err = (double)b->grow[e] - m[e];
+                    for (int i = 0; i < KMAX; i++) {
+                        rs->xe[i] += w * x[i] * err;
+                        for (int j = 0; j < KMAX; j++)
+                            rs->xx[i * KMAX + j] += w * x[i] * x[j];
+                    }
+                }
+            }
+        }
+        if (gpu->lse) {
+            row_stats *rs = &b->st_lse[t];
+            memset(rs, 0, sizeof(*rs));
+            double gl = check_view_at(gpu->lse, h, t, 0), rl = b->lse[t];
+            if (isfinite(gl) && isfinite(rl)) {
+                double x[2] = {1, ((double)b->lsed[t] - rl) / BIAS_DELTA};
+                double err = gl - rl;
+                lsum += fabs(rl), ln++;
+                for (int i = 0; i < 2; i++) {
+                    rs->xe[i] = x[i] * err;
+                    for (int j = 0; j < 2; j++)
+                        rs->xx[i * 2 + j] = x[i] * x[j];
+                }
+            }
+        }
+    }
+    *out_scale = on ? osum / (double)on : 0;
+    *lse_scale = ln ? lsum / (double)ln : 0;
+    return STEM_OK;
+}
+
+/* ---------------------------------------------------------------- logits */
+
+/* Per-row stats of the logits of every judged head: the clusters are the
+ * query-block rows.  Fits each head into l. */
+static stem_status logit_fits(check_ctx *c, fit_list *l)
+{
+    const stem_dims *dm = &c->dm;
+    const int64_t qb = dm->qb, kb = dm->kb;
+    const size_t cells = (size_t)dm->hq * (size_t)qb * (size_t)kb;
+    stem_params pv = *c->p, ps = *c->p;
+    pv.value_weight = 0;
+    pv.value_rule = STEM_VALUE_NONE;
+    int have_value = c->p->value_rule != STEM_VALUE_NONE && c->p->value_weight != 0;
+    ps.stride = c->p->block % (2 * c->p->stride) == 0 ? 2 * c->p->stride
+                                                       : c->p->stride / 2;
+    int have_stride = ps.stride >= 1 && stem_params_validate(&ps) == STEM_OK;
+    float *lv = have_value ? malloc(cells * sizeof(float)) : NULL;
+    float *ls = have_stride ? malloc(cells * sizeof(float)) : NULL;
+    row_stats *st = malloc((size_t)qb * sizeof(row_stats));
+    stem_status rc = STEM_OK;
+    if ((have_value && !lv) || (have_stride && !ls) || !st) {
+        rc = STEM_ERR_NOMEM;
+        goto done;
+    }
+    if ((have_value && (rc = stem_block_logits(&pv, c->q, c->k, c->v, lv)) != STEM_OK) ||
+        (have_stride && (rc = stem_block_logits(&ps, c->q, c->k, c->v, ls)) != STEM_OK))
+        goto done;
+    for (int64_t hh = 0; hh < c->nh; hh++) {
+        const int64_t h = c->h0 + hh;
+        double lsum = 0;
+        int64_t ln = 0;
+        for (int64_t I = 0; I < qb; I++) {
+            row_stats *rs = &st[I];
+            memset(rs, 0, sizeof(*rs));
+            for (int64_t J = 0; J < kb; J++) {
+                size_t gi = ((size_t)hh * qb + I) * kb + J;
+                size_t ri = ((size_t)h * qb + I) * kb + J;
+                double L = c->ref_logits[ri], G = c->gpu_logits[gi];
+                double lim = c->limit[gi];
+                if (!isfinite(L) || !isfinite(G) || !(lim > 0))
+                    continue;
+                double x[3];
+                double vterm = have_value ? L - lv[ri] : 0;
+                x[0] = L - vterm;
+                x[1] = vterm;
+                x[2] = have_stride && isfinite(ls[ri]) ? ls[ri] - L : 0;
+                double w = 1 / (lim * lim), err = G - L;
+                lsum += fabs(L), ln++;
+                for (int i = 0; i < 3; i++) {
+                    rs->xe[i] += w * x[i] * err;
+                    for (int j = 0; j < 3; j++)
+                        rs->xx[i * 3 + j] += w * x[i] * x[j];
+                }
+            }
+        }
+        fit *f = fit_push(l);
+        if (!f) {
+            rc = STEM_ERR_NOMEM;
+            goto done;
+        }
+        f->fam = FAM_LOGITS, f->head = h, f->qblock = -1, f->n = ln;
+        f->scale = ln ? lsum / (double)ln : 0;
+        fit_group(st, qb, 3, f);
+    }
+done:
+    free(lv), free(ls), free(st);
+    return rc;
+}
+
+/* ----------------------------------------------------------------- floor */
+
+/*
+ * The component of direction j of family f as a fraction of its floor:
+ * the smallest component that counts as a fault, whatever its standard
+ * error, because rounding can do that much systematically.
+ * Rounding to nearest is unbiased, but a nonlinear step after it (the
+ * exponential, the division by the row sum) turns its variance into a
+ * bias of second order, at most about u^2 / 2 per rounding on a relative
+ * scale; float32 constants and sums add a first-order 2^-24 each, 16 of
+ * them allowed (4 for an lse offset: the log of a float32 sum, relative to
+ * the typical |lse|).  out and lse components are relative (scale,
+ * temperature) or absolute (lse offset).  A row shift moves its
+ * component to 1: below 1/4 it is no shift.  A logit component must change
+ * the logits by a quarter of their limits (rms): smaller systematic
+ * differences exist between genuine kernels and the reference (a
+ * normalisation constant in a value term), and below it the limits of the
+ * entries decide.
+ */
+static double floor_ratio(const check_ctx *c, const fit *f, int j)
+{
+    const double up = stem_prec_unit(c->o.attn_prec);
+    const double us = stem_prec_unit(c->o.attn_score_prec);
+    const double uo = stem_prec_unit(c->o.out_store);
+    const double u32 = 16 * 0x1p-24;
+    const double second = (up * up + us * us + uo * uo) / 2;
+    double b = fabs(f->beta[j]);
+    switch (f->fam) {
+    case FAM_OUT:
+        if (j >= 2)
+            return b / 0.25;   /* a row shift: 1 when it is one */
+        return b / (second > u32 ? second : u32);
+    case FAM_LSE:
+        if (j == 0)
+            return b / ((4 * 0x1p-24 + us * us / 2) * (f->scale > 1 ? f->scale : 1));
+        return b / (us * us / 2 > u32 ? us * us / 2 : u32);
+    default:
+        return f->effect[j] / BIAS_LOGIT_FLOOR;
+    }
+}
+
+/* ---------------------------------------------------------------- driver */
+
+/* Append the kept bias items of stage s to its items (after the row
+ * faults, which are more specific); counts every offered one. */
+static stem_status stage_append(stem_check_stage_result *s, check_items *it)
+{
+    stem_check_item *v = NULL;
+    int64_t n = 0;
+    s->faults += it->total;
+    if (it->total)
+        s->verdict = STEM_CHECK_FAIL;
+    check_items_take(it, &v, &n);
+    if (!n)
+        return STEM_OK;
+    stem_check_item *all = realloc(s->items, (size_t)(s->n_items + n) * sizeof(*all));
+    if (!all) {
+        free(v);
+        return STEM_ERR_NOMEM;
+    }
+    memcpy(all + s->n_items, v, (size_t)n * sizeof(*all));
+    s->items = all;
+    s->n_items += n;
+    free(v);
+    return STEM_OK;
+}
+
+stem_status check_stage_bias(check_ctx *c)
+{
+    stem_check_report *r = c->r;
+    const stem_check_gpu *gpu = c->gpu;
+    const stem_dims *dm = &c->dm;
+    const int64_t lq = dm->lq, d = dm->d, qb = dm->qb, kb = dm->kb;
+    const int B = c->p->block;
+    fit_list l = {NULL, 0, 0};
+    head_bufs b;
+    memset(&b, 0, sizeof(b));
+    stem_status st = STEM_OK;
+    for (int t = 0; t < STEM_BIAS_COUNT; t++) {
+        r->bias[t].worst_head = r->bias[t].worst_qblock = -1;
+    }
+    if (c->gpu_logits && (st = logit_fits(c, &l)) != STEM_OK)
+        goto done;
+    if (gpu->out || gpu->lse) {
+        const size_t nrow = (size_t)lq * (size_t)d;
+        b.m = malloc(nrow * sizeof(float));
+        b.md = malloc(nrow * sizeof(float));
+        b.qs = malloc(nrow * sizeof(float));
+        b.lse = malloc((size_t)lq * sizeof(float));
+        b.lsed = malloc((size_t)lq * sizeof(float));
+        b.grow = malloc((size_t)d * sizeof(float));
+        b.mask = malloc((size_t)qb * (size_t)kb);
+        b.st_out = malloc((size_t)lq * sizeof(row_stats));
+        b.st_lse = malloc((size_t)lq * sizeof(row_stats));
+        if (!b.m || !b.md || !b.qs || !b.lse || !b.lsed || !b.grow || !b.mask ||
+            !b.st_out || !b.st_lse) {
+            st = STEM_ERR_NOMEM;
+            goto done;
+        }
+        for (int64_t hh = 0; hh < c->nh; hh++) {
+            double os = 0, ls = 0;
+            if ((st = head_rows(c, hh, &b, &os, &ls)) != STEM_OK)
+                goto done;
+            if ((gpu->out && fit_head(&l, FAM_OUT, c->h0 + hh, b.st_out, lq, B, os)) ||
+                (gpu->lse && fit_head(&l, FAM_LSE, c->h0 + hh, b.st_lse, lq, B, ls))) {
+                st = STEM_ERR_NOMEM;
+                goto done;
+            }
+        }
+    }
+    /* Bonferroni over every identifiable component of every group */
+    int64_t ntests = 0;
+    for (int64_t i = 0; i < l.n; i++)
+        for (int j = 0; j < fam_k[l.v[i].fam]; j++)
+            ntests += l.v[i].valid[j];
+    if (!ntests)
+        goto done;
+    const double z0 = normal_quantile2(BIAS_ALPHA / (double)ntests);
+    r->bias_alpha = BIAS_ALPHA;
+    r->bias_z = z0;
+    check_items it[STEM_STAGE_COUNT];
+    memset(it, 0, sizeof(it));
+    for (int s = 0; s < STEM_STAGE_COUNT; s++)
+        if (check_items_init(&it[s], c->o.max_items) != 0) {
+            for (int u = 0; u < s; u++)
+                check_items_free(&it[u]);
+            st = STEM_ERR_NOMEM;
+            goto done;
+        }
+    for (int64_t i = 0; i < l.n; i++) {
+        const fit *f = &l.v[i];
+        int kv = 0;
+        for (int j = 0; j < fam_k[f->fam]; j++)
+            kv += f->valid[j];
+        double thr = group_threshold(z0, f->g, kv);
+        for (int j = 0; j < fam_k[f->fam]; j++) {
+            if (!f->valid[j])
+                continue;
+            stem_check_bias *bt = &r->bias[fam_test(f->fam, j)];
+            /* a fault must clear both the threshold and the floor */
+            double zr = fabs(f->z[j]) / thr, fr = floor_ratio(c, f, j);
+            double ratio = zr < fr ? zr : fr;
+            bt->tests++;
+            bt->threshold = z0;
+            if (zr > bt->worst_zratio)
+                bt->worst_zratio = zr;
+            if (ratio > bt->worst) {
+                bt->worst = ratio;
+                bt->worst_z = f->z[j];
+                bt->worst_head = f->head;
+                bt->worst_qblock = f->qblock;
+                bt->worst_component = f->beta[j];
+            }
+            if (!(ratio > 1))
+                continue;
+            bt->faults++;
+            stem_check_item x;
+            memset(&x, 0, sizeof(x));
+            x.kind = fam_kind(f->fam, j);
+            x.head = f->head;
+            x.qblock = f->qblock;
+            x.kblock = x.row = -1;
+            x.col = x.kind == STEM_KIND_OUT_ROW_SHIFT ? (j == 2 ? 1 : -1) : -1;
+            x.gpu = f->beta[j];
+            x.ref = f->z[j] != 0 ? fabs(f->beta[j] / f->z[j]) : 0;
+            x.err = fabs(f->z[j]);
+            x.limit = thr;
+            x.ref_logit = f->scale;
+            x.threshold = z0;
+            int stage = f->fam == FAM_OUT ? STEM_STAGE_OUT
+                        : f->fam == FAM_LSE ? STEM_STAGE_LSE : STEM_STAGE_LOGITS;
+            /* a whole head ranks above its blocks at the same ratio */
+            check_items_add(&it[stage], &x, ratio * (f->qblock < 0 ? 1.0001 : 1));
+        }
+    }
+    for (int s = 0; s < STEM_STAGE_COUNT; s++) {
+        if (st == STEM_OK && it[s].total)
+            st = stage_append(&r->stage[s], &it[s]);
+        check_items_free(&it[s]);
+    }
+done:
+    head_bufs_free(&b);
+    free(l.v);
+    return st;
+}
+
+const char *stem_check_bias_name(stem_check_bias_test test)
+{
+    static const char *const n[STEM_BIAS_COUNT] = {
+        "out scale", "out temperature", "out neighbour row", "lse offset",
+        "lse temperature", "logit scale", "logit value term", "logit stride"};
+    return (unsigned)test < STEM_BIAS_COUNT ? n[test] : "?";
+}
