@@ -32,12 +32,14 @@ import numpy as np
 
 from . import _abi, _lib, _params, _tensors
 from ._bf16 import from_bf16, to_bf16
-from ._errors import StemError
+from ._errors import (StemError, StemInputError, StemISAError,
+                      StemMemoryError, error_for)
 from ._lib import StemLibraryNotFound
 
 __all__ = ["prefill", "dense", "sparse", "budget", "explain", "check",
            "params", "to_bf16", "from_bf16", "testing",
            "Prefill", "Dense", "Sparse", "Report", "Explanation", "StemError",
+           "StemInputError", "StemMemoryError", "StemISAError",
            "StemLibraryNotFound", "version", "library_path"]
 
 
@@ -63,7 +65,7 @@ class Sparse(NamedTuple):
 
 def _ok(st, what):
     if st != _abi.STEM_OK:
-        raise StemError(st, what)
+        raise error_for(st, what)
 
 
 def version():

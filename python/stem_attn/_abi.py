@@ -201,6 +201,7 @@ _status = c_enum
 PROTOTYPES = {
     # name: (restype, argtypes)
     "stem_strerror": (C.c_char_p, [_status]),
+    "stem_last_error": (C.c_char_p, []),
     "stem_version": (C.c_char_p, []),
     "stem_params_init": (_status, [P(stem_params), c_enum]),
     "stem_params_validate": (_status, [P(stem_params)]),

@@ -1,8 +1,9 @@
 """stem_params from a profile name and keyword overrides."""
 import ctypes as C
+import numbers
 
 from . import _abi, _lib
-from ._errors import StemError
+from ._errors import STEM_ERR_PARAM, StemInputError, error_for
 
 # other spellings accepted for stem_params fields: the CLI's options and
 # the metadata names of AngelSlim / `stem run` files
@@ -13,6 +14,7 @@ ALIASES = {"lambda": "value_weight", "lambda_mag": "value_weight",
 ENUMS = {"value_rule": _abi.VALUE_RULE, "budget_rule": _abi.BUDGET_RULE,
          "profile": _abi.PROFILE, "compute": _abi.COMPUTE}
 FIELDS = tuple(n for n, _ in _abi.stem_params._fields_)
+FIELD_TYPES = dict(_abi.stem_params._fields_)
 
 
 def profile_id(profile):
@@ -37,7 +39,7 @@ def make(profile="angelslim", **overrides):
     p = _abi.stem_params()
     st = _lib.func("stem_params_init")(C.byref(p), profile_id(profile))
     if st != _abi.STEM_OK:
-        raise StemError(st, "stem_params_init")
+        raise error_for(st, "stem_params_init")
     for key, val in overrides.items():
         field = ALIASES.get(key, key)
         if field not in FIELDS or field == "profile":
@@ -50,11 +52,52 @@ def make(profile="angelslim", **overrides):
             val = ENUMS[field][val]
         elif isinstance(val, bool):
             val = int(val)
-        setattr(p, field, val)
+        _set_checked(p, key, field, val)
     st = _lib.func("stem_params_validate")(C.byref(p))
     if st != _abi.STEM_OK:
-        raise StemError(st, "parameters %s" % as_dict(p))
+        raise error_for(st, "parameters")
     return p
+
+
+_INT_BITS = {C.c_int: 32, C.c_int64: 64}
+
+
+def _set_checked(p, key, field, val):
+    """setattr(p, field, val) after checking that val is a number that the
+    C field holds as it is: ctypes would wrap 2**32 + 128 to 128.  A value
+    beyond the C type is refused with the library's own range for the
+    field (found by validating the nearest value the type holds)."""
+    ctype = FIELD_TYPES[field]
+    if ctype is C.c_double:
+        if not isinstance(val, numbers.Real):
+            raise StemInputError(STEM_ERR_PARAM, "parameters",
+                                 "%s = %r: must be a number" % (key, val))
+        setattr(p, field, float(val))
+        return
+    if not isinstance(val, numbers.Integral):
+        raise StemInputError(STEM_ERR_PARAM, "parameters",
+                             "%s = %r: must be an integer" % (key, val))
+    val = int(val)
+    bits = _INT_BITS.get(ctype, 32)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if lo <= val <= hi:
+        setattr(p, field, val)
+        return
+    near = hi if val > hi else lo
+    probe = _abi.stem_params()
+    C.pointer(probe)[0] = p
+    setattr(probe, field, near)
+    st = _lib.func("stem_params_validate")(C.byref(probe))
+    detail = None
+    if st != _abi.STEM_OK:
+        text = _lib.func("stem_last_error")().decode(errors="replace")
+        head = "%s = %d" % (field, near)
+        if text.startswith(head):
+            detail = "%s = %d%s" % (key, val, text[len(head):])
+    if detail is None:
+        detail = "%s = %d: must be in %d..%d (a %d-bit C integer)" % (
+            key, val, lo, hi, bits)
+    raise StemInputError(STEM_ERR_PARAM, "parameters", detail)
 
 
 def as_dict(p):

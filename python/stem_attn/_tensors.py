@@ -83,11 +83,23 @@ def _strip(x: Any, want: int) -> Any:
     return x
 
 
-def as_array(x: Any, name: str, bf16_bits: bool = False, mask: bool = False
+def _refuse_int(name: str, dtype: Any) -> None:
+    from ._errors import STEM_ERR_DTYPE, StemInputError
+    raise StemInputError(STEM_ERR_DTYPE, name,
+                         "%s has dtype %s; q, k and v must be floating point "
+                         "(float32, float16, float64, bfloat16): convert "
+                         "explicitly if the integers are meant as values"
+                         % (name, dtype))
+
+
+def as_array(x: Any, name: str, bf16_bits: bool = False, mask: bool = False,
+             ints: bool = True
              ) -> Tuple[Any, str, Tuple[int, ...], Tuple[int, ...], int]:
     """(object, dtype name, shape, strides in elements, data pointer) for a
     NumPy array or a CPU torch tensor, copying only when the last axis is
-    not contiguous or the dtype needs converting."""
+    not contiguous or the dtype needs converting.  ints=False refuses
+    integer and boolean dtypes (StemInputError) instead of converting
+    them."""
     if is_torch(x):
         t = x.detach()
         if t.device.type != "cpu":
@@ -96,6 +108,10 @@ def as_array(x: Any, name: str, bf16_bits: bool = False, mask: bool = False
         if mask and key not in ("torch.uint8", "torch.bool"):
             t = (t != 0).to(dtype=__import__("torch").uint8)
             key = "torch.uint8"
+        elif not ints and (key.startswith("torch.int") or
+                           key.startswith("torch.uint") or
+                           key == "torch.bool"):
+            _refuse_int(name, t.dtype)
         elif key not in _TORCH_DTYPES:
             if "float8" in key or key.startswith("torch.int") or \
                     key.startswith("torch.uint"):
@@ -112,6 +128,8 @@ def as_array(x: Any, name: str, bf16_bits: bool = False, mask: bool = False
     if mask:
         if a.dtype not in (np.uint8, np.bool_):
             a = (a != 0).astype(np.uint8)
+    elif not ints and a.dtype.kind in "iub" and a.dtype != np.uint16:
+        _refuse_int(name, a.dtype)      # uint16: bf16 bits, below
     elif a.dtype == np.uint16:
         if not bf16_bits:
             raise TypeError("stem: %s is uint16: pass dtype='bf16' if it "
@@ -139,7 +157,8 @@ def view3(x: Any, name: str, layout: str = "hnd",
           bf16_bits: bool = False) -> View:
     """A [heads, tokens, dim] view of x stored [H, N, d] (layout 'hnd') or
     [N, H, d] ('nhd'); leading batch axes of size 1 are dropped."""
-    obj, dt, shape, strides, ptr = as_array(_strip(x, 3), name, bf16_bits)
+    obj, dt, shape, strides, ptr = as_array(_strip(x, 3), name, bf16_bits,
+                                            ints=name not in ("q", "k", "v"))
     if len(shape) != 3:
         raise ValueError("stem: %s must be 3-d (%s), got shape %s"
                          % (name, "[H, N, d]" if layout == "hnd"
