@@ -4,9 +4,12 @@
  * pattern) left untouched.  STEM_ERR_NOMEM (under an address-space limit)
  * and STEM_ERR_ISA (STEM_ISA=bogus, chosen once per process) run in child
  * processes: this program re-executes itself with --child-nomem /
- * --child-isa.
+ * --child-isa.  Also: stem_last_error's detail (tensor and dims,
+ * parameter and range, per thread), the thread cap (stem_threads), and a
+ * prompt_blocks of 2^40 that no longer sizes memory.
  */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -601,6 +604,126 @@ static void test_isa(void **state)
 #endif
 }
 
+/* stem_last_error names the tensors and their dims, the parameter and its
+ * range; a validating call that succeeds empties it; it is per thread. */
+static void test_detail(void **state)
+{
+    fixture *f = *state;
+    stem_dims dims;
+    tu_tensor kshort = tu_tensor_new(STEM_F32, TU_HND, HKV, 100, D);
+    tu_tensor vshort = tu_tensor_new(STEM_F32, TU_HND, HKV, 100, D);
+    assert_int_equal(stem_dims_get(&f->p, &f->q.t, &kshort.t, &vshort.t, 0, &dims),
+                     STEM_ERR_SHAPE);
+    assert_string_equal(stem_last_error(),
+                        "q [2 heads, 200 tokens, 16 dim] has more tokens than "
+                        "k [1 heads, 100 tokens, 16 dim]: the queries are the "
+                        "last Lq <= Lk positions");
+    assert_int_equal(stem_dims_get(&f->p, &f->q.t, &f->k.t, &vshort.t, 0, &dims),
+                     STEM_ERR_SHAPE);
+    assert_non_null(strstr(stem_last_error(), "k [1 heads, 200 tokens, 16 dim] "
+                                              "and v [1 heads, 100 tokens, 16 dim] differ"));
+    assert_int_equal(stem_dims_get(&f->p, &f->q.t, &f->k.t, &f->v.t, 1, &dims), STEM_OK);
+    assert_string_equal(stem_last_error(), "");
+
+    stem_params p = f->p;
+    p.alpha = 2.0;
+    assert_int_equal(stem_params_validate(&p), STEM_ERR_PARAM);
+    assert_string_equal(stem_last_error(), "alpha = 2: must be in 0..1");
+    p = f->p;
+    p.stride = 7;
+    assert_int_equal(stem_params_validate(&p), STEM_ERR_PARAM);
+    assert_string_equal(stem_last_error(), "stride = 7: must divide block = 128");
+    p = f->p;
+    p.threads = 5000;
+    assert_int_equal(stem_prefill(&p, &f->q.t, &f->k.t, &f->v.t, &f->out.t, NULL,
+                                  NULL, NULL), STEM_ERR_PARAM);
+    assert_string_equal(stem_last_error(), "threads = 5000: must be in 0..4096");
+
+    /* NaN named by tensor */
+    float keep = ((float *)f->v.buf)[5];
+    ((float *)f->v.buf)[5] = NAN;
+    assert_int_equal(stem_prefill(&f->p, &f->q.t, &f->k.t, &f->v.t, &f->out.t, NULL,
+                                  NULL, NULL), STEM_ERR_NONFINITE);
+    assert_string_equal(stem_last_error(), "v holds NaN or Inf");
+    ((float *)f->v.buf)[5] = keep;
+
+    /* an output view whose rows overlap (a transposed view) is refused */
+    stem_tensor o = f->out.t;
+    o.token_stride = 1;
+    assert_int_equal(stem_attention_dense(&f->p, &f->q.t, &f->k.t, &f->v.t, &o, NULL),
+                     STEM_ERR_SHAPE);
+    assert_non_null(strstr(stem_last_error(), "rows overlap"));
+    tu_tensor_free(&kshort);
+    tu_tensor_free(&vshort);
+}
+
+/* prompt_blocks no longer sizes memory: 2^40 (4 TiB of budget before)
+ * runs, with the mask of any other prompt_blocks >= Kb that keeps every
+ * causal block. */
+static void test_prompt_blocks_huge(void **state)
+{
+    fixture *f = *state;
+    stem_params p = f->p;
+    p.prompt_blocks = (int64_t)1 << 40;
+    assert_int_equal(stem_prefill(&p, &f->q.t, &f->k.t, &f->v.t, &f->out.t, f->lse,
+                                  f->logits, f->mask), STEM_OK);
+    int32_t b[2];
+    p.prompt_blocks = 0;
+    assert_int_equal(stem_budget(&p, 2, b), STEM_OK);
+}
+
+/* The thread cap: any request gives 1 <= used <= STEM_THREAD_HARD_CAP and
+ * a reason; the parameter's range is checked. */
+static void test_threads_cap(void **state)
+{
+    (void)state;
+    stem_params p;
+    stem_thread_info ti;
+    stem_params_init(&p, STEM_PROFILE_ANGELSLIM);
+    assert_int_equal(stem_threads(&p, NULL), STEM_ERR_NULL);
+    p.threads = 4097;
+    assert_int_equal(stem_threads(&p, &ti), STEM_ERR_PARAM);
+    int req[] = {0, 1, 3, 4096};
+    for (size_t i = 0; i < sizeof(req) / sizeof(req[0]); i++) {
+        p.threads = req[i];
+        assert_int_equal(stem_threads(&p, &ti), STEM_OK);
+        assert_true(ti.used >= 1 && ti.used <= STEM_THREAD_HARD_CAP);
+        assert_true(ti.used <= ti.requested);
+        assert_non_null(ti.limited_by);
+        if (req[i] > 0)
+            assert_int_equal(ti.requested, req[i]);
+        if (ti.cpus > 0)
+            assert_true(ti.used <= 8 * ti.cpus);
+    }
+    assert_int_equal(stem_threads(NULL, &ti), STEM_OK);
+}
+
+static void *other_thread(void *arg)
+{
+    stem_params p;
+    stem_params_init(&p, STEM_PROFILE_ANGELSLIM);
+    p.keep_ratio = -1.0;
+    *(int *)arg = stem_params_validate(&p) == STEM_ERR_PARAM &&
+                  strcmp(stem_last_error(), "keep_ratio = -1: must be in 0..1") == 0;
+    return NULL;
+}
+
+/* The detail is per thread: another thread's error leaves this one's. */
+static void test_detail_per_thread(void **state)
+{
+    (void)state;
+    stem_params p;
+    stem_params_init(&p, STEM_PROFILE_ANGELSLIM);
+    p.window = -2;
+    assert_int_equal(stem_params_validate(&p), STEM_ERR_PARAM);
+    pthread_t t;
+    int ok = 0;
+    assert_int_equal(pthread_create(&t, NULL, other_thread, &ok), 0);
+    pthread_join(t, NULL);
+    assert_true(ok);
+    assert_string_equal(stem_last_error(), "window = -2: must be in 0..2147483647");
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];
@@ -625,6 +748,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_range_scoring_bound),
         cmocka_unit_test_setup_teardown(test_param, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mask, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_detail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prompt_blocks_huge, setup, teardown),
+        cmocka_unit_test(test_threads_cap),
+        cmocka_unit_test(test_detail_per_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -406,7 +406,7 @@ stem_status stem_check(const stem_params *params, const stem_tensor *q,
     c.h1 = c.o.head_count ? c.h0 + c.o.head_count : d->hq;
     c.nh = c.h1 - c.h0;
     c.pb = d->offset / params->block;
-    c.nbudget = stem_budget_blocks(params, d->kb);
+    c.nbudget = d->kb; /* positions below Kb only (stem_budget_prefix) */
 
     /* the reference's first three stages (they also scan q, k, v) */
     size_t cells = (size_t)d->hq * (size_t)d->qb * (size_t)d->kb;
@@ -419,7 +419,7 @@ stem_status stem_check(const stem_params *params, const stem_tensor *q,
         return STEM_ERR_NOMEM;
     }
     if ((st = stem_block_logits(params, q, k, v, c.ref_logits)) != STEM_OK ||
-        (st = stem_budget(params, d->kb, c.budget)) != STEM_OK ||
+        (st = stem_budget_prefix(params, d->kb, c.nbudget, c.budget)) != STEM_OK ||
         (st = stem_select(params, d, c.ref_logits, c.ref_mask, NULL, NULL)) != STEM_OK ||
         (st = load_gpu_blocks(&c)) != STEM_OK ||
         (st = check_logit_limits(&c)) != STEM_OK) {
