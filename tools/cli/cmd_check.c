@@ -393,7 +393,7 @@ static int write_json(const stem_check_report *r, const char *path,
     size_t n = stem_check_report_json(r, NULL, 0);
     char *buf = malloc(n + 1);
     if (!buf) {
-        snprintf(err, errlen, "out of memory building the JSON report");
+        tf_set_syserr(err, errlen, "out of memory building the JSON report");
         return -1;
     }
     stem_check_report_json(r, buf, n + 1);
@@ -420,20 +420,25 @@ int cli_check_load(const check_args *a, const cli_opts *opts, const char *in,
     char err[512];
     cli_opts o = *opts;
     const tf_file *g = &c->fin;
+    int rc = CLI_USAGE;
     memset(c, 0, sizeof(*c));
     c->in = in;
     c->gpu_path = gpu ? gpu : in;
     if (ct_read(in, &c->fin, err, sizeof(err)) != 0) {
         cli_error("check: %s", err);
+        rc = cli_exit_tf();
         goto bad;
     }
     if (gpu && strcmp(gpu, in) != 0) {
         if (ct_read(gpu, &c->fgpu, err, sizeof(err)) != 0) {
             cli_error("check: %s", err);
+            rc = cli_exit_tf();
             goto bad;
         }
         g = &c->fgpu;
     }
+    if (ct_check_meta_params(g, c->gpu_path, &o) != CLI_OK)
+        goto bad;
     c->meta_note = ct_apply_meta_params(g, &o);
     if (cli_opts_resolve(&o, &c->p) != CLI_OK)
         goto bad;
@@ -444,11 +449,9 @@ int cli_check_load(const check_args *a, const cli_opts *opts, const char *in,
     }
     stem_status st = stem_dims_get(&c->p, &c->q, &c->k, &c->v, 1, &c->dm);
     if (st != STEM_OK) {
-        cli_error("check: %s: q %lldx%lldx%lld, k %lldx%lldx%lld: %s", in,
-                  (long long)c->q.heads, (long long)c->q.tokens,
-                  (long long)c->q.dim, (long long)c->k.heads,
-                  (long long)c->k.tokens, (long long)c->k.dim,
-                  stem_strerror(st));
+        rc = cli_status_error("check", in, st);
+        if (c->meta_note)
+            cli_error("check: (%s)", c->meta_note);
         goto bad;
     }
     if (gpu_views_build(g, c->gpu_path, &c->dm, o.layout, &c->gv) != CLI_OK)
@@ -457,7 +460,7 @@ int cli_check_load(const check_args *a, const cli_opts *opts, const char *in,
     return CLI_OK;
 bad:
     cli_check_free(c);
-    return CLI_USAGE;
+    return rc;
 }
 
 /* See cmd_check.h. */
@@ -474,9 +477,9 @@ int cli_check_judge(const check_args *a, const check_case *c,
                                 &opt, rep);
     if (st != STEM_OK) {
         stem_check_report_free(rep);
-        cli_error("check: %s against %s: %s", c->gpu_path, c->in,
-                  stem_strerror(st));
-        return CLI_USAGE;
+        char what[1024];
+        snprintf(what, sizeof(what), "%s against %s", c->gpu_path, c->in);
+        return cli_status_error("check", what, st);
     }
     return CLI_OK;
 }
@@ -517,13 +520,13 @@ int cmd_check(int argc, char **argv)
         printf("%s\n", c.meta_note);
     if (cli_check_print(&rep, a.verbose) != 0) {
         cli_error("check: out of memory rendering the report");
-        rc = CLI_USAGE;
+        rc = CLI_INTERNAL;
         goto done;
     }
     rc = rep.verdict == STEM_CHECK_PASS ? CLI_OK : CLI_FAIL;
     if (a.json && write_json(&rep, a.json, err, sizeof(err)) != 0) {
         cli_error("check: %s", err);
-        rc = CLI_USAGE;
+        rc = cli_exit_tf();
     }
 done:
     cli_progress_done();

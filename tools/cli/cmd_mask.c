@@ -3,6 +3,7 @@
  * its differences from another mask (ties and faults coloured apart), or
  * of the block logits as a heat map, written as PNG through libpng.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,12 +67,14 @@ static int reference_of(const tf_file *o, const stem_params *p, int layout,
     char err[512];
     const tf_tensor *tm = tf_find(o, "mask"), *tl = tf_find(o, "block_logits");
     if (tm && tl) {
+        errno = 0;
         if (ct_load_mask(tm, s, mask, err, sizeof(err)) != 0 ||
             ct_load_f32(tl, s, 3, 0, logits, err, sizeof(err)) != 0) {
+            int oom = errno == ENOMEM;
             free(*mask);
             *mask = NULL;
             cli_error("mask: %s: %s", path, err);
-            return CLI_USAGE;
+            return oom ? CLI_INTERNAL : CLI_USAGE;
         }
         return CLI_OK;
     }
@@ -83,10 +86,8 @@ static int reference_of(const tf_file *o, const stem_params *p, int layout,
                   path, err);
         return CLI_USAGE;
     }
-    if ((st = stem_dims_get(p, &q, &k, &v, 1, &dm)) != STEM_OK) {
-        cli_error("mask: %s: %s", path, stem_strerror(st));
-        return CLI_USAGE;
-    }
+    if ((st = stem_dims_get(p, &q, &k, &v, 1, &dm)) != STEM_OK)
+        return cli_status_error("mask", path, st);
     if (dm.hq != s[0] || dm.qb != s[1] || dm.kb != s[2]) {
         cli_error("mask: %s gives %lld x %lld x %lld blocks, the mask has "
                   "%lld x %lld x %lld", path, (long long)dm.hq,
@@ -99,15 +100,13 @@ static int reference_of(const tf_file *o, const stem_params *p, int layout,
     *logits = malloc(n * sizeof(float));
     if (!*mask || !*logits) {
         cli_error("mask: out of memory");
-        return CLI_FAIL;
+        return CLI_INTERNAL;
     }
     cli_progress_start("stem mask");
     cli_progress("block logits");
     if ((st = stem_block_logits(p, &q, &k, &v, *logits)) != STEM_OK ||
-        (st = stem_select(p, &dm, *logits, *mask, NULL, NULL)) != STEM_OK) {
-        cli_error("mask: %s: %s", path, stem_strerror(st));
-        return CLI_FAIL;
-    }
+        (st = stem_select(p, &dm, *logits, *mask, NULL, NULL)) != STEM_OK)
+        return cli_status_error("mask", path, st);
     cli_progress_done();
     return CLI_OK;
 }
@@ -220,7 +219,7 @@ static const char *diff_dtype(const mask_args *a, const tf_file *f,
  * q, k, v with FILE's mask m [s0, s1, s2] (every difference listed), the
  * tie band derived per block unless --tau is given.  Fills *cr with one
  * CHECK_TIE entry per tie outside the rows whose count is off their budget
- * (mi_diff colours every other difference as a fault).  CLI_OK, or CLI_FAIL / CLI_USAGE after a message.
+ * (mi_diff colours every other difference as a fault).  CLI_OK, or CLI_USAGE / CLI_INTERNAL after a message.
  */
 static int ties_by_check(const stem_params *p, const stem_tensor *q,
                          const stem_tensor *k, const stem_tensor *v,
@@ -243,15 +242,13 @@ static int ties_by_check(const stem_params *p, const stem_tensor *q,
     stem_check_gpu gpu = {NULL, &mv, NULL, NULL};
     stem_check_report rep;
     stem_status st = stem_check(p, q, k, v, &gpu, &opt, &rep);
-    if (st != STEM_OK) {
-        cli_error("mask: --diff: %s", stem_strerror(st));
-        return CLI_FAIL;
-    }
+    if (st != STEM_OK)
+        return cli_status_error("mask", "--diff", st);
     memset(cr, 0, sizeof(*cr));
     if (rep.n_ties > 0 && !(cr->diffs = calloc((size_t)rep.n_ties, sizeof(*cr->diffs)))) {
         stem_check_report_free(&rep);
         cli_error("mask: out of memory");
-        return CLI_FAIL;
+        return CLI_INTERNAL;
     }
     /* an exchange in a row that keeps the wrong count is no tie: mark those
      * rows of the head once */
@@ -262,7 +259,7 @@ static int ties_by_check(const stem_params *p, const stem_tensor *q,
         memset(cr, 0, sizeof(*cr));
         stem_check_report_free(&rep);
         cli_error("mask: out of memory");
-        return CLI_FAIL;
+        return CLI_INTERNAL;
     }
     for (int64_t j = 0; j < ms->n_items; j++)
         if (ms->items[j].kind == STEM_KIND_MASK_COUNT && ms->items[j].head == head &&
@@ -314,6 +311,7 @@ int cmd_mask(int argc, char **argv)
     rc = CLI_USAGE;
     if (ct_read(a.in, &f, err, sizeof(err)) != 0) {
         cli_error("mask: %s", err);
+        rc = cli_exit_tf();
         goto done;
     }
     const char *name = a.logits ? "block_logits" : "mask";
@@ -342,13 +340,17 @@ int cmd_mask(int argc, char **argv)
     double lo_v = 0, hi_v = 0;
     if (a.logits) {
         float lo, hi;
+        errno = 0;
         if (ct_load_f32(t, s, 3, 0, &lg, err, sizeof(err)) != 0) {
             cli_error("mask: %s: %s", a.in, err);
+            rc = errno == ENOMEM ? CLI_INTERNAL : CLI_USAGE;
             goto done;
         }
+        errno = 0;
         if (mi_logits(lg + hoff, s[1], s[2], &img, &lo, &hi) != 0) {
             cli_error("mask: cannot draw %lld x %lld blocks",
                       (long long)s[1], (long long)s[2]);
+            rc = errno == ENOMEM ? CLI_INTERNAL : CLI_USAGE;
             goto done;
         }
         printf("logits of head %lld: %.5g (dark blue) .. %.5g (yellow), "
@@ -356,14 +358,18 @@ int cmd_mask(int argc, char **argv)
         lo_v = lo, hi_v = hi;
         snprintf(title, sizeof(title), "block logits, head %lld", a.head);
     } else {
+        errno = 0;
         if (ct_load_mask(t, s, &m, err, sizeof(err)) != 0) {
             cli_error("mask: %s: %s", a.in, err);
+            rc = errno == ENOMEM ? CLI_INTERNAL : CLI_USAGE;
             goto done;
         }
         if (!a.diff) {
+            errno = 0;
             if (mi_mask(m + hoff, s[1], s[2], pb, &img) != 0) {
                 cli_error("mask: cannot draw %lld x %lld blocks",
                           (long long)s[1], (long long)s[2]);
+                rc = errno == ENOMEM ? CLI_INTERNAL : CLI_USAGE;
                 goto done;
             }
             int64_t kept = 0;
@@ -376,17 +382,30 @@ int cmd_mask(int argc, char **argv)
         } else {
             if (ct_read(a.diff, &other, err, sizeof(err)) != 0) {
                 cli_error("mask: %s", err);
+                rc = cli_exit_tf();
                 goto done;
             }
+            if (ct_check_meta_params(&f, a.in, &o) != CLI_OK)
+                goto done;
             ct_apply_meta_params(&f, &o);
             if (cli_opts_resolve(&o, &p) != CLI_OK ||
                 reference_of(&other, &p, o.layout, s, &rm, &rl, a.diff) !=
                     CLI_OK)
                 goto done;
             int64_t nb = p.prompt_blocks > 0 ? p.prompt_blocks : s[2];
-            if (nb < s[2] || !(budget = malloc((size_t)nb * 4)) ||
-                stem_budget(&p, s[2], budget) != STEM_OK) {
-                cli_error("mask: cannot compute the budget");
+            stem_status bst;
+            if (nb < s[2]) {
+                cli_error("mask: prompt_blocks %lld is below the %lld key "
+                          "blocks of %s", (long long)nb, (long long)s[2], a.in);
+                goto done;
+            }
+            if (!(budget = malloc((size_t)nb * 4))) {
+                cli_error("mask: out of memory");
+                rc = CLI_INTERNAL;
+                goto done;
+            }
+            if ((bst = stem_budget(&p, s[2], budget)) != STEM_OK) {
+                rc = cli_status_error("mask", "the budget", bst);
                 goto done;
             }
             stem_tensor q, k, v;
@@ -409,15 +428,19 @@ int cmd_mask(int argc, char **argv)
                 check_mask_geom g = {s[0], s[1], s[2], pb, p.sinks, p.window,
                                      p.keep_diagonal};
                 double tau = diff_tau(&a, &f, &other);
+                errno = 0;
                 if (check_mask(&g, rl, budget, nb, rm, m, tau, &cr) != 0) {
                     cli_error("mask: out of memory or bad sizes");
+                    rc = errno == ENOMEM ? CLI_INTERNAL : CLI_USAGE;
                     goto done;
                 }
                 snprintf(how, sizeof(how), "tau %g", tau);
             }
+            errno = 0;
             if (mi_diff(m + hoff, rm + hoff, s[1], s[2], pb, &cr,
                         (int)a.head, &img) != 0) {
                 cli_error("mask: out of memory or bad sizes");
+                rc = errno == ENOMEM ? CLI_INTERNAL : CLI_USAGE;
                 goto done;
             }
             for (int64_t i = 0; i < s[1] * s[2]; i++)
@@ -433,17 +456,19 @@ int cmd_mask(int argc, char **argv)
                      (long long)faults);
         }
     }
+    errno = 0;
     if (mi_figure(&img, s[1], s[2], px, kind, title, lo_v, hi_v, &fig,
                   NULL) != 0) {
-        cli_error("mask: cannot draw the figure of %lld x %lld blocks "
-                  "(out of memory or over 65535 pixels a side)",
-                  (long long)s[1], (long long)s[2]);
-        rc = CLI_FAIL;
+        int oom = errno == ENOMEM;
+        cli_error("mask: cannot draw the figure of %lld x %lld blocks (%s)",
+                  (long long)s[1], (long long)s[2],
+                  oom ? "out of memory" : "over 65535 pixels a side");
+        rc = oom ? CLI_INTERNAL : CLI_USAGE;
         goto done;
     }
     if (png_write_rgb(a.out, fig.w, fig.h, fig.rgb, err, sizeof(err)) != 0) {
         cli_error("mask: %s", err);
-        rc = CLI_FAIL;
+        rc = cli_exit_tf();
         goto done;
     }
     printf("wrote %s: %d x %d pixels, %d per block\n", a.out, fig.w, fig.h,
