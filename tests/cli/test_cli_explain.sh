@@ -81,7 +81,7 @@ expect 2 "give one of --blocks and --tokens" "$STEM" budget
 expect 2 "give one of --blocks and --tokens" "$STEM" budget --blocks 4 --tokens 9
 expect 2 "outside" "$STEM" budget --blocks 0
 expect 2 "prompt_blocks" "$STEM" budget --blocks 16 --prompt-blocks 8
-expect 1 "x.png" "$STEM" budget --blocks 16 --png "$T/no/such/dir/x.png"
+expect 2 "x.png" "$STEM" budget --blocks 16 --png "$T/no/such/dir/x.png"
 expect 2 "has 2 query heads" "$STEM" explain "$T/w.safetensors" --head 2
 expect 2 "has 64 query blocks" "$STEM" explain "$T/w.safetensors" --head 0 --qblock 64
 expect 2 "has 8192 query rows" "$STEM" explain "$T/w.safetensors" --head 0 --steps 8192

@@ -218,7 +218,7 @@ int cmd_budget(int argc, char **argv)
     }
     int64_t n = p[0].prompt_blocks > kb ? p[0].prompt_blocks : kb;
     int32_t *b[NPROF] = {NULL};
-    int rc = CLI_FAIL;
+    int rc = CLI_INTERNAL;      /* out of memory, unless said otherwise */
     for (int k = 0; k < NPROF; k++) {
         stem_status st;
         if (!(b[k] = malloc((size_t)n * sizeof(int32_t)))) {
@@ -243,6 +243,7 @@ int cmd_budget(int argc, char **argv)
         mi_free(&img);
         if (w != 0) {
             cli_error("budget: %s", err);
+            rc = cli_exit_tf();
             goto done;
         }
         printf("wrote %s: budgets of %lld positions, three profiles\n", png,

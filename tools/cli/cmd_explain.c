@@ -108,7 +108,7 @@ static int print_head(const stem_params *p, const stem_dims *dm,
     stem_explain_block *blk = malloc((size_t)Kb * sizeof(*blk));
     if (!blk) {
         cli_error("explain: out of memory");
-        return CLI_FAIL;
+        return CLI_INTERNAL;
     }
     printf("block logits L[I][J] (I: query block, down; J: key block, "
            "across; '.': -inf above the diagonal)\n%4s", "I\\J");
@@ -135,9 +135,8 @@ static int print_head(const stem_params *p, const stem_dims *dm,
         stem_explain_summary s;
         stem_status st = stem_explain_row(p, dm, lg, head, I, &s, blk);
         if (st != STEM_OK) {
-            cli_error("explain: %s", stem_strerror(st));
             free(blk);
-            return CLI_FAIL;
+            return cli_status_error("explain", NULL, st);
         }
         printf("%4lld %5lld %6d %6d %6d %6d ", (long long)I,
                (long long)s.position, s.budget, s.candidates, s.topk, s.kept);
@@ -163,9 +162,8 @@ static int print_row(const stem_params *p, const stem_dims *dm,
     stem_status st = STEM_ERR_NOMEM;
     if (!blk || !lines ||
         (st = stem_explain_row(p, dm, lg, head, qblock, &s, blk)) != STEM_OK) {
-        cli_error("explain: %s", stem_strerror(st));
         free(blk), free(lines);
-        return CLI_FAIL;
+        return cli_status_error("explain", NULL, st);
     }
     const size_t base = (size_t)((head * dm->qb + qblock) * Kb);
     int64_t last = s.position < Kb - 1 ? s.position : Kb - 1, n = 0;
@@ -297,7 +295,7 @@ static int print_steps(const stem_params *p, const stem_dims *dm,
     rc = CLI_OK;
 fail:
     if (rc != CLI_OK)
-        cli_error("explain: %s", stem_strerror(st));
+        rc = cli_status_error("explain", NULL, st);
     free(blk), free(out), free(lse), free(mask);
     return rc;
 }
@@ -392,7 +390,7 @@ int cmd_explain(int argc, char **argv)
     float *lg = NULL, *lq = NULL;
     if (ct_read(in, &f, err, sizeof(err)) != 0) {
         cli_error("explain: %s", err);
-        return CLI_USAGE;
+        return cli_exit_tf();
     }
     stem_tensor q, k, vv;
     stem_dims dm;
@@ -425,15 +423,14 @@ int cmd_explain(int argc, char **argv)
     lq = malloc(nblk * sizeof(float));
     if (!lg || !lq) {
         cli_error("explain: out of memory");
-        rc = CLI_FAIL;
+        rc = CLI_INTERNAL;
         goto done;
     }
     cli_progress_start("stem explain");
     cli_progress("block logits");
     if ((st = stem_block_logits(&p, &q, &k, &vv, lg)) != STEM_OK ||
         (st = stem_block_logits(&pq, &q, &k, &vv, lq)) != STEM_OK) {
-        cli_error("explain: %s: %s", in, stem_strerror(st));
-        rc = CLI_FAIL;
+        rc = cli_status_error("explain", in, st);
         goto done;
     }
     cli_progress_done();
