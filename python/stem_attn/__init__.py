@@ -94,25 +94,8 @@ def _split_kwargs(kw, extra=()):
     return p, rest
 
 
-def _bf16_bits(dtype):
-    return _tensors.prec_name(dtype) in ("bf16", "fp8") if dtype else False
-
-
-def _qkv(q, k, v, layout, dtype):
-    if layout not in ("hnd", "nhd"):
-        raise ValueError("stem: layout must be 'hnd' or 'nhd', not %r"
-                         % (layout,))
-    b = _bf16_bits(dtype)
-    return (_tensors.view3(q, "q", layout, b), _tensors.view3(k, "k", layout, b),
-            _tensors.view3(v, "v", layout, b))
-
-
-def _dims(p, vq, vk, vv, sparse):
-    d = _abi.stem_dims()
-    _ok(_lib.func("stem_dims_get")(C.byref(p), C.byref(vq.t), C.byref(vk.t),
-                                   C.byref(vv.t), int(sparse), C.byref(d)),
-        "shapes")
-    return d
+_qkv = _tensors.qkv
+_dims = _tensors.dims
 
 
 def _out_array(p, d, layout):

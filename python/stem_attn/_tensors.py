@@ -6,11 +6,13 @@ never imported here: a tensor is recognised by its type's module.
 """
 from __future__ import annotations
 
+import ctypes as C
 from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from . import _abi
+from . import _abi, _lib
+from ._errors import error_for
 
 _NP_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64",
               np.dtype(np.float16): "F16", np.dtype(np.uint8): "U8",
@@ -171,6 +173,30 @@ def view3(x: Any, name: str, layout: str = "hnd",
         ts, hs = strides[0], strides[1]
     t = _abi.stem_tensor(ptr, _abi.DTYPE[dt], h, n, d, hs, ts)
     return View(t, obj, shape)
+
+
+def qkv(q: Any, k: Any, v: Any, layout: str,
+        dtype: Any) -> Tuple[View, View, View]:
+    """Views of q, k, v stored as layout says; dtype 'bf16' (or 'fp8')
+    reads uint16 arrays as bfloat16 bits."""
+    if layout not in ("hnd", "nhd"):
+        raise ValueError("stem: layout must be 'hnd' or 'nhd', not %r"
+                         % (layout,))
+    b = prec_name(dtype) in ("bf16", "fp8") if dtype else False
+    return (view3(q, "q", layout, b), view3(k, "k", layout, b),
+            view3(v, "v", layout, b))
+
+
+def dims(p: _abi.stem_params, vq: View, vk: View, vv: View,
+         sparse: bool) -> _abi.stem_dims:
+    """stem_dims_get of the views (sparse: the offset a multiple of the
+    block), or the library's error raised."""
+    d = _abi.stem_dims()
+    st = _lib.func("stem_dims_get")(C.byref(p), C.byref(vq.t), C.byref(vk.t),
+                                    C.byref(vv.t), int(sparse), C.byref(d))
+    if st != _abi.STEM_OK:
+        raise error_for(st, "shapes")
+    return d
 
 
 def view_blocks(x: Any, name: str, hq: int, qb: int, kb: int,
