@@ -23,10 +23,11 @@ window, value_weight, prompt_blocks, threads, use_f64, ...; also lambda,
 initial_blocks, window_size).  The library is found through STEM_LIBRARY,
 the repository's build/, the installation prefix, then the system loader.
 """
+from __future__ import annotations
+
 import ctypes as C
-import json
 import math
-from typing import NamedTuple
+from typing import Any, Dict, NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -68,17 +69,20 @@ def _ok(st, what):
         raise error_for(st, what)
 
 
-def version():
+Profile = Union[str, int]  # "angelslim", "paper", "hpc-ops" or its number
+
+
+def version() -> str:
     """The library's version string."""
     return _lib.func("stem_version")().decode()
 
 
-def library_path():
+def library_path() -> str:
     """The path of the libstem.so in use."""
     return _lib.lib()._stem_path
 
 
-def params(profile="angelslim", **overrides):
+def params(profile: Profile = "angelslim", **overrides: Any) -> Dict[str, Any]:
     """The resolved stem_params as a dict (profile preset + overrides)."""
     return _params.as_dict(_params.make(profile, **overrides))
 
@@ -113,8 +117,9 @@ def _ptr(a):
     return None if a is None else C.c_void_p(a.ctypes.data)
 
 
-def prefill(q, k, v, profile="angelslim", layout="hnd", dtype=None,
-            **overrides):
+def prefill(q: Any, k: Any, v: Any, profile: Profile = "angelslim",
+            layout: str = "hnd", dtype: Optional[str] = None,
+            **overrides: Any) -> Prefill:
     """One layer's Stem prefill (stem_prefill).
 
     Returns Prefill(logits [Hq, Qb, Kb] float32 (-inf above the diagonal),
@@ -134,8 +139,9 @@ def prefill(q, k, v, profile="angelslim", layout="hnd", dtype=None,
     return Prefill(logits, mask, out, lse)
 
 
-def dense(q, k, v, profile="angelslim", layout="hnd", dtype=None,
-          **overrides):
+def dense(q: Any, k: Any, v: Any, profile: Profile = "angelslim",
+          layout: str = "hnd", dtype: Optional[str] = None,
+          **overrides: Any) -> Dense:
     """Dense causal attention (stem_attention_dense): Dense(out, lse)."""
     p = _params.make(profile, **overrides)
     vq, vk, vv = _qkv(q, k, v, layout, dtype)
@@ -149,8 +155,9 @@ def dense(q, k, v, profile="angelslim", layout="hnd", dtype=None,
     return Dense(out, lse)
 
 
-def sparse(q, k, v, mask, profile="angelslim", layout="hnd", dtype=None,
-           **overrides):
+def sparse(q: Any, k: Any, v: Any, mask: Any, profile: Profile = "angelslim",
+           layout: str = "hnd", dtype: Optional[str] = None,
+           **overrides: Any) -> Sparse:
     """Block-sparse attention under a given mask [Hq, Qb, Kb]
     (stem_attention_sparse): Sparse(out, lse)."""
     p = _params.make(profile, **overrides)
@@ -172,7 +179,8 @@ def sparse(q, k, v, mask, profile="angelslim", layout="hnd", dtype=None,
     return Sparse(out, lse)
 
 
-def budget(kb=None, profile="angelslim", tokens=None, **overrides):
+def budget(kb: Optional[int] = None, profile: Profile = "angelslim",
+           tokens: Optional[int] = None, **overrides: Any) -> np.ndarray:
     """The Token Position-Decay budget (stem_budget): int32 array, entry p
     the top-k count of a query block at key-block position p, for
     p < prompt_blocks (if set) else kb.  Give kb (key blocks) or tokens."""
@@ -250,8 +258,10 @@ def _why_text(bits, rank, budget):
     return " + ".join(w for w, b in _abi.WHY if bits & b)
 
 
-def explain(q, k, v, head=0, qblock=0, profile="angelslim", layout="hnd",
-            dtype=None, sort="block", **overrides):
+def explain(q: Any, k: Any, v: Any, head: int = 0, qblock: int = 0,
+            profile: Profile = "angelslim", layout: str = "hnd",
+            dtype: Optional[str] = None, sort: str = "block",
+            **overrides: Any) -> Explanation:
     """Why query block `qblock` of query head `head` keeps each key block:
     its QK term, value term, logit, rank, gap to the row threshold and the
     reason (sink, window, diagonal, top-k, tie, dropped), as the library's
