@@ -64,6 +64,12 @@ int cmd_info(int argc, char **argv)
                         "only with STEM_ISA=amx)"
                       : "unsupported (needs AMX-BF16 and the OS's tile data "
                         "permission)";
+        if (i == STEM_ISA_AVX512BF16 && stem_isa_supported(STEM_ISA_AVX512BF16))
+            why = stem_isa_detected() == STEM_ISA_AVX512BF16
+                      ? "supported (bf16 mode's products on VDPBF16PS, bit-exact)"
+                      : "supported (bit-exact; detected on AMD only, where "
+                        "VDPBF16PS outruns AVX-512's FMA emulation; "
+                        "STEM_ISA=avx512bf16 selects it)";
         printf("isa %s: %s\n", stem_isa_name((stem_isa)i), why);
     }
     for (int i = 0; i < STEM_COMPUTE_COUNT; i++)
