@@ -178,7 +178,9 @@ mixed "usage error on rank 1" "--alpha: 5 is outside 0..1" \
     "$T/a.safetensors" --alpha 5
 
 # A rank killed (SIGKILL) while the job runs: mpirun ends the others, the
-# job fails; no output and no temporary file are left.
+# job fails; no output and no temporary file are left.  Rank 1 is killed
+# once rank 0 has created the temporary file (which rank 0 removes on the
+# SIGTERM mpirun sends it), or after a time.
 "$STEM" gen -o "$T/big.safetensors" --tokens 8192 --heads 4 --kv-heads 2 \
     --dim 64 --seed 9 2>/dev/null || bad "gen big"
 cat >"$T/die.sh" <<'EOF'
@@ -188,9 +190,22 @@ if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then (sleep "$1"; kill -9 $$) & fi
 shift
 exec "$@"
 EOF
-chmod +x "$T/die.sh"
-$TMO $MPIRUN -n 2 "$T/die.sh" 0.3 "$MPI" run "$T/big.safetensors" \
-    -o "$T/killed.safetensors" --threads 1 >"$T/err" 2>&1
+cat >"$T/die_at.sh" <<'EOF'
+#!/bin/sh
+# die_at.sh GLOB CMD...: CMD, which kills itself on rank 1 once a file
+# matching GLOB exists
+if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then
+    (while kill -0 $$ 2>/dev/null; do
+        for f in $1; do [ -e "$f" ] && kill -9 $$; done
+    done) &
+fi
+shift
+exec "$@"
+EOF
+chmod +x "$T/die.sh" "$T/die_at.sh"
+$TMO $MPIRUN -n 2 "$T/die_at.sh" "$T/killed.safetensors.tmp.*" "$MPI" run \
+    "$T/big.safetensors" -o "$T/killed.safetensors" --threads 1 \
+    >"$T/err" 2>&1
 rc=$?
 if [ $rc -ne 0 ] && [ $rc -ne 124 ] &&
     [ -z "$(ls "$T" | grep killed.safetensors)" ]; then

@@ -53,7 +53,12 @@ static void run_usage(FILE *fp)
           "computes them with OpenMP (--threads T or OMP_NUM_THREADS per\n"
           "rank).  OUT is written in place by every rank under a temporary\n"
           "name and renamed by rank 0: its bytes are those of `stem run`\n"
-          "(metadata \"seconds\" aside).  One safetensors file only.\n\n",
+          "(metadata \"seconds\" aside).  One safetensors file only.\n"
+          "Every rank must be given the same command line and read the same\n"
+          "IN: both are compared with rank 0's before computing (q, k, v\n"
+          "shapes, dtypes, a digest of the header and of their bytes).\n"
+          "Exit status: 0 success, 2 bad input or usage (also ranks that\n"
+          "disagree), 3 out of memory or I/O.\n\n",
           fp);
     cli_opts_usage(fp);
 }
