@@ -1,5 +1,6 @@
-"""torch paths of the stem package (skipped where torch is missing; run
-on a machine with PyTorch, and with CUDA for the GPU-kernel test)."""
+"""torch paths of the stem_attn package, with Debian's python3-torch (which
+make test installs) or any PyTorch; skipped with a message where torch is
+missing, the GPU-kernel test where CUDA is."""
 import numpy as np
 import pytest
 
@@ -8,7 +9,8 @@ import stem_attn.testing  # noqa: F401
 from stem_attn import _tensors
 from stio import bf16_to_f32, conformance
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="PyTorch is not installed "
+                            "(tools/install-deps.sh test installs Debian's)")
 
 
 def t_bf16(bits):
@@ -32,6 +34,11 @@ def test_bf16_tensors_are_read_in_place(s2):
     assert _tensors.view3(p, "q", "nhd").t.data == qkv["q"].data_ptr()
     odd = qkv["q"].transpose(1, 2)  # last axis strided: copied
     assert _tensors.view3(odd, "q").t.data != qkv["q"].data_ptr()
+    h = qkv["q"].to(torch.float16)  # fp16 read in place too
+    vh = _tensors.view3(h.permute(1, 0, 2), "q", "nhd")
+    assert vh.t.data == h.data_ptr() and vh.t.dtype == 2  # STEM_F16
+    assert (vh.t.heads, vh.t.tokens, vh.t.head_stride, vh.t.token_stride) \
+        == (h.shape[0], h.shape[1], h.stride(0), h.stride(1))
 
 
 def test_prefill_from_torch_equals_numpy(s2):
