@@ -37,8 +37,9 @@ preset.  stem_threads defaults to torch.get_num_threads().
 
 What it cannot honour raises UnsupportedAttention naming it, never a
 silent change of what is computed: a padding or any other non-causal mask,
-non-causal attention, dropout > 0, a sliding window, logit softcapping,
-attention sinks, a scaling other than 1/sqrt(d), non-CPU tensors.  A 4-d
+non-causal attention, dropout > 0, gradients (inputs that require grad
+with autograd on), a sliding window, logit softcapping, attention sinks,
+a scaling other than 1/sqrt(d), non-CPU tensors.  A 4-d
 mask equal to the plain causal mask (as older transformers pass it) is
 recognised and honoured; the check runs once per mask tensor.
 """
@@ -262,6 +263,11 @@ def _refuse(module: Any, query: torch.Tensor, key: torch.Tensor,
                                    % (lk, lq))
     if dropout and dropout > 0.0:
         raise UnsupportedAttention("dropout %g (training)" % dropout)
+    if torch.is_grad_enabled() and any(
+            t.requires_grad for t in (query, key, value)):
+        raise UnsupportedAttention("backpropagation (inputs that require "
+                                   "grad; run under torch.no_grad() or "
+                                   "torch.inference_mode())")
     if scaling is not None and \
             np.float32(scaling) != np.float32(1.0 / math.sqrt(d)):
         raise UnsupportedAttention(

@@ -184,6 +184,11 @@ def test_what_it_cannot_honour_is_refused():
         st.attention_forward(m, q, k[:, :, :100], v[:, :, :100], None)
     with pytest.raises(st.UnsupportedAttention, match="dtype"):
         st.attention_forward(m, q.to(torch.int32), k, v, None)
+    qg = q.detach().float().requires_grad_()
+    with pytest.raises(st.UnsupportedAttention, match="backpropagation"):
+        st.attention_forward(m, qg, k.float(), v.float(), None)
+    with torch.no_grad():  # inference on such tensors is fine
+        st.attention_forward(m, qg, k.float(), v.float(), None)
 
 
 def test_mask_function_builds_no_mask():
