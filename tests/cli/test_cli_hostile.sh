@@ -410,9 +410,36 @@ has "run: k/v token mismatch names k and v" 'k \[1 heads, 128 tokens, 8 dim\] an
 expect "run: alpha 2 names alpha" 2 run "$T/good.safetensors" -o "$O" --alpha 2
 has "run: alpha 2 named" 'alpha'
 
-# exit 3 for the system's failures: the disk is full (/dev/full, when
-# there is one: written through a temporary file that is never created
-# there, so only where the directory is writable by us)
+# an earlier output directory whose files cannot be removed (its
+# directory is read-only to us) is refused before anything is written:
+# no DIR.tmp.* left behind, the old files as they were.  Root removes
+# anything, so as root this runs as nobody.
+AS=""
+if [ "$(id -u)" -eq 0 ]; then
+    if command -v setpriv >/dev/null 2>&1 && id nobody >/dev/null 2>&1; then
+        AS="setpriv --reuid=$(id -u nobody) --regid=$(id -g nobody) --clear-groups"
+    else
+        AS=none
+    fi
+fi
+if [ "$AS" = none ]; then
+    echo "SKIP the read-only earlier output (root without setpriv)"
+else
+    mkdir "$T/ro" && chmod 777 "$T/ro" && chmod 755 "$T" && chmod 644 "$T/good.safetensors"
+    $AS "$STEM" run "$T/good.safetensors" -o "$T/ro/out/" >/dev/null 2>&1
+    chmod 555 "$T/ro/out" 2>/dev/null || $AS chmod 555 "$T/ro/out"
+    ls -l "$T/ro/out" >"$T/ro.before"
+    $AS "$STEM" run "$T/good.safetensors" -o "$T/ro/out/" >"$T/stdout" 2>"$T/stderr"
+    rc=$?
+    ls -l "$T/ro/out" >"$T/ro.after"
+    check "run -o DIR/ over an unremovable earlier output: exit 2 (got $rc)" test "$rc" -eq 2
+    has "run -o DIR/ over an unremovable earlier output: said" "cannot be removed"
+    check "run -o DIR/ over an unremovable earlier output: untouched" cmp -s "$T/ro.before" "$T/ro.after"
+    check "run -o DIR/ over an unremovable earlier output: no DIR.tmp.*" \
+        test "$(ls "$T/ro" | grep -c '\.tmp\.')" -eq 0
+    chmod 755 "$T/ro/out" 2>/dev/null || $AS chmod 755 "$T/ro/out"
+fi
+
 check "stem run left no temporary files" \
     test "$(ls "$T" | grep -c '\.tmp')" -eq 0
 
