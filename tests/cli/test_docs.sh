@@ -5,7 +5,9 @@
 # test) that a reader is told to run
 # (tests/cli/doc_blocks.py says how blocks are marked), then the same
 # runner on a document of broken examples, which must fail block by block,
-# and checks that CI (.ci/run) runs the README's test command.
+# checks that CI (.ci/run) runs the README's test command, and that the
+# option lists of docs/CHECKING.md and docs/CLI.md name exactly the options
+# of stem check --help and stem run --help.
 # Ends with "docs: N passed, M failed"; exits 1 if any failed.
 BUILD=${1:-build}
 cd "$(dirname "$0")/../.." || exit 1
@@ -109,6 +111,33 @@ if grep -q "^$cmd" README.md && grep -q "^$cmd" .ci/run; then
     ok
 else
     bad "README.md and .ci/run do not both run '$cmd'"
+fi
+
+# 4. the option lists of the docs are the tools' own: the names in
+# CHECKING.md's and CLI.md's option blocks equal those of --help
+opts() {    # option names at the start of lines, before the description
+    sed -n 's/^ *\(--.*\)/\1/p' | sed 's/   *.*//' | grep -oE -- '--[a-z0-9-]+' | sort -u
+}
+section() { # the lines of section "## $2" of file $1
+    awk -v h="## $2" '$0 == h { on = 1; next } /^## / { on = 0 } on' "$1"
+}
+if [ -x "$BUILD/stem" ]; then
+    section docs/CLI.md "Parameter options" | opts >"$T/param.doc"
+    "$BUILD/stem" run --help 2>&1 | sed -n '/^Parameter options/,$p' | opts >"$T/param.help"
+    if [ -s "$T/param.help" ] && cmp -s "$T/param.doc" "$T/param.help"; then
+        ok
+    else
+        bad "docs/CLI.md's parameter options differ from stem run --help:"
+        diff "$T/param.doc" "$T/param.help" | sed -n 's/^\([<>]\)/    \1/p'
+    fi
+    { section docs/CHECKING.md "Options"; cat "$T/param.doc"; } | opts | sort -u >"$T/check.doc"
+    "$BUILD/stem" check --help 2>&1 | opts >"$T/check.help"
+    if [ -s "$T/check.help" ] && cmp -s "$T/check.doc" "$T/check.help"; then
+        ok
+    else
+        bad "docs/CHECKING.md's options differ from stem check --help (< docs, > help):"
+        diff "$T/check.doc" "$T/check.help" | sed -n 's/^\([<>]\)/    \1/p'
+    fi
 fi
 
 echo "docs: $pass passed, $fail failed"
