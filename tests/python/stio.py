@@ -6,6 +6,8 @@ import struct
 
 import numpy as np
 
+from stem_attn import from_bf16, to_bf16
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 CONF = os.path.join(ROOT, "tests", "data", "conformance")
@@ -49,15 +51,9 @@ def write_st(path, tensors, dtypes=None, meta=None):
         f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
-def bf16_to_f32(u):
-    return (np.asarray(u, np.uint16).astype(np.uint32) << 16).view(np.float32)
-
-
-def f32_to_bf16(x):
-    """Round to nearest even, as bits (uint16)."""
-    u = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
-    return u.astype(np.uint16)
+# the package's conversions (tests/python/test_stem_bf16.py tests them)
+bf16_to_f32 = from_bf16
+f32_to_bf16 = to_bf16
 
 
 def library():
