@@ -208,3 +208,39 @@ def test_fp16_inputs_run_in_the_f32_mode():
     assert out.dtype == torch.float16
     ref = stem_attn.prefill(q[0], k[0], v[0], block=B, stride=4)
     assert torch.equal(out[0], as_torch(ref.out, torch.float16))
+
+
+def test_register_with_transformers_interfaces(monkeypatch):
+    """register() against stand-ins of transformers' two registries (the
+    real ones are classes with a register(name, fn) classmethod), and the
+    mask function accepting transformers' own causal mask function."""
+    seen = {}
+
+    class Registry:
+        def __init__(self, kind):
+            self.kind = kind
+
+        def register(self, name, fn):
+            seen[(self.kind, name)] = fn
+
+    def causal_mask_function(b, h, q, kv):
+        return kv <= q
+
+    tf = types.ModuleType("transformers")
+    tf.AttentionInterface = Registry("attention")
+    mu = types.ModuleType("transformers.masking_utils")
+    mu.AttentionMaskInterface = Registry("mask")
+    mu.causal_mask_function = causal_mask_function
+    tf.masking_utils = mu
+    monkeypatch.setitem(__import__("sys").modules, "transformers", tf)
+    monkeypatch.setitem(__import__("sys").modules,
+                        "transformers.masking_utils", mu)
+    assert st.register() is True
+    assert seen == {("attention", "stem"): st.attention_forward,
+                    ("attention", "stem_dense"): st.dense_attention_forward,
+                    ("mask", "stem"): st.mask_function,
+                    ("mask", "stem_dense"): st.mask_function}
+    assert st.mask_function(mask_function=causal_mask_function,
+                            attention_mask=None) is None
+    with pytest.raises(st.UnsupportedAttention, match="only the plain"):
+        st.mask_function(mask_function=lambda b, h, q, kv: kv <= q)
