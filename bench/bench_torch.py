@@ -97,7 +97,7 @@ def worker(threads):
                 q = k = v = None
                 q, k, v = bf16_inputs(cmd["size"])
             elif cmd["op"] == "run":
-                kw = dict(dtype="bf16", threads=threads, compute="bf16")
+                kw = dict(storage="bf16", threads=threads, compute="bf16")
                 t0 = time.perf_counter()
                 if cmd["kind"] == "stem":
                     r = stem_attn.prefill(q, k, v, **kw)

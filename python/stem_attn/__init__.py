@@ -4,7 +4,7 @@ Stem kernels, from Python.
 A thin ctypes layer over libstem.so (no compiled extension).  Inputs are
 NumPy arrays or CPU torch tensors (others are copied to the CPU), F32, F16,
 F64 or BF16 (torch.bfloat16, or NumPy uint16 bit patterns with
-dtype="bf16"), stored [H, N, d] (layout="hnd", the default) or [N, H, d]
+storage="bf16"), stored [H, N, d] (layout="hnd", the default) or [N, H, d]
 (layout="nhd"); a leading batch axis of size 1 is dropped.  Arrays whose
 last axis is contiguous are read in place.
 
@@ -118,16 +118,17 @@ def _ptr(a):
 
 
 def prefill(q: Any, k: Any, v: Any, profile: Profile = "angelslim",
-            layout: str = "hnd", dtype: Optional[str] = None,
+            layout: str = "hnd", storage: Optional[str] = None,
             **overrides: Any) -> Prefill:
     """One layer's Stem prefill (stem_prefill).
 
     Returns Prefill(logits [Hq, Qb, Kb] float32 (-inf above the diagonal),
     mask [Hq, Qb, Kb] uint8, out (float32, or float64 with use_f64=1;
     [Hq, Lq, d] or, with layout='nhd', [Lq, Hq, d]), lse [Hq, Lq] float32).
-    dtype='bf16' reads uint16 arrays as bfloat16 bits."""
+    storage='bf16' reads uint16 arrays as bfloat16 bits (the inputs'
+    storage; check's dtype= is the GPU's precision)."""
     p = _params.make(profile, **overrides)
-    vq, vk, vv = _qkv(q, k, v, layout, dtype)
+    vq, vk, vv = _qkv(q, k, v, layout, storage)
     d = _dims(p, vq, vk, vv, True)
     out, to = _out_array(p, d, layout)
     lse = np.empty((d.hq, d.lq), dtype=np.float32)
@@ -140,11 +141,11 @@ def prefill(q: Any, k: Any, v: Any, profile: Profile = "angelslim",
 
 
 def dense(q: Any, k: Any, v: Any, profile: Profile = "angelslim",
-          layout: str = "hnd", dtype: Optional[str] = None,
+          layout: str = "hnd", storage: Optional[str] = None,
           **overrides: Any) -> Dense:
     """Dense causal attention (stem_attention_dense): Dense(out, lse)."""
     p = _params.make(profile, **overrides)
-    vq, vk, vv = _qkv(q, k, v, layout, dtype)
+    vq, vk, vv = _qkv(q, k, v, layout, storage)
     d = _dims(p, vq, vk, vv, False)
     out, to = _out_array(p, d, layout)
     lse = np.empty((d.hq, d.lq), dtype=np.float32)
@@ -156,12 +157,12 @@ def dense(q: Any, k: Any, v: Any, profile: Profile = "angelslim",
 
 
 def sparse(q: Any, k: Any, v: Any, mask: Any, profile: Profile = "angelslim",
-           layout: str = "hnd", dtype: Optional[str] = None,
+           layout: str = "hnd", storage: Optional[str] = None,
            **overrides: Any) -> Sparse:
     """Block-sparse attention under a given mask [Hq, Qb, Kb]
     (stem_attention_sparse): Sparse(out, lse)."""
     p = _params.make(profile, **overrides)
-    vq, vk, vv = _qkv(q, k, v, layout, dtype)
+    vq, vk, vv = _qkv(q, k, v, layout, storage)
     d = _dims(p, vq, vk, vv, True)
     m = mask.detach().cpu().numpy() if _tensors.is_torch(mask) else mask
     m = np.asarray(m)
@@ -260,7 +261,7 @@ def _why_text(bits, rank, budget):
 
 def explain(q: Any, k: Any, v: Any, head: int = 0, qblock: int = 0,
             profile: Profile = "angelslim", layout: str = "hnd",
-            dtype: Optional[str] = None, sort: str = "block",
+            storage: Optional[str] = None, sort: str = "block",
             **overrides: Any) -> Explanation:
     """Why query block `qblock` of query head `head` keeps each key block:
     its QK term, value term, logit, rank, gap to the row threshold and the
@@ -270,7 +271,7 @@ def explain(q: Any, k: Any, v: Any, head: int = 0, qblock: int = 0,
     p = _params.make(profile, **overrides)
     pq = _params.make(profile, **overrides)
     pq.value_rule = _abi.VALUE_RULE["none"]
-    vq, vk, vv = _qkv(q, k, v, layout, dtype)
+    vq, vk, vv = _qkv(q, k, v, layout, storage)
     d = _dims(p, vq, vk, vv, True)
     if not (0 <= head < d.hq and 0 <= qblock < d.qb):
         raise IndexError("stem_attn.explain: head %d, qblock %d outside %d "

@@ -134,7 +134,7 @@ def as_array(x: Any, name: str, bf16_bits: bool = False, mask: bool = False,
         _refuse_int(name, a.dtype)      # uint16: bf16 bits, below
     elif a.dtype == np.uint16:
         if not bf16_bits:
-            raise TypeError("stem: %s is uint16: pass dtype='bf16' if it "
+            raise TypeError("stem: %s is uint16: pass storage='bf16' if it "
                             "holds bfloat16 bits" % name)
         dt = "BF16"
     elif a.dtype.name == "bfloat16":  # ml_dtypes / jax bfloat16
@@ -176,13 +176,13 @@ def view3(x: Any, name: str, layout: str = "hnd",
 
 
 def qkv(q: Any, k: Any, v: Any, layout: str,
-        dtype: Any) -> Tuple[View, View, View]:
-    """Views of q, k, v stored as layout says; dtype 'bf16' (or 'fp8')
+        storage: Any) -> Tuple[View, View, View]:
+    """Views of q, k, v stored as layout says; storage 'bf16' (or 'fp8')
     reads uint16 arrays as bfloat16 bits."""
     if layout not in ("hnd", "nhd"):
         raise ValueError("stem: layout must be 'hnd' or 'nhd', not %r"
                          % (layout,))
-    b = prec_name(dtype) in ("bf16", "fp8") if dtype else False
+    b = prec_name(storage) in ("bf16", "fp8") if storage else False
     return (view3(q, "q", layout, b), view3(k, "k", layout, b),
             view3(v, "v", layout, b))
 

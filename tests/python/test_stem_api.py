@@ -31,7 +31,7 @@ def run_cli(tmp_path, qkv, *args):
 
 
 def test_prefill_is_stem_run_byte_for_byte(tmp_path, qkv):
-    r = stem.prefill(*qkv, dtype="bf16")
+    r = stem.prefill(*qkv, storage="bf16")
     c = run_cli(tmp_path, qkv)
     assert r.logits.shape == (H, 10, 10) and r.mask.dtype == np.uint8
     for name, got in (("block_logits", r.logits), ("mask", r.mask),
@@ -41,7 +41,7 @@ def test_prefill_is_stem_run_byte_for_byte(tmp_path, qkv):
 
 
 def test_params_follow_the_cli(tmp_path, qkv):
-    r = stem.prefill(*qkv, dtype="bf16", profile="hpc-ops", alpha=0.5,
+    r = stem.prefill(*qkv, storage="bf16", profile="hpc-ops", alpha=0.5,
                      window=2)
     c = run_cli(tmp_path, qkv, "--profile", "hpc-ops", "--alpha", "0.5",
                 "--window", "2")
@@ -50,28 +50,28 @@ def test_params_follow_the_cli(tmp_path, qkv):
 
 
 def test_dense_is_stem_run_dense(tmp_path, qkv):
-    r = stem.dense(*qkv, dtype="bf16")
+    r = stem.dense(*qkv, storage="bf16")
     c = run_cli(tmp_path, qkv, "--dense")
     np.testing.assert_array_equal(r.out, c["out"])
     np.testing.assert_array_equal(r.lse, c["lse"].reshape(r.lse.shape))
 
 
 def test_layouts_dtypes_and_sparse_agree(qkv):
-    ref = stem.prefill(*qkv, dtype="bf16")
+    ref = stem.prefill(*qkv, storage="bf16")
     nhd = [x.transpose(1, 0, 2) for x in qkv]  # views: strided, no copy
-    r = stem.prefill(*nhd, dtype="bf16", layout="nhd")
+    r = stem.prefill(*nhd, storage="bf16", layout="nhd")
     np.testing.assert_array_equal(r.out.transpose(1, 0, 2), ref.out)
     np.testing.assert_array_equal(r.lse, ref.lse)
     np.testing.assert_array_equal(r.mask, ref.mask)
     f32 = stem.prefill(*[bf16_to_f32(x) for x in qkv])  # same values, F32
     np.testing.assert_array_equal(f32.mask, ref.mask)
     np.testing.assert_allclose(f32.out, ref.out, rtol=0, atol=1e-6)
-    batched = stem.prefill(*[x[None] for x in qkv], dtype="bf16")
+    batched = stem.prefill(*[x[None] for x in qkv], storage="bf16")
     np.testing.assert_array_equal(batched.out, ref.out)
-    s = stem.sparse(*qkv, ref.mask, dtype="bf16")
+    s = stem.sparse(*qkv, ref.mask, storage="bf16")
     np.testing.assert_array_equal(s.out, ref.out)
     np.testing.assert_array_equal(s.lse, ref.lse)
-    f64 = stem.prefill(*qkv, dtype="bf16", use_f64=True)
+    f64 = stem.prefill(*qkv, storage="bf16", use_f64=True)
     assert f64.out.dtype == np.float64
     assert np.abs(f64.out - ref.out).max() < 1e-4
 
@@ -117,18 +117,18 @@ def test_explain_agrees_with_the_mask():
 
 def test_errors(qkv):
     q, k, v = qkv
-    with pytest.raises(TypeError, match="dtype='bf16'"):
+    with pytest.raises(TypeError, match="storage='bf16'"):
         stem.prefill(q, k, v)
     with pytest.raises(TypeError, match="unknown parameter"):
-        stem.prefill(q, k, v, dtype="bf16", alhpa=0.5)
+        stem.prefill(q, k, v, storage="bf16", alhpa=0.5)
     with pytest.raises(stem.StemError, match="status"):
-        stem.prefill(q, k, v, dtype="bf16", stride=7)
+        stem.prefill(q, k, v, storage="bf16", stride=7)
     with pytest.raises(stem.StemError) as e:
         stem.prefill(np.zeros((3, N, D), np.float32),
                      np.zeros((2, N, D), np.float32),
                      np.zeros((2, N, D), np.float32))
     assert e.value.status != 0
     with pytest.raises(ValueError, match="profile"):
-        stem.prefill(q, k, v, dtype="bf16", profile="nope")
+        stem.prefill(q, k, v, storage="bf16", profile="nope")
     assert stem.params("hpc-ops", lambda_mag=0.5)["value_weight"] == 0.5
     assert stem.params(compute="bf16")["compute"] == 1

@@ -52,12 +52,12 @@ def test_the_library_reads_the_bits_as_the_values():
     x = [rng.standard_normal((2, 256, 32)).astype(np.float32) for _ in "qkv"]
     bits = [stem_attn.to_bf16(a) for a in x]
     vals = [stem_attn.from_bf16(b) for b in bits]
-    a = stem_attn.prefill(*bits, dtype="bf16", block=16, stride=4)
+    a = stem_attn.prefill(*bits, storage="bf16", block=16, stride=4)
     b = stem_attn.prefill(*vals, block=16, stride=4)
     assert np.array_equal(a.out, b.out) and np.array_equal(a.mask, b.mask)
     # the bf16 compute mode rounds float32 inputs the same way
     c = stem_attn.prefill(*x, block=16, stride=4, compute="bf16")
-    d = stem_attn.prefill(*bits, dtype="bf16", block=16, stride=4,
+    d = stem_attn.prefill(*bits, storage="bf16", block=16, stride=4,
                           compute="bf16")
     assert np.array_equal(c.out, d.out)
 

@@ -34,7 +34,7 @@ def qkv():
 @pytest.fixture(scope="module")
 def scoring(qkv):
     """The kernel's scoring stage: stem's logits (it would be ours)."""
-    return stem.prefill(*qkv, dtype="bf16").logits
+    return stem.prefill(*qkv, storage="bf16").logits
 
 
 def select(logits, budget, budget_delta=0):
@@ -98,7 +98,7 @@ def correct(qkv, scoring):
 def test_the_numpy_selection_is_stems(scoring, qkv):
     """The kernel's selection stage written out in NumPy gives stem's mask
     byte for byte (the budget and selection invariants of the library)."""
-    ref = stem.prefill(*qkv, dtype="bf16")
+    ref = stem.prefill(*qkv, storage="bf16")
     np.testing.assert_array_equal(select(scoring, stem.budget(KB)), ref.mask)
     causal = np.tril(np.ones((QB, KB)), k=PB).sum() * HQ
     assert ref.mask.sum() < 0.8 * causal  # sparse rows
@@ -185,7 +185,7 @@ def test_zero_row(qkv, correct):
 
 
 def test_ignores_the_mask(qkv, correct):
-    out = f32_to_bf16(stem.dense(*qkv, dtype="bf16").out)
+    out = f32_to_bf16(stem.dense(*qkv, storage="bf16").out)
     msg, rep = fails(qkv, mask=correct["mask"], out=out)
     assert "ignores the mask" in msg, msg
     kinds = {(it.kind, it.head) for it in rep.faults}

@@ -45,7 +45,7 @@ def test_prefill_from_torch_equals_numpy(s2):
     qkv, g, m = s2
     i, _, _ = conformance("s2", "flex")
     a = stem.prefill(qkv["q"], qkv["k"], qkv["v"])
-    b = stem.prefill(i["q"], i["k"], i["v"], dtype="bf16")
+    b = stem.prefill(i["q"], i["k"], i["v"], storage="bf16")
     np.testing.assert_array_equal(a.out, b.out)
     np.testing.assert_array_equal(a.mask, g["mask"])
     f16 = [x.to(torch.float16) for x in qkv.values()]
@@ -78,7 +78,7 @@ def test_ml_dtypes_bfloat16_arrays(s2):
     i, g, m = conformance("s2", "flex")
     arrs = [i[n].view(ml.bfloat16) for n in "qkv"]
     a = stem.prefill(*arrs)
-    b = stem.prefill(i["q"], i["k"], i["v"], dtype="bf16")
+    b = stem.prefill(i["q"], i["k"], i["v"], storage="bf16")
     np.testing.assert_array_equal(a.out, b.out)
 
 
