@@ -426,6 +426,11 @@ def captures(full):
     return out
 
 
+# faults that may pass while they are under 3 times the kernel's own
+# error (their size depends on where the data puts weight)
+LENIENT = ("causal limit one key late",)
+
+
 def faults_for(what):
     fs = []
     if "out" in what:
@@ -455,6 +460,27 @@ def make(c, fn, tmp, stem):
     if fn == "main":
         return f_main_diagonal(c, tmp, stem)
     return fn(c)
+
+
+def fault_size(c, t):
+    """||doctored - genuine|| / ||genuine - reference|| over the out rows
+    (or lse values) the fault changed; None for logits."""
+    for name in ("out", "lse"):
+        if name not in t or t[name] is c.g[name]:
+            continue
+        new = as_f32(t[name]).astype(np.float64)
+        old = as_f32(c.g[name]).astype(np.float64)
+        num = den = 0.0
+        for h in range(c.hq):
+            diff = new[h] - old[h]
+            rows = np.nonzero(diff.reshape(c.lq, -1).any(axis=1))[0]
+            if not len(rows):
+                continue
+            ref = c.ref(h)[0 if name == "out" else 1][rows]
+            num += np.sum(diff[rows] ** 2)
+            den += np.sum((old[h][rows] - ref) ** 2)
+        return math.sqrt(num / den) if den > 0 else None
+    return None
 
 
 def matches(found, want):
@@ -592,9 +618,16 @@ def main(argv):
                 rc, text, rep = run_check(stem, c.files(tmp, t, "fault"), tmp)
                 found = failing(rep) if rep else []
                 ok = rc == 1 and matches(found, want)
-                report("%s fails (%s)" % (name, "; ".join(
-                    "%s %s h%d qb%d" % f for f in found[:3]) or "no fault"), ok,
-                    text)
+                size = fault_size(c, t)
+                # the faults of the issue's kind must fail at any size
+                # measured here; the others once they are 3 times the
+                # kernel's own error where they act
+                small = size is not None and size < 3 and name in LENIENT
+                report("%s fails (%s)%s" % (
+                    name, "; ".join("%s %s h%d qb%d" % f for f in found[:3])
+                    or "no fault", "" if size is None else
+                    "; %.3gx the kernel's own error there" % size),
+                    ok or (small and rc == 0), text)
     print("faults: %d passed, %d failed" % (npass, nfail))
     return 1 if nfail else 0
 

@@ -105,3 +105,29 @@ def test_doctored_outputs_fail_with_positions():
                    **meta_params(m))
     assert not r and r.stages["out"].verdict == "FAIL"
     assert any(h["status"] != "ok" for h in r.heads) or r.rows_failed > 0
+
+
+def test_systematic_tests_in_the_report():
+    """The flash capture passes every systematic test; its lse shifted by
+    4e-6 in one head (the size of its own lse errors) and its out scaled by
+    1.01 in one query block fail them, named in report.bias and in the
+    items with their heads and query blocks."""
+    i, g, m = conformance("r1", "flex")
+    kw = dict(mask=g["mask"], dtype=m["dtype"], **meta_params(m))
+    r = stem.check(i["q"], i["k"], i["v"], out=g["out"], lse=g["lse"], **kw)
+    assert r, str(r)
+    for name in ("out scale", "out temperature", "lse offset"):
+        b = r.bias[name]
+        assert b["groups"] > 0 and b["faults"] == 0 and b["worst"] < 1
+    lse = np.array(g["lse"], dtype=np.float32)
+    lse[0] += np.float32(4e-6)
+    out = bf16_to_f32(g["out"]).copy()
+    out[0, 128:256] *= 1.01
+    r = stem.check(i["q"], i["k"], i["v"], out=out, lse=lse, **kw)
+    assert not r
+    kinds = {(f.stage, f.kind, f.head, f.qblock) for f in r.faults}
+    assert ("out", "scale bias", 0, 1) in kinds, str(r)
+    assert {(f.stage, f.kind, f.head) for f in r.faults
+            if f.kind == "lse offset"} == {("lse", "lse offset", 0)}, str(r)
+    assert r.bias["lse offset"]["faults"] >= 1
+    assert r.bias["out scale"]["worst"] > 1
