@@ -381,8 +381,12 @@ has "check: metadata prompt_blocks named with its file" "metadata prompt_blocks=
 sed 's/"prompt_blocks":[[:space:]]*"[0-9]*"/"prompt_blocks": "0", "block_size": "5000"/' \
     "$T/meta_run/metadata.json" >"$T/meta.tmp" && mv "$T/meta.tmp" "$T/meta_run/metadata.json"
 expect "check: metadata block_size 5000" 2 check "$T/good.safetensors" "$T/meta_run"
-has "check: metadata block_size named with its file" "metadata block_size=5000 in $T/meta_run/metadata.json: must be an integer in 1..4096"
-sed 's/"block_size":[[:space:]]*"5000"/"block_size": true/' \
+has "check: metadata block_size named with its file" "metadata block_size=5000 in $T/meta_run/metadata.json: must be an integer in 16..4096"
+sed 's/"block_size":[[:space:]]*"5000"/"block_size": "2"/' \
+    "$T/meta_run/metadata.json" >"$T/meta.tmp" && mv "$T/meta.tmp" "$T/meta_run/metadata.json"
+expect "check: metadata block_size 2 (work quadratic in the tokens)" 2 check "$T/good.safetensors" "$T/meta_run"
+has "check: metadata block_size 2 refused" "metadata block_size=2 in $T/meta_run/metadata.json: must be an integer in 16..4096"
+sed 's/"block_size":[[:space:]]*"2"/"block_size": true/' \
     "$T/meta_run/metadata.json" >"$T/meta.tmp" && mv "$T/meta.tmp" "$T/meta_run/metadata.json"
 expect "check: metadata block_size true" 2 check "$T/good.safetensors" "$T/meta_run"
 has "check: metadata block_size true refused" "metadata block_size='true'"

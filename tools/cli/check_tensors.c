@@ -219,7 +219,9 @@ int ct_check_meta_params(const tf_file *f, const char *path, const cli_opts *o)
         {"keep_ratio", offsetof(cli_opts, have_keep), 0, 1, 0},
         {"lambda_mag", offsetof(cli_opts, have_lambda), 0, 1e6, 0},
         {"lambda", offsetof(cli_opts, have_lambda), 0, 1e6, 0},
-        {"block_size", offsetof(cli_opts, have_block), 1, 4096, 1},
+        /* at least 16: the block cells (Hq * Qb * Kb, 5 bytes each) stay
+         * within Hq * Lq * Lk / 256 bytes whatever a file says */
+        {"block_size", offsetof(cli_opts, have_block), 16, 4096, 1},
         {"stride", offsetof(cli_opts, have_stride), 1, 4096, 1},
         {"initial_blocks", offsetof(cli_opts, have_sinks), 0, 1 << 30, 1},
         {"sinks", offsetof(cli_opts, have_sinks), 0, 1 << 30, 1},

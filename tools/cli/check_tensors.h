@@ -69,7 +69,7 @@ const char *ct_apply_meta_params(const tf_file *f, cli_opts *o);
 /*
  * Refuse metadata of f (read from path) that ct_apply_meta_params would
  * use but cannot: a value that is not a number, or outside its range
- * (alpha, keep_ratio 0..1; lambda, lambda_mag 0..1e6; block_size 1..4096;
+ * (alpha, keep_ratio 0..1; lambda, lambda_mag 0..1e6; block_size 16..4096;
  * stride 1..block and dividing it; sinks, initial_blocks, window,
  * window_size 0..2^30; prompt_blocks 0..CT_MAX_META_PROMPT_BLOCKS).
  * Keys o sets from the command line are not looked at.  CLI_OK, or
