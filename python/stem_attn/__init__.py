@@ -31,7 +31,7 @@ from typing import Any, Dict, NamedTuple, Optional, Union
 
 import numpy as np
 
-from . import _abi, _lib, _params, _tensors
+from . import _abi, _errors, _lib, _params, _tensors
 from ._bf16 import from_bf16, to_bf16
 from ._errors import (StemError, StemInputError, StemISAError,
                       StemMemoryError, error_for)
@@ -190,6 +190,9 @@ def budget(kb: Optional[int] = None, profile: Profile = "angelslim",
         if tokens is None:
             raise TypeError("stem_attn.budget: give kb or tokens")
         kb = -(-int(tokens) // p.block)
+    if not 1 <= int(kb) <= 2**31 - 1:     # before ctypes can wrap it
+        raise StemInputError(_errors.STEM_ERR_PARAM, "stem_budget",
+                             "kb = %d: must be in 1..2147483647" % int(kb))
     n = p.prompt_blocks if p.prompt_blocks > 0 else int(kb)
     out = np.empty(max(n, 1), dtype=np.int32)
     _ok(_lib.func("stem_budget")(C.byref(p), int(kb), _ptr(out)),

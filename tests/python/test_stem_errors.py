@@ -49,6 +49,14 @@ def test_values_checked_before_ctypes(qkv, key, val, want):
     assert want in str(e.value)
 
 
+def test_budget_kb_checked():
+    with pytest.raises(stem.StemInputError, match="kb = 4294967297"):
+        stem.budget(2**32 + 1)
+    with pytest.raises(stem.StemInputError, match="kb = 0"):
+        stem.budget(0)
+    assert len(stem.budget(8)) == 8
+
+
 def test_tensors_and_dims_named(qkv):
     q, k, v = qkv
     with pytest.raises(stem.StemInputError) as e:
