@@ -15,10 +15,10 @@
  *   beta = A^-1 b,   A = sum_r w_r X_r^T X_r,   b = sum_r w_r X_r^T E_r,
  *
  * and its standard error comes from the residual of the same rows,
- * R_r = E_r - X_r beta, clustered by row (the errors of one row may be
+ * e_r = E_r - X_r beta, clustered by row (the errors of one row may be
  * correlated with each other; distinct rows' are independent):
  *
- *   V = G/(G - k) A^-1 (sum_r g_r g_r^T) A^-1,   g_r = w_r X_r^T R_r,
+ *   V = G/(G - k) A^-1 (sum_r g_r g_r^T) A^-1,   g_r = w_r X_r^T e_r,
  *   z_j = beta_j / sqrt(V_jj).
  *
  * Under rounding alone z_j is close to a standard normal variable.  A
@@ -48,7 +48,6 @@
  * the report's worst gives.
  */
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -242,20 +241,23 @@ static double group_threshold(double z0, int64_t g, int kv)
 
 /* ------------------------------------------------------------------ out */
 
+/* One head's working room: the reference out and lse (m, lse), the same
+ * with the queries scaled by 1 + BIAS_DELTA (md, lsed, from qs), a GPU row,
+ * the mask, and the per-row sums of each family.  Owned; freed with
+ * head_bufs_free (which takes a partly allocated one). */
 typedef struct head_bufs {
     float *m, *md, *lse, *lsed, *qs, *grow;
     uint8_t *mask;
     row_stats *st_out, *st_lse;
-    double *rscale;             /* per row: ||R_r|| (out), |lse_r| (lse) */
 } head_bufs;
 
 static void head_bufs_free(head_bufs *b)
 {
     free(b->m), free(b->md), free(b->lse), free(b->lsed), free(b->qs);
     free(b->grow), free(b->mask), free(b->st_out), free(b->st_lse);
-    free(b->rscale);
 }
 
+/* A view of head h of t (not copied). */
 static stem_tensor one_head(const stem_tensor *t, int64_t h)
 {
     stem_tensor x = *t;
@@ -270,6 +272,7 @@ typedef struct fit_list {
     int64_t n, cap;
 } fit_list;
 
+/* A new zeroed entry at the end of l, or NULL on no memory (l intact). */
 static fit *fit_push(fit_list *l)
 {
     if (l->n == l->cap) {
@@ -284,7 +287,9 @@ static fit *fit_push(fit_list *l)
 }
 
 /* Fit the query blocks of one head (those with BIAS_MIN_ROWS rows or
- * more) and the whole head for family fam from per-row stats st[0..lq). */
+ * more) and the whole head for family fam from per-row stats st[0..lq),
+ * appending to l; scale is the typical value size (floor_ratio).  0, or -1
+ * on no memory. */
 static int fit_head(fit_list *l, int fam, int64_t h, const row_stats *st,
                     int64_t lq, int B, double scale)
 {
@@ -307,7 +312,14 @@ static int fit_head(fit_list *l, int fam, int64_t h, const row_stats *st,
     return 0;
 }
 
-/* Per-row stats of out and lse for one head h (hh-th judged). */
+/* The per-row sums of the out and lse families of the hh-th judged head
+ * into b->st_out / b->st_lse (rows whose GPU values are not finite, or
+ * whose reference row is zero, stay all zero and do not count), and the
+ * typical |R_r| and |lse_r| into *out_scale / *lse_scale.  b holds room
+ * for one head (see check_stage_bias).  The reference is the library's
+ * float32 attention under the same mask as check_attention's (the GPU's,
+ * diagonal added, or the reference's).  STEM_OK or an error of
+ * stem_attention_sparse. */
 static stem_status head_rows(check_ctx *c, int64_t hh, head_bufs *b,
                              double *out_scale, double *lse_scale)
 {
@@ -398,8 +410,11 @@ static stem_status head_rows(check_ctx *c, int64_t hh, head_bufs *b,
 
 /* ---------------------------------------------------------------- logits */
 
-/* Per-row stats of the logits of every judged head: the clusters are the
- * query-block rows.  Fits each head into l. */
+/* The logits family of every judged head, fitted per head into l: the
+ * clusters are the query-block rows.  Needs c->gpu_logits.  Computes the
+ * reference logits without the value term and with the other stride (two
+ * scoring passes).  STEM_OK, STEM_ERR_NOMEM or an error of
+ * stem_block_logits. */
 static stem_status logit_fits(check_ctx *c, fit_list *l)
 {
     const stem_dims *dm = &c->dm;
