@@ -48,6 +48,7 @@ from __future__ import annotations
 import ctypes as C
 import math
 import threading
+import weakref
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -122,12 +123,10 @@ def resolve_params(config: Any = None, kwargs: Optional[Dict[str, Any]] = None,
 
 
 # ------------------------------------------------------------------ masks
-_CAUSAL_SEEN: Dict[Tuple[Any, ...], bool] = {}
-
-
-def _mask_key(m: torch.Tensor) -> Tuple[Any, ...]:
-    return (m.data_ptr(), tuple(m.shape), tuple(m.stride()), m.dtype,
-            m._version)
+# the last masks checked: id -> (a weak reference to the very tensor, its
+# version counter when checked, the verdict); a new tensor at a freed one's
+# address is not the same object, and an in-place change bumps the version
+_CAUSAL_SEEN: Dict[int, Tuple[Any, int, bool]] = {}
 
 
 def _is_plain_causal(m: torch.Tensor, lq: int, lk: int) -> bool:
@@ -136,10 +135,9 @@ def _is_plain_causal(m: torch.Tensor, lq: int, lk: int) -> bool:
     see exactly the keys j <= i + Lk - Lq."""
     if m.dim() != 4 or tuple(m.shape[-2:]) != (lq, lk):
         return False
-    key = _mask_key(m)
-    hit = _CAUSAL_SEEN.get(key)
-    if hit is not None:
-        return hit
+    hit = _CAUSAL_SEEN.get(id(m))
+    if hit is not None and hit[0]() is m and hit[1] == m._version:
+        return hit[2]
     off = lk - lq
     m3 = m.flatten(0, 1)
     cols = torch.arange(lk, device=m.device).unsqueeze(0)
@@ -159,7 +157,7 @@ def _is_plain_causal(m: torch.Tensor, lq: int, lk: int) -> bool:
             break
     if len(_CAUSAL_SEEN) > 16:
         _CAUSAL_SEEN.clear()
-    _CAUSAL_SEEN[key] = ok
+    _CAUSAL_SEEN[id(m)] = (weakref.ref(m), m._version, ok)
     return ok
 
 

@@ -145,6 +145,10 @@ def test_plain_causal_4d_masks_are_honoured():
         ~causal, fmin)
     c, _ = st.attention_forward(module(), q, k, v, addm)
     assert torch.equal(a, c)
+    # the check is remembered per tensor: a change in place is seen
+    causal[0, 0, 300, 2] = False
+    with pytest.raises(st.UnsupportedAttention, match="plain causal"):
+        st.attention_forward(module(), q, k, v, causal)
     ones = torch.ones(1, n, dtype=torch.long)  # a raw 2-d mask, no padding
     d, _ = st.attention_forward(module(), q, k, v, ones)
     assert torch.equal(a, d)
