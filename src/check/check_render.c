@@ -232,6 +232,20 @@ size_t stem_check_report_text(const stem_check_report *r, int verbose,
         put(&s, "hint: %s\n", r->hint);
     if (!fail && !verbose)
         return finish(&s);
+    if (r->bias_z > 0) {
+        /* the systematic tests: their count, threshold and closest call */
+        int64_t n = 0;
+        int w = 0;
+        for (int i = 0; i < STEM_BIAS_COUNT; i++) {
+            n += r->bias[i].tests;
+            if (r->bias[i].worst > r->bias[w].worst)
+                w = i;
+        }
+        put(&s, "systematic: %lld components tested at |z| > %.2f (false alarm "
+            "%g per check); closest %s, %.2f of its limits\n", (long long)n,
+            r->bias_z, r->bias_alpha, stem_check_bias_name((stem_check_bias_test)w),
+            r->bias[w].worst);
+    }
     if (r->diag_added)
         put(&s, "note: rows without their diagonal block were given it for "
             "the attention reference\n");
