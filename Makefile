@@ -207,8 +207,9 @@ test-asan: deps
 # full length, and their genuine outputs and flash-style emulations
 # (minutes; make test runs a short version: tests/cli/test_check_faults.sh).
 check-full: deps
-	@$(MAKE) --no-print-directory $(BUILD)/stem
+	@$(MAKE) --no-print-directory $(BUILD)/stem $(FAULT_LIB)
 	@/usr/bin/python3 tests/cli/check_faults.py $(BUILD)/stem --full
+	@FAILALLOC_MAXPOINTS=1000000 FAILALLOC_SMALLPOINTS=1000000 sh tests/cli/test_failalloc.sh $(BUILD)
 
 # Race check: the determinism and stage tests built with clang
 # -fsanitize=thread against LLVM's OpenMP with its Archer annotations.

@@ -1,25 +1,33 @@
 #!/bin/sh
 # test_failalloc.sh BUILD - allocation failure at every allocation point of
-# `stem run`, `stem check` and `stem mask`.
+# the stem commands.
 #
 # BUILD/tests/fault/libfailalloc.so (tests/fault/failalloc.c), preloaded,
 # numbers the allocation calls of the process (malloc, calloc, realloc,
 # posix_memalign, aligned_alloc, memalign, valloc; those made inside the
 # OpenMP runtime and the dynamic loader excepted) and fails the n-th.  Each
 # command runs once to count its allocation points N, then once per n:
-# every n when N <= MAXPOINTS (150), else MAXPOINTS values of n spread
-# evenly over 1..N, the first and the last included.  Each run must end
-# cleanly: exit 3 (an internal failure: out of memory) with a "stem: "
-# message and its earlier output file byte-identical, or exit 0 with the
-# same result as an unhindered run (some failures are absorbed, e.g.
-# stdio's buffer); never a signal, a hang, exit 1 (a verdict), exit 2 (bad
-# input: a misread failure), or a sanitizer report.  Prints per command the points, the
-# runs and the exits seen.  Skipped in sanitizer builds, whose runtime
-# owns malloc.  Ends with "failalloc: N passed, M failed".
+# every n when N is at most the sample size, else that many values of n
+# spread evenly over 1..N, the first and the last included.  The sample is
+# MAXPOINTS (100) for `stem run`, `stem check` and `stem mask` (425, 895
+# and 295 points here) and SMALLPOINTS (30) for gen, compare, explain and
+# budget, so that the script stays well under a minute on two cores;
+# `make check-full` sweeps every point (FAILALLOC_MAXPOINTS and
+# FAILALLOC_SMALLPOINTS set the sizes).
+#
+# Each run must end cleanly: exit 3 (an internal failure: out of memory)
+# with a "stem: " message and its earlier output file byte-identical, or
+# exit 0 with the same result as an unhindered run (some failures are
+# absorbed, e.g. stdio's buffer); never a signal, a hang, exit 1 (a
+# verdict), exit 2 (bad input: a misread failure), a temporary file left
+# behind, or a sanitizer report.  Prints per command the points, the runs
+# and the exits seen.  Skipped in sanitizer builds, whose runtime owns
+# malloc.  Ends with "failalloc: N passed, M failed".
 BUILD=${1:-build}
 STEM="$BUILD/stem"
 LIB="$BUILD/tests/fault/libfailalloc.so"
-MAXPOINTS=${FAILALLOC_MAXPOINTS:-150}
+MAXPOINTS=${FAILALLOC_MAXPOINTS:-100}
+SMALLPOINTS=${FAILALLOC_SMALLPOINTS:-30}
 if [ ! -x "$STEM" ]; then
     echo "test_failalloc: $STEM not found" >&2
     echo "failalloc: 0 passed, 1 failed"
@@ -49,7 +57,13 @@ fail=0
         >/dev/null 2>&1 &&
     "$STEM" mask "$T/ref.safetensors" -o "$T/ref.png" >/dev/null 2>&1 &&
     "$STEM" check "$T/in.safetensors" "$T/ref.safetensors" --threads 2 \
-        --json "$T/ref.json" >/dev/null 2>&1 || {
+        --json "$T/ref.json" >/dev/null 2>&1 &&
+    "$STEM" gen -o "$T/refgen.safetensors" --tokens 256 --heads 2 \
+        --kv-heads 1 --dim 16 --seed 6 >/dev/null 2>&1 &&
+    "$STEM" compare "$T/ref.safetensors" "$T/ref.safetensors" >"$T/ref.compare" 2>&1 &&
+    "$STEM" explain "$T/in.safetensors" --head 1 --qblock 2 --threads 2 \
+        >"$T/ref.explain" 2>&1 &&
+    "$STEM" budget --blocks 40 --png "$T/ref.budget.png" >/dev/null 2>&1 || {
     echo "test_failalloc: the unhindered runs failed" >&2
     echo "failalloc: 0 passed, 1 failed"
     exit 1
@@ -64,14 +78,21 @@ same_result() {
              --tensor mask --tensor block_logits --max-rel-l2 0 >/dev/null 2>&1 ;;
     mask) cmp -s "$2" "$T/ref.png" ;;
     check) cmp -s "$2" "$T/ref.json" ;;
+    gen) cmp -s "$2" "$T/refgen.safetensors" ;;
+    compare) cmp -s "$T/stdout" "$T/ref.compare" ;;
+    explain) cmp -s "$T/stdout" "$T/ref.explain" ;;
+    budget) cmp -s "$2" "$T/ref.budget.png" ;;
     esac
 }
 
-# sweep CMD OUT ARGS...: the sweep of one command writing OUT.
+# sweep CMD MAX OUT ARGS...: the sweep of one command writing OUT (a file
+# it never writes when its result goes to standard output), over at most
+# MAX points.
 sweep() {
     cmd=$1
-    out=$2
-    shift 2
+    max=$2
+    out=$3
+    shift 3
     rm -f "$T/count"
     FAILALLOC_COUNT="$T/count" LD_PRELOAD="$LIB" "$STEM" "$@" >/dev/null 2>&1
     n=$(cat "$T/count" 2>/dev/null)
@@ -81,7 +102,7 @@ sweep() {
         return
     fi
     runs=$n
-    [ "$n" -gt "$MAXPOINTS" ] && runs=$MAXPOINTS
+    [ "$n" -gt "$max" ] && runs=$max
     e0=0 e2=0 e3=0 bad=0
     i=0
     while [ "$i" -lt "$runs" ]; do
@@ -129,9 +150,13 @@ sweep() {
     fi
 }
 
-sweep run "$T/out.safetensors" run "$T/in.safetensors" -o "$T/out.safetensors" --threads 2
-sweep check "$T/out.json" check "$T/in.safetensors" "$T/ref.safetensors" --threads 2 --json "$T/out.json"
-sweep mask "$T/out.png" mask "$T/ref.safetensors" -o "$T/out.png"
+sweep run "$MAXPOINTS" "$T/out.safetensors" run "$T/in.safetensors" -o "$T/out.safetensors" --threads 2
+sweep check "$MAXPOINTS" "$T/out.json" check "$T/in.safetensors" "$T/ref.safetensors" --threads 2 --json "$T/out.json"
+sweep mask "$MAXPOINTS" "$T/out.png" mask "$T/ref.safetensors" -o "$T/out.png"
+sweep gen "$SMALLPOINTS" "$T/out.gen" gen -o "$T/out.gen" --tokens 256 --heads 2 --kv-heads 1 --dim 16 --seed 6
+sweep compare "$SMALLPOINTS" "$T/untouched" compare "$T/ref.safetensors" "$T/ref.safetensors"
+sweep explain "$SMALLPOINTS" "$T/untouched" explain "$T/in.safetensors" --head 1 --qblock 2 --threads 2
+sweep budget "$SMALLPOINTS" "$T/out.budget.png" budget --blocks 40 --png "$T/out.budget.png"
 
 echo "failalloc: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
