@@ -57,10 +57,49 @@ STEM_API stem_status stem_prec_from_name(const char *name, stem_prec *out);
 /* The unit roundoff of prec (0 for an unknown value). */
 STEM_API double stem_prec_unit(stem_prec prec);
 
+/* ------------------------------------------------------------ arithmetic */
+
+/*
+ * Where a GPU kernel rounds, by name (docs/ALGORITHM.md section 5).  Each
+ * preset sets the precisions of stem_check_options for a working dtype D
+ * (bf16, fp16, fp8; fp32 makes every precision fp32):
+ *   FLASH      FlashAttention 2/3, FlexAttention, Triton: scores and lse in
+ *              float32, P before P.V and the stored out in D; block scoring
+ *              in D with float32 logits.
+ *   ANGELSLIM  AngelSlim's torch backend: block scoring and the stored
+ *              logits in D, attention scores materialised in D (its
+ *              dense-masked fallback), P and out in D, lse float32.
+ *   HPCOPS     hpc-ops' FP8 attention: scoring and logits in bf16, P * 256
+ *              in e4m3, scores float32, out bf16, lse float32.
+ */
+typedef enum stem_arith {
+    STEM_ARITH_FLASH = 0,
+    STEM_ARITH_ANGELSLIM,
+    STEM_ARITH_HPCOPS,
+    STEM_ARITH_COUNT
+} stem_arith;
+
+/* "flash", "angelslim", "hpc-ops", or "?" */
+STEM_API const char *stem_arith_name(stem_arith arith);
+/* Accepts flash (also flex, triton, fa2, fa3), angelslim, hpc-ops (also
+ * hpcops), any case.  STEM_ERR_NULL, or STEM_ERR_PARAM for an unknown name
+ * (*out untouched). */
+STEM_API stem_status stem_arith_from_name(const char *name, stem_arith *out);
+
 /* --------------------------------------------------------------- options */
 
 typedef struct stem_check_options {
     stem_prec gpu_dtype;        /* the GPU's working dtype; sets the rest */
+    stem_arith arith;           /* the preset the precisions below came
+                                   from (a precision set apart from it is
+                                   named as an override in the report) */
+    int arith_auto;             /* 1: stem_check may choose the preset:
+                                   hpc-ops for that profile or an fp8
+                                   dtype, angelslim where every GPU logit
+                                   is a value of the dtype (logits stored
+                                   in it), else the one given */
+    int strict;                 /* 1: a stage that leaves rows undecided
+                                   fails (see stem_check_stage_result) */
     stem_prec score_prec;       /* its block-scoring intermediates (pair
                                    scores or group sums, value norms) */
     stem_prec logit_store;      /* dtype its logits were stored in; a view
@@ -71,7 +110,10 @@ typedef struct stem_check_options {
                                    where scores are materialised */
     stem_prec out_store;        /* dtype out was stored in (or coarser view) */
     stem_prec lse_store;        /* dtype lse was stored in (or coarser view) */
-    double tau;                 /* < 0: per block, from the logit limits;
+    double tau;                 /* < 0: per block pair, sigmas standard
+                                   deviations of the difference of the two
+                                   logits' modeled rounding (the worst-case
+                                   sum where the model does not apply);
                                    >= 0: one fixed tie band */
     double logit_tol;           /* < 0: derived per entry; else absolute */
     double out_tol;             /* < 0: derived per row; else a fixed
@@ -86,18 +128,28 @@ typedef struct stem_check_options {
 } stem_check_options;
 
 /*
- * Defaults for a GPU working in gpu_dtype:
- *   fp32: every precision fp32;
- *   bf16 / fp16: scoring, attention and scores in that dtype (scores
- *        materialised, as a dense-masked fallback does), logits and lse
- *        stored fp32, out stored in it;
- *   fp8:  FP8 attention as hpc-ops runs it: scoring in bf16 with logits
- *        stored bf16, P in e4m3, scores fp32, out bf16.
- * tau, logit_tol, out_tol, lse_tol -1 (derived), sigmas 4, dense_test 1,
- * all heads, max_items 20.  STEM_ERR_NULL / STEM_ERR_PARAM on bad input.
+ * Defaults for a GPU working in gpu_dtype: the flash arithmetic for fp32,
+ * bf16 and fp16, hpc-ops for fp8, with arith_auto 1; strict 0; tau,
+ * logit_tol, out_tol, lse_tol -1 (derived), sigmas 4, dense_test 1, all
+ * heads, max_items 20.  STEM_ERR_NULL / STEM_ERR_PARAM on bad input.
  */
 STEM_API stem_status stem_check_options_init(stem_check_options *opt,
                                              stem_prec gpu_dtype);
+
+/*
+ * Declare the arithmetic: the precisions of preset arith for
+ * opt->gpu_dtype, arith set and arith_auto 0; the other fields stay.
+ * Precisions set after this call are overrides of the preset.
+ * STEM_ERR_NULL / STEM_ERR_PARAM (opt untouched).
+ */
+STEM_API stem_status stem_check_options_arith(stem_check_options *opt,
+                                              stem_arith arith);
+
+/* The precisions preset arith gives a GPU working in dtype into *out
+ * (only the seven stem_prec fields and arith are written).
+ * STEM_ERR_NULL / STEM_ERR_PARAM. */
+STEM_API stem_status stem_arith_precisions(stem_arith arith, stem_prec dtype,
+                                           stem_check_options *out);
 
 /* ------------------------------------------------------------ GPU tensors */
 
@@ -212,6 +264,15 @@ typedef struct stem_check_stage_result {
     int64_t faults;             /* of them, faults */
     double worst_ratio;         /* largest err / limit over the checked */
     double max_err;             /* largest error (absolute) */
+    int64_t units;              /* what decided/undecided count: mask:
+                                   sparse rows; out, lse: rows; logits:
+                                   entries; selection: rows */
+    int64_t undecided;          /* of the units, those the check could not
+                                   decide: mask rows whose differences from
+                                   the reference lie within rounding of the
+                                   threshold (a tie or a fault alike) and
+                                   no GPU logits to tell; out rows whose
+                                   limit reaches the row's own norm */
     int64_t n_items;            /* items[0 .. n_items): faults, worst first */
     stem_check_item *items;
 } stem_check_stage_result;
@@ -282,6 +343,8 @@ typedef struct stem_check_report {
     /* logits */
     int64_t logit_nonfinite, logit_pattern;
     double logit_scale;         /* median gpu/ref over large entries (1: fine) */
+    double logit_zmax;          /* largest |gpu - ref| within its limit, in
+                                   modeled standard deviations */
     /* mask */
     int64_t mask_diffs, mask_ties, mask_unread, rows_count_off;
     int64_t gpu_kept, ref_kept, causal_blocks;
@@ -301,6 +364,14 @@ typedef struct stem_check_report {
     stem_check_head *heads;
     int32_t *qblock_rows_failed;/* [n_heads][Qb]: failing rows per block */
     char hint[512];             /* a likely parameter mismatch, or "" */
+    /* arithmetic */
+    int arith_chosen;           /* 1: arith_auto chose options.arith */
+    char arith_note[256];       /* errors that fit another arithmetic than
+                                   the declared one (which, and how to
+                                   declare it), or "" */
+    double alt_ratio[STEM_STAGE_COUNT]; /* worst err / limit under that
+                                   other arithmetic (0: none tried) */
+    int strict_failed;          /* strict: undecided rows made a FAIL */
     /* systematic tests (check_bias.c), indexed by stem_check_bias_test */
     double bias_alpha;          /* false-alarm probability of the check */
     double bias_z;              /* Bonferroni threshold before the
@@ -327,6 +398,28 @@ STEM_API stem_status stem_check(const stem_params *params,
                                 const stem_check_gpu *gpu,
                                 const stem_check_options *opt,
                                 stem_check_report *report);
+
+/*
+ * The mask stage of stem_check alone, on reference block logits instead of
+ * q, k, v (what `stem mask --diff` judges when it has no inputs): gpu_mask
+ * against ref_mask (NULL: the profile's selection on ref_logits), the
+ * same rules, counts and items.  Without q, k, v the tie band cannot be
+ * derived: opt->tau must be >= 0.  ref_logits, ref_mask, gpu_mask are
+ * contiguous [hq, qb, kb] (any non-zero mask byte = kept; read only);
+ * query block I sits at key block I + (kb - qb).  opt: heads, max_items
+ * and strict as for stem_check (NULL is STEM_ERR_PARAM: tau is needed).
+ * report: filled on STEM_OK, the mask stage only; release with
+ * stem_check_report_free.  STEM_ERR_NULL, STEM_ERR_SHAPE (hq, qb < 1 or
+ * kb < qb), STEM_ERR_PARAM (bad params or options), STEM_ERR_NOMEM.
+ */
+STEM_API stem_status stem_check_mask_logits(const stem_params *params,
+                                            int64_t hq, int64_t qb,
+                                            int64_t kb,
+                                            const float *ref_logits,
+                                            const uint8_t *ref_mask,
+                                            const uint8_t *gpu_mask,
+                                            const stem_check_options *opt,
+                                            stem_check_report *report);
 
 /* Release what stem_check allocated and zero *report; NULL is a no-op. */
 STEM_API void stem_check_report_free(stem_check_report *report);

@@ -2,9 +2,8 @@
  * test_check.c - the in-process checker (include/stem_check.h) on doctored
  * GPU outputs: each fault class of docs/ALGORITHM.md section 5 must FAIL
  * with the stage, the kind and the position of the fault in the report,
- * and genuine rounding noise must PASS.  Plus the argument checks, the
- * renderers, and the tie classification that `stem mask --diff` and
- * `stem explain` still take from tools/cli/check.c.
+ * and genuine rounding noise must PASS.  Plus the argument checks and the
+ * renderers.
  *
  * The "GPU" is the library itself on a small synthetic case (BF16 q/k/v,
  * Hq 4, Hkv 2, 2048 tokens, d 64, blocks of 32 so that the 64 key blocks
@@ -25,7 +24,6 @@
 
 #include <cmocka.h>
 
-#include "check.h"
 #include "common/testutil.h"
 #include "stem.h"
 #include "stem_check.h"
@@ -1098,85 +1096,6 @@ static void test_renderers(void **state)
 
 /* ------------------------------------- the tool's tie classification */
 
-/* check_row_threshold and check_mask of tools/cli/check.c, which
- * `stem mask --diff` colours by.  One head, qb = kb = 16, pb = 0; row I's
- * logits: block J has 10 - J, sinks 2, window 2, budget 3 everywhere. */
-#define TKB 16
-static void make_row_case(float *lg, uint8_t *ref, int32_t *budget)
-{
-    for (int I = 0; I < TKB; I++)
-        for (int J = 0; J < TKB; J++) {
-            lg[I * TKB + J] = J <= I ? 10.0f - (float)J : -INFINITY;
-            ref[I * TKB + J] = 0;
-        }
-    for (int p = 0; p < TKB; p++)
-        budget[p] = 3;
-    for (int I = 0; I < TKB; I++) {
-        float thr = check_row_threshold(lg + I * TKB, I, 3);
-        for (int J = 0; J <= I; J++)
-            ref[I * TKB + J] = lg[I * TKB + J] >= thr || J < 2 || J > I - 2;
-    }
-}
-
-static void test_tool_row_threshold(void **state)
-{
-    (void)state;
-    float row[6] = {3, 1, 3, -INFINITY, 2, 0};
-    assert_true(check_row_threshold(row, 5, 1) == 3.0f);
-    assert_true(check_row_threshold(row, 5, 2) == 3.0f);
-    assert_true(check_row_threshold(row, 5, 3) == 2.0f);
-    assert_true(check_row_threshold(row, 5, 5) == -INFINITY);
-    assert_true(check_row_threshold(row, 5, 0) == -INFINITY);
-}
-
-static void test_tool_mask_classification(void **state)
-{
-    (void)state;
-    float lg[TKB * TKB];
-    uint8_t ref[TKB * TKB], gpu[TKB * TKB];
-    int32_t budget[TKB];
-    make_row_case(lg, ref, budget);
-    check_mask_geom g = {1, TKB, TKB, 0, 2, 2, 1};
-    check_mask_result r;
-    memcpy(gpu, ref, sizeof(ref));
-    assert_int_equal(check_mask(&g, lg, budget, TKB, ref, gpu, 0.5, &r), 0);
-    assert_int_equal(r.n_diff, 0);
-    check_mask_result_free(&r);
-    lg[15 * TKB + 3] = 7.5f;
-    gpu[15 * TKB + 2] = 0;          /* gap 0: tie */
-    gpu[15 * TKB + 3] = 1;          /* gap -0.5: tie at tau 1 */
-    gpu[15 * TKB + 7] = 1;          /* gap -5: fault */
-    gpu[15 * TKB + 0] = 0;          /* sink */
-    gpu[12 * TKB + 11] = 0;         /* window of row 12 */
-    gpu[3 * TKB + 5] = 1;           /* beyond the diagonal of row 3 */
-    assert_int_equal(check_mask(&g, lg, budget, TKB, ref, gpu, 1.0, &r), 0);
-    assert_int_equal(r.n_diff, 6);
-    assert_int_equal(r.n_tie, 2);
-    assert_int_equal(r.n_fault, 4);
-    for (int i = 0; i < 4; i++)
-        assert_int_not_equal(r.diffs[i].kind, CHECK_TIE);
-    int seen = 0;
-    for (int64_t i = 0; i < r.n_diff; i++) {
-        const check_mask_diff *d = &r.diffs[i];
-        if (d->qblock == 15 && d->kblock == 2 && d->kind == CHECK_TIE)
-            seen |= 1;
-        else if (d->qblock == 15 && d->kblock == 3 && d->kind == CHECK_TIE)
-            seen |= 2;
-        else if (d->qblock == 15 && d->kblock == 7 &&
-                 d->kind == CHECK_FAULT_GAP)
-            seen |= 4;
-        else if (d->kblock == 0 && d->kind == CHECK_FAULT_SINK)
-            seen |= 8;
-        else if (d->qblock == 12 && d->kind == CHECK_FAULT_WINDOW)
-            seen |= 16;
-        else if (d->qblock == 3 && d->kind == CHECK_FAULT_FUTURE)
-            seen |= 32;
-    }
-    assert_int_equal(seen, 63);
-    check_mask_result_free(&r);
-    assert_int_equal(check_mask(&g, lg, budget, TKB, ref, gpu, -1.0, &r), -1);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1201,8 +1120,6 @@ int main(void)
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_renderers),
-        cmocka_unit_test(test_tool_row_threshold),
-        cmocka_unit_test(test_tool_mask_classification),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

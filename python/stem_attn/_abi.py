@@ -68,6 +68,9 @@ class stem_dims(C.Structure):
 
 class stem_check_options(C.Structure):
     _fields_ = [("gpu_dtype", c_enum),
+                ("arith", c_enum),
+                ("arith_auto", C.c_int),
+                ("strict", C.c_int),
                 ("score_prec", c_enum),
                 ("logit_store", c_enum),
                 ("attn_prec", c_enum),
@@ -107,6 +110,8 @@ class stem_check_stage_result(C.Structure):
                 ("faults", C.c_int64),
                 ("worst_ratio", C.c_double),
                 ("max_err", C.c_double),
+                ("units", C.c_int64),
+                ("undecided", C.c_int64),
                 ("n_items", C.c_int64),
                 ("items", C.POINTER(stem_check_item))]
 
@@ -142,6 +147,7 @@ class stem_check_report(C.Structure):
                 ("stage", stem_check_stage_result * len(STAGES)),
                 ("logit_nonfinite", C.c_int64), ("logit_pattern", C.c_int64),
                 ("logit_scale", C.c_double),
+                ("logit_zmax", C.c_double),
                 ("mask_diffs", C.c_int64), ("mask_ties", C.c_int64),
                 ("mask_unread", C.c_int64), ("rows_count_off", C.c_int64),
                 ("gpu_kept", C.c_int64), ("ref_kept", C.c_int64),
@@ -161,6 +167,10 @@ class stem_check_report(C.Structure):
                 ("heads", C.POINTER(stem_check_head)),
                 ("qblock_rows_failed", C.POINTER(C.c_int32)),
                 ("hint", C.c_char * 512),
+                ("arith_chosen", C.c_int),
+                ("arith_note", C.c_char * 256),
+                ("alt_ratio", C.c_double * len(STAGES)),
+                ("strict_failed", C.c_int),
                 ("bias_alpha", C.c_double),
                 ("bias_z", C.c_double),
                 ("bias", stem_check_bias * BIAS_COUNT)]
@@ -192,6 +202,7 @@ WHY = (("sink", 0x04), ("window", 0x08), ("diagonal", 0x10), ("top-k", 0x01),
 # The structs tests/python/test_stem_abi.py measures against the C compiler.
 STRUCTS = (stem_tensor, stem_params, stem_dims, stem_check_options,
            stem_check_gpu, stem_check_item, stem_check_stage_result,
+           stem_check_bias,
            stem_check_head, stem_check_report, stem_explain_block,
            stem_explain_summary)
 
@@ -237,6 +248,9 @@ PROTOTYPES = {
     "stem_prec_from_name": (_status, [C.c_char_p, P(c_enum)]),
     "stem_prec_name": (C.c_char_p, [c_enum]),
     "stem_check_options_init": (_status, [P(stem_check_options), c_enum]),
+    "stem_check_options_arith": (_status, [P(stem_check_options), c_enum]),
+    "stem_arith_from_name": (_status, [C.c_char_p, P(C.c_int)]),
+    "stem_arith_name": (C.c_char_p, [c_enum]),
     "stem_check_stage_name": (C.c_char_p, [c_enum]),
     "stem_check_kind_name": (C.c_char_p, [c_enum]),
     "stem_check_kind_is_fault": (C.c_int, [c_enum]),

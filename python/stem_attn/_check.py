@@ -18,23 +18,27 @@ OPTION_KEYS = _OPT_NUM + _OPT_PREC + ("dense_test", "heads")
 Item = collections.namedtuple(
     "Item", "stage kind fault head qblock kblock row col gpu ref err limit "
             "ref_logit threshold")
-Item.__str__ = lambda it: "%s %s at head %d%s%s%s%s: gpu %.6g ref %.6g err " \
+Item.__str__ = lambda it: "%s at head %d%s%s%s%s: gpu %.6g ref %.6g err " \
     "%.3g limit %.3g" % (
-        it.stage, it.kind, it.head,
+        # the kind alone when it names its stage ("out row", not "out out row")
+        it.kind if any(w.startswith(it.stage[:5]) for w in it.kind.split())
+        else "%s %s" % (it.stage, it.kind),
+        it.head,
         " qblock %d" % it.qblock if it.qblock >= 0 else "",
         " kblock %d" % it.kblock if it.kblock >= 0 else "",
         " row %d" % it.row if it.row >= 0 else "",
         " col %d" % it.col if it.col >= 0 else "",
         it.gpu, it.ref, it.err, it.limit)
 Stage = collections.namedtuple(
-    "Stage", "name verdict checked faults worst_ratio max_err items")
+    "Stage", "name verdict checked faults worst_ratio max_err units undecided "
+             "items")
 
 _SCALARS = ("logit_nonfinite", "logit_pattern", "logit_scale", "mask_diffs",
             "mask_ties", "mask_unread", "rows_count_off", "gpu_kept",
             "ref_kept", "causal_blocks", "max_tie_gap", "select_ties",
             "out_under_ref_mask", "diag_added", "out_rel_l2", "lse_max_abs",
             "lse_base2_hint", "rows_failed", "qblocks_failed", "head_begin",
-            "head_end")
+            "head_end", "logit_zmax", "arith_chosen", "strict_failed")
 
 
 def _struct_dict(s):
@@ -76,11 +80,14 @@ class Report:
     row, col, gpu, ref, err, limit, ref_logit, threshold)).
     report.faults: every faulty item; report.ties; report.heads (per
     query head: out_rel_l2, dense_t, status, ...); report.hint.
-    report.bias: the systematic tests by name ("out scale", "lse offset",
-    ...): groups, faults, threshold, worst (largest min(|z| / threshold,
-    |component| / floor): above 1 a fault), worst_z, worst_component,
-    worst_head, worst_qblock, worst_zratio (largest |z| / threshold, the
-    floor aside)."""
+    report.arithmetic: the arithmetic judged by; report.arith_note: which
+    other one the errors fit, or "".  report.undecided: per stage, the
+    rows (mask: sparse rows) it could not decide; stages[name].units the
+    rows it counts them among.  report.bias: the systematic tests by name
+    ("out scale", "lse offset", ...): groups, faults, threshold, worst
+    (largest min(|z| / threshold, |component| / floor): above 1 a fault),
+    worst_z, worst_component, worst_head, worst_qblock, worst_zratio
+    (largest |z| / threshold, the floor aside)."""
 
     def __init__(self, rep, verbose=False):
         self.verdict = _abi.VERDICT.get(rep.verdict, "?")
@@ -97,17 +104,24 @@ class Report:
             s = rep.stage[i]
             self.stages[name] = Stage(name, _abi.VERDICT.get(s.verdict, "?"),
                                       s.checked, s.faults, s.worst_ratio,
-                                      s.max_err, _items(s.items, s.n_items,
-                                                        name))
+                                      s.max_err, s.units, s.undecided,
+                                      _items(s.items, s.n_items, name))
         self.ties = _items(rep.ties, rep.n_ties, "mask")
         for n in _SCALARS:
             setattr(self, n, getattr(rep, n))
         self.hint = rep.hint.decode("utf-8", "replace")
+        # the arithmetic judged by ("flash", "angelslim + scores fp32", ...),
+        # and a note when the errors fit another one
+        self.arithmetic = self.data.get("arithmetic", {}).get("name", "?")
+        self.arith_note = rep.arith_note.decode("utf-8", "replace")
         # the systematic tests: per test (out scale, out temperature, ...)
         # the groups tested, the faults, the threshold and the worst |z| as
         # a fraction of its group's threshold, and where
         self.bias = {b["test"]: b for b in
                      self.data.get("bias", {}).get("tests", [])}
+        # per stage: rows (mask: sparse rows) the check could not decide
+        self.undecided = {n: s.undecided for n, s in self.stages.items()
+                          if s.verdict != "ABSENT"}
         self.dims = _struct_dict(rep.dims)
         self.params = _params.as_dict(rep.params)
         self.options = _struct_dict(rep.options)
@@ -179,21 +193,29 @@ def gpu_dtype(dtype, q, out, bf16_bits):
 
 def check(q, k, v, mask=None, out=None, lse=None, logits=None,
           profile="angelslim", layout="hnd", dtype=None, verbose=False,
-          **overrides):
+          arith=None, strict=False, **overrides):
     """Judge what a GPU Stem kernel produced on q, k, v.
 
     mask [Hq, Qb, Kb] (bool or uint8), logits [Hq, Qb, Kb], out (the
     layout of q), lse [Hq, Lq] (or [Lq, Hq] with layout='nhd'): any subset,
     at least one.  dtype: the GPU's working precision (bf16, fp16, fp32,
     fp8; torch dtypes accepted), default the less precise of out's and q's
-    dtypes; it sets the tolerances.  NumPy uint16 arrays are read as
+    dtypes; it sets the tolerances.  arith: where the kernel rounds,
+    "flash" (float32 scores and lse, P and out in dtype: FlashAttention,
+    FlexAttention, Triton), "angelslim" (scoring, stored logits and scores
+    in dtype too) or "hpc-ops" (FP8 P); default: the library's choice
+    (hpc-ops for that profile or fp8, angelslim when every logit is a
+    value of dtype, else flash); the precisions below override places of
+    it.  strict: rows the check could not decide fail.  NumPy uint16
+    arrays are read as
     bfloat16 bits.  Keyword overrides: stem_params fields
     (alpha, keep_ratio, ...) and check options: tau, logit_tol, out_tol,
     lse_tol, sigmas, max_items, dense_test (bool), heads (a count, or
     (begin, count)), head_begin, head_count, and the precisions
     score_prec, logit_store, attn_prec, attn_score_prec, out_store,
     lse_store.  Returns a Report; raises StemError on bad arguments."""
-    from . import StemError, _qkv, _dims
+    from . import _qkv, _dims
+    from ._errors import error_for
     if mask is None and out is None and lse is None and logits is None:
         raise TypeError("stem_attn.check: give at least one of mask, out, lse, "
                         "logits")
@@ -232,7 +254,15 @@ def check(q, k, v, mask=None, out=None, lse=None, logits=None,
     gd = gpu_dtype(dtype, q, out, bits)
     st = _lib.func("stem_check_options_init")(C.byref(opt), _abi.PREC[gd])
     if st != 0:
-        raise StemError(st, "stem_check_options_init")
+        raise error_for(st, "stem_check_options_init")
+    if arith is not None:
+        a = C.c_int()
+        if _lib.func("stem_arith_from_name")(str(arith).encode(),
+                                             C.byref(a)) != 0:
+            raise ValueError("stem_attn.check: arith=%r: not flash, "
+                             "angelslim or hpc-ops" % (arith,))
+        _lib.func("stem_check_options_arith")(C.byref(opt), a.value)
+    opt.strict = int(bool(strict))
     heads = popts.pop("heads", None)
     if heads is not None:
         if isinstance(heads, int):
@@ -244,6 +274,7 @@ def check(q, k, v, mask=None, out=None, lse=None, logits=None,
     for key, val in popts.items():
         if key in _OPT_PREC:
             setattr(opt, key, _prec(val, key))
+            opt.arith_auto = 0
         elif key == "dense_test":
             opt.dense_test = int(bool(val))
         else:
@@ -253,7 +284,7 @@ def check(q, k, v, mask=None, out=None, lse=None, logits=None,
                                  C.byref(vv.t), C.byref(g), C.byref(opt),
                                  C.byref(rep))
     if st != 0:
-        raise StemError(st, "stem_check")
+        raise error_for(st, "stem_check")
     try:
         return Report(rep, verbose)
     finally:

@@ -85,6 +85,75 @@ double check_view_at(const stem_tensor *t, int64_t h, int64_t tok, int64_t c)
     return row[0];
 }
 
+/* ------------------------------------------------------------ arithmetic */
+
+const char *stem_arith_name(stem_arith arith)
+{
+    switch (arith) {
+    case STEM_ARITH_FLASH: return "flash";
+    case STEM_ARITH_ANGELSLIM: return "angelslim";
+    case STEM_ARITH_HPCOPS: return "hpc-ops";
+    default: return "?";
+    }
+}
+
+stem_status stem_arith_from_name(const char *name, stem_arith *out)
+{
+    static const struct {
+        const char *name;
+        stem_arith arith;
+    } names[] = {
+        {"flash", STEM_ARITH_FLASH}, {"flex", STEM_ARITH_FLASH},
+        {"triton", STEM_ARITH_FLASH}, {"fa2", STEM_ARITH_FLASH},
+        {"fa3", STEM_ARITH_FLASH}, {"angelslim", STEM_ARITH_ANGELSLIM},
+        {"hpc-ops", STEM_ARITH_HPCOPS}, {"hpcops", STEM_ARITH_HPCOPS},
+    };
+    if (!name || !out)
+        return STEM_ERR_NULL;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcasecmp(name, names[i].name) == 0) {
+            *out = names[i].arith;
+            return STEM_OK;
+        }
+    return STEM_ERR_PARAM;
+}
+
+stem_status stem_arith_precisions(stem_arith arith, stem_prec dtype,
+                                  stem_check_options *o)
+{
+    if (!o)
+        return STEM_ERR_NULL;
+    if ((unsigned)arith >= STEM_ARITH_COUNT || (unsigned)dtype >= STEM_PREC_COUNT)
+        return STEM_ERR_PARAM;
+    /* a 16-bit dtype for what an fp8 kernel keeps wider than e4m3 */
+    stem_prec wide = dtype == STEM_PREC_FP8 ? STEM_PREC_BF16 : dtype;
+    o->arith = arith;
+    o->lse_store = STEM_PREC_FP32;
+    if (dtype == STEM_PREC_FP32) {
+        o->score_prec = o->logit_store = o->attn_prec = STEM_PREC_FP32;
+        o->attn_score_prec = o->out_store = STEM_PREC_FP32;
+        return STEM_OK;
+    }
+    switch (arith) {
+    case STEM_ARITH_HPCOPS:
+        o->score_prec = o->logit_store = o->out_store = STEM_PREC_BF16;
+        o->attn_prec = STEM_PREC_FP8;
+        o->attn_score_prec = STEM_PREC_FP32;
+        break;
+    case STEM_ARITH_ANGELSLIM:
+        o->score_prec = o->logit_store = o->attn_score_prec = wide;
+        o->attn_prec = dtype;
+        o->out_store = wide;
+        break;
+    default:
+        o->score_prec = o->out_store = wide;
+        o->logit_store = o->attn_score_prec = STEM_PREC_FP32;
+        o->attn_prec = dtype;
+        break;
+    }
+    return STEM_OK;
+}
+
 /* --------------------------------------------------------------- options */
 
 stem_status stem_check_options_init(stem_check_options *opt,
@@ -97,29 +166,11 @@ stem_status stem_check_options_init(stem_check_options *opt,
     stem_check_options o;
     memset(&o, 0, sizeof(o));
     o.gpu_dtype = gpu_dtype;
-    switch (gpu_dtype) {
-    case STEM_PREC_FP8:
-        o.score_prec = STEM_PREC_BF16;
-        o.logit_store = STEM_PREC_BF16;
-        o.attn_prec = STEM_PREC_FP8;
-        o.attn_score_prec = STEM_PREC_FP32;
-        o.out_store = STEM_PREC_BF16;
-        o.lse_store = STEM_PREC_FP32;
-        break;
-    case STEM_PREC_BF16:
-    case STEM_PREC_FP16:
-        o.score_prec = gpu_dtype;
-        o.logit_store = STEM_PREC_FP32;
-        o.attn_prec = gpu_dtype;
-        o.attn_score_prec = gpu_dtype;
-        o.out_store = gpu_dtype;
-        o.lse_store = STEM_PREC_FP32;
-        break;
-    default:
-        o.score_prec = o.logit_store = o.attn_prec = STEM_PREC_FP32;
-        o.attn_score_prec = o.out_store = o.lse_store = STEM_PREC_FP32;
-        break;
-    }
+    stem_arith_precisions(gpu_dtype == STEM_PREC_FP8 ? STEM_ARITH_HPCOPS
+                                                     : STEM_ARITH_FLASH,
+                          gpu_dtype, &o);
+    o.arith_auto = 1;
+    o.strict = 0;
     o.tau = o.logit_tol = o.out_tol = o.lse_tol = -1;
     o.sigmas = 4;
     o.dense_test = 1;
@@ -127,6 +178,18 @@ stem_status stem_check_options_init(stem_check_options *opt,
     o.head_count = 0;
     o.max_items = 20;
     *opt = o;
+    return STEM_OK;
+}
+
+stem_status stem_check_options_arith(stem_check_options *opt,
+                                     stem_arith arith)
+{
+    if (!opt)
+        return STEM_ERR_NULL;
+    if ((unsigned)arith >= STEM_ARITH_COUNT || (unsigned)opt->gpu_dtype >= STEM_PREC_COUNT)
+        return STEM_ERR_PARAM;
+    stem_arith_precisions(arith, opt->gpu_dtype, opt);
+    opt->arith_auto = 0;
     return STEM_OK;
 }
 
@@ -147,7 +210,10 @@ static stem_status options_valid(const stem_check_options *o, int64_t hq)
         !(o->out_tol < 0 || o->out_tol <= 1e30) || !(o->lse_tol < 0 || o->lse_tol <= 1e30) ||
         !(o->sigmas > 0 && o->sigmas <= 1e6))
         return STEM_ERR_PARAM;
-    if (o->dense_test != 0 && o->dense_test != 1)
+    if ((o->dense_test != 0 && o->dense_test != 1) ||
+        (unsigned)o->arith >= STEM_ARITH_COUNT ||
+        (o->arith_auto != 0 && o->arith_auto != 1) ||
+        (o->strict != 0 && o->strict != 1))
         return STEM_ERR_PARAM;
     if (o->head_begin < 0 || o->head_begin >= hq || o->head_count < 0 ||
         o->head_count > hq - o->head_begin)
@@ -332,8 +398,71 @@ static void ctx_free(check_ctx *c)
     free(c->ref_logits);
     free(c->ref_mask);
     free(c->limit);
+    free(c->sigma);
+    free(c->vbound);
     free(c->gpu_logits);
     free(c->gpu_mask);
+}
+
+/* Whether x is a value of dtype pr (bf16 or fp16): a logit stored in it. */
+static int is_value_of(float x, stem_prec pr)
+{
+    if (!isfinite(x) || x == 0)
+        return 1;
+    if (pr == STEM_PREC_BF16) {
+        uint32_t b;
+        memcpy(&b, &x, 4);
+        return (b & 0xffffu) == 0;
+    }
+    /* fp16: 11 significant bits, normal from 2^-14, largest 65504 */
+    double a = fabs((double)x);
+    if (a > 65504)
+        return 0;
+    int e;
+    double m = frexp(a, &e); /* a = m 2^e, m in [0.5, 1) */
+    double scaled = a < 0x1p-14 ? a * 0x1p24 : ldexp(m, 11);
+    return scaled == floor(scaled);
+}
+
+/* The precisions equal those of preset o->arith (no override). */
+static int arith_plain(const stem_check_options *o)
+{
+    stem_check_options p = *o;
+    stem_arith_precisions(o->arith, o->gpu_dtype, &p);
+    return p.score_prec == o->score_prec && p.logit_store == o->logit_store &&
+           p.attn_prec == o->attn_prec && p.attn_score_prec == o->attn_score_prec &&
+           p.out_store == o->out_store && p.lse_store == o->lse_store;
+}
+
+/* arith_auto: hpc-ops for that profile or an fp8 GPU; angelslim when every
+ * GPU logit judged is a value of the 16-bit dtype (stored in it, as
+ * AngelSlim's backend stores them) and at least one is not an integer;
+ * else the declared preset.  Only a preset without overrides is
+ * replaced. */
+static void resolve_arith(check_ctx *c)
+{
+    stem_check_options *o = &c->o;
+    if (!o->arith_auto || !arith_plain(o))
+        return;
+    stem_arith a = o->arith;
+    if (c->p->profile == STEM_PROFILE_HPCOPS || o->gpu_dtype == STEM_PREC_FP8) {
+        a = STEM_ARITH_HPCOPS;
+    } else if (c->gpu_logits && (o->gpu_dtype == STEM_PREC_BF16 ||
+                                 o->gpu_dtype == STEM_PREC_FP16)) {
+        size_t n = (size_t)c->nh * (size_t)c->dm.qb * (size_t)c->dm.kb;
+        int all = 1, frac = 0;
+        for (size_t i = 0; i < n && all; i++) {
+            float x = c->gpu_logits[i];
+            all = is_value_of(x, o->gpu_dtype);
+            frac |= isfinite(x) && x != floorf(x);
+        }
+        if (all && frac)
+            a = STEM_ARITH_ANGELSLIM;
+    }
+    if (a != o->arith) {
+        stem_arith_precisions(a, o->gpu_dtype, o);
+        c->r->arith_chosen = 1;
+    }
 }
 
 /* Copy the judged heads of the GPU logits and mask into contiguous
@@ -414,16 +543,24 @@ stem_status stem_check(const stem_params *params, const stem_tensor *q,
     c.ref_logits = malloc(cells * sizeof(float));
     c.ref_mask = malloc(cells);
     c.limit = malloc((size_t)c.nh * (size_t)d->qb * (size_t)d->kb * sizeof(float));
-    if (!c.budget || !c.ref_logits || !c.ref_mask || !c.limit) {
+    c.sigma = malloc((size_t)c.nh * (size_t)d->qb * (size_t)d->kb * sizeof(float));
+    c.vbound = calloc((size_t)c.nh * (size_t)d->kb, sizeof(float));
+    if (!c.budget || !c.ref_logits || !c.ref_mask || !c.limit || !c.sigma ||
+        !c.vbound) {
         ctx_free(&c);
         return STEM_ERR_NOMEM;
     }
     if ((st = stem_block_logits(params, q, k, v, c.ref_logits)) != STEM_OK ||
         (st = stem_budget_prefix(params, d->kb, c.nbudget, c.budget)) != STEM_OK ||
         (st = stem_select(params, d, c.ref_logits, c.ref_mask, NULL, NULL)) != STEM_OK ||
-        (st = load_gpu_blocks(&c)) != STEM_OK ||
-        (st = check_logit_limits(&c)) != STEM_OK) {
+        (st = load_gpu_blocks(&c)) != STEM_OK) {
         ctx_free(&c);
+        return st;
+    }
+    resolve_arith(&c);
+    if ((st = check_logit_limits(&c)) != STEM_OK) {
+        ctx_free(&c);
+        memset(report, 0, sizeof(*report));
         return st;
     }
     report->dims = *d;
@@ -441,9 +578,95 @@ stem_status stem_check(const stem_params *params, const stem_tensor *q,
         return st;
     }
     report->verdict = STEM_CHECK_PASS;
+    for (int s = 0; s < STEM_STAGE_COUNT && c.o.strict; s++)
+        if (report->stage[s].verdict == STEM_CHECK_PASS && report->stage[s].undecided > 0) {
+            report->stage[s].verdict = STEM_CHECK_FAIL;
+            report->strict_failed = 1;
+        }
     for (int s = 0; s < STEM_STAGE_COUNT; s++)
         if (report->stage[s].verdict == STEM_CHECK_FAIL)
             report->verdict = STEM_CHECK_FAIL;
+    ctx_free(&c);
+    return STEM_OK;
+}
+
+stem_status stem_check_mask_logits(const stem_params *params, int64_t hq,
+                                   int64_t qb, int64_t kb,
+                                   const float *ref_logits,
+                                   const uint8_t *ref_mask,
+                                   const uint8_t *gpu_mask,
+                                   const stem_check_options *opt,
+                                   stem_check_report *report)
+{
+    if (!report)
+        return STEM_ERR_NULL;
+    memset(report, 0, sizeof(*report));
+    if (!params || !ref_logits || !gpu_mask)
+        return STEM_ERR_NULL;
+    if (!opt)
+        return STEM_ERR_PARAM;
+    if (hq < 1 || qb < 1 || kb < qb || kb > INT32_MAX || hq > INT32_MAX)
+        return STEM_ERR_SHAPE;
+    stem_status st = stem_params_validate(params);
+    if (st != STEM_OK)
+        return st;
+    check_ctx c;
+    memset(&c, 0, sizeof(c));
+    c.p = params, c.r = report, c.o = *opt;
+    if ((st = options_valid(&c.o, hq)) != STEM_OK || !(c.o.tau >= 0))
+        return STEM_ERR_PARAM;
+    c.dm.hq = c.dm.hkv = hq;
+    c.dm.qb = qb, c.dm.kb = kb, c.dm.d = 1;
+    c.dm.offset = (kb - qb) * params->block;
+    c.dm.lq = qb * params->block, c.dm.lk = kb * params->block;
+    c.h0 = c.o.head_begin;
+    c.h1 = c.o.head_count ? c.h0 + c.o.head_count : hq;
+    c.nh = c.h1 - c.h0;
+    c.pb = kb - qb;
+    c.nbudget = stem_budget_blocks(params, kb);
+    const size_t cells = (size_t)hq * (size_t)qb * (size_t)kb;
+    const size_t jcells = (size_t)c.nh * (size_t)qb * (size_t)kb;
+    c.budget = malloc((size_t)c.nbudget * sizeof(int32_t));
+    c.ref_logits = malloc(cells * sizeof(float));
+    c.ref_mask = malloc(cells);
+    c.limit = calloc(jcells, sizeof(float));
+    c.sigma = calloc(jcells, sizeof(float));
+    c.vbound = calloc((size_t)c.nh * (size_t)kb, sizeof(float));
+    c.gpu_mask = malloc(jcells);
+    if (!c.budget || !c.ref_logits || !c.ref_mask || !c.limit || !c.sigma ||
+        !c.vbound || !c.gpu_mask) {
+        ctx_free(&c);
+        return STEM_ERR_NOMEM;
+    }
+    memcpy(c.ref_logits, ref_logits, cells * sizeof(float));
+    for (size_t i = 0; i < jcells; i++)
+        c.gpu_mask[i] = gpu_mask[(size_t)c.h0 * qb * kb + i] != 0;
+    if ((st = stem_budget(params, kb, c.budget)) != STEM_OK ||
+        (!ref_mask &&
+         (st = stem_select(params, &c.dm, c.ref_logits, c.ref_mask, NULL, NULL)) != STEM_OK)) {
+        ctx_free(&c);
+        return st;
+    }
+    if (ref_mask)
+        for (size_t i = 0; i < cells; i++)
+            c.ref_mask[i] = ref_mask[i] != 0;
+    c.tie_worst = 1;
+    report->dims = c.dm;
+    report->params = *params;
+    report->options = c.o;
+    report->head_begin = c.h0;
+    report->head_end = c.h1;
+    if ((st = check_stage_mask(&c)) != STEM_OK) {
+        ctx_free(&c);
+        stem_check_report_free(report);
+        return st;
+    }
+    stem_check_stage_result *ms = &report->stage[STEM_STAGE_MASK];
+    if (c.o.strict && ms->verdict == STEM_CHECK_PASS && ms->undecided > 0) {
+        ms->verdict = STEM_CHECK_FAIL;
+        report->strict_failed = 1;
+    }
+    report->verdict = ms->verdict;
     ctx_free(&c);
     return STEM_OK;
 }

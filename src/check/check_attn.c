@@ -196,7 +196,27 @@ stem_status check_attention(check_ctx *c)
         if (c->q->dtype != STEM_BF16 || c->k->dtype != STEM_BF16)
             wref_s = 4 * 0x1p-16 / 3.0;
     }
-    const double acc_lse = (double)(B + kb + 16) * 0x1p-24;
+    /* lse (see the file comment): float32 scores, on tensor cores rounded
+     * once per 16 products, on either side, partial sums up to twice the
+     * score: 8 (d/16 + 4) / 3 u^2 per smax^2; the running sum's rounding
+     * over log2 B steps in a block and Kb blocks, and e^x's relative 2^-22,
+     * on either side; six roundings of the final value at up to 1.44 |lse|
+     * (log2 domain) */
+    const double u32 = 0x1p-24;
+    const double w_s32 = 8.0 * ((double)d / 16 + 4) / 3.0 * u32 * u32;
+    const double v_sum = 2.0 * (log2((double)B) + (double)kb + 2) / 3.0 * u32 * u32;
+    const double v_exp = 2.0 * 0x1p-44 / 3.0;
+    const double v_fin = 6.0 * (1.44 * u32) * (1.44 * u32) / 3.0;
+    /* the other score precision: the dtype's where the declared one is
+     * float32 and the dtype 16-bit, float32 where it is coarser */
+    double us_alt = -1;
+    if (c->o.attn_score_prec == STEM_PREC_FP32 &&
+        (c->o.gpu_dtype == STEM_PREC_BF16 || c->o.gpu_dtype == STEM_PREC_FP16))
+        us_alt = stem_prec_unit(c->o.gpu_dtype);
+    else if (c->o.attn_score_prec != STEM_PREC_FP32)
+        us_alt = u32;
+    int64_t out_fail = 0, out_fail_alt = 0, lse_fail_alt = 0;
+    double worst_alt = 0, worst_alt_lse = 0;
 
     stem_params pf = *p;
     pf.use_f64 = 0;
@@ -284,15 +304,16 @@ stem_status check_attention(check_ctx *c)
             int failed = 0;
             if (gpu->out) {
                 stem_load_row_f32(gpu->out, h, t, b.grow);
-                double var = 0, o2 = 0, z1s = 0, e2 = 0, emax = -1, g2 = 0;
+                double b2 = 0, o2 = 0, z1s = 0, e2 = 0, emax = -1, g2 = 0;
                 int64_t at = 0, bad = -1;
                 double w = (up * up + (us * us + ud * ud) * smax * smax) / 3.0 + wref +
                            wref_s * smax * smax;
+                double w_alt = us_alt < 0 ? 0 : w + (us_alt * us_alt - us * us) * smax * smax / 3.0;
                 for (int64_t e = 0; e < d; e++) {
                     double O = mr[e], z1 = (double)b.z1[t * d + e] * vs;
                     double z2 = have_q2 ? Q2 * (double)b.y[t * d + e] * vs : z1;
                     double base = sqrt(z2) + fabs(O) * sqrt(Q2);
-                    var += w * base * base + (fp8 ? 0x1p-18 / 3.0 * z1 : 0);
+                    b2 += base * base;
                     o2 += O * O;
                     z1s += z1;
                     double G = b.grow[e];
@@ -312,11 +333,16 @@ stem_status check_attention(check_ctx *c)
                     }
                 }
 
+                double v8 = fp8 ? 0x1p-18 / 3.0 * z1s : 0;
                 double lim = c->o.out_tol >= 0
                                  ? c->o.out_tol * sqrt(o2)
-                                 : uo * sqrt(o2) + K * sqrt(var) + acc * sqrt(z1s);
+                                 : uo * sqrt(o2) + K * sqrt(w * b2 + v8) + acc * sqrt(z1s);
+                double lim_alt = uo * sqrt(o2) + K * sqrt(w_alt * b2 + v8) + acc * sqrt(z1s);
                 double err = sqrt(e2);
                 so->checked++;
+                so->units++;
+                if (o2 > 0 && lim >= sqrt(o2))
+                    so->undecided++;
                 if (b.dense && b.dsel[t / B]) {
                     gm2 += e2;
                     nd += d;
@@ -338,6 +364,13 @@ stem_status check_attention(check_ctx *c)
                         so->worst_ratio = ratio;
                     if (emax > so->max_err)
                         so->max_err = emax;
+                    if (us_alt >= 0 && c->o.out_tol < 0) {
+                        double ra = lim_alt > 0 ? err / lim_alt : (err > 0 ? INFINITY : 0);
+                        if (ra > worst_alt)
+                            worst_alt = ra;
+                        out_fail_alt += err > lim_alt;
+                    }
+                    out_fail += err > lim;
                     if (err > lim) {
                         stem_check_item x = row_item(STEM_KIND_OUT_ROW, h, t, B);
                         x.col = at;
@@ -354,12 +387,22 @@ stem_status check_attention(check_ctx *c)
             }
             if (gpu->lse) {
                 double gl = check_view_at(gpu->lse, h, t, 0), rl = b.lse[t];
-                double lim = c->o.lse_tol >= 0
-                                 ? c->o.lse_tol
-                                 : K * sqrt((us * us + ud * ud) / 3.0) * smax * sqrt(Q2) +
-                                       acc_lse * (fabs(rl) + smax) + ul * fabs(rl);
+                double v_s = (us * us / 3.0 + w_s32) * smax * smax * Q2;
+                double v_rest = v_sum + v_exp * Q2 + v_fin * rl * rl;
+                double lst = ul > u32 ? ul * fabs(rl) : 0;
+                double lim = c->o.lse_tol >= 0 ? c->o.lse_tol
+                                               : K * sqrt(v_s + v_rest) + lst;
                 double err = fabs(gl - rl);
                 sl->checked++;
+                sl->units++;
+                if (us_alt >= 0 && c->o.lse_tol < 0 && isfinite(gl)) {
+                    double v_a = (us_alt * us_alt / 3.0 + w_s32) * smax * smax * Q2;
+                    double la = K * sqrt(v_a + v_rest) + lst;
+                    double ra = la > 0 ? err / la : (err > 0 ? INFINITY : 0);
+                    if (ra > worst_alt_lse)
+                        worst_alt_lse = ra;
+                    lse_fail_alt += err > la;
+                }
                 stem_check_item x = row_item(STEM_KIND_LSE_ROW, h, t, B);
                 x.gpu = gl, x.ref = rl, x.err = err, x.limit = lim;
                 if (!isfinite(gl)) {
@@ -452,6 +495,30 @@ stem_status check_attention(check_ctx *c)
                      "looks like a base-2 logarithm");
     } else {
         check_items_free(&il);
+    }
+    /* errors that fit the other score precision: say which */
+    if (us_alt >= 0) {
+        r->alt_ratio[STEM_STAGE_OUT] = gpu->out && c->o.out_tol < 0 ? worst_alt : 0;
+        r->alt_ratio[STEM_STAGE_LSE] = gpu->lse && c->o.lse_tol < 0 ? worst_alt_lse : 0;
+        const char *dt = stem_prec_name(c->o.gpu_dtype);
+        const char *decl = stem_arith_name(c->o.arith);
+        int coarser = us_alt > us;
+        int fails = out_fail > 0 || lse_fail > 0;
+        int fits_alt = (!gpu->out || out_fail_alt == 0) && (!gpu->lse || lse_fail_alt == 0);
+        if (coarser && fails && fits_alt)
+            snprintf(r->arith_note, sizeof(r->arith_note),
+                     "the errors fit attention scores rounded to %s before the "
+                     "softmax (worst %.2g of those limits), declared %s (float32 "
+                     "scores): give --arith angelslim or --scores %s if the "
+                     "kernel rounds there", dt, gpu->out ? worst_alt : worst_alt_lse,
+                     decl, dt);
+        else if (!coarser && !fails && gpu->out && out_fail_alt == 0 &&
+                 worst_alt < 0.7 && (!gpu->lse || lse_fail_alt == 0))
+            snprintf(r->arith_note, sizeof(r->arith_note),
+                     "the errors also fit float32 attention scores (worst %.2g "
+                     "of those tighter limits), declared %s (scores %s): give "
+                     "--arith flash if the kernel is a flash kernel",
+                     worst_alt, decl, stem_prec_name(c->o.attn_score_prec));
     }
     if (gpu->out && so->checked > 0 && r->rows_failed * 10 > so->checked * 9 &&
         !r->hint[0])

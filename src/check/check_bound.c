@@ -39,6 +39,23 @@
  * On the public AngelSlim and hpc-ops captures the largest observed
  * difference is about half of E (docs/ALGORITHM.md section 5 gives the
  * figures); a fixed limit (options.logit_tol) replaces E when set.
+ *
+ * The tie band needs the typical error, not the worst: independent
+ * roundings of relative size up to u have standard deviation u / sqrt 3
+ * each, and their sum the root of the summed squares.  Rounding both
+ * operands of every product x = Qabs . Kabs (per stride offset j and
+ * element e) gives 2u^2/3 x^2; rounding each offset's partial result p_j
+ * u^2/3 p_j^2; the stored logit u_st^2/3 L^2; the float32 terms and the
+ * float32 sums a random walk over their count n, (sqrt(n) 2^-24 A)^2 / 3:
+ *
+ *   sigma^2 = 2u^2/3 S2 + u^2/3 P2 + u_st^2/3 L^2 + n 2^-48 A^2 / 3.
+ *   S2 = c^2 sum_j sum_e x_je^2,  P2 = c^2 sum_j (sum_e x_je)^2.
+ *
+ * (hpc-ops: x from the signed sums, as in A1.)  The absolute group sums
+ * make it an overestimate where signs cancel.  The value term is not in
+ * sigma: its errors are shared by every row (one norm per group) and
+ * measured far beyond independent roundings (AngelSlim r1, fp16: 5.7
+ * sigma of such a model), so it keeps its bound E_T (ctx->vbound).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -131,8 +148,14 @@ stem_status check_logit_limits(check_ctx *c)
     const int nt = stem_thread_count(p);
     const size_t cells = (size_t)qb * (size_t)kb;
     if (c->o.logit_tol >= 0) {
-        for (size_t i = 0; i < (size_t)c->nh * cells; i++)
+        /* a fixed limit: no model of the rounding, the tie band is the
+         * limits' sum */
+        for (size_t i = 0; i < (size_t)c->nh * cells; i++) {
             c->limit[i] = (float)c->o.logit_tol;
+            c->sigma[i] = (float)c->o.logit_tol;
+        }
+        memset(c->vbound, 0, (size_t)c->nh * (size_t)kb * sizeof(float));
+        c->tie_worst = 1;
         return STEM_OK;
     }
     double scale = 1.0 / ((double)G * G);
@@ -172,6 +195,9 @@ stem_status check_logit_limits(check_ctx *c)
         if (sums)
             abs_group_sums(c->q, h, qb, B, s, d, qs1, nt, 0);
         float *lim = c->limit + (size_t)(h - c->h0) * cells;
+        float *sig = c->sigma + (size_t)(h - c->h0) * cells;
+        for (int64_t J = 0; J < kb; J++)
+            c->vbound[(size_t)(h - c->h0) * kb + J] = (float)eb[J];
         const float *L = c->ref_logits + (size_t)h * cells;
         #pragma omp parallel for schedule(dynamic, 4) num_threads(nt)
         for (int64_t I = 0; I < qb; I++) {
@@ -180,32 +206,47 @@ stem_status check_logit_limits(check_ctx *c)
             for (int64_t J = 0; J < kb; J++) {
                 size_t at = (size_t)I * kb + J;
                 if (J > last) {
-                    lim[at] = 0;
+                    lim[at] = sig[at] = 0;
                     continue;
                 }
                 const float *kj = ka + J * sd;
-                double acc = 0, acc1 = 0;
+                double acc = 0, acc1 = 0, s2 = 0, p2 = 0;
                 for (int j = 0; j < s; j++) {
                     const float *a = qi + (int64_t)(s - 1 - j) * d;
                     const float *b = kj + (int64_t)j * d;
-                    float part = 0;
-                    for (int64_t e = 0; e < d; e++)
+                    float part = 0, sq = 0;
+                    for (int64_t e = 0; e < d; e++) {
                         part += a[e] * b[e];
+                        sq += (a[e] * b[e]) * (a[e] * b[e]);
+                    }
                     acc += part;
                     if (sums) {
                         const float *a1 = qs1 + I * sd + (int64_t)(s - 1 - j) * d;
                         const float *b1 = ks1 + J * sd + (int64_t)j * d;
-                        float part1 = 0;
-                        for (int64_t e = 0; e < d; e++)
-                            part1 += fabsf(a1[e] * b1[e]);
+                        float part1 = 0, sq1 = 0;
+                        for (int64_t e = 0; e < d; e++) {
+                            float x = fabsf(a1[e] * b1[e]);
+                            part1 += x;
+                            sq1 += x * x;
+                        }
                         acc1 += part1;
+                        part = part1, sq = sq1;
                     }
+                    s2 += sq;
+                    p2 += (double)part * part;
                 }
                 /* (1 + 1e-4) covers these sums' own float rounding */
                 double A = acc * scale * (1 + 1e-4), A1 = acc1 * scale * (1 + 1e-4);
-                double e = sums ? (2 * u + u * u) * A1 + (gamma - 2 * u + G * 0x1p-24) * A
-                                : gamma * A;
-                lim[at] = (float)(e + ust * fabs((double)L[at]) + eb[J]);
+                double ef = sums ? (gamma - 2 * u + G * 0x1p-24) * A : (gamma - 2 * u) * A;
+                double e = sums ? (2 * u + u * u) * A1 + ef : gamma * A;
+                double Lv = fabs((double)L[at]);
+                lim[at] = (float)(e + ust * Lv + eb[J]);
+                double sc2 = scale * scale * (1 + 1e-3);
+                /* float32 sums: a random walk, sqrt of their count */
+                double es = sqrt((double)sd + (double)G * G + (sums ? G : 0)) * 0x1p-24 * A;
+                double var = 2 * u * u / 3 * s2 * sc2 + u * u / 3 * p2 * sc2 +
+                             ust * ust / 3 * Lv * Lv + es * es / 3;
+                sig[at] = (float)sqrt(var);
             }
         }
     }

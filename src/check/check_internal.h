@@ -48,12 +48,20 @@ typedef struct check_ctx {
     float *ref_logits;          /* [Hq, Qb, Kb], all heads */
     uint8_t *ref_mask;          /* [Hq, Qb, Kb] */
     float *limit;               /* [nh, Qb, Kb]: logit limit per entry */
+    float *sigma;               /* [nh, Qb, Kb]: modeled standard deviation
+                                   of the GPU's rounding of that logit's
+                                   QK term */
+    float *vbound;              /* [nh, Kb]: bound of the value term's
+                                   error of each key block */
+    int tie_worst;              /* 1: tau from the limits (worst case), the
+                                   model not applying (see check_bound.c) */
     float *gpu_logits;          /* [nh, Qb, Kb] or NULL */
     uint8_t *gpu_mask;          /* [nh, Qb, Kb] or NULL */
     stem_check_report *r;
 } check_ctx;
 
-/* Logit limits of every judged entry into ctx->limit (check_bound.c).
+/* Logit limits of every judged entry into ctx->limit and their modeled
+ * standard deviations into ctx->sigma (check_bound.c).
  * STEM_ERR_NOMEM or STEM_OK. */
 STEM_INTERNAL stem_status check_logit_limits(check_ctx *c);
 
@@ -66,6 +74,16 @@ STEM_INTERNAL stem_status check_attention(check_ctx *c);
 /* The systematic tests (check_bias.c): run after the other stages, they
  * add their faults to the logits, out and lse stages and fill r->bias. */
 STEM_INTERNAL stem_status check_stage_bias(check_ctx *c);
+
+/* The tie band of a block whose limit / sigma / value bound sit at index
+ * j of the row's arrays, against the row's threshold block at index t
+ * (t < 0: none): options.tau when set; else sigmas standard deviations of
+ * the difference of the two QK terms' rounding plus the two value-term
+ * bounds, never more than the two limits' sum (which it is where
+ * c->tie_worst says the model does not apply). */
+STEM_INTERNAL double check_tau(const check_ctx *c, const float *lim,
+                               const float *sig, const float *vb, int64_t j,
+                               int64_t t);
 
 /* The view's unit roundoff: 2^-8 for BF16, 2^-11 for F16, 2^-24 F32,
  * 2^-53 F64 (how coarse its stored values are). */

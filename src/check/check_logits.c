@@ -73,7 +73,7 @@ stem_status check_stage_logits(check_ctx *c)
     if (check_items_init(&it, c->o.max_items) != 0)
         return STEM_ERR_NOMEM;
     const int64_t qb = c->dm.qb, kb = c->dm.kb;
-    double sgr = 0, srr = 0;
+    double sgr = 0, srr = 0, zmax = 0;
     for (int64_t hh = 0; hh < c->nh; hh++) {
         int64_t h = c->h0 + hh;
         for (int64_t I = 0; I < qb; I++) {
@@ -107,6 +107,11 @@ stem_status check_stage_logits(check_ctx *c)
                 srr += (double)ref * ref;
                 if (e > s->max_err)
                     s->max_err = e;
+                double sg = c->sigma[gi];
+                double ev = e - c->vbound[(size_t)hh * kb + J];
+                double z = ev <= 0 ? 0 : sg > 0 ? ev / sg : INFINITY;
+                if (e <= x.limit && z > zmax)
+                    zmax = z;
                 if (ratio > s->worst_ratio)
                     s->worst_ratio = ratio;
                 if (e > x.limit) {
@@ -118,6 +123,14 @@ stem_status check_stage_logits(check_ctx *c)
         }
     }
     r->logit_scale = srr > 0 ? sgr / srr : 1;
+    s->units = s->checked;
+    /* Within their limits, genuine errors beyond sigmas + 1 standard
+     * deviations of the model (a chance below 1e-6 an entry) show that the
+     * kernel rounds elsewhere than declared: the tie band falls back to
+     * the limits' sum. */
+    r->logit_zmax = zmax;
+    if (zmax > c->o.sigmas + 1)
+        c->tie_worst = 1;
     if (it.total && fabs(r->logit_scale - 1) > 0.1 && !r->hint[0])
         snprintf(r->hint, sizeof(r->hint),
                  "the GPU logits are about %.3g times the reference: check "
@@ -162,6 +175,19 @@ static int forced(const stem_params *p, int64_t pos, int64_t last, int64_t J)
     if (J > last)
         return 0;
     return J < p->sinks || J > pos - p->window || (p->keep_diagonal && J == pos);
+}
+
+double check_tau(const check_ctx *c, const float *lim, const float *sig,
+                 const float *vb, int64_t j, int64_t t)
+{
+    if (c->o.tau >= 0)
+        return c->o.tau;
+    double worst = (double)lim[j] + (t >= 0 ? (double)lim[t] : 0);
+    if (c->tie_worst)
+        return worst;
+    double sj = sig[j], sn = t >= 0 ? sig[t] : 0;
+    double m = c->o.sigmas * sqrt(sj * sj + sn * sn) + vb[j] + (t >= 0 ? vb[t] : 0);
+    return m < worst ? m : worst;
 }
 
 /* -------------------------------------------------------------- selection */
@@ -212,6 +238,21 @@ stem_status check_stage_selection(check_ctx *c)
             int32_t b = c->budget[pos < c->nbudget ? pos : c->nbudget - 1];
             int64_t at, nfin;
             float thr = row_threshold(gl, last, b, work, &at, &nfin);
+            /* Exactly equal GPU logits at the threshold may be ordered
+             * either way.  With a forced (sink or window) block among them
+             * the order also decides whether that block takes a top-k
+             * place, so the count moves by up to the forced blocks there;
+             * every differing block must still sit at the threshold. */
+            int64_t n_feq = 0, n_eqdiff = 0;
+            for (int64_t J = 0; J <= last; J++) {
+                if (forced(c->p, pos, last, J))
+                    n_feq += gl[J] == thr;
+                else if (gm[J] != sm[J])
+                    n_eqdiff += gl[J] == thr;
+            }
+            int64_t dcount = ng > ns ? ng - ns : ns - ng;
+            int exact_ties = !c->p->ties_keep_all && n_eqdiff == ndiff &&
+                             (dcount == 0 || dcount <= n_feq);
             for (int64_t J = 0; J <= last; J++) {
                 if (gm[J] == sm[J])
                     continue;
@@ -222,8 +263,7 @@ stem_status check_stage_selection(check_ctx *c)
                 x.ref_logit = gl[J];
                 x.threshold = thr;
                 x.err = fabs((double)gl[J] - thr);
-                if (!c->p->ties_keep_all && ng == ns && gl[J] == thr &&
-                    !forced(c->p, pos, last, J)) {
+                if (exact_ties) {
                     r->select_ties++;
                     continue;
                 }
@@ -257,7 +297,13 @@ stem_status check_stage_mask(check_ctx *c)
         free(work), check_items_free(&it);
         return STEM_ERR_NOMEM;
     }
-    int64_t sparse_rows = 0;
+    int64_t sparse_rows = 0, off_sparse = 0;
+    /* per row: 1 sparse, 2 a tie, 4 a count inside the band, 8 a fault */
+    uint8_t *rowst = calloc((size_t)c->nh * (size_t)qb, 1);
+    if (!rowst) {
+        free(work), check_items_free(&it), check_items_free(&ties);
+        return STEM_ERR_NOMEM;
+    }
     /* rows whose count differs from the reference's within the band */
     typedef struct amb_t {
         int64_t h, I, kg, kr;
@@ -272,17 +318,21 @@ stem_status check_stage_mask(check_ctx *c)
             size_t gbase = ((size_t)hh * qb + I) * kb;
             size_t rbase = ((size_t)h * qb + I) * kb;
             const float *L = c->ref_logits + rbase, *lim = c->limit + gbase;
+            const float *sig = c->sigma + gbase;
+            const float *vb = c->vbound + (size_t)hh * kb;
+            uint8_t *st = rowst + (size_t)hh * qb + I;
             const uint8_t *gm = c->gpu_mask + gbase, *rm = c->ref_mask + rbase;
             int64_t pos = I + c->pb, last = pos < kb - 1 ? pos : kb - 1;
             int32_t b = c->budget[pos < c->nbudget ? pos : c->nbudget - 1];
             int64_t at, nfin;
             float thr = row_threshold(L, last, b, work, &at, &nfin);
             int64_t btop = b < nfin ? b : nfin;
-            double tau_thr = at >= 0 ? lim[at] : 0;
             int64_t kg = 0, f_in = 0, f_band = 0, n_nf_in = 0;
             s->checked++;
-            if (b < nfin)
+            if (b < nfin) {
                 sparse_rows++;
+                *st |= 1;
+            }
             for (int64_t J = 0; J < kb; J++) {
                 stem_check_item x = item0(STEM_KIND_NONE, h);
                 x.qblock = I, x.kblock = J, x.gpu = gm[J], x.ref = rm[J];
@@ -303,13 +353,14 @@ stem_status check_stage_mask(check_ctx *c)
                     }
                     x.err = INFINITY;
                     check_items_add(&it, &x, INFINITY);
+                    *st |= 8;
                     continue;
                 }
                 r->causal_blocks++;
                 r->gpu_kept += gm[J];
                 r->ref_kept += rm[J];
                 r->mask_diffs += gm[J] != rm[J];
-                double tau = c->o.tau >= 0 ? c->o.tau : (double)lim[J] + tau_thr;
+                double tau = check_tau(c, lim, sig, vb, J, at);
                 double gap = (double)L[J] - (double)thr; /* +inf when thr is -inf */
                 int in_hi = gap > tau, out_lo = -gap > tau;
                 x.err = fabs(gap);
@@ -321,6 +372,7 @@ stem_status check_stage_mask(check_ctx *c)
                         x.kind = J < p->sinks ? STEM_KIND_MASK_SINK : STEM_KIND_MASK_WINDOW;
                         x.err = INFINITY;
                         check_items_add(&it, &x, INFINITY);
+                        *st |= 8;
                     }
                     continue;
                 }
@@ -329,11 +381,13 @@ stem_status check_stage_mask(check_ctx *c)
                 if ((gm[J] && out_lo) || (!gm[J] && in_hi)) {
                     x.kind = STEM_KIND_MASK_GAP;
                     check_items_add(&it, &x, tau > 0 ? fabs(gap) / tau : INFINITY);
+                    *st |= 8;
                     if (tau > 0 && isfinite(gap) && fabs(gap) / tau > s->worst_ratio)
                         s->worst_ratio = fabs(gap) / tau;
                 } else if (gm[J] != rm[J]) {
                     x.kind = STEM_KIND_MASK_TIE;
                     r->mask_ties++;
+                    *st |= 2;
                     if (isfinite(gap) && fabs(gap) > r->max_tie_gap)
                         r->max_tie_gap = fabs(gap);
                     double ratio = tau > 0 ? fabs(gap) / tau : 0;
@@ -363,15 +417,19 @@ stem_status check_stage_mask(check_ctx *c)
                     int64_t nc = cap_amb ? 2 * cap_amb : 64;
                     amb_t *na = realloc(amb, (size_t)nc * sizeof(*amb));
                     if (!na) {
-                        free(amb), free(work), check_items_free(&it), check_items_free(&ties);
+                        free(amb), free(work), free(rowst);
+                        check_items_free(&it), check_items_free(&ties);
                         return STEM_ERR_NOMEM;
                     }
                     amb = na, cap_amb = nc;
                 }
                 amb[n_amb++] = (amb_t){h, I, kg, kr, b, lo, hi};
+                *st |= 4;
             }
             if (off) {
                 r->rows_count_off++;
+                off_sparse += (*st & 1) != 0;
+                *st |= 8;
                 stem_check_item x = item0(STEM_KIND_MASK_COUNT, h);
                 x.qblock = I;
                 x.gpu = (double)kg;
@@ -396,6 +454,9 @@ stem_status check_stage_mask(check_ctx *c)
             if ((amb[i].kg > amb[i].kr) != (dev_up > dev_down))
                 continue;
             r->rows_count_off++;
+            uint8_t *st = rowst + (size_t)(amb[i].h - c->h0) * qb + amb[i].I;
+            off_sparse += (*st & 1) != 0;
+            *st |= 8;
             stem_check_item x = item0(STEM_KIND_MASK_COUNT, amb[i].h);
             x.qblock = amb[i].I;
             x.gpu = (double)amb[i].kg;
@@ -407,7 +468,18 @@ stem_status check_stage_mask(check_ctx *c)
         }
     }
     free(amb);
-    if (r->rows_count_off * 2 > sparse_rows && r->rows_count_off > 0 && !r->hint[0] &&
+    /* Undecided: a sparse row whose only differences lie within the tie
+     * band (an exchange, or a count that a forced block crossing the
+     * threshold would explain) is a tie or a fault alike, unless the GPU's
+     * logits show which (the logits and selection stages). */
+    s->units = sparse_rows;
+    for (size_t i = 0; i < (size_t)c->nh * (size_t)qb; i++)
+        if (!c->gpu_logits && (rowst[i] & 1) && !(rowst[i] & 8) && (rowst[i] & 6))
+            s->undecided++;
+    free(rowst);
+    /* a parameter mismatch moves the count of many sparse rows, a single
+     * fault that of one */
+    if (off_sparse >= 2 && off_sparse * 2 > sparse_rows && !r->hint[0] &&
         r->causal_blocks > 0)
         snprintf(r->hint, sizeof(r->hint),
                  "the GPU keeps %.1f%% of the causal blocks, the reference "
@@ -415,7 +487,7 @@ stem_status check_stage_mask(check_ctx *c)
                  "check --alpha, --keep-ratio and --profile",
                  100.0 * (double)r->gpu_kept / (double)r->causal_blocks,
                  100.0 * (double)r->ref_kept / (double)r->causal_blocks,
-                 (long long)r->rows_count_off, (long long)sparse_rows);
+                 (long long)off_sparse, (long long)sparse_rows);
     stage_done(s, &it);
     check_items_take(&ties, &r->ties, &r->n_ties);
     free(work);

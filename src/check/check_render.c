@@ -39,6 +39,40 @@ static size_t finish(sbuf *s)
     return s->len;
 }
 
+/* The places a kernel rounds, as the report names them (CLI options
+ * --scoring, --logits-store, --scores, --p, --out-store, --lse-store). */
+static const char *const place_name[6] = {"scoring", "logits", "scores",
+                                          "P", "out", "lse"};
+
+static void places(const stem_check_options *o, stem_prec pr[6])
+{
+    pr[0] = o->score_prec, pr[1] = o->logit_store, pr[2] = o->attn_score_prec;
+    pr[3] = o->attn_prec, pr[4] = o->out_store, pr[5] = o->lse_store;
+}
+
+/* "flash" or "flash + scores bf16, P fp32": the preset and the places
+ * set apart from it. */
+static void arith_name(sbuf *s, const stem_check_options *o)
+{
+    stem_check_options p = *o;
+    stem_prec a[6], b[6];
+    stem_arith_precisions(o->arith, o->gpu_dtype, &p);
+    places(o, a), places(&p, b);
+    put(s, "%s", stem_arith_name(o->arith));
+    for (int i = 0, n = 0; i < 6; i++)
+        if (a[i] != b[i])
+            put(s, "%s%s %s", n++ ? ", " : " + ", place_name[i], stem_prec_name(a[i]));
+}
+
+/* "scoring bf16, logits fp32, ..." */
+static void arith_places(sbuf *s, const stem_check_options *o)
+{
+    stem_prec a[6];
+    places(o, a);
+    for (int i = 0; i < 6; i++)
+        put(s, "%s%s %s", i ? ", " : "", place_name[i], stem_prec_name(a[i]));
+}
+
 static const char *verdict_word(stem_check_verdict v)
 {
     return v == STEM_CHECK_PASS ? "PASS" : v == STEM_CHECK_FAIL ? "FAIL" : "absent";
@@ -155,6 +189,7 @@ static void stage_line(sbuf *s, const stem_check_report *r, stem_check_stage st)
             put(s, "; %lld NaN/+inf", (long long)r->logit_nonfinite);
         if (r->logit_pattern)
             put(s, "; %lld -inf pattern mismatches", (long long)r->logit_pattern);
+        put(s, "; up to %.2g modeled standard deviations", r->logit_zmax);
         break;
     case STEM_STAGE_SELECTION:
         put(s, " %lld rows: the rule on the GPU's logits gives its mask",
@@ -197,6 +232,22 @@ static void stage_line(sbuf *s, const stem_check_report *r, stem_check_stage st)
         break;
     }
     put(s, "\n");
+    if (st == STEM_STAGE_MASK && g->units == 0 && g->checked > 0)
+        put(s, "            no sparse row: the budget keeps every causal block, "
+            "so the top-k selection was not exercised\n");
+    if (g->undecided > 0) {
+        const stem_check_options *o = &r->options;
+        if (st == STEM_STAGE_MASK)
+            put(s, "            undecided: %lld of %lld sparse rows differ from "
+                "the reference only within %s rounding of the threshold (a tie "
+                "or a fault alike); give the kernel's logits%s\n",
+                (long long)g->undecided, (long long)g->units,
+                stem_prec_name(o->score_prec), o->strict ? "" : " (--strict fails this)");
+        else
+            put(s, "            undecided: %lld of %lld rows have a limit as large as "
+                "the row itself (a zero row would pass)\n",
+                (long long)g->undecided, (long long)g->units);
+    }
 }
 
 size_t stem_check_report_text(const stem_check_report *r, int verbose,
@@ -218,18 +269,34 @@ size_t stem_check_report_text(const stem_check_report *r, int verbose,
                 put(&s, " %s", stem_check_stage_name((stem_check_stage)i));
         put(&s, "\n");
     } else {
-        put(&s, "PASS: every difference is explained by rounding\n");
+        int64_t und = 0;
+        for (int i = 0; i < STEM_STAGE_COUNT; i++)
+            und += r->stage[i].undecided;
+        if (und)
+            put(&s, "PASS, with undecided rows: no difference beyond rounding, "
+                "but some could not be told from a fault (below)\n");
+        else
+            put(&s, "PASS: every difference is explained by rounding\n");
     }
+    if (r->strict_failed)
+        put(&s, "strict: undecided rows count as failures\n");
     put(&s, "  profile %s (alpha %g, keep ratio %g, block %d, stride %d, "
         "sinks %d, window %d); GPU dtype %s; heads %lld..%lld of %lld, Lq %lld, "
         "Lk %lld, d %lld\n", stem_profile_name(p->profile), p->alpha, p->keep_ratio,
         p->block, p->stride, p->sinks, p->window, stem_prec_name(o->gpu_dtype),
         (long long)r->head_begin, (long long)r->head_end - 1, (long long)d->hq,
         (long long)d->lq, (long long)d->lk, (long long)d->d);
+    put(&s, "  arithmetic ");
+    arith_name(&s, o);
+    put(&s, "%s: ", r->arith_chosen ? " (chosen from the data)" : "");
+    arith_places(&s, o);
+    put(&s, "\n");
     for (int i = 0; i < STEM_STAGE_COUNT; i++)
         stage_line(&s, r, (stem_check_stage)i);
     if (r->hint[0])
         put(&s, "hint: %s\n", r->hint);
+    if (r->arith_note[0])
+        put(&s, "arithmetic: %s\n", r->arith_note);
     if (!fail && !verbose)
         return finish(&s);
     if (r->bias_z > 0) {
@@ -361,8 +428,17 @@ size_t stem_check_report_json(const stem_check_report *r, char *buf, size_t cap)
         stem_prec_name(o->out_store), stem_prec_name(o->lse_store));
     jnum(&s, "tau", o->tau, 1), jnum(&s, "logit_tol", o->logit_tol, 1);
     jnum(&s, "out_tol", o->out_tol, 1), jnum(&s, "lse_tol", o->lse_tol, 1);
-    jnum(&s, "sigmas", o->sigmas, 1), jint(&s, "dense_test", o->dense_test, 0);
-    put(&s, "}, ");
+    jnum(&s, "sigmas", o->sigmas, 1), jint(&s, "dense_test", o->dense_test, 1);
+    jint(&s, "strict", o->strict, 0);
+    put(&s, "}, \"arithmetic\": {\"name\": \"");
+    arith_name(&s, o);
+    put(&s, "\", \"preset\": \"%s\", \"chosen_from_data\": %s, \"places\": \"",
+        stem_arith_name(o->arith), r->arith_chosen ? "true" : "false");
+    arith_places(&s, o);
+    put(&s, "\", \"note\": \"");
+    for (const char *c = r->arith_note; *c; c++)
+        put(&s, *c == '"' || *c == '\\' ? "\\%c" : "%c", *c);
+    put(&s, "\"}, ");
     jint(&s, "head_begin", r->head_begin, 1);
     jint(&s, "head_end", r->head_end, 1);
     put(&s, "\"stages\": {");
@@ -375,6 +451,10 @@ size_t stem_check_report_json(const stem_check_report *r, char *buf, size_t cap)
         jint(&s, "faults", g->faults, 1);
         jnum(&s, "worst_ratio", g->worst_ratio, 1);
         jnum(&s, "max_err", g->max_err, 1);
+        jint(&s, "units", g->units, 1);
+        jint(&s, "decided", g->units - g->undecided, 1);
+        jint(&s, "undecided", g->undecided, 1);
+        jnum(&s, "alt_ratio", r->alt_ratio[i], 1);
         put(&s, "\"items\": [");
         for (int64_t j = 0; j < g->n_items; j++) {
             put(&s, j ? ", " : "");
@@ -385,7 +465,8 @@ size_t stem_check_report_json(const stem_check_report *r, char *buf, size_t cap)
     put(&s, "}, \"logits\": {");
     jint(&s, "nonfinite", r->logit_nonfinite, 1);
     jint(&s, "pattern", r->logit_pattern, 1);
-    jnum(&s, "scale", r->logit_scale, 0);
+    jnum(&s, "scale", r->logit_scale, 1);
+    jnum(&s, "zmax", r->logit_zmax, 0);
     put(&s, "}, \"mask\": {");
     jint(&s, "differences", r->mask_diffs, 1), jint(&s, "ties", r->mask_ties, 1);
     jint(&s, "unread", r->mask_unread, 1), jint(&s, "rows_count_off", r->rows_count_off, 1);

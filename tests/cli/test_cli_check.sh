@@ -279,6 +279,70 @@ sys.exit(0 if ok else 1)' "$T/s2.json"; then
         $PY tests/python/test_stem_dump.py "$STEM"
 fi
 
+# ---- the declared arithmetic, undecided rows, --strict
+expect 0 "AngelSlim s2: angelslim arithmetic, from its bf16 logits" \
+    "arithmetic angelslim \(chosen from the data\)" -- \
+    "$STEM" check "$D/s2.in.safetensors" "$D/s2.angelslim.safetensors"
+expect 1 "AngelSlim s2 declared flash: out fails, the report names bf16 scores" \
+    "errors fit attention scores rounded to bf16 before the softmax.*--arith angelslim" -- \
+    "$STEM" check "$D/s2.in.safetensors" "$D/s2.angelslim.safetensors" --arith flash --no-dense
+expect 0 "FlexAttention s2: flash, lse within a tight limit" \
+    "arithmetic flash \(from GPU metadata \"backend\"\).*" -- \
+    "$STEM" check "$D/s2.in.safetensors" "$D/flex/s2.flex.safetensors" --no-dense
+if grep -Eq "lse +PASS .*worst 0\.[1-7][0-9]* of its limit" "$T/log"; then
+    ok "FlexAttention s2: genuine lse at 0.1-0.7 of its limit"
+else
+    bad "FlexAttention s2: genuine lse at 0.1-0.7 of its limit"
+fi
+expect 0 "--scores bf16 overrides a place of flash, and the looser limit is said" \
+    "arithmetic flash \+ scores bf16.*|also fit float32 attention scores" -- \
+    "$STEM" check "$D/s2.in.safetensors" "$D/flex/s2.flex.safetensors" --scores bf16 --no-dense
+expect 2 "bad --arith" "--arith: 'cuda' is not flash, angelslim or hpc-ops" -- \
+    "$STEM" check "$D/s2.in.safetensors" "$D/s2.angelslim.safetensors" --arith cuda
+expect 2 "bad --scores" "--scores: 'int8'" -- \
+    "$STEM" check "$D/s2.in.safetensors" "$D/s2.angelslim.safetensors" --scores int8
+if $PY -c 'import numpy' 2>/dev/null; then
+    # one exchange between the best kept top-k block and the best dropped
+    # block of row (1, 70), mask only, inside a band of 1: undecided, not
+    # silent (the genuine AngelSlim mask has an undecided row of its own)
+    $PY - "$D/s2.angelslim.safetensors" "$T/xchg.safetensors" <<'PYEOF'
+import sys
+sys.path.insert(0, "tests/cli")
+from check_doctor import read_st, write_st
+g, meta = read_st(sys.argv[1])
+m = g["mask"][1].copy()
+lg = g["block_logits"][1]
+h, I = 1, 70
+top = [J for J in range(4, I - 3) if m[h, I, J]]
+low = [J for J in range(4, I - 3) if not m[h, I, J]]
+b = max(low, key=lambda J: lg[h, I, J])
+a = min((J for J in top if lg[h, I, J] > lg[h, I, b] + 0.2), key=lambda J: lg[h, I, J])
+m[h, I, a], m[h, I, b] = 0, 1
+write_st(sys.argv[2], {"mask": ("U8", m)}, meta)
+PYEOF
+    $PY tests/cli/check_doctor.py keep "$D/s2.angelslim.safetensors" "$T/nolog.safetensors" mask out
+    expect 0 "AngelSlim s2 without logits: angelslim from its metadata" \
+        "arithmetic angelslim \(from GPU metadata \"chunk_size\"" -- \
+        "$STEM" check "$D/s2.in.safetensors" "$T/nolog.safetensors" --no-dense
+    expect 0 "an exchange within the band is undecided, not a silent PASS" \
+        "undecided: [0-9]+ of [0-9]+ sparse rows.*give the kernel's logits" -- \
+        "$STEM" check "$D/s2.in.safetensors" "$T/xchg.safetensors" --tau 1
+    expect 1 "--strict fails the undecided row" "strict: undecided rows count as failures" -- \
+        "$STEM" check "$D/s2.in.safetensors" "$T/xchg.safetensors" --tau 1 --strict
+    expect 1 "the same exchange with the derived band is a fault" "mask gap +head 1 qblock 70" -- \
+        "$STEM" check "$D/s2.in.safetensors" "$T/xchg.safetensors" --verbose
+    # stem mask --diff against logits and a mask alone (no q, k, v) gives
+    # stem check's classification with the same band
+    "$STEM" run "$D/s2.in.safetensors" -o "$T/s2run.safetensors" >/dev/null 2>&1
+    "$STEM" check "$D/s2.in.safetensors" "$T/xchg.safetensors" --tau 0.01 \
+        --heads 1 --json "$T/x.json" >/dev/null 2>&1
+    want=$($PY -c 'import json,sys; d=json.load(open(sys.argv[1])); t = len(d["mask"]["ties"]); print(t, d["mask"]["differences"] - t)' "$T/x.json")
+    set -- $want
+    expect 0 "mask --diff without q, k, v classifies as stem check" \
+        "differences of head 1: $1 ties \(orange\), $2 faults \(red\), tau 0.01" -- \
+        "$STEM" mask "$T/xchg.safetensors" --diff "$T/s2run.safetensors" --tau 0.01 -o "$T/dx.png" --head 1
+fi
+
 # ---- stem explain
 expect 0 "explain s2 head 1 qblock 67" "budget" -- \
     "$STEM" explain "$D/s2.in.safetensors" --head 1 --qblock 67

@@ -55,6 +55,21 @@ static void check_usage(FILE *fp)
         "                   GPU file's metadata \"dtype\" (with --profile hpc-ops\n"
         "                   a \"bf16\" there means its FP8 attention: fp8), else\n"
         "                   fp8 for --profile hpc-ops, else the dtype of q\n"
+        "  --arith A        where the kernel rounds: flash (FlashAttention,\n"
+        "                   FlexAttention, Triton: float32 scores and lse, P\n"
+        "                   and out in the dtype), angelslim (scoring, stored\n"
+        "                   logits and scores in the dtype too) or hpc-ops\n"
+        "                   (FP8 P).  Default: the GPU metadata's \"arith\",\n"
+        "                   else hpc-ops for that profile or an fp8 dtype,\n"
+        "                   angelslim when every GPU logit is a value of the\n"
+        "                   dtype, else flash.  The report names it, and says\n"
+        "                   when the errors fit another one\n"
+        "  --scoring P, --logits-store P, --scores P, --p P, --out-store P,\n"
+        "  --lse-store P    one place of the arithmetic set apart from --arith\n"
+        "                   (P: fp32, bf16, fp16 or fp8), e.g. --scores bf16\n"
+        "  --strict         rows the check could not decide (mask rows whose\n"
+        "                   differences lie within rounding of the threshold,\n"
+        "                   with no GPU logits to tell) fail\n"
         "  --tau T          one fixed tie band instead of the derived one\n"
         "  --logit-tol X    absolute logit limit instead of the derived one\n"
         "  --out-tol X      per-row relative L2 limit of out instead\n"
@@ -134,7 +149,21 @@ static const struct check_opt_spec {
     {"--json", NULL, OPT_TEXT, ARG(json), NO_HAVE, 0, 0},
     {"--dtype", NULL, OPT_TEXT, ARG(dtype), NO_HAVE, 0, 0},
     {"--heads", NULL, OPT_HEADS, 0, NO_HAVE, 0, 0},
+    {"--arith", NULL, OPT_TEXT, ARG(arith), NO_HAVE, 0, 0},
+    {"--scoring", NULL, OPT_TEXT, ARG(place[0]), NO_HAVE, 0, 0},
+    {"--logits-store", NULL, OPT_TEXT, ARG(place[1]), NO_HAVE, 0, 0},
+    {"--scores", NULL, OPT_TEXT, ARG(place[2]), NO_HAVE, 0, 0},
+    {"--p", NULL, OPT_TEXT, ARG(place[3]), NO_HAVE, 0, 0},
+    {"--out-store", NULL, OPT_TEXT, ARG(place[4]), NO_HAVE, 0, 0},
+    {"--lse-store", NULL, OPT_TEXT, ARG(place[5]), NO_HAVE, 0, 0},
+    {"--strict", NULL, OPT_FLAG, ARG(strict), NO_HAVE, 0, 0},
 };
+
+/* The options naming a place where the kernel rounds, in the order of
+ * check_args.place. */
+static const char *const place_opt[6] = {"--scoring", "--logits-store",
+                                         "--scores", "--p", "--out-store",
+                                         "--lse-store"};
 
 /* See cmd_check.h.  Every option of stem check is read here, by the
  * table above and cli_opts_parse, and only here: stem-mpi check reads its
@@ -200,6 +229,18 @@ int cli_check_args_final(const check_args *a)
                   a->dtype);
         return CLI_USAGE;
     }
+    stem_arith ar;
+    if (a->arith && stem_arith_from_name(a->arith, &ar) != STEM_OK) {
+        cli_error("check: --arith: '%s' is not flash, angelslim or hpc-ops",
+                  a->arith);
+        return CLI_USAGE;
+    }
+    for (int i = 0; i < 6; i++)
+        if (a->place[i] && stem_prec_from_name(a->place[i], &pr) != STEM_OK) {
+            cli_error("check: %s: '%s' is not fp32, bf16, fp16 or fp8",
+                      place_opt[i], a->place[i]);
+            return CLI_USAGE;
+        }
     return CLI_OK;
 }
 
@@ -331,14 +372,31 @@ static stem_prec pick_dtype(const check_args *a, const tf_file *g,
  * [head_begin, head_begin + head_count) (head_count 0: a's --heads, or
  * all).  CLI_OK or CLI_USAGE. */
 static int fill_options(const check_args *a, stem_prec pr,
-                        const stem_dims *dm, int64_t head_begin,
-                        int64_t head_count, stem_check_options *opt)
+                        const char *meta_arith, const stem_dims *dm,
+                        int64_t head_begin, int64_t head_count,
+                        stem_check_options *opt)
 {
     if (stem_check_options_init(opt, pr) != STEM_OK) {
         cli_error("check: cannot set up the options for %s",
                   stem_prec_name(pr));
         return CLI_USAGE;
     }
+    /* the arithmetic: --arith, else the metadata's "arith", else the
+     * library's choice (flash; hpc-ops for that profile; angelslim for
+     * logits stored in the dtype); then the places given one by one */
+    stem_arith ar;
+    const char *an = a->arith ? a->arith : meta_arith;
+    if (an && stem_arith_from_name(an, &ar) == STEM_OK)
+        stem_check_options_arith(opt, ar);
+    stem_prec *places[6] = {&opt->score_prec, &opt->logit_store,
+                            &opt->attn_score_prec, &opt->attn_prec,
+                            &opt->out_store, &opt->lse_store};
+    for (int i = 0; i < 6; i++)
+        if (a->place[i]) {
+            stem_prec_from_name(a->place[i], places[i]);
+            opt->arith_auto = 0;
+        }
+    opt->strict = a->strict;
     if (a->have_tau)
         opt->tau = a->tau;
     if (a->have_logit)
@@ -457,6 +515,30 @@ int cli_check_load(const check_args *a, const cli_opts *opts, const char *in,
     if (gpu_views_build(g, c->gpu_path, &c->dm, o.layout, &c->gv) != CLI_OK)
         goto bad;
     c->prec = pick_dtype(a, g, &c->p, &c->q, &c->prec_source);
+    stem_arith ar;
+    const char *be = tf_meta(g, "backend");
+    c->meta_arith = tf_meta(g, "arith");
+    c->arith_source = "GPU metadata \"arith\"";
+    if (c->meta_arith && stem_arith_from_name(c->meta_arith, &ar) != STEM_OK) {
+        cli_error("check: %s: metadata arith '%s' is not flash, angelslim or "
+                  "hpc-ops", c->gpu_path, c->meta_arith);
+        goto bad;
+    }
+    if (!c->meta_arith && be && (strstr(be, "flex") || strstr(be, "flash"))) {
+        c->meta_arith = "flash";
+        c->arith_source = "GPU metadata \"backend\"";
+    } else if (!c->meta_arith && be && strstr(be, "angelslim")) {
+        c->meta_arith = "angelslim";
+        c->arith_source = "GPU metadata \"backend\"";
+    } else if (!c->meta_arith && tf_meta(g, "chunk_size") && !c->gv.gpu.logits &&
+               c->p.profile != STEM_PROFILE_HPCOPS) {
+        /* a parameter of AngelSlim's torch backend alone; with logits the
+         * library tells from them (stored in the dtype), as in process */
+        c->meta_arith = "angelslim";
+        c->arith_source = "GPU metadata \"chunk_size\", AngelSlim's";
+    }
+    if (!c->meta_arith)
+        c->arith_source = NULL;
     return CLI_OK;
 bad:
     cli_check_free(c);
@@ -470,7 +552,7 @@ int cli_check_judge(const check_args *a, const check_case *c,
 {
     stem_check_options opt;
     memset(rep, 0, sizeof(*rep));
-    if (fill_options(a, c->prec, &c->dm, head_begin, head_count, &opt) !=
+    if (fill_options(a, c->prec, c->meta_arith, &c->dm, head_begin, head_count, &opt) !=
         CLI_OK)
         return CLI_USAGE;
     stem_status st = stem_check(&c->p, &c->q, &c->k, &c->v, &c->gv.gpu,
@@ -518,6 +600,10 @@ int cmd_check(int argc, char **argv)
            c.prec_source);
     if (c.meta_note)
         printf("%s\n", c.meta_note);
+    if (a.arith)
+        printf("arithmetic %s (from --arith)\n", a.arith);
+    else if (c.arith_source)
+        printf("arithmetic %s (from %s)\n", c.meta_arith, c.arith_source);
     if (cli_check_print(&rep, a.verbose) != 0) {
         cli_error("check: out of memory rendering the report");
         rc = CLI_INTERNAL;

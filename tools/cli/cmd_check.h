@@ -21,6 +21,12 @@ typedef struct check_args {
     double tau, logit, out, lse, sigmas;
     int have_show, have_heads, no_dense, verbose;
     long long show, head_begin, head_count;
+    /* the declared arithmetic: --arith, and the places set apart from it
+     * (--scoring, --logits-store, --scores, --p, --out-store, --lse-store);
+     * --strict */
+    const char *arith;
+    const char *place[6];
+    int strict;
 } check_args;
 
 /*
@@ -54,6 +60,10 @@ typedef struct check_case {
     stem_prec prec;             /* the GPU dtype judged by */
     const char *prec_source;    /* where it came from (static text) */
     const char *meta_note;      /* metadata parameters applied, or NULL */
+    const char *meta_arith;     /* the arithmetic the GPU metadata names
+                                   ("arith", a "backend", or AngelSlim's
+                                   own "chunk_size"), or NULL */
+    const char *arith_source;   /* which of those (static text), or NULL */
 } check_case;
 
 /*

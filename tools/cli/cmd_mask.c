@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
 #include "check_tensors.h"
 #include "cli_common.h"
 #include "progress.h"
@@ -33,13 +32,12 @@ static void mask_usage(FILE *fp)
           "                (faults also marked red on both axes).\n"
           "                OTHER holds mask and block_logits (e.g. stem run's\n"
           "                output) or q, k, v (the reference is computed).\n"
-          "                Ties as in stem check: within tau of the row\n"
-          "                threshold.  With q, k, v in OTHER, exactly stem\n"
-          "                check's ties (tau derived per block for the GPU\n"
-          "                dtype: --dtype, FILE's metadata, OTHER's q, else\n"
-          "                fp32); with a reference mask and logits, a fixed\n"
-          "                tau by the dtype (0.05 bf16, 0.01 fp16, 1e-4 fp32)\n"
-          "                or --tau\n"
+          "                Ties and faults are stem check's (its mask\n"
+          "                stage): with q, k, v in OTHER, the tie band derived\n"
+          "                per block for the GPU dtype (--dtype, FILE's\n"
+          "                metadata, OTHER's q, else fp32); with a reference\n"
+          "                mask and logits alone the band cannot be derived:\n"
+          "                --tau, else 0.05 (bf16), 0.01 (fp16), 1e-4 (fp32)\n"
           "  --logits      heat map of FILE's block_logits (dark blue low,\n"
           "                yellow high, -inf grey) with a colour bar below\n\n",
           fp);
@@ -184,21 +182,6 @@ static int parse(int argc, char **argv, mask_args *a, cli_opts *o, int *help)
     return CLI_OK;
 }
 
-/* The tie window for --diff. */
-static double diff_tau(const mask_args *a, const tf_file *f, const tf_file *o)
-{
-    check_tol t;
-    const char *dt = a->dtype ? a->dtype : tf_meta(f, "dtype");
-    if (!check_dtype_canonical(dt)) {
-        const tf_tensor *q = tf_find(o, "q");
-        dt = !q ? "fp32" : q->dtype == TF_BF16 ? "bf16"
-                       : q->dtype == TF_F16    ? "fp16"
-                                               : "fp32";
-    }
-    check_tol_for_dtype(dt, &t);
-    return a->have_tau ? a->tau : t.tau;
-}
-
 /* The GPU dtype name --diff judges by: --dtype, FILE's metadata, else the
  * dtype of OTHER's q (fp32 when none). */
 static const char *diff_dtype(const mask_args *a, const tf_file *f,
@@ -214,18 +197,34 @@ static const char *diff_dtype(const mask_args *a, const tf_file *f,
                                                : "fp32";
 }
 
+/* The fixed tie band --diff uses when OTHER holds no q, k, v: --tau, else
+ * by the GPU dtype name dt (bf16 0.05, fp16 0.01, else 1e-4). */
+static double fixed_tau(const mask_args *a, const char *dt)
+{
+    stem_prec pr = STEM_PREC_FP32;
+    if (a->have_tau)
+        return a->tau;
+    stem_prec_from_name(dt, &pr);
+    return pr == STEM_PREC_BF16 || pr == STEM_PREC_FP8 ? 0.05
+           : pr == STEM_PREC_FP16                     ? 0.01
+                                                      : 1e-4;
+}
+
 /*
- * The ties of head `head` as stem check judges them: stem_check on OTHER's
- * q, k, v with FILE's mask m [s0, s1, s2] (every difference listed), the
- * tie band derived per block unless --tau is given.  Fills *cr with one
- * CHECK_TIE entry per tie outside the rows whose count is off their budget
- * (mi_diff colours every other difference as a fault).  CLI_OK, or CLI_USAGE / CLI_INTERNAL after a message.
+ * The ties of head `head` of FILE's mask m [s0, s1, s2] as stem check's
+ * mask stage judges them: stem_check on OTHER's q, k, v when it has them
+ * (q non-NULL; the tie band derived per block unless --tau is given), else
+ * stem_check_mask_logits on OTHER's logits rl and mask rm with the fixed
+ * band.  tie[s1 * s2] gets 1 at each tie outside the rows whose count is
+ * off their budget (every other difference is a fault); band says how the
+ * band was set.  CLI_OK, or CLI_USAGE / CLI_INTERNAL after a message.
  */
 static int ties_by_check(const stem_params *p, const stem_tensor *q,
                          const stem_tensor *k, const stem_tensor *v,
+                         const float *rl, const uint8_t *rm,
                          const uint8_t *m, const int64_t s[3], int64_t head,
                          const char *dtype, const mask_args *a,
-                         check_mask_result *cr)
+                         uint8_t *tie, char *band, size_t bandlen)
 {
     stem_prec pr;
     stem_check_options opt;
@@ -238,25 +237,29 @@ static int ties_by_check(const stem_params *p, const stem_tensor *q,
     opt.max_items = (int)(s[1] * s[2] < 1000000 ? s[1] * s[2] : 1000000);
     if (a->have_tau)
         opt.tau = a->tau;
-    stem_tensor mv = stem_tensor_hnd((void *)m, STEM_U8, s[0], s[1], s[2]);
-    stem_check_gpu gpu = {NULL, &mv, NULL, NULL};
     stem_check_report rep;
-    stem_status st = stem_check(p, q, k, v, &gpu, &opt, &rep);
+    stem_status st;
+    if (q) {
+        stem_tensor mv = stem_tensor_hnd((void *)m, STEM_U8, s[0], s[1], s[2]);
+        stem_check_gpu gpu = {NULL, &mv, NULL, NULL};
+        st = stem_check(p, q, k, v, &gpu, &opt, &rep);
+        if (a->have_tau)
+            snprintf(band, bandlen, "tau %g", a->tau);
+        else
+            snprintf(band, bandlen, "tau per block as stem check derives "
+                     "it for a %s GPU", dtype);
+    } else {
+        opt.tau = fixed_tau(a, dtype);
+        st = stem_check_mask_logits(p, s[0], s[1], s[2], rl, rm, m, &opt, &rep);
+        snprintf(band, bandlen, "tau %g", opt.tau);
+    }
     if (st != STEM_OK)
         return cli_status_error("mask", "--diff", st);
-    memset(cr, 0, sizeof(*cr));
-    if (rep.n_ties > 0 && !(cr->diffs = calloc((size_t)rep.n_ties, sizeof(*cr->diffs)))) {
-        stem_check_report_free(&rep);
-        cli_error("mask: out of memory");
-        return CLI_INTERNAL;
-    }
     /* an exchange in a row that keeps the wrong count is no tie: mark those
      * rows of the head once */
     const stem_check_stage_result *ms = &rep.stage[STEM_STAGE_MASK];
     uint8_t *off = calloc((size_t)s[1], 1);
     if (!off) {
-        free(cr->diffs);
-        memset(cr, 0, sizeof(*cr));
         stem_check_report_free(&rep);
         cli_error("mask: out of memory");
         return CLI_INTERNAL;
@@ -265,20 +268,13 @@ static int ties_by_check(const stem_params *p, const stem_tensor *q,
         if (ms->items[j].kind == STEM_KIND_MASK_COUNT && ms->items[j].head == head &&
             ms->items[j].qblock >= 0 && ms->items[j].qblock < s[1])
             off[ms->items[j].qblock] = 1;
+    memset(tie, 0, (size_t)(s[1] * s[2]));
     for (int64_t i = 0; i < rep.n_ties; i++) {
         const stem_check_item *x = &rep.ties[i];
-        if (x->head != head || x->qblock < 0 || x->qblock >= s[1] || off[x->qblock])
+        if (x->head != head || x->qblock < 0 || x->qblock >= s[1] ||
+            x->kblock < 0 || x->kblock >= s[2] || off[x->qblock])
             continue;
-        check_mask_diff *d = &cr->diffs[cr->n_diff++];
-        d->head = (int32_t)x->head;
-        d->qblock = (int32_t)x->qblock;
-        d->kblock = (int32_t)x->kblock;
-        d->gpu_kept = x->gpu != 0;
-        d->kind = CHECK_TIE;
-        d->logit = (float)x->ref_logit;
-        d->threshold = (float)x->threshold;
-        d->gap = x->ref_logit - x->threshold;
-        cr->n_tie++;
+        tie[x->qblock * s[2] + x->kblock] = 1;
     }
     free(off);
     stem_check_report_free(&rep);
@@ -306,7 +302,7 @@ int cmd_mask(int argc, char **argv)
     float *lg = NULL, *rl = NULL;
     int32_t *budget = NULL;
     mi_image img = {0}, fig = {0};
-    check_mask_result cr = {0};
+    uint8_t *tie = NULL;
     stem_params p;
     rc = CLI_USAGE;
     if (ct_read(a.in, &f, err, sizeof(err)) != 0) {
@@ -412,41 +408,33 @@ int cmd_mask(int argc, char **argv)
             char qerr[256];
             int64_t ties = 0, faults = 0, ndiff = 0;
             char how[96];
-            if (cli_load_qkv(&other, o.layout, &q, &k, &v, qerr, sizeof(qerr)) == 0) {
-                /* OTHER holds the inputs: ties exactly as stem check has them */
-                const char *dt = diff_dtype(&a, &f, &other);
-                if ((rc = ties_by_check(&p, &q, &k, &v, m, s, a.head, dt, &a, &cr)) != CLI_OK)
-                    goto done;
-                rc = CLI_USAGE;
-                if (a.have_tau)
-                    snprintf(how, sizeof(how), "tau %g", a.tau);
-                else
-                    snprintf(how, sizeof(how), "tau per block as stem check "
-                             "derives it for a %s GPU", dt);
-            } else {
-                /* OTHER holds a reference mask and logits: a fixed tau */
-                check_mask_geom g = {s[0], s[1], s[2], pb, p.sinks, p.window,
-                                     p.keep_diagonal};
-                double tau = diff_tau(&a, &f, &other);
-                errno = 0;
-                if (check_mask(&g, rl, budget, nb, rm, m, tau, &cr) != 0) {
-                    cli_error("mask: out of memory or bad sizes");
-                    rc = errno == ENOMEM ? CLI_INTERNAL : CLI_USAGE;
-                    goto done;
-                }
-                snprintf(how, sizeof(how), "tau %g", tau);
+            /* ties and faults as stem check's mask stage has them: on
+             * OTHER's q, k, v when it holds them, else on its logits and
+             * mask with a fixed band */
+            int have_qkv = cli_load_qkv(&other, o.layout, &q, &k, &v, qerr,
+                                        sizeof(qerr)) == 0;
+            const char *dt = diff_dtype(&a, &f, &other);
+            if (!(tie = malloc((size_t)(s[1] * s[2])))) {
+                cli_error("mask: out of memory");
+                rc = CLI_INTERNAL;
+                goto done;
             }
+            if ((rc = ties_by_check(&p, have_qkv ? &q : NULL, &k, &v, rl, rm, m,
+                                    s, a.head, dt, &a, tie, how,
+                                    sizeof(how))) != CLI_OK)
+                goto done;
+            rc = CLI_USAGE;
             errno = 0;
-            if (mi_diff(m + hoff, rm + hoff, s[1], s[2], pb, &cr,
-                        (int)a.head, &img) != 0) {
+            if (mi_diff(m + hoff, rm + hoff, s[1], s[2], pb, tie, &img) != 0) {
                 cli_error("mask: out of memory or bad sizes");
                 rc = errno == ENOMEM ? CLI_INTERNAL : CLI_USAGE;
                 goto done;
             }
-            for (int64_t i = 0; i < s[1] * s[2]; i++)
-                ndiff += (m[hoff + i] != 0) != (rm[hoff + i] != 0);
-            for (int64_t i = 0; i < cr.n_diff; i++)
-                ties += cr.diffs[i].head == a.head && cr.diffs[i].kind == CHECK_TIE;
+            for (int64_t i = 0; i < s[1] * s[2]; i++) {
+                int differs = (m[hoff + i] != 0) != (rm[hoff + i] != 0);
+                ndiff += differs;
+                ties += differs && tie[i];
+            }
             faults = ndiff - ties;
             printf("differences of head %lld: %lld ties (orange), %lld "
                    "faults (red), %s\n", a.head, (long long)ties,
@@ -477,7 +465,7 @@ int cmd_mask(int argc, char **argv)
 done:
     mi_free(&img);
     mi_free(&fig);
-    check_mask_result_free(&cr);
+    free(tie);
     free(m), free(rm), free(lg), free(rl), free(budget);
     tf_free(&f);
     tf_free(&other);

@@ -71,8 +71,7 @@ int mi_mask(const uint8_t *mask, int64_t qb, int64_t kb, int64_t pb,
 
 /* See mask_image.h. */
 int mi_diff(const uint8_t *a, const uint8_t *b, int64_t qb, int64_t kb,
-            int64_t pb, const check_mask_result *diffs, int head,
-            mi_image *out)
+            int64_t pb, const uint8_t *tie, mi_image *out)
 {
     if (!a || !b || !out || pb < 0 || alloc_img(qb, kb, 0, out) != 0)
         return -1;
@@ -82,15 +81,10 @@ int mi_diff(const uint8_t *a, const uint8_t *b, int64_t qb, int64_t kb,
             int x = a[I * kb + J] != 0, y = b[I * kb + J] != 0;
             uint32_t c = x && y ? MI_KEPT
                          : (!x && !y) ? (J > I + pb ? MI_FUTURE : MI_DROPPED)
-                                      : MI_FAULT;
+                         : tie && tie[I * kb + J] ? MI_TIE
+                                                  : MI_FAULT;
             fill_block(out, px, I, J, c);
         }
-    for (int64_t i = 0; diffs && i < diffs->n_diff; i++) {
-        const check_mask_diff *d = &diffs->diffs[i];
-        if (d->head == head && d->kind == CHECK_TIE && d->qblock < qb &&
-            d->kblock < kb)
-            fill_block(out, px, d->qblock, d->kblock, MI_TIE);
-    }
     return 0;
 }
 

@@ -11,8 +11,6 @@
 
 #include <stdint.h>
 
-#include "check.h"
-
 /* The colours, RGB. */
 #define MI_KEPT 0x202020u       /* kept block (both, in a diff) */
 #define MI_DROPPED 0xEBEBEBu    /* dropped block (neither, in a diff) */
@@ -49,13 +47,12 @@ int mi_mask(const uint8_t *mask, int64_t qb, int64_t kb, int64_t pb,
 
 /*
  * Differences of one head: mask a against reference b ([qb, kb] each);
- * blocks where they differ take MI_TIE or MI_FAULT from the classified
- * diffs (check_mask of head `head`); a differing block missing from diffs
- * is drawn MI_FAULT.  Same return rule.
+ * a block where they differ is MI_TIE where tie[I * kb + J] is non-zero
+ * (the checker's classification; tie may be NULL: no ties), else
+ * MI_FAULT.  Same return rule.
  */
 int mi_diff(const uint8_t *a, const uint8_t *b, int64_t qb, int64_t kb,
-            int64_t pb, const check_mask_result *diffs, int head,
-            mi_image *out);
+            int64_t pb, const uint8_t *tie, mi_image *out);
 
 /*
  * Heat map of one head's logits [qb, kb]: finite values on a blue-to-yellow
