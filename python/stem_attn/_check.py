@@ -3,10 +3,13 @@ reference, in process (stem_check of include/stem_check.h)."""
 import collections
 import ctypes as C
 import json
+from typing import NamedTuple
 
 import numpy as np
 
 from . import _abi, _lib, _params, _tensors
+from ._errors import error_for
+from ._tensors import dims as _dims, qkv as _qkv
 
 # stem_check_options fields settable as keyword arguments of check()
 _OPT_NUM = ("tau", "logit_tol", "out_tol", "lse_tol", "sigmas", "max_items",
@@ -15,20 +18,36 @@ _OPT_PREC = ("score_prec", "logit_store", "attn_prec", "attn_score_prec",
              "out_store", "lse_store")
 OPTION_KEYS = _OPT_NUM + _OPT_PREC + ("dense_test", "heads")
 
-Item = collections.namedtuple(
-    "Item", "stage kind fault head qblock kblock row col gpu ref err limit "
-            "ref_logit threshold")
-Item.__str__ = lambda it: "%s at head %d%s%s%s%s: gpu %.6g ref %.6g err " \
-    "%.3g limit %.3g" % (
+class Item(NamedTuple):
+    """One offender (or tie) of a stage; -1 where a position does not apply."""
+    stage: str
+    kind: str
+    fault: bool
+    head: int
+    qblock: int
+    kblock: int
+    row: int
+    col: int
+    gpu: float
+    ref: float
+    err: float
+    limit: float
+    ref_logit: float
+    threshold: float
+
+    def __str__(self) -> str:
+        it = self
         # the kind alone when it names its stage ("out row", not "out out row")
-        it.kind if any(w.startswith(it.stage[:5]) for w in it.kind.split())
-        else "%s %s" % (it.stage, it.kind),
-        it.head,
-        " qblock %d" % it.qblock if it.qblock >= 0 else "",
-        " kblock %d" % it.kblock if it.kblock >= 0 else "",
-        " row %d" % it.row if it.row >= 0 else "",
-        " col %d" % it.col if it.col >= 0 else "",
-        it.gpu, it.ref, it.err, it.limit)
+        kind = (it.kind if any(w.startswith(it.stage[:5])
+                               for w in it.kind.split())
+                else "%s %s" % (it.stage, it.kind))
+        return "%s at head %d%s%s%s%s: gpu %.6g ref %.6g err %.3g limit " \
+            "%.3g" % (kind, it.head,
+                      " qblock %d" % it.qblock if it.qblock >= 0 else "",
+                      " kblock %d" % it.kblock if it.kblock >= 0 else "",
+                      " row %d" % it.row if it.row >= 0 else "",
+                      " col %d" % it.col if it.col >= 0 else "",
+                      it.gpu, it.ref, it.err, it.limit)
 Stage = collections.namedtuple(
     "Stage", "name verdict checked faults worst_ratio max_err units undecided "
              "items")
@@ -73,8 +92,8 @@ class Report:
 
     bool(report): True on PASS.  str(report): the text `stem check` prints
     (report.text(verbose=True) for every stage's figures).  report.data:
-    the JSON rendering (stem_check_report_json) as a dict; its keys are
-    also attributes.  report.stages[name] (logits, selection, mask, out,
+    the JSON rendering (stem_check_report_json) as a dict, also read as
+    report["key"].  report.stages[name] (logits, selection, mask, out,
     lse): verdict, checked, faults, worst_ratio, max_err, items (the
     offenders, worst first: Item(stage, kind, fault, head, qblock, kblock,
     row, col, gpu, ref, err, limit, ref_logit, threshold)).
@@ -161,12 +180,6 @@ class Report:
             "%s %s" % (s.name, s.verdict) for s in self.stages.values()
             if s.verdict != "ABSENT"))
 
-    def __getattr__(self, name):
-        data = self.__dict__.get("data") or {}
-        if name in data:
-            return data[name]
-        raise AttributeError(name)
-
     def __getitem__(self, key):
         return self.data[key]
 
@@ -214,8 +227,6 @@ def check(q, k, v, mask=None, out=None, lse=None, logits=None,
     (begin, count)), head_begin, head_count, and the precisions
     score_prec, logit_store, attn_prec, attn_score_prec, out_store,
     lse_store.  Returns a Report; raises StemError on bad arguments."""
-    from . import _qkv, _dims
-    from ._errors import error_for
     if mask is None and out is None and lse is None and logits is None:
         raise TypeError("stem_attn.check: give at least one of mask, out, lse, "
                         "logits")
