@@ -32,7 +32,9 @@ from typing import Any, Dict, NamedTuple, Optional, Union
 import numpy as np
 
 from . import _abi, _errors, _lib, _params, _tensors
+from . import testing
 from ._bf16 import from_bf16, to_bf16
+from ._check import Report, check
 from ._errors import (StemError, StemInputError, StemISAError,
                       StemMemoryError, error_for)
 from ._lib import StemLibraryNotFound
@@ -311,7 +313,3 @@ def explain(q: Any, k: Any, v: Any, head: int = 0, qblock: int = 0,
                        budget=int(s.budget), n=int(s.n),
                        candidates=int(s.candidates), topk=int(s.topk),
                        threshold=thr, kept=int(s.kept), rows=rows, params=pd)
-
-
-from ._check import Report, check  # noqa: E402
-from . import testing  # noqa: E402,F401
