@@ -12,7 +12,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 
 from . import _abi, _lib
-from ._errors import error_for
+from ._errors import STEM_ERR_DTYPE, StemInputError, error_for
 
 _NP_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64",
               np.dtype(np.float16): "F16", np.dtype(np.uint8): "U8",
@@ -86,7 +86,6 @@ def _strip(x: Any, want: int) -> Any:
 
 
 def _refuse_int(name: str, dtype: Any) -> None:
-    from ._errors import STEM_ERR_DTYPE, StemInputError
     raise StemInputError(STEM_ERR_DTYPE, name,
                          "%s has dtype %s; q, k and v must be floating point "
                          "(float32, float16, float64, bfloat16): convert "
