@@ -60,8 +60,6 @@
 #define BIAS_DELTA 0x1p-7
 /* A query block with fewer rows is tested within its head only. */
 #define BIAS_MIN_ROWS 16
-/* A logit component below this rms fraction of the limits is not judged. */
-#define BIAS_LOGIT_FLOOR 0.25
 /* Directions of a family at most. */
 #define KMAX 4
 
@@ -108,9 +106,6 @@ typedef struct fit {
     double beta[KMAX], z[KMAX];
     int valid[KMAX];            /* direction j was identifiable */
     double scale;               /* typical size of the values (floor) */
-    double effect[KMAX];        /* |beta_j| sqrt(A_jj / n): the size of the
-                                   fitted change against the weights */
-    int64_t n;                  /* values fitted */
 } fit;
 
 /* Invert the k x k matrix a (row major) into inv by Gauss-Jordan with
@@ -177,8 +172,6 @@ static void fit_group(const row_stats *st, int64_t n, int k, fit *f)
     }
     f->g = g;
     invert(a, k, inv, f->valid);
-    for (int i = 0; i < k; i++)
-        f->effect[i] = f->n > 0 ? sqrt(a[i * k + i] / (double)f->n) : 0;
     for (int i = 0; i < k; i++) {
         f->beta[i] = 0;
         for (int j = 0; j < k; j++)
@@ -212,7 +205,6 @@ static void fit_group(const row_stats *st, int64_t n, int k, fit *f)
                 v += inv[j * k + x] * s[x * k + y] * inv[y * k + j];
         v *= corr;
         f->z[j] = v > 0 ? f->beta[j] / sqrt(v) : (f->beta[j] != 0 ? INFINITY : 0);
-        f->effect[j] *= fabs(f->beta[j]);
     }
 }
 
@@ -471,7 +463,7 @@ static stem_status logit_fits(check_ctx *c, fit_list *l)
             rc = STEM_ERR_NOMEM;
             goto done;
         }
-        f->fam = FAM_LOGITS, f->head = h, f->qblock = -1, f->n = ln;
+        f->fam = FAM_LOGITS, f->head = h, f->qblock = -1;
         f->scale = ln ? lsum / (double)ln : 0;
         fit_group(st, qb, 3, f);
     }
@@ -493,11 +485,12 @@ done:
  * them allowed (4 for an lse offset: the log of a float32 sum, relative to
  * the typical |lse|).  out and lse components are relative (scale,
  * temperature) or absolute (lse offset).  A row shift moves its
- * component to 1: below 1/4 it is no shift.  A logit component must change
- * the logits by a quarter of their limits (rms): smaller systematic
- * differences exist between genuine kernels and the reference (a
- * normalisation constant in a value term), and below it the limits of the
- * entries decide.
+ * component to 1: below 1/4 it is no shift; so does the stride direction.
+ * The QK term's scale has the second-order floor of the scoring and stored
+ * logits' units.  The value term's component is relative: below 1/10 it is
+ * no wrong weight (a genuine fp16 kernel stores a value term 2.8% smaller
+ * than the reference's, a normalisation detail; a weight of 0.3 for 0.2 is
+ * 1/2).
  */
 static double floor_ratio(const check_ctx *c, const fit *f, int j)
 {
@@ -516,8 +509,14 @@ static double floor_ratio(const check_ctx *c, const fit *f, int j)
         if (j == 0)
             return b / ((4 * 0x1p-24 + us * us / 2) * (f->scale > 1 ? f->scale : 1));
         return b / (us * us / 2 > u32 ? us * us / 2 : u32);
-    default:
-        return f->effect[j] / BIAS_LOGIT_FLOOR;
+    default: {
+        const double usc = stem_prec_unit(c->o.score_prec);
+        const double ust = stem_prec_unit(c->o.logit_store);
+        const double sl = (usc * usc + ust * ust) / 2;
+        if (j == 0)
+            return b / (sl > u32 ? sl : u32);
+        return b / (j == 1 ? 0.1 : 0.25);
+    }
     }
 }
 

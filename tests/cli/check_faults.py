@@ -8,11 +8,13 @@ copy must FAIL naming the stage, the kind and the place; every genuine
 capture, and flash-style emulations of it in bf16 and fp16 (float32
 scores, P and out rounded to the dtype, float32 lse), must PASS.
 
-usage: check_faults.py STEM [--full] [--only NAME] [--measure]
+usage: check_faults.py STEM [--full] [--only NAME] [--capture NAME]
+                       [--measure]
   STEM       the stem binary
   --full     every capture at its full length (minutes); default: the last
              query blocks of AngelSlim s2 and FlexAttention s2 (seconds)
   --only N   faults whose name contains N
+  --capture N  captures whose name contains N (ang_s2, hpc_r1, flex_s2...)
   --measure  per capture, the smallest out scale error, softmax-scale
              error, lse offset and value-term change that fail (bisection)
 Ends with the line "faults: N passed, M failed"; exits 1 on a failure.
@@ -299,6 +301,7 @@ def logits_delta(c, tmp, stem, extra, tag):
                            stderr=subprocess.DEVNULL)
         outs.append(as_f32(read_st(f)[0]["block_logits"]).astype(np.float64))
     a, b = outs
+    c.lref = b
     fin = np.isfinite(a) & np.isfinite(b)
     return np.where(fin, np.where(fin, a, 0) - np.where(fin, b, 0), 0.0)
 
@@ -325,14 +328,18 @@ def with_logits(c, dl):
     return {"block_logits": ("F32", lg.astype(np.float32))}
 
 
-def f_value_weight(c, tmp, stem, lam=0.3):
-    dl = logits_delta(c, tmp, stem, ["--lambda", str(lam)], "lam%g" % lam)
+def f_value_weight(c, tmp, stem):
+    """The value-norm weight 1.5 times the profile's (0.3 for 0.2)."""
+    lam = 1.5 * float(c.meta.get("lambda_mag", 0.2))
+    dl = logits_delta(c, tmp, stem, ["--lambda", "%g" % lam], "lam%g" % lam)
     return with_logits(c, dl), [("logits", ("value-term bias", "logit error"),
                                  None, None)]
 
 
 def f_stride16(c, tmp, stem):
-    dl = logits_delta(c, tmp, stem, ["--stride", "16"], "s16")
+    """Twice the profile's stride (16 for 8)."""
+    s2 = 2 * int(c.meta.get("stride", 8))
+    dl = logits_delta(c, tmp, stem, ["--stride", str(s2)], "s%d" % s2)
     return with_logits(c, dl), [("logits", ("stride bias", "logit error",
                                             "logit scale bias"), None, None)]
 
@@ -427,8 +434,11 @@ def captures(full):
 
 
 # faults that may pass while they are under 3 times the kernel's own
-# error (their size depends on where the data puts weight)
-LENIENT = ("causal limit one key late",)
+# error (their size depends on where the data puts weight, or on the
+# size of the logits: hpc-ops stores logits up to 1064 in bf16, whose
+# rounding is larger than its whole value term)
+LENIENT = ("causal limit one key late", "value-norm weight x1.5 (0.3 for 0.2)",
+           "stride x2 (16 for 8)", "main diagonal scoring")
 
 
 def faults_for(what):
@@ -446,8 +456,8 @@ def faults_for(what):
         fs += [("lse +1e-3 in one head", f_lse_offset),
                ("lse in base 2 in one head", f_lse_base2)]
     if "logits" in what:
-        fs += [("value-norm weight 0.3", "value"),
-               ("stride 16", "stride"),
+        fs += [("value-norm weight x1.5 (0.3 for 0.2)", "value"),
+               ("stride x2 (16 for 8)", "stride"),
                ("main diagonal scoring", "main")]
     return fs
 
@@ -464,7 +474,14 @@ def make(c, fn, tmp, stem):
 
 def fault_size(c, t):
     """||doctored - genuine|| / ||genuine - reference|| over the out rows
-    (or lse values) the fault changed; None for logits."""
+    (or lse values, or logits) the fault changed."""
+    if "block_logits" in t and t["block_logits"] is not c.g["block_logits"] \
+            and getattr(c, "lref", None) is not None:
+        new = as_f32(t["block_logits"]).astype(np.float64)
+        old = as_f32(c.g["block_logits"]).astype(np.float64)
+        fin = np.isfinite(old) & np.isfinite(c.lref)
+        den = np.sum((old[fin] - c.lref[fin]) ** 2)
+        return math.sqrt(np.sum((new[fin] - old[fin]) ** 2) / den) if den else None
     for name in ("out", "lse"):
         if name not in t or t[name] is c.g[name]:
             continue
@@ -580,9 +597,12 @@ def main(argv):
     stem = argv[1]
     full = "--full" in argv
     only = argv[argv.index("--only") + 1] if "--only" in argv else ""
+    cap = argv[argv.index("--capture") + 1] if "--capture" in argv else ""
     npass = nfail = 0
     with tempfile.TemporaryDirectory() as tmp:
         for c, what in captures(full):
+            if cap and cap not in c.name:
+                continue
             if "--measure" in argv:
                 measure(stem, c, what, tmp)
                 continue
