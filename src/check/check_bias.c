@@ -479,9 +479,11 @@ done:
  * the smallest component that counts as a fault, whatever its standard
  * error, because rounding can do that much systematically.
  * Rounding to nearest is unbiased, but a nonlinear step after it (the
- * exponential, the division by the row sum) turns its variance into a
- * bias of second order, at most about u^2 / 2 per rounding on a relative
- * scale; float32 constants and sums add a first-order 2^-24 each, 16 of
+ * exponential, the division by the row sum) turns its variance u^2 / 3
+ * into a bias of second order, about u^2 / 6 per rounding on a relative
+ * scale; the floor allows 3u^2 / 4 for each rounding of P, scores and out,
+ * which also covers FP8 P flushed below 2^-18 of the row maximum (hpc-ops:
+ * a scale of up to 1.5e-3 in a query block, 0.53 of its floor); float32 constants and sums add a first-order 2^-24 each, 16 of
  * them allowed (4 for an lse offset: the log of a float32 sum, relative to
  * the typical |lse|).  out and lse components are relative (scale,
  * temperature) or absolute (lse offset).  A row shift moves its
@@ -498,7 +500,7 @@ static double floor_ratio(const check_ctx *c, const fit *f, int j)
     const double us = stem_prec_unit(c->o.attn_score_prec);
     const double uo = stem_prec_unit(c->o.out_store);
     const double u32 = 16 * 0x1p-24;
-    const double second = (up * up + us * us + uo * uo) / 2;
+    const double second = 0.75 * (up * up + us * us + uo * uo);
     double b = fabs(f->beta[j]);
     switch (f->fam) {
     case FAM_OUT:
