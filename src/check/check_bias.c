@@ -489,7 +489,7 @@ done:
  * temperature) or absolute (lse offset).  A row shift moves its
  * component to 1: below 1/4 it is no shift; so does the stride direction.
  * The QK term's scale has the second-order floor of the scoring and stored
- * logits' units.  The value term's component is relative: below 1/10 it is
+ * logits' units.  The value term's component is relative: below 1/20 it is
  * no wrong weight (a genuine fp16 kernel stores a value term 2.8% smaller
  * than the reference's, a normalisation detail; a weight of 0.3 for 0.2 is
  * 1/2).
@@ -517,7 +517,7 @@ static double floor_ratio(const check_ctx *c, const fit *f, int j)
         const double sl = (usc * usc + ust * ust) / 2;
         if (j == 0)
             return b / (sl > u32 ? sl : u32);
-        return b / (j == 1 ? 0.1 : 0.25);
+        return b / (j == 1 ? 0.05 : 0.25);
     }
     }
 }
