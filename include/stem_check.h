@@ -227,6 +227,8 @@ typedef enum stem_check_kind {
     STEM_KIND_LOGIT_SCALE_BIAS, /* logits along their QK term */
     STEM_KIND_LOGIT_VALUE_BIAS, /* logits along their value term */
     STEM_KIND_LOGIT_STRIDE_BIAS,/* logits towards another stride's */
+    STEM_KIND_LOGIT_GROUP_NORM_BIAS, /* logits towards a value term from
+                                   the groups' mean norm, not their max */
     STEM_KIND_COUNT
 } stem_check_kind;
 
@@ -288,12 +290,13 @@ typedef enum stem_check_bias_test {
     STEM_BIAS_LOGIT_SCALE,      /* kind LOGIT_SCALE_BIAS */
     STEM_BIAS_LOGIT_VALUE,      /* kind LOGIT_VALUE_BIAS */
     STEM_BIAS_LOGIT_STRIDE,     /* kind LOGIT_STRIDE_BIAS */
+    STEM_BIAS_LOGIT_GROUP_NORM, /* kind LOGIT_GROUP_NORM_BIAS */
     STEM_BIAS_COUNT
 } stem_check_bias_test;
 
 /* "out scale", "out temperature", "out neighbour row", "lse offset",
  * "lse temperature", "logit scale", "logit value term", "logit stride",
- * or "?" */
+ * "logit group norm", or "?" */
 STEM_API const char *stem_check_bias_name(stem_check_bias_test test);
 
 /*

@@ -286,7 +286,7 @@ static void test_names(void **state)
     assert_string_equal(stem_check_bias_name(STEM_BIAS_COUNT), "?");
     assert_string_equal(stem_check_kind_name(STEM_KIND_OUT_TEMP_BIAS),
                         "temperature bias");
-    for (int k = STEM_KIND_OUT_SCALE_BIAS; k <= STEM_KIND_LOGIT_STRIDE_BIAS; k++) {
+    for (int k = STEM_KIND_OUT_SCALE_BIAS; k <= STEM_KIND_LOGIT_GROUP_NORM_BIAS; k++) {
         assert_true(stem_check_kind_is_fault((stem_check_kind)k));
         assert_string_not_equal(stem_check_kind_name((stem_check_kind)k), "?");
     }

@@ -263,6 +263,7 @@ const char *stem_check_kind_name(stem_check_kind kind)
         [STEM_KIND_LOGIT_SCALE_BIAS] = "logit scale bias",
         [STEM_KIND_LOGIT_VALUE_BIAS] = "value-term bias",
         [STEM_KIND_LOGIT_STRIDE_BIAS] = "stride bias",
+        [STEM_KIND_LOGIT_GROUP_NORM_BIAS] = "group-norm bias",
     };
     return (unsigned)kind < STEM_KIND_COUNT && n[kind] ? n[kind] : "?";
 }

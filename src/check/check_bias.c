@@ -41,7 +41,8 @@
  *           w = 1 / limit^2; per head only): scale of the QK term
  *           X = L - V (V the value term), the value term X = V, and the
  *           logits of another stride X = L_s' - L (s' = 2s, or s/2 where
- *           2s does not divide the block).
+ *           2s does not divide the block), and the value term's change
+ *           when a group's norm is its tokens' mean norm, not their max.
  * A component must also be larger than a floor that bounds what rounding
  * could do systematically (floor_ratio); a group fails when
  * min(|z| / threshold, |component| / floor) > 1, and that minimum is what
@@ -65,7 +66,7 @@
 
 enum { FAM_OUT = 0, FAM_LSE, FAM_LOGITS, FAM_COUNT };
 
-static const int fam_k[FAM_COUNT] = {4, 2, 3};
+static const int fam_k[FAM_COUNT] = {4, 2, 4};
 
 /* The kind of direction j of family f. */
 static stem_check_kind fam_kind(int f, int j)
@@ -75,7 +76,7 @@ static stem_check_kind fam_kind(int f, int j)
          STEM_KIND_OUT_ROW_SHIFT, STEM_KIND_OUT_ROW_SHIFT},
         {STEM_KIND_LSE_OFFSET, STEM_KIND_LSE_TEMP_BIAS},
         {STEM_KIND_LOGIT_SCALE_BIAS, STEM_KIND_LOGIT_VALUE_BIAS,
-         STEM_KIND_LOGIT_STRIDE_BIAS},
+         STEM_KIND_LOGIT_STRIDE_BIAS, STEM_KIND_LOGIT_GROUP_NORM_BIAS},
     };
     return kinds[f][j];
 }
@@ -87,7 +88,8 @@ static int fam_test(int f, int j)
         {STEM_BIAS_OUT_SCALE, STEM_BIAS_OUT_TEMP, STEM_BIAS_OUT_SHIFT,
          STEM_BIAS_OUT_SHIFT},
         {STEM_BIAS_LSE_OFFSET, STEM_BIAS_LSE_TEMP},
-        {STEM_BIAS_LOGIT_SCALE, STEM_BIAS_LOGIT_VALUE, STEM_BIAS_LOGIT_STRIDE},
+        {STEM_BIAS_LOGIT_SCALE, STEM_BIAS_LOGIT_VALUE, STEM_BIAS_LOGIT_STRIDE,
+         STEM_BIAS_LOGIT_GROUP_NORM},
     };
     return tests[f][j];
 }
@@ -402,11 +404,68 @@ static stem_status head_rows(check_ctx *c, int64_t hh, head_bufs *b,
 
 /* ---------------------------------------------------------------- logits */
 
+/*
+ * The change of the z-scored value term of kv head g (docs/ALGORITHM.md
+ * section 1) when each group's norm is the mean of its tokens' norms
+ * instead of their maximum, per key block, into dt[0..kb): in float64,
+ * both terms computed here alike (groups of s tokens, ln(x + 1e-6), the
+ * z-score over the full groups or, for the padded rule, every group,
+ * ReLU, lambda, the mean over the block's groups).  work: 2 * kb * (B / s)
+ * doubles.  Zero for other value rules.
+ */
+static void group_norm_change(const check_ctx *c, int64_t g, double *work,
+                              double *dt)
+{
+    const stem_params *p = c->p;
+    const int64_t kb = c->dm.kb, lk = c->dm.lk, d = c->dm.d;
+    const int s = p->stride, G = p->block / s;
+    const int64_t ng = kb * G;
+    double *lmax = work, *lmean = work + ng;
+    memset(dt, 0, (size_t)kb * sizeof(double));
+    if (p->value_rule != STEM_VALUE_ZSCORE_FULL && p->value_rule != STEM_VALUE_ZSCORE_PADDED)
+        return;
+    float row[STEM_MAX_HEAD_DIM];
+    for (int64_t b = 0; b < ng; b++) {
+        double mx = 0, sum = 0;
+        int64_t n = 0;
+        for (int64_t t = b * s; t < (b + 1) * s && t < lk; t++, n++) {
+            stem_load_row_f32(c->v, g, t, row);
+            double n2 = 0;
+            for (int64_t e = 0; e < d; e++)
+                n2 += (double)row[e] * row[e];
+            sum += sqrt(n2);
+            if (sqrt(n2) > mx)
+                mx = sqrt(n2);
+        }
+        lmax[b] = log(mx + 1e-6);
+        lmean[b] = log((n ? sum / (double)n : 0) + 1e-6);
+    }
+    const int64_t nstat = p->value_rule == STEM_VALUE_ZSCORE_FULL ? lk / s : ng;
+    if (nstat < 2)
+        return;
+    for (int v = 0; v < 2; v++) {
+        const double *lg = v ? lmean : lmax;
+        double mean = 0, var = 0;
+        for (int64_t b = 0; b < nstat; b++)
+            mean += lg[b];
+        mean /= (double)nstat;
+        for (int64_t b = 0; b < nstat; b++)
+            var += (lg[b] - mean) * (lg[b] - mean);
+        double sd = sqrt(var / (double)(nstat - 1));
+        for (int64_t J = 0; J < kb; J++) {
+            double acc = 0;
+            for (int b = 0; b < G; b++)
+                acc += fmax(0.0, (lg[J * G + b] - mean) / (sd + 1e-6));
+            dt[J] += (v ? 1 : -1) * p->value_weight * acc / (double)G;
+        }
+    }
+}
+
 /* The logits family of every judged head, fitted per head into l: the
  * clusters are the query-block rows.  Needs c->gpu_logits.  Computes the
  * reference logits without the value term and with the other stride (two
- * scoring passes).  STEM_OK, STEM_ERR_NOMEM or an error of
- * stem_block_logits. */
+ * scoring passes) and the value term's change under mean group norms.
+ * STEM_OK, STEM_ERR_NOMEM or an error of stem_block_logits. */
 static stem_status logit_fits(check_ctx *c, fit_list *l)
 {
     const stem_dims *dm = &c->dm;
@@ -422,8 +481,12 @@ static stem_status logit_fits(check_ctx *c, fit_list *l)
     float *lv = have_value ? malloc(cells * sizeof(float)) : NULL;
     float *ls = have_stride ? malloc(cells * sizeof(float)) : NULL;
     row_stats *st = malloc((size_t)qb * sizeof(row_stats));
+    const int64_t gpb = c->p->block / c->p->stride;   /* groups a block */
+    double *gwork = malloc((size_t)(2 * kb * gpb + kb) * sizeof(double));
+    double *dt = gwork ? gwork + 2 * kb * gpb : NULL;
+    int64_t g_done = -1;
     stem_status rc = STEM_OK;
-    if ((have_value && !lv) || (have_stride && !ls) || !st) {
+    if ((have_value && !lv) || (have_stride && !ls) || !st || !gwork) {
         rc = STEM_ERR_NOMEM;
         goto done;
     }
@@ -431,9 +494,13 @@ static stem_status logit_fits(check_ctx *c, fit_list *l)
         (have_stride && (rc = stem_block_logits(&ps, c->q, c->k, c->v, ls)) != STEM_OK))
         goto done;
     for (int64_t hh = 0; hh < c->nh; hh++) {
-        const int64_t h = c->h0 + hh;
+        const int64_t h = c->h0 + hh, g = h / (dm->hq / dm->hkv);
         double lsum = 0;
         int64_t ln = 0;
+        if (g != g_done) {
+            group_norm_change(c, g, gwork, dt);
+            g_done = g;
+        }
         for (int64_t I = 0; I < qb; I++) {
             row_stats *rs = &st[I];
             memset(rs, 0, sizeof(*rs));
@@ -444,17 +511,18 @@ static stem_status logit_fits(check_ctx *c, fit_list *l)
                 double lim = c->limit[gi];
                 if (!isfinite(L) || !isfinite(G) || !(lim > 0))
                     continue;
-                double x[3];
+                double x[4];
                 double vterm = have_value ? L - lv[ri] : 0;
                 x[0] = L - vterm;
                 x[1] = vterm;
                 x[2] = have_stride && isfinite(ls[ri]) ? ls[ri] - L : 0;
+                x[3] = dt[J];
                 double w = 1 / (lim * lim), err = G - L;
                 lsum += fabs(L), ln++;
-                for (int i = 0; i < 3; i++) {
+                for (int i = 0; i < 4; i++) {
                     rs->xe[i] += w * x[i] * err;
-                    for (int j = 0; j < 3; j++)
-                        rs->xx[i * 3 + j] += w * x[i] * x[j];
+                    for (int j = 0; j < 4; j++)
+                        rs->xx[i * 4 + j] += w * x[i] * x[j];
                 }
             }
         }
@@ -465,10 +533,10 @@ static stem_status logit_fits(check_ctx *c, fit_list *l)
         }
         f->fam = FAM_LOGITS, f->head = h, f->qblock = -1;
         f->scale = ln ? lsum / (double)ln : 0;
-        fit_group(st, qb, 3, f);
+        fit_group(st, qb, 4, f);
     }
 done:
-    free(lv), free(ls), free(st);
+    free(lv), free(ls), free(st), free(gwork);
     return rc;
 }
 
@@ -517,7 +585,7 @@ static double floor_ratio(const check_ctx *c, const fit *f, int j)
         const double sl = (usc * usc + ust * ust) / 2;
         if (j == 0)
             return b / (sl > u32 ? sl : u32);
-        return b / (j == 1 ? 0.05 : 0.25);
+        return b / (j == 1 ? 0.05 : 0.25);   /* stride, group norm: 1 */
     }
     }
 }
@@ -671,6 +739,7 @@ const char *stem_check_bias_name(stem_check_bias_test test)
 {
     static const char *const n[STEM_BIAS_COUNT] = {
         "out scale", "out temperature", "out neighbour row", "lse offset",
-        "lse temperature", "logit scale", "logit value term", "logit stride"};
+        "lse temperature", "logit scale", "logit value term", "logit stride",
+        "logit group norm"};
     return (unsigned)test < STEM_BIAS_COUNT ? n[test] : "?";
 }

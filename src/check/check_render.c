@@ -152,6 +152,7 @@ static void item_text(sbuf *s, const stem_check_item *x)
     case STEM_KIND_LOGIT_SCALE_BIAS:
     case STEM_KIND_LOGIT_VALUE_BIAS:
     case STEM_KIND_LOGIT_STRIDE_BIAS:
+    case STEM_KIND_LOGIT_GROUP_NORM_BIAS:
         if (x->qblock >= 0)
             put(s, " qblock %lld", (long long)x->qblock);
         else
