@@ -170,7 +170,7 @@ $(FAULT_LIB): tests/fault/failalloc.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O2 -g -Wall -Wextra -fPIC -shared -o $@ $< -ldl
 
-tests: $(TEST_BIN) $(BUILD)/stem $(EXAMPLE_BIN) $(MPI_BIN) $(FAULT_LIB)
+tests: $(TEST_BIN) $(BUILD)/stem $(BUILD)/$(SONAME) $(EXAMPLE_BIN) $(MPI_BIN) $(FAULT_LIB)
 
 # The test command of README.md: every test binary, then the CLI tests.
 test-deps:

@@ -76,13 +76,13 @@ else
     echo "FAIL detected ISA and scalar outputs differ or are missing"
 fi
 
-# failing runs
-vg "run: missing input" 1 "$STEM" run "$T/nope.safetensors" -o "$T/x.safetensors"
+# failing runs: bad input is exit 2 (docs/CLI.md), whatever the cause
+vg "run: missing input" 2 "$STEM" run "$T/nope.safetensors" -o "$T/x.safetensors"
 head -c 700 "$T/in.safetensors" >"$T/trunc.safetensors"
-vg "run: truncated input" 1 "$STEM" run "$T/trunc.safetensors" -o "$T/x.safetensors"
+vg "run: truncated input" 2 "$STEM" run "$T/trunc.safetensors" -o "$T/x.safetensors"
 vg "run: bad option" 2 "$STEM" run "$T/in.safetensors" --alpha 7 -o "$T/x.safetensors"
-vg "run: output directory missing" 1 "$STEM" run "$T/in.safetensors" -o "$T/no/dir/x.safetensors"
-vg "run: q longer than k (wrong --layout)" 1 "$STEM" run "$T/in.safetensors" --layout nhd -o "$T/x.safetensors"
+vg "run: output directory missing" 2 "$STEM" run "$T/in.safetensors" -o "$T/no/dir/x.safetensors"
+vg "run: q longer than k (wrong --layout)" 2 "$STEM" run "$T/in.safetensors" --layout nhd -o "$T/x.safetensors"
 
 echo "valgrind: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
