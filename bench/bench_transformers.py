@@ -1,36 +1,51 @@
 #!/usr/bin/env python3
-"""bench_transformers.py - a whole transformers model's prefill on the CPU
-with attn_implementation="stem" against "sdpa", one process.
+"""bench_transformers.py - a whole model's prefill on the CPU with
+attn_implementation="stem" against "sdpa" and against FlexAttention given
+stem's own block masks: every ratio and the bound from one run.
 
-    python3 bench/bench_transformers.py [--layers 2] [--threads 16]
-        [--sizes 16k,32k] [--check 8192] [--flex]
+    python3 bench/bench_transformers.py [--layers 4] [--threads T]
+        [--sizes 16k,32k,64k,128k] [--check 2048] [--no-zeros] [--no-flex]
+        [--model auto|transformers|tiny] [--hidden 4096] [--mlp 14336]
+        [--heads 32/8] [--head-dim 128] [--vocab 4096]
 
-The model is Llama-shaped with random weights (hidden 4096, 32 query and 8
-key/value heads of d 128, MLP 14336, bf16; a small vocabulary, since the
-LM head is not what is measured), built from a config: nothing is fetched.
+The model is Llama-shaped with random weights (defaults: Llama-8B's layer,
+hidden 4096, 32 query and 8 key/value heads of d 128, MLP 14336, bf16; a
+small vocabulary, since the LM head is not what is measured), built from a
+config: nothing is fetched.  --model transformers builds it with Hugging
+Face transformers (LlamaForCausalLM); --model tiny with tiny_llama.py
+beside this script, which calls the attention functions as transformers
+does (for machines without transformers); auto takes transformers where it
+is installed.
 
---check N first compares logits on an N-token prompt:
-  - "stem_dense" (the library's exact attention) against "sdpa": both exact,
-    so they differ by bf16 rounding only; "eager" against "sdpa" beside it
-    gives that level;
-  - "stem" against FlexAttention given stem's own block mask (each layer's
-    mask from stem_attn.prefill on the same q, k, v), where FlexAttention
-    runs (--flex), else against the library's sparse attention under that
-    mask through torch.nn.functional.scaled_dot_product_attention with the
-    mask expanded to tokens.
+--check N first compares the logits on an N-token prompt (relative L2):
+  eager vs sdpa         two exact attentions: the bf16 rounding level
+  stem_dense vs sdpa    the library's exact attention: at that level
+  stem vs flex          stem against FlexAttention (uncompiled: its
+                        reference implementation) given stem's own block
+                        mask of each layer; where torch has no
+                        FlexAttention, against attention by its definition
+                        (float32) under that mask
+  stem vs sdpa          what dropping blocks changes
 
-Then for each size, one forward of the base model (no LM head,
-use_cache=False) under torch.inference_mode, timed once after a short
-warm-up:
-  zeros   attention replaced by zeros: everything but attention
-  sdpa    PyTorch's scaled_dot_product_attention (causal, GQA)
-  stem    the stem backend; each attention call timed, its q, k, v kept
+Then for each size, one forward of the base model (use_cache=False,
+torch.no_grad) each, after a warm-up at 1024 tokens:
+  sdpa    transformers' "sdpa" (causal, grouped heads)
+  zeros   attention replaced by zeros: the model's non-attention time
+          (--no-zeros: that time is taken as stem's forward less its
+          attention calls instead)
+  stem    the stem backend, each attention call timed and its q, k, v kept
   alone   the library's stem_prefill alone on those q, k, v (ctypes, the
-          output buffer allocated once): stem's attention without the glue
-and prints the bound (zeros + alone + 5% of alone), the backend's glue
-(its calls' time less alone) and the ratios sdpa / stem.  --flex also
-times the model with FlexAttention under stem's masks (compile excluded).
-STEM_ISA=amx in the environment selects the AMX kernels (not bit-exact).
+          output buffer allocated and touched once): stem's attention
+          without the integration
+  flex    FlexAttention, torch.compile'd (the compile on layer 0's q, k, v
+          before the forward, not counted), given the block mask stem
+          chose for each layer
+and prints, beside each time, the ratios sdpa / stem and flex / stem, the
+bound for stem (non-attention + attention alone + 5% of it: the
+integration may cost 5% of the attention), the glue (stem's calls less
+the attention alone), and the logits of stem against flex and against
+sdpa at that size.  A markdown table closes the run.
+STEM_ISA=amx in the environment selects the library's AMX kernels.
 """
 import argparse
 import ctypes as C
@@ -42,27 +57,59 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
+sys.path.insert(0, HERE)
 
 import stem_attn  # noqa: E402
 import stem_attn.torch as st  # noqa: E402
 from stem_attn import _abi, _lib  # noqa: E402
 
-import transformers  # noqa: E402
-from transformers import AttentionInterface, LlamaConfig, LlamaForCausalLM  # noqa: E402
+import tiny_llama  # noqa: E402
+from bench_torch import BLOCK, cpu_line, flex_block_mask  # noqa: E402
 
-SIZES = {"4k": 4096, "8k": 8192, "16k": 16384, "32k": 32768,
-         "64k": 65536, "128k": 131072}
+T0 = time.perf_counter()
 
 
-def build_model(layers, n_max):
-    cfg = LlamaConfig(hidden_size=4096, intermediate_size=14336,
-                      num_attention_heads=32, num_key_value_heads=8,
-                      head_dim=128, num_hidden_layers=layers,
-                      vocab_size=4096, max_position_embeddings=n_max,
-                      rope_theta=500000.0, tie_word_embeddings=False)
+def tokens(text):
+    """'16k' -> 16384, '2048' -> 2048; a multiple of the block."""
+    t = text.strip().lower()
+    n = int(t[:-1]) * 1024 if t.endswith("k") else int(t)
+    if n <= 0 or n % BLOCK:
+        raise argparse.ArgumentTypeError("%r: tokens must be a positive "
+                                         "multiple of %d" % (text, BLOCK))
+    return n
+
+
+def label(n):
+    return "%dK" % (n // 1024) if n % 1024 == 0 else str(n)
+
+
+def say(text=""):
+    print(text)
+    sys.stdout.flush()
+
+
+# ----------------------------------------------------------------- model
+def build_model(a, n_max):
+    """(model, register(name, fn), kind) with random bf16 weights."""
+    hq, hkv = (int(x) for x in a.heads.split("/"))
+    shape = dict(hidden_size=a.hidden, intermediate_size=a.mlp,
+                 num_attention_heads=hq, num_key_value_heads=hkv,
+                 head_dim=a.head_dim, num_hidden_layers=a.layers,
+                 vocab_size=a.vocab)
     torch.manual_seed(0)
+    if a.model == "tiny":
+        model = tiny_llama.CausalLM(tiny_llama.config(**shape))
+        return model.to(torch.bfloat16).eval(), tiny_llama.ATTENTION.register
+    from transformers import AttentionInterface, LlamaConfig, LlamaForCausalLM
+    from transformers.masking_utils import AttentionMaskInterface
+    cfg = LlamaConfig(max_position_embeddings=n_max, rope_theta=500000.0,
+                      tie_word_embeddings=False, **shape)
     model = LlamaForCausalLM(cfg).to(torch.bfloat16).eval()
-    return model
+
+    def register(name, fn):
+        AttentionInterface.register(name, fn)
+        AttentionMaskInterface.register(name, st.mask_function)
+    return model, register
 
 
 def set_attn(model, name):
@@ -72,11 +119,22 @@ def set_attn(model, name):
         model.config._attn_implementation = name
 
 
-# ------------------------------------------------------- extra backends
+# ------------------------------------------------------ extra backends
 CALLS = []      # (seconds, query, key, value) of the timed stem run
 KEEP = {"on": False}
-MASKS = {}      # layer index -> stem's block mask [Hq, Qb, Kb] (torch bool)
-FLEX = {}
+MASKS = {}      # layer index -> FlexAttention BlockMask of stem's mask
+FLEX = {}       # "api": flex_attention or None; "ref": the same for the
+#                 check, None once it failed; "fn": api torch.compile'd
+
+
+def flex_api():
+    """torch's flex_attention, or None and why not."""
+    try:
+        from torch.nn.attention.flex_attention import flex_attention
+    except ImportError:
+        return None, ("torch %s has no torch.nn.attention.flex_attention"
+                      % torch.__version__)
+    return flex_attention, None
 
 
 def zeros_attention(module, query, key, value, attention_mask, **kw):
@@ -94,93 +152,81 @@ def timed_stem(module, query, key, value, attention_mask, **kw):
 
 
 def stem_mask(query, key, value):
+    """stem's block mask [Hq, Qb, Kb] (uint8 numpy) for one sequence, with
+    the settings the backend uses (the default profile, bf16 mode)."""
     r = stem_attn.prefill(query[0], key[0], value[0], compute="bf16",
                           threads=torch.get_num_threads())
-    return torch.from_numpy(r.mask).bool()
-
-
-def flex_block_mask(mask, n):
-    """FlexAttention's BlockMask for stem's block mask [H, Qb, Kb] (128-token
-    blocks, causal): blocks below the diagonal full, the diagonal partial."""
-    from torch.nn.attention.flex_attention import BlockMask
-    h, qb, kb = mask.shape
-    qi = torch.arange(qb).view(qb, 1)
-    kj = torch.arange(kb).view(1, kb)
-    full = mask & (kj < qi)
-    full_num = full.sum(-1, dtype=torch.int32).unsqueeze(0)
-    full_idx = torch.argsort((~full).to(torch.int8), dim=-1, stable=True)
-    full_idx = full_idx.to(torch.int32).unsqueeze(0).contiguous()
-    part_num = torch.ones((1, h, qb), dtype=torch.int32)
-    part_idx = torch.zeros((1, h, qb, kb), dtype=torch.int32)
-    part_idx[..., 0] = torch.arange(qb, dtype=torch.int32)
-
-    def causal(b, hh, q_idx, kv_idx):
-        return q_idx >= kv_idx
-    return BlockMask.from_kv_blocks(part_num, part_idx, full_num, full_idx,
-                                    BLOCK_SIZE=128, mask_mod=causal,
-                                    seq_lengths=(n, n))
-
-
-def flex_fn():
-    if "fn" not in FLEX:
-        from torch.nn.attention.flex_attention import flex_attention
-        FLEX["fn"] = torch.compile(flex_attention, dynamic=False)
-    return FLEX["fn"]
+    return r.mask
 
 
 def masked_reference(module, query, key, value, attention_mask, **kw):
-    """Attention under stem's own block mask of this call, by FlexAttention
-    (--flex) or by SDPA with the mask expanded to tokens."""
+    """Attention under stem's own block mask of this call: FlexAttention
+    (its uncompiled reference) where torch has it, else the definition in
+    float32 with the mask expanded to tokens."""
     n = query.shape[2]
     mask = stem_mask(query, key, value)
-    if FLEX.get("use"):
-        out = flex_fn()(query, key, value, block_mask=flex_block_mask(mask, n),
-                        enable_gqa=True)
+    if FLEX["ref"] is not None:
+        out = FLEX["ref"](query, key, value,
+                          block_mask=flex_block_mask(torch, mask, n),
+                          enable_gqa=True)
     else:
-        tok = mask.repeat_interleave(128, 1).repeat_interleave(128, 2)
+        sel = torch.from_numpy(mask).bool()
+        tok = sel.repeat_interleave(BLOCK, 1).repeat_interleave(BLOCK, 2)
         tok = tok[:, :n, :n] & torch.ones(n, n, dtype=torch.bool).tril()
-        rep = query.shape[1] // key.shape[1]
-        out = torch.nn.functional.scaled_dot_product_attention(
-            query, key.repeat_interleave(rep, 1),
-            value.repeat_interleave(rep, 1), attn_mask=tok.unsqueeze(0))
+        out = tiny_llama.math_attention(query.float(), key.float(),
+                                        value.float(), query.shape[3] ** -0.5,
+                                        tok).to(query.dtype)
     return out.transpose(1, 2).contiguous(), None
 
 
 def flex_timed(module, query, key, value, attention_mask, **kw):
-    bm = MASKS[module.layer_idx]
-    out = flex_fn()(query, key, value, block_mask=bm, enable_gqa=True)
+    out = FLEX["fn"](query, key, value, block_mask=MASKS[module.layer_idx],
+                     enable_gqa=True)
     return out.transpose(1, 2).contiguous(), None
 
 
 # ------------------------------------------------------------ measuring
 def forward(model, ids):
-    with torch.inference_mode():
+    """Seconds of one forward of the base model, and its last hidden
+    state."""
+    with torch.no_grad():
         t0 = time.perf_counter()
-        model.model(input_ids=ids, use_cache=False)
-        return time.perf_counter() - t0
+        h = model.model(input_ids=ids, use_cache=False).last_hidden_state
+        return time.perf_counter() - t0, h
 
 
 def logits(model, ids):
-    with torch.inference_mode():
+    with torch.no_grad():
         return model(input_ids=ids, use_cache=False).logits.float()
 
 
-def rel(a, b):
-    return float((a - b).norm() / b.norm())
+def rel_logits(model, h, ref):
+    """Relative L2 of the logits of the hidden states h against ref's,
+    4096 positions at a time."""
+    num = den = 0.0
+    with torch.no_grad():
+        for i in range(0, h.shape[1], 4096):
+            a = model.lm_head(h[:, i:i + 4096]).float()
+            b = model.lm_head(ref[:, i:i + 4096]).float()
+            num += float((a - b).pow(2).sum())
+            den += float(b.pow(2).sum())
+    return (num / den) ** 0.5
 
 
 def alone(calls, threads):
     """The library's stem_prefill alone on the kept q, k, v: seconds, and
-    each call's block mask (for FlexAttention under the same masks)."""
+    each call's block mask [Hq, Qb, Kb] (uint8 numpy)."""
     p = st.resolve_params(None, {"stem_threads": threads}, "bf16")
     f = _lib.func("stem_prefill")
+    _, q0, _, _ = calls[0]
+    b, hq, n, d = q0.shape
+    out = torch.zeros((n, hq, d), dtype=torch.float32)  # touched once
+    qb = (n + p.block - 1) // p.block
     total, masks = 0.0, []
     for _, q, k, v in calls:
-        b, hq, n, d = q.shape
-        out = torch.empty((n, hq, d), dtype=torch.float32)
-        qb = (n + p.block - 1) // p.block
-        mask = torch.empty((hq, qb, qb), dtype=torch.uint8)
-        vq, vk, vv = (stem_attn._tensors.view3(x[0], "x") for x in (q, k, v))
+        mask = torch.zeros((hq, qb, qb), dtype=torch.uint8)
+        vq, vk, vv = (st._view(x[0], name) for x, name in
+                      ((q, "query"), (k, "key"), (v, "value")))
         to = _abi.stem_tensor(out.data_ptr(), _abi.DTYPE["F32"], hq, n, d, d,
                               hq * d)
         t0 = time.perf_counter()
@@ -189,111 +235,202 @@ def alone(calls, threads):
         total += time.perf_counter() - t0
         if s != 0:
             raise stem_attn.StemError(s, "stem_prefill")
-        masks.append(mask.bool())
+        masks.append(mask.numpy())
     return total, masks
 
 
+def check(model, a, g):
+    """The logits comparisons at a.check tokens."""
+    ids = torch.randint(0, a.vocab, (1, a.check), generator=g)
+    res = {}
+    names = ["sdpa", "eager", "stem_dense", "stem", "stem_masked_ref"]
+    if a.check > 8192:
+        names.remove("eager")  # its full score matrices
+    for name in names:
+        set_attn(model, name)
+        t0 = time.perf_counter()
+        try:
+            res[name] = logits(model, ids)
+        except Exception as e:  # noqa: BLE001 - the reference may fail
+            if name != "stem_masked_ref" or FLEX["ref"] is None:
+                raise
+            say("  FlexAttention's reference failed (%s: %s); the definition "
+                "under stem's masks instead" % (type(e).__name__,
+                                                 str(e).splitlines()[0][:200]))
+            FLEX["ref"] = None
+            res[name] = logits(model, ids)
+        say("  logits with %-16s %7.2f s" % (name, time.perf_counter() - t0))
+
+    def rel(x, y):
+        return float((res[x] - res[y]).norm() / res[y].norm())
+    say("logits at %d tokens, relative L2:" % a.check)
+    if "eager" in res:
+        say("  eager      vs sdpa: %.2e  (two exact attentions: the bf16 "
+            "rounding level)%s" % (rel("eager", "sdpa"), "" if
+                                   tiny_llama.HAS_SDPA or a.model != "tiny"
+                                   else " [this torch has no SDPA: sdpa is "
+                                   "eager]"))
+    say("  stem_dense vs sdpa: %.2e" % rel("stem_dense", "sdpa"))
+    say("  stem       vs %s under stem's masks: %.2e" % (
+        "flex" if FLEX["ref"] is not None else "the definition",
+        rel("stem", "stem_masked_ref")))
+    say("  stem       vs sdpa: %.2e  (what dropping blocks changes)"
+        % rel("stem", "sdpa"))
+
+
+def measure(model, a, n, g):
+    """One size: every forward, its line printed as soon as it is timed.
+    Returns the table row's figures."""
+    ids = torch.randint(0, a.vocab, (1, n), generator=g)
+    r = {"n": n}
+    say("\n%s tokens, %d layers  [%.0f s into the run]"
+        % (label(n), a.layers, time.perf_counter() - T0))
+    set_attn(model, "sdpa")
+    r["sdpa"], h_sdpa = forward(model, ids)
+    say("  sdpa                      %8.2f s" % r["sdpa"])
+    if a.zeros:
+        set_attn(model, "zeros")
+        r["zeros"], _ = forward(model, ids)
+        say("  zeros (non-attention)     %8.2f s" % r["zeros"])
+    set_attn(model, "stem_timed")
+    CALLS.clear()
+    KEEP["on"] = True
+    r["stem"], h_stem = forward(model, ids)
+    KEEP["on"] = False
+    r["calls"] = sum(c[0] for c in CALLS)
+    r["alone"], masks = alone(CALLS, a.threads)
+    r["kept"] = sum(float(m.mean()) for m in masks) / len(masks)
+    if a.zeros:
+        r["non"], how = r["zeros"], "the zeros run"
+    else:
+        r["non"], how = r["stem"] - r["calls"], "stem's forward less its calls"
+    r["bound"] = r["non"] + 1.05 * r["alone"]
+    r["glue"] = r["calls"] - r["alone"]
+    say("  stem                      %8.2f s   sdpa / stem %.2fx   bound "
+        "%.2f s: %s" % (r["stem"], r["sdpa"] / r["stem"], r["bound"],
+                        "held" if r["stem"] <= r["bound"] else "ABOVE"))
+    say("    bound = non-attention %.2f s (%s) + attention alone %.2f s "
+        "+ 5%%" % (r["non"], how, r["alone"]))
+    say("    stem's attention calls %.2f s, glue %.3f s = %.1f%% of the "
+        "attention alone; stem keeps %.1f%% of the block pairs"
+        % (r["calls"], r["glue"], 100 * r["glue"] / r["alone"],
+           100 * r["kept"]))
+    if FLEX["api"] is not None:
+        try:
+            flex_forward(model, ids, masks, n, r)
+            r["flex_vs_stem"] = rel_logits(model, h_stem, r.pop("h_flex"))
+        except Exception as e:  # noqa: BLE001 - report, go on
+            say("  flex: failed (%s: %s)" % (type(e).__name__,
+                                            str(e).splitlines()[0][:200]))
+    r["stem_vs_sdpa"] = rel_logits(model, h_stem, h_sdpa)
+    say("  logits, relative L2: stem vs flex under stem's masks %s; "
+        "stem vs sdpa %.2e" % ("%.2e" % r["flex_vs_stem"] if "flex_vs_stem"
+                               in r else "-", r["stem_vs_sdpa"]))
+    CALLS.clear()
+    say("  row: " + row(r))
+    return r
+
+
+def flex_forward(model, ids, masks, n, r):
+    """FlexAttention under stem's masks: compile on layer 0, then time."""
+    for i, m in enumerate(masks):
+        MASKS[i] = flex_block_mask(torch, m, n)
+    if "fn" not in FLEX:
+        FLEX["fn"] = torch.compile(FLEX["api"], dynamic=False)
+    _, q, k, v = CALLS[0]
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        FLEX["fn"](q, k, v, block_mask=MASKS[0], enable_gqa=True)
+    compile_s = time.perf_counter() - t0
+    set_attn(model, "flex_stem_masks")
+    r["flex"], r["h_flex"] = forward(model, ids)
+    say("  flex, stem's masks        %8.2f s   flex / stem %.2fx   "
+        "(compile %.1f s, not counted)" % (r["flex"], r["flex"] / r["stem"],
+                                           compile_s))
+
+
+def row(r):
+    def t(key):
+        return "%.2f" % r[key] if key in r else "-"
+    flex = "%.2fx" % (r["flex"] / r["stem"]) if "flex" in r else "-"
+    return ("| %s | %s | %s | %s | %s | %s | %.3f (%.1f%%) | %.2fx | %s |"
+            % (label(r["n"]), t("non"), t("sdpa"), t("flex"), t("stem"),
+               t("bound"), r["glue"], 100 * r["glue"] / r["alone"],
+               r["sdpa"] / r["stem"], flex))
+
+
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=16)
-    ap.add_argument("--sizes", default="16k,32k")
-    ap.add_argument("--check", type=int, default=8192,
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--sizes", default="16k,32k,64k,128k")
+    ap.add_argument("--check", type=int, default=2048,
                     help="tokens of the logits checks (0: none)")
-    ap.add_argument("--flex", action="store_true")
+    ap.add_argument("--no-zeros", dest="zeros", action="store_false")
+    ap.add_argument("--no-flex", action="store_true")
+    ap.add_argument("--model", choices=("auto", "transformers", "tiny"),
+                    default="auto")
+    ap.add_argument("--hidden", type=int, default=4096)
+    ap.add_argument("--mlp", type=int, default=14336)
+    ap.add_argument("--heads", default="32/8")
+    ap.add_argument("--head-dim", type=int, default=128)
+    ap.add_argument("--vocab", type=int, default=4096)
     a = ap.parse_args()
+    try:
+        sizes = [tokens(x) for x in a.sizes.split(",") if x]
+        if a.check:
+            tokens(str(a.check))
+    except argparse.ArgumentTypeError as e:
+        ap.error(str(e))
     torch.set_num_threads(a.threads)
     isa = C.c_int(0)
     s = _lib.func("stem_isa_active")(C.byref(isa))
     if s != 0:
         sys.exit("stem: STEM_ISA=%s: %s" % (os.environ.get("STEM_ISA"),
                                              stem_attn.StemError(s)))
-    sizes = [SIZES[x] for x in a.sizes.split(",") if x]
-    n_max = max(sizes + [a.check, 4096])
-    print("stem %s (isa %s), torch %s, transformers %s, %d threads; "
-          "Llama-shaped, %d layers, bf16, random weights" % (
-              stem_attn.version(), _lib.func("stem_isa_name")(isa.value)
-              .decode(), torch.__version__, transformers.__version__,
-              a.threads, a.layers))
-    AttentionInterface.register("zeros", zeros_attention)
-    AttentionInterface.register("stem_timed", timed_stem)
-    AttentionInterface.register("stem_masked_ref", masked_reference)
-    AttentionInterface.register("flex_stem_masks", flex_timed)
-    from transformers.masking_utils import AttentionMaskInterface
-    for name in ("zeros", "stem_timed", "stem_masked_ref", "flex_stem_masks"):
-        AttentionMaskInterface.register(name, st.mask_function)
-    FLEX["use"] = a.flex
-    model = build_model(a.layers, n_max)
+    if a.model == "auto":
+        try:
+            import transformers  # noqa: F401
+            a.model = "transformers"
+        except ImportError:
+            a.model = "tiny"
+    FLEX["api"], why = flex_api() if not a.no_flex else (None, "--no-flex")
+    FLEX["ref"] = FLEX["api"]
+    n_max = max(sizes + [a.check, 1024])
+    model, register = build_model(a, n_max)
+    if a.model == "transformers":
+        import transformers
+        what = "transformers %s LlamaForCausalLM" % transformers.__version__
+    else:
+        what = "tiny_llama.py (transformers' calls, not transformers)"
+    say("stem %s (isa %s), torch %s, %s; %d threads; %s" % (
+        stem_attn.version(), _lib.func("stem_isa_name")(isa.value).decode(),
+        torch.__version__, what, a.threads, cpu_line()))
+    say("model: %d layers, hidden %d, heads %s of d %d, MLP %d, vocab %d, "
+        "bf16, random weights (built in %.1f s)" % (
+            a.layers, a.hidden, a.heads, a.head_dim, a.mlp, a.vocab,
+            time.perf_counter() - T0))
+    say("flex: %s" % ("torch.nn.attention.flex_attention" if FLEX["api"]
+                      else "not available (%s)" % why))
+    for name, fn in (("stem", st.attention_forward),
+                     ("stem_dense", st.dense_attention_forward),
+                     ("zeros", zeros_attention), ("stem_timed", timed_stem),
+                     ("stem_masked_ref", masked_reference),
+                     ("flex_stem_masks", flex_timed)):
+        register(name, fn)
     g = torch.Generator().manual_seed(1)
-
     if a.check:
-        ids = torch.randint(0, 4096, (1, a.check), generator=g)
-        res = {}
-        for name in ("sdpa", "eager", "stem_dense", "stem",
-                     "stem_masked_ref"):
-            if name == "eager" and a.check > 8192:
-                continue
-            set_attn(model, name)
-            t0 = time.perf_counter()
-            res[name] = logits(model, ids)
-            print("  logits %-16s %6.2f s" % (name, time.perf_counter() - t0))
-        print("check at %d tokens (relative L2 of the logits):" % a.check)
-        if "eager" in res:
-            print("  eager      vs sdpa: %.3e   (bf16 rounding level)"
-                  % rel(res["eager"], res["sdpa"]))
-        print("  stem_dense vs sdpa: %.3e" % rel(res["stem_dense"],
-                                                 res["sdpa"]))
-        print("  stem vs %s under stem's masks: %.3e" % (
-            "FlexAttention" if a.flex else "SDPA", rel(res["stem"],
-                                                       res["stem_masked_ref"])))
-        print("  stem       vs sdpa: %.3e   (what the sparsity changes)"
-              % rel(res["stem"], res["sdpa"]))
-        sys.stdout.flush()
-
-    warm = torch.randint(0, 4096, (1, 1024), generator=g)
+        check(model, a, g)
+    warm = torch.randint(0, a.vocab, (1, 1024), generator=g)
     for name in ("zeros", "sdpa", "stem_timed"):
         set_attn(model, name)
         forward(model, warm)
-    for n in sizes:
-        ids = torch.randint(0, 4096, (1, n), generator=g)
-        t = {}
-        set_attn(model, "zeros")
-        t["zeros"] = forward(model, ids)
-        set_attn(model, "sdpa")
-        t["sdpa"] = forward(model, ids)
-        set_attn(model, "stem_timed")
-        CALLS.clear()
-        KEEP["on"] = True
-        t["stem"] = forward(model, ids)
-        KEEP["on"] = False
-        calls = sum(c[0] for c in CALLS)
-        t["alone"], masks = alone(CALLS, a.threads)
-        if a.flex:
-            for i, m in enumerate(masks):
-                MASKS[i] = flex_block_mask(m, n)
-            set_attn(model, "flex_stem_masks")
-            forward(model, ids)  # compiles
-            t["flex"] = forward(model, ids)
-        CALLS.clear()
-        bound = t["zeros"] + 1.05 * t["alone"]
-        kept = sum(float(m.float().mean()) for m in masks) / len(masks)
-        print("\n%dK tokens (%d layers; stem keeps %.1f%% of the block pairs "
-              "it scores):" % (n // 1024, a.layers, 100 * kept))
-        print("  non-attention (zeros)  %8.2f s" % t["zeros"])
-        print("  sdpa                   %8.2f s" % t["sdpa"])
-        if "flex" in t:
-            print("  FlexAttention, stem's masks %5.2f s" % t["flex"])
-        print("  stem                   %8.2f s   bound %.2f s (non-attention "
-              "%.2f + attention alone %.2f + 5%%)%s" % (
-                  t["stem"], bound, t["zeros"], t["alone"],
-                  "" if t["stem"] <= bound else "  ABOVE THE BOUND"))
-        print("  stem's attention calls %8.2f s   glue %.3f s = %.1f%% of the "
-              "attention alone" % (calls, calls - t["alone"],
-                                   100 * (calls - t["alone"]) / t["alone"]))
-        print("  sdpa / stem: %.2fx%s" % (
-            t["sdpa"] / t["stem"], "   flex / stem: %.2fx" %
-            (t["flex"] / t["stem"]) if "flex" in t else ""))
-        sys.stdout.flush()
+    rows = [measure(model, a, n, g) for n in sizes]
+    say("\n| tokens | non-attention | sdpa | flex, stem's masks | stem | "
+        "bound | glue | sdpa / stem | flex / stem |")
+    say("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        say(row(r))
 
 
 if __name__ == "__main__":
