@@ -399,8 +399,8 @@ def main():
     n_max = max(sizes + [a.check, 1024])
     model, register = build_model(a, n_max)
     if a.model == "transformers":
-        import transformers
-        what = "transformers %s LlamaForCausalLM" % transformers.__version__
+        what = ("transformers %s LlamaForCausalLM"
+                % sys.modules["transformers"].__version__)
     else:
         what = "tiny_llama.py (transformers' calls, not transformers)"
     say("stem %s (isa %s), torch %s, %s; %d threads; %s" % (
