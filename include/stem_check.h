@@ -229,6 +229,10 @@ typedef enum stem_check_kind {
     STEM_KIND_LOGIT_STRIDE_BIAS,/* logits towards another stride's */
     STEM_KIND_LOGIT_GROUP_NORM_BIAS, /* logits towards a value term from
                                    the groups' mean norm, not their max */
+    STEM_KIND_OUT_HEAD_SHIFT,   /* out towards the next (col 1) or the
+                                   previous (col -1) query head's */
+    STEM_KIND_OUT_KV_HEAD,      /* out towards attention with another kv
+                                   head's k and v (col: that kv head) */
     STEM_KIND_COUNT
 } stem_check_kind;
 
@@ -291,12 +295,14 @@ typedef enum stem_check_bias_test {
     STEM_BIAS_LOGIT_VALUE,      /* kind LOGIT_VALUE_BIAS */
     STEM_BIAS_LOGIT_STRIDE,     /* kind LOGIT_STRIDE_BIAS */
     STEM_BIAS_LOGIT_GROUP_NORM, /* kind LOGIT_GROUP_NORM_BIAS */
+    STEM_BIAS_OUT_HEAD,         /* kind OUT_HEAD_SHIFT (both neighbours) */
+    STEM_BIAS_OUT_KV_HEAD,      /* kind OUT_KV_HEAD */
     STEM_BIAS_COUNT
 } stem_check_bias_test;
 
 /* "out scale", "out temperature", "out neighbour row", "lse offset",
  * "lse temperature", "logit scale", "logit value term", "logit stride",
- * "logit group norm", or "?" */
+ * "logit group norm", "out neighbour head", "out kv head", or "?" */
 STEM_API const char *stem_check_bias_name(stem_check_bias_test test);
 
 /*

@@ -9,8 +9,10 @@
  * (the flash arithmetic's storage), lse float32; faults are applied to it:
  * out * 1.01 on one query block, the softmax scale 3% off (out from
  * queries scaled by 1.03), lse + 1e-3 on one head, a query block's rows
- * written one place off.  Each of these stays within every row's own
- * limit or close to it; the test asserts the systematic kind.
+ * written one place off, a query block holding the other head's rows.
+ * Each of the first three stays within every row's own limit or close to
+ * it; the test asserts the systematic kind (and for the last two, which
+ * rows fail anyway, that the kind names the cause).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -142,10 +144,13 @@ static void test_genuine_passes(void **state)
             assert_int_equal(b->faults, 0);
             ntests += b->tests;
         }
-        /* per head: QB blocks and the head, for 2 + 4 out directions,
-         * 2 lse ones (no logits given) */
+        /* per head: QB blocks and the head, for 2 + 2 + 1 out directions
+         * (scale, temperature, both rows, the one neighbouring head; no
+         * other kv head), 2 lse ones (no logits given) */
         assert_int_equal(r.bias[STEM_BIAS_OUT_SCALE].tests, HQ * (QB + 1));
-        assert_int_equal(ntests, HQ * (QB + 1) * 6);
+        assert_int_equal(r.bias[STEM_BIAS_OUT_HEAD].tests, HQ * (QB + 1));
+        assert_int_equal(r.bias[STEM_BIAS_OUT_KV_HEAD].tests, 0);
+        assert_int_equal(ntests, HQ * (QB + 1) * 7);
         assert_true(fabs(erfc(r.bias_z / sqrt(2.0)) * (double)ntests /
                          r.bias_alpha - 1) < 1e-6);
         stem_check_report_free(&r);
@@ -278,6 +283,39 @@ static void test_rows_one_place_off_fail(void **state)
     case_free(&c);
 }
 
+/* A query block of head 0 holding head 1's rows: named as the
+ * neighbouring head's output, towards head 1 (col 1), component 1. */
+static void test_neighbour_head_fails(void **state)
+{
+    (void)state;
+    bias_case c;
+    stem_check_report r;
+    case_make(&c, 9);
+    const int64_t I = 3;
+    for (int64_t t = I * B; t < (I + 1) * B; t++)
+        for (int e = 0; e < D; e++)
+            c.gout[(size_t)t * D + e] = tu_f64_to_bf16(c.out[((size_t)L + t) * D + e]);
+    judge(&c, &r);
+    assert_int_equal(r.verdict, STEM_CHECK_FAIL);
+    const stem_check_item *x = find(&r, STEM_STAGE_OUT, STEM_KIND_OUT_HEAD_SHIFT, 0, I);
+    if (!x)
+        show(&r);
+    assert_non_null(x);
+    assert_int_equal(x->col, 1);
+    assert_true(fabs(x->gpu - 1) < 0.05);
+    /* head 1 is untouched: none of its items */
+    for (int64_t i = 0; i < r.stage[STEM_STAGE_OUT].n_items; i++)
+        assert_int_equal(r.stage[STEM_STAGE_OUT].items[i].head, 0);
+    size_t n = stem_check_report_text(&r, 0, NULL, 0);
+    char *buf = malloc(n + 1);
+    assert_non_null(buf);
+    stem_check_report_text(&r, 0, buf, n + 1);
+    assert_non_null(strstr(buf, "towards head 1's output"));
+    free(buf);
+    stem_check_report_free(&r);
+    case_free(&c);
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -286,7 +324,9 @@ static void test_names(void **state)
     assert_string_equal(stem_check_bias_name(STEM_BIAS_COUNT), "?");
     assert_string_equal(stem_check_kind_name(STEM_KIND_OUT_TEMP_BIAS),
                         "temperature bias");
-    for (int k = STEM_KIND_OUT_SCALE_BIAS; k <= STEM_KIND_LOGIT_GROUP_NORM_BIAS; k++) {
+    assert_string_equal(stem_check_bias_name(STEM_BIAS_OUT_HEAD), "out neighbour head");
+    assert_string_equal(stem_check_kind_name(STEM_KIND_OUT_KV_HEAD), "wrong kv head");
+    for (int k = STEM_KIND_OUT_SCALE_BIAS; k <= STEM_KIND_OUT_KV_HEAD; k++) {
         assert_true(stem_check_kind_is_fault((stem_check_kind)k));
         assert_string_not_equal(stem_check_kind_name((stem_check_kind)k), "?");
     }
@@ -301,6 +341,7 @@ int main(void)
         cmocka_unit_test(test_softmax_scale_fails),
         cmocka_unit_test(test_lse_offset_fails),
         cmocka_unit_test(test_rows_one_place_off_fail),
+        cmocka_unit_test(test_neighbour_head_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -116,7 +116,7 @@ class stem_check_stage_result(C.Structure):
                 ("items", C.POINTER(stem_check_item))]
 
 
-BIAS_COUNT = 9    # stem_check_bias_test (include/stem_check.h)
+BIAS_COUNT = 11   # stem_check_bias_test (include/stem_check.h)
 
 
 class stem_check_bias(C.Structure):

@@ -264,6 +264,8 @@ const char *stem_check_kind_name(stem_check_kind kind)
         [STEM_KIND_LOGIT_VALUE_BIAS] = "value-term bias",
         [STEM_KIND_LOGIT_STRIDE_BIAS] = "stride bias",
         [STEM_KIND_LOGIT_GROUP_NORM_BIAS] = "group-norm bias",
+        [STEM_KIND_OUT_HEAD_SHIFT] = "neighbour head",
+        [STEM_KIND_OUT_KV_HEAD] = "wrong kv head",
     };
     return (unsigned)kind < STEM_KIND_COUNT && n[kind] ? n[kind] : "?";
 }

@@ -49,7 +49,10 @@
  * that spread under 1/12 is decidable.  A decidable head with 1/2 < t <
  * 3/2 that lies closer to D than to M, and within the row limits of D
  * (sum of ||G - D||^2 over the sample below the sum of the squared
- * limits), ignores the mask: it is dense attention plus rounding.  A head that does not, but has most rows beyond
+ * limits), and closer to D than to M with an output scale and a softmax
+ * scale of its own fitted (a softmax scale a few percent off also moves G
+ * towards D, but along those directions), ignores the mask: it is dense
+ * attention plus rounding.  A head that does not, but has most rows beyond
  * their limits, is wrong output: an all-zero head, another head's output,
  * far from both references.
  */
@@ -114,6 +117,54 @@ static stem_status dense_sample(const stem_params *p, const stem_tensor *qh,
         if (st != STEM_OK)
             return st;
     }
+    return STEM_OK;
+}
+
+/*
+ * The residual sum of squares of G - M over the dense sample of head h (b->dsel)
+ * after its least-squares fit on the directions a wrong softmax scale or
+ * output scale moves it: M itself, and dM / d epsilon for a softmax scale
+ * c (1 + epsilon) (a forward difference, queries scaled by 1 + 2^-7).  An
+ * ignored mask moves G - M along D - M, which those directions do not span;
+ * a wrong softmax scale moves it along them (and, softening the softmax,
+ * partly towards D too).  qh, kg, vg: views of the head; b->mask its mask,
+ * b->m its reference; b->q2 and b->y are scratch (used up by then).
+ * STEM_OK with *rss, or an error of stem_attention_sparse.
+ */
+static stem_status scale_fit_rss(check_ctx *c, const stem_params *p, int64_t h,
+                                 const stem_tensor *kg, const stem_tensor *vg,
+                                 attn_bufs *b, double *rss)
+{
+    const int64_t lq = c->dm.lq, d = c->dm.d, B = p->block;
+    const double delta = 0x1p-7;
+    for (int64_t t = 0; t < lq; t++) {
+        stem_load_row_f32(c->q, h, t, b->q2 + t * d);
+        for (int64_t e = 0; e < d; e++)
+            b->q2[t * d + e] *= (float)(1 + delta);   /* exact */
+    }
+    stem_tensor qs = stem_tensor_hnd(b->q2, STEM_F32, 1, lq, d);
+    stem_tensor oy = stem_tensor_hnd(b->y, STEM_F32, 1, lq, d);
+    stem_status st = stem_attention_sparse(p, &qs, kg, vg, b->mask, &oy, NULL);
+    if (st != STEM_OK)
+        return st;
+    double a00 = 0, a01 = 0, a11 = 0, b0 = 0, b1 = 0, ee = 0;
+    for (int64_t t = 0; t < lq; t++) {
+        if (!b->dsel[t / B])
+            continue;
+        stem_load_row_f32(c->gpu->out, h, t, b->grow);
+        for (int64_t e = 0; e < d; e++) {
+            double m = b->m[t * d + e];
+            double x1 = ((double)b->y[t * d + e] - m) / delta;
+            double err = (double)b->grow[e] - m;
+            a00 += m * m, a01 += m * x1, a11 += x1 * x1;
+            b0 += m * err, b1 += x1 * err, ee += err * err;
+        }
+    }
+    double det = a00 * a11 - a01 * a01;
+    double fit = det > 1e-12 * a00 * a11
+                     ? (a11 * b0 * b0 - 2 * a01 * b0 * b1 + a00 * b1 * b1) / det
+                     : (a00 > 0 ? b0 * b0 / a00 : 0);
+    *rss = ee - fit > 0 ? ee - fit : 0;
     return STEM_OK;
 }
 
@@ -458,8 +509,14 @@ stem_status check_attention(check_ctx *c)
             x.ref = hd->masked_vs_dense;
             /* G - D = (G - M) - (D - M) */
             double gd2 = gm2 - 2 * gm_dm + dm2;
-            if (hd->dense_decidable && hd->dense_t > 0.5 && hd->dense_t < 1.5 &&
-                gd2 < gm2 && gd2 <= dlim2)
+            int near_dense = hd->dense_decidable && hd->dense_t > 0.5 &&
+                             hd->dense_t < 1.5 && gd2 < gm2 && gd2 <= dlim2;
+            double rss = INFINITY;
+            /* closer to D than M is with a scale and a softmax scale of its
+             * own fitted: a wrong softmax scale is not an ignored mask */
+            if (near_dense && (st = scale_fit_rss(c, p, h, &kg, &vg, &b, &rss)) != STEM_OK)
+                break;
+            if (near_dense && gd2 < rss)
                 x.kind = STEM_KIND_OUT_IGNORES_MASK;
             else if (out_failed * 2 > lq)
                 x.kind = STEM_KIND_OUT_WRONG_HEAD;

@@ -34,7 +34,14 @@
  *                        c (1 + epsilon), by a forward difference with
  *                        queries scaled by 1 + 2^-7;
  *           next row     X = R_{r+1} - R_r, previous row X = R_{r-1} - R_r
- *                        (a row written one place off).
+ *                        (a row written one place off);
+ *           next head    X = R'_r - R_r, R' the next query head's reference
+ *                        (its own mask), and the previous head's alike (a
+ *                        head's output written into its neighbour);
+ *           kv head      X = A_r - R_r, A attention of the same queries
+ *                        with the k and v of another kv head (g + 1, or
+ *                        g - 1 for the last; a kernel that reads the wrong
+ *                        kv head of its group).
  *   lse     (one value a row, w_r = 1): offset X = 1; temperature
  *           X = d lse_r / d epsilon (the same difference).
  *   logits  (the causal entries of one query block's row are one cluster,
@@ -62,18 +69,20 @@
 /* A query block with fewer rows is tested within its head only. */
 #define BIAS_MIN_ROWS 16
 /* Directions of a family at most. */
-#define KMAX 4
+#define KMAX 7
 
 enum { FAM_OUT = 0, FAM_LSE, FAM_LOGITS, FAM_COUNT };
 
-static const int fam_k[FAM_COUNT] = {4, 2, 4};
+static const int fam_k[FAM_COUNT] = {7, 2, 4};
 
 /* The kind of direction j of family f. */
 static stem_check_kind fam_kind(int f, int j)
 {
     static const stem_check_kind kinds[FAM_COUNT][KMAX] = {
         {STEM_KIND_OUT_SCALE_BIAS, STEM_KIND_OUT_TEMP_BIAS,
-         STEM_KIND_OUT_ROW_SHIFT, STEM_KIND_OUT_ROW_SHIFT},
+         STEM_KIND_OUT_ROW_SHIFT, STEM_KIND_OUT_ROW_SHIFT,
+         STEM_KIND_OUT_HEAD_SHIFT, STEM_KIND_OUT_HEAD_SHIFT,
+         STEM_KIND_OUT_KV_HEAD},
         {STEM_KIND_LSE_OFFSET, STEM_KIND_LSE_TEMP_BIAS},
         {STEM_KIND_LOGIT_SCALE_BIAS, STEM_KIND_LOGIT_VALUE_BIAS,
          STEM_KIND_LOGIT_STRIDE_BIAS, STEM_KIND_LOGIT_GROUP_NORM_BIAS},
@@ -86,7 +95,8 @@ static int fam_test(int f, int j)
 {
     static const int tests[FAM_COUNT][KMAX] = {
         {STEM_BIAS_OUT_SCALE, STEM_BIAS_OUT_TEMP, STEM_BIAS_OUT_SHIFT,
-         STEM_BIAS_OUT_SHIFT},
+         STEM_BIAS_OUT_SHIFT, STEM_BIAS_OUT_HEAD, STEM_BIAS_OUT_HEAD,
+         STEM_BIAS_OUT_KV_HEAD},
         {STEM_BIAS_LSE_OFFSET, STEM_BIAS_LSE_TEMP},
         {STEM_BIAS_LOGIT_SCALE, STEM_BIAS_LOGIT_VALUE, STEM_BIAS_LOGIT_STRIDE,
          STEM_BIAS_LOGIT_GROUP_NORM},
@@ -108,6 +118,7 @@ typedef struct fit {
     double beta[KMAX], z[KMAX];
     int valid[KMAX];            /* direction j was identifiable */
     double scale;               /* typical size of the values (floor) */
+    int64_t kv_alt;             /* out: the other kv head's index, or -1 */
 } fit;
 
 /* Invert the k x k matrix a (row major) into inv by Gauss-Jordan with
@@ -235,19 +246,27 @@ static double group_threshold(double z0, int64_t g, int kv)
 
 /* ------------------------------------------------------------------ out */
 
-/* One head's working room: the reference out and lse (m, lse), the same
- * with the queries scaled by 1 + BIAS_DELTA (md, lsed, from qs), a GPU row,
- * the mask, and the per-row sums of each family.  Owned; freed with
- * head_bufs_free (which takes a partly allocated one). */
+/* One head's working room: the reference out and lse of the previous,
+ * this and the next judged head (ro[0..3), rl[0..3): ring slots, m / lse
+ * point at this head's, mprev / mnext at its neighbours' or NULL), the
+ * reference with the queries scaled by 1 + BIAS_DELTA (md, lsed, from qs),
+ * attention with another kv head (mk), a GPU row, the mask, and the
+ * per-row sums of each family.  ro, rl, md, lsed, qs, mk, grow, mask,
+ * st_out, st_lse owned; freed with head_bufs_free (which takes a partly
+ * allocated one). */
 typedef struct head_bufs {
-    float *m, *md, *lse, *lsed, *qs, *grow;
+    float *ro[3], *rl[3];
+    const float *m, *lse, *mprev, *mnext;
+    float *md, *lsed, *qs, *mk, *grow;
     uint8_t *mask;
     row_stats *st_out, *st_lse;
 } head_bufs;
 
 static void head_bufs_free(head_bufs *b)
 {
-    free(b->m), free(b->md), free(b->lse), free(b->lsed), free(b->qs);
+    for (int i = 0; i < 3; i++)
+        free(b->ro[i]), free(b->rl[i]);
+    free(b->md), free(b->lsed), free(b->qs), free(b->mk);
     free(b->grow), free(b->mask), free(b->st_out), free(b->st_lse);
 }
 
@@ -306,47 +325,77 @@ static int fit_head(fit_list *l, int fam, int64_t h, const row_stats *st,
     return 0;
 }
 
-/* The per-row sums of the out and lse families of the hh-th judged head
- * into b->st_out / b->st_lse (rows whose GPU values are not finite, or
- * whose reference row is zero, stay all zero and do not count), and the
- * typical |R_r| and |lse_r| into *out_scale / *lse_scale.  b holds room
- * for one head (see check_stage_bias).  The reference is the library's
- * float32 attention under the same mask as check_attention's (the GPU's,
- * diagonal added, or the reference's).  STEM_OK or an error of
- * stem_attention_sparse. */
-static stem_status head_rows(check_ctx *c, int64_t hh, head_bufs *b,
-                             double *out_scale, double *lse_scale)
+/* The mask of the hh-th judged head as check_attention builds it (the
+ * GPU's, diagonal added, or the reference's) into mask[qb * kb]. */
+static void head_mask(const check_ctx *c, int64_t hh, uint8_t *mask)
 {
-    const stem_params *p = c->p;
-    const stem_dims *dm = &c->dm;
-    const int64_t lq = dm->lq, d = dm->d, qb = dm->qb, kb = dm->kb;
-    const int64_t h = c->h0 + hh, g = h / (dm->hq / dm->hkv);
-    const stem_check_gpu *gpu = c->gpu;
-    /* the attention's mask: as check_attention builds it */
+    const int64_t qb = c->dm.qb, kb = c->dm.kb, h = c->h0 + hh;
     const uint8_t *src = c->gpu_mask ? c->gpu_mask + (size_t)hh * qb * kb
                                      : c->ref_mask + (size_t)h * qb * kb;
-    memcpy(b->mask, src, (size_t)qb * kb);
+    memcpy(mask, src, (size_t)qb * kb);
     for (int64_t I = 0; I < qb; I++) {
         int64_t pos = I + c->pb;
         if (pos < kb)
-            b->mask[I * kb + pos] = 1;
+            mask[I * kb + pos] = 1;
     }
-    stem_params pf = *p;
+}
+
+/* The library's float32 attention of the queries q (a view of one head)
+ * with the k and v of kv head g under mask into out [lq, d] and lse [lq]
+ * (lse may be NULL).  STEM_OK or an error of stem_attention_sparse. */
+static stem_status head_attn(const check_ctx *c, const stem_tensor *q, int64_t g,
+                             const uint8_t *mask, float *out, float *lse)
+{
+    stem_params pf = *c->p;
     pf.use_f64 = 0;
     pf.compute = STEM_COMPUTE_F32;
-    stem_tensor qh = one_head(c->q, h), kg = one_head(c->k, g),
-                vg = one_head(c->v, g);
+    stem_tensor kg = one_head(c->k, g), vg = one_head(c->v, g);
+    stem_tensor o = stem_tensor_hnd(out, STEM_F32, 1, c->dm.lq, c->dm.d);
+    return stem_attention_sparse(&pf, q, &kg, &vg, mask, &o, lse);
+}
+
+/* The reference out and lse of the hh-th judged head into out, lse
+ * (b->mask receives its mask).  STEM_OK or an error of
+ * stem_attention_sparse. */
+static stem_status head_ref(const check_ctx *c, int64_t hh, head_bufs *b,
+                            float *out, float *lse)
+{
+    const int64_t h = c->h0 + hh, g = h / (c->dm.hq / c->dm.hkv);
+    stem_tensor qh = one_head(c->q, h);
+    head_mask(c, hh, b->mask);
+    return head_attn(c, &qh, g, b->mask, out, lse);
+}
+
+/* The per-row sums of the out and lse families of the hh-th judged head
+ * into b->st_out / b->st_lse (rows whose GPU values are not finite, or
+ * whose reference row is zero, stay all zero and do not count), the
+ * other kv head of the kv-head direction into *kv_alt (-1: none), and the
+ * typical |R_r| and |lse_r| into *out_scale / *lse_scale.  b holds room
+ * for one head (see check_stage_bias) and b->m, b->lse its reference,
+ * b->mprev / b->mnext its neighbours' (NULL: none).  The reference is the
+ * library's float32 attention under the same mask as check_attention's.
+ * STEM_OK or an error of stem_attention_sparse. */
+static stem_status head_rows(check_ctx *c, int64_t hh, head_bufs *b,
+                             int64_t *kv_alt, double *out_scale,
+                             double *lse_scale)
+{
+    const stem_dims *dm = &c->dm;
+    const int64_t lq = dm->lq, d = dm->d;
+    const int64_t h = c->h0 + hh, g = h / (dm->hq / dm->hkv);
+    const stem_check_gpu *gpu = c->gpu;
+    head_mask(c, hh, b->mask);
+    stem_tensor qh = one_head(c->q, h);
     for (int64_t t = 0; t < lq; t++) {
         stem_load_row_f32(c->q, h, t, b->qs + t * d);
         for (int64_t e = 0; e < d; e++)
             b->qs[t * d + e] *= (float)(1 + BIAS_DELTA);   /* exact */
     }
     stem_tensor qs = stem_tensor_hnd(b->qs, STEM_F32, 1, lq, d);
-    stem_tensor om = stem_tensor_hnd(b->m, STEM_F32, 1, lq, d);
-    stem_tensor od = stem_tensor_hnd(b->md, STEM_F32, 1, lq, d);
     stem_status st;
-    if ((st = stem_attention_sparse(&pf, &qh, &kg, &vg, b->mask, &om, b->lse)) != STEM_OK ||
-        (st = stem_attention_sparse(&pf, &qs, &kg, &vg, b->mask, &od, b->lsed)) != STEM_OK)
+    if ((st = head_attn(c, &qs, g, b->mask, b->md, b->lsed)) != STEM_OK)
+        return st;
+    *kv_alt = dm->hkv > 1 && gpu->out ? (g + 1 < dm->hkv ? g + 1 : g - 1) : -1;
+    if (*kv_alt >= 0 && (st = head_attn(c, &qh, *kv_alt, b->mask, b->mk, NULL)) != STEM_OK)
         return st;
     double osum = 0, lsum = 0;
     int64_t on = 0, ln = 0;
@@ -357,6 +406,9 @@ static stem_status head_rows(check_ctx *c, int64_t hh, head_bufs *b,
             stem_load_row_f32(gpu->out, h, t, b->grow);
             const float *m = b->m + t * d, *md = b->md + t * d;
             const float *mn = t + 1 < lq ? m + d : NULL, *mp = t > 0 ? m - d : NULL;
+            const float *hn = b->mnext ? b->mnext + t * d : NULL;
+            const float *hp = b->mprev ? b->mprev + t * d : NULL;
+            const float *mk = *kv_alt >= 0 ? b->mk + t * d : NULL;
             double m2 = 0;
             int fin = 1;
             for (int64_t e = 0; e < d; e++) {
@@ -372,13 +424,20 @@ static stem_status head_rows(check_ctx *c, int64_t hh, head_bufs *b,
                     x[1] = ((double)md[e] - m[e]) / BIAS_DELTA;
                     x[2] = mn ? (double)mn[e] - m[e] : 0;
                     x[3] = mp ? (double)mp[e] - m[e] : 0;
+                    x[4] = hn ? (double)hn[e] - m[e] : 0;
+                    x[5] = hp ? (double)hp[e] - m[e] : 0;
+                    x[6] = mk ? (double)mk[e] - m[e] : 0;
                     double err = (double)b->grow[e] - m[e];
                     for (int i = 0; i < KMAX; i++) {
-                        rs->xe[i] += w * x[i] * err;
-                        for (int j = 0; j < KMAX; j++)
-                            rs->xx[i * KMAX + j] += w * x[i] * x[j];
+                        double wx = w * x[i];
+                        rs->xe[i] += wx * err;
+                        for (int j = i; j < KMAX; j++)
+                            rs->xx[i * KMAX + j] += wx * x[j];
                     }
                 }
+                for (int i = 0; i < KMAX; i++)
+                    for (int j = 0; j < i; j++)
+                        rs->xx[i * KMAX + j] = rs->xx[j * KMAX + i];
             }
         }
         if (gpu->lse) {
@@ -573,7 +632,7 @@ static double floor_ratio(const check_ctx *c, const fit *f, int j)
     switch (f->fam) {
     case FAM_OUT:
         if (j >= 2)
-            return b / 0.25;   /* a row shift: 1 when it is one */
+            return b / 0.25;   /* a row, head or kv head shift: 1 when it is one */
         return b / (second > u32 ? second : u32);
     case FAM_LSE:
         if (j == 0)
@@ -634,29 +693,48 @@ stem_status check_stage_bias(check_ctx *c)
         goto done;
     if (gpu->out || gpu->lse) {
         const size_t nrow = (size_t)lq * (size_t)d;
-        b.m = malloc(nrow * sizeof(float));
+        int ok = 1;
+        for (int i = 0; i < 3; i++) {
+            b.ro[i] = malloc(nrow * sizeof(float));
+            b.rl[i] = malloc((size_t)lq * sizeof(float));
+            ok &= b.ro[i] && b.rl[i];
+        }
         b.md = malloc(nrow * sizeof(float));
         b.qs = malloc(nrow * sizeof(float));
-        b.lse = malloc((size_t)lq * sizeof(float));
+        b.mk = dm->hkv > 1 ? malloc(nrow * sizeof(float)) : NULL;
         b.lsed = malloc((size_t)lq * sizeof(float));
         b.grow = malloc((size_t)d * sizeof(float));
         b.mask = malloc((size_t)qb * (size_t)kb);
         b.st_out = malloc((size_t)lq * sizeof(row_stats));
         b.st_lse = malloc((size_t)lq * sizeof(row_stats));
-        if (!b.m || !b.md || !b.qs || !b.lse || !b.lsed || !b.grow || !b.mask ||
-            !b.st_out || !b.st_lse) {
+        if (!ok || !b.md || !b.qs || (dm->hkv > 1 && !b.mk) || !b.lsed || !b.grow ||
+            !b.mask || !b.st_out || !b.st_lse) {
             st = STEM_ERR_NOMEM;
             goto done;
         }
+        /* ring slots: (hh - 1) % 3, hh % 3, (hh + 1) % 3 */
+        if ((st = head_ref(c, 0, &b, b.ro[0], b.rl[0])) != STEM_OK)
+            goto done;
         for (int64_t hh = 0; hh < c->nh; hh++) {
             double os = 0, ls = 0;
-            if ((st = head_rows(c, hh, &b, &os, &ls)) != STEM_OK)
+            int64_t kv_alt = -1;
+            int cur = (int)(hh % 3), nxt = (int)((hh + 1) % 3), prv = (int)((hh + 2) % 3);
+            if (hh + 1 < c->nh &&
+                (st = head_ref(c, hh + 1, &b, b.ro[nxt], b.rl[nxt])) != STEM_OK)
                 goto done;
+            b.m = b.ro[cur], b.lse = b.rl[cur];
+            b.mnext = hh + 1 < c->nh ? b.ro[nxt] : NULL;
+            b.mprev = hh > 0 ? b.ro[prv] : NULL;
+            if ((st = head_rows(c, hh, &b, &kv_alt, &os, &ls)) != STEM_OK)
+                goto done;
+            int64_t n0 = l.n;
             if ((gpu->out && fit_head(&l, FAM_OUT, c->h0 + hh, b.st_out, lq, B, os)) ||
                 (gpu->lse && fit_head(&l, FAM_LSE, c->h0 + hh, b.st_lse, lq, B, ls))) {
                 st = STEM_ERR_NOMEM;
                 goto done;
             }
+            for (int64_t i = n0; i < l.n; i++)
+                l.v[i].kv_alt = kv_alt;
         }
     }
     /* Bonferroni over every identifiable component of every group */
@@ -711,7 +789,9 @@ stem_status check_stage_bias(check_ctx *c)
             x.head = f->head;
             x.qblock = f->qblock;
             x.kblock = x.row = -1;
-            x.col = x.kind == STEM_KIND_OUT_ROW_SHIFT ? (j == 2 ? 1 : -1) : -1;
+            x.col = x.kind == STEM_KIND_OUT_ROW_SHIFT ? (j == 2 ? 1 : -1)
+                    : x.kind == STEM_KIND_OUT_HEAD_SHIFT ? (j == 4 ? 1 : -1)
+                    : x.kind == STEM_KIND_OUT_KV_HEAD ? f->kv_alt : -1;
             x.gpu = f->beta[j];
             x.ref = f->z[j] != 0 ? fabs(f->beta[j] / f->z[j]) : 0;
             x.err = fabs(f->z[j]);
@@ -740,6 +820,6 @@ const char *stem_check_bias_name(stem_check_bias_test test)
     static const char *const n[STEM_BIAS_COUNT] = {
         "out scale", "out temperature", "out neighbour row", "lse offset",
         "lse temperature", "logit scale", "logit value term", "logit stride",
-        "logit group norm"};
+        "logit group norm", "out neighbour head", "out kv head"};
     return (unsigned)test < STEM_BIAS_COUNT ? n[test] : "?";
 }

@@ -153,12 +153,18 @@ static void item_text(sbuf *s, const stem_check_item *x)
     case STEM_KIND_LOGIT_VALUE_BIAS:
     case STEM_KIND_LOGIT_STRIDE_BIAS:
     case STEM_KIND_LOGIT_GROUP_NORM_BIAS:
+    case STEM_KIND_OUT_HEAD_SHIFT:
+    case STEM_KIND_OUT_KV_HEAD:
         if (x->qblock >= 0)
             put(s, " qblock %lld", (long long)x->qblock);
         else
             put(s, " (all rows)");
         if (x->kind == STEM_KIND_OUT_ROW_SHIFT)
             put(s, " towards the %s row", x->col > 0 ? "next" : "previous");
+        if (x->kind == STEM_KIND_OUT_HEAD_SHIFT)
+            put(s, " towards head %lld's output", (long long)(x->head + x->col));
+        if (x->kind == STEM_KIND_OUT_KV_HEAD)
+            put(s, " towards attention with kv head %lld", (long long)x->col);
         put(s, ": component %+.4g, %.1f standard errors (%.3g) > threshold %.1f\n",
             x->gpu, x->err, x->ref, x->limit);
         break;
@@ -469,7 +475,7 @@ size_t stem_check_report_json(const stem_check_report *r, char *buf, size_t cap)
     jnum(&s, "scale", r->logit_scale, 1);
     jnum(&s, "zmax", r->logit_zmax, 0);
     put(&s, "}, \"mask\": {");
-    jint(&s, "differences", r->mask_diffs, 1), jint(&s, "ties", r->mask_ties, 1);
+    jint(&s, "differences", r->mask_diffs, 1), jint(&s, "tie_count", r->mask_ties, 1);
     jint(&s, "unread", r->mask_unread, 1), jint(&s, "rows_count_off", r->rows_count_off, 1);
     jint(&s, "gpu_kept", r->gpu_kept, 1), jint(&s, "ref_kept", r->ref_kept, 1);
     jint(&s, "causal_blocks", r->causal_blocks, 1);

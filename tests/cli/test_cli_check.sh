@@ -106,6 +106,7 @@ expect 2 "--heads names no head" "heads" -- \
 expect 2 "--sigmas must be positive" "sigmas" -- \
     "$STEM" check "$D/s2.in.safetensors" "$D/s2.angelslim.safetensors" --sigmas 0
 expect 0 "check --help names the rules" "ALGORITHM.md section 5" -- "$STEM" check --help
+expect 0 "check --help gives every exit status" "^internal failure \\(out of memory" -- "$STEM" check --help
 lacks "check --help does not point at SPEC.md" "SPEC"
 
 # ---- our own results: fp32 exact, lse included; parameters from metadata
@@ -242,11 +243,17 @@ sys.exit(0 if ok else 1)' "$T/dense.json"; then
     # ---- the JSON report carries the same verdicts
     if $PY -c '
 import json, sys
-r = json.load(open(sys.argv[1]))
+def unique(pairs):
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        sys.exit("duplicate keys: %s" % keys)
+    return dict(pairs)
+r = json.load(open(sys.argv[1]), object_pairs_hook=unique)
 m = r["mask"]
 st = r["stages"]
 ok = (r["result"] == "pass" and st["mask"]["verdict"] == "pass"
       and st["mask"]["faults"] == 0 and len(m["ties"]) == m["differences"] > 0
+      and m["tie_count"] == m["differences"]
       and all(t["kind"] == "tie" and not t["fault"] for t in m["ties"])
       and r["options"]["gpu_dtype"] == "bf16" and st["out"]["verdict"] == "pass"
       and st["out"]["checked"] == 20000)

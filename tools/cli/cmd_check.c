@@ -84,8 +84,9 @@ static void check_usage(FILE *fp)
         "alpha, keep_ratio, block_size, stride, and initial_blocks / sinks,\n"
         "window_size / window, lambda_mag / lambda, prompt_blocks.\n"
         "\n"
-        "Exit status: 0 every difference is explained by rounding, 1 a fault,\n"
-        "2 bad input or usage.\n\n",
+        "Exit status: 0 every difference is explained by rounding, 1 a fault\n"
+        "(or, with --strict, rows left undecided), 2 bad input or usage, 3 an\n"
+        "internal failure (out of memory, an I/O error).\n\n",
         fp);
     cli_opts_usage(fp);
 }
