@@ -4,7 +4,7 @@ attn_implementation="stem" against "sdpa" and against FlexAttention given
 stem's own block masks: every ratio and the bound from one run.
 
     python3 bench/bench_transformers.py [--layers 4] [--threads T]
-        [--sizes 16k,32k,64k,128k] [--check 2048] [--no-zeros] [--no-flex]
+        [--sizes 16k,32k,64k,128k] [--check 8192] [--no-zeros] [--no-flex]
         [--model auto|transformers|tiny] [--hidden 4096] [--mlp 14336]
         [--heads 32/8] [--head-dim 128] [--vocab 4096]
 
@@ -17,7 +17,9 @@ beside this script, which calls the attention functions as transformers
 does (for machines without transformers); auto takes transformers where it
 is installed.
 
---check N first compares the logits on an N-token prompt (relative L2):
+--check N first compares the logits on an N-token prompt (relative L2;
+the share of the causal block pairs stem keeps there is printed: at a few
+thousand tokens it keeps them all):
   eager vs sdpa         two exact attentions: the bf16 rounding level
   stem_dense vs sdpa    the library's exact attention: at that level
   stem vs flex          stem against FlexAttention (uncompiled: its
@@ -28,7 +30,7 @@ is installed.
   stem vs sdpa          what dropping blocks changes
 
 Then for each size, one forward of the base model (use_cache=False,
-torch.no_grad) each, after a warm-up at 1024 tokens:
+torch.no_grad) each, after a warm-up at 1024 tokens (or the smallest size):
   sdpa    transformers' "sdpa" (causal, grouped heads)
   zeros   attention replaced by zeros: the model's non-attention time
           (--no-zeros: that time is taken as stem's forward less its
@@ -49,6 +51,7 @@ STEM_ISA=amx in the environment selects the library's AMX kernels.
 """
 import argparse
 import ctypes as C
+import importlib.util
 import os
 import sys
 import time
@@ -120,7 +123,9 @@ def set_attn(model, name):
 
 
 # ------------------------------------------------------ extra backends
-CALLS = []      # (seconds, query, key, value) of the timed stem run
+CALLS = []      # (seconds, stem_params, query, key, value) of the timed
+#                 stem run's attention calls
+SEEN = []       # kept fraction of each mask the check's reference used
 KEEP = {"on": False}
 MASKS = {}      # layer index -> FlexAttention BlockMask of stem's mask
 FLEX = {}       # "api": flex_attention or None; "ref": the same for the
@@ -142,36 +147,70 @@ def zeros_attention(module, query, key, value, attention_mask, **kw):
     return torch.zeros(b, n, h, d, dtype=query.dtype), None
 
 
+def call_params(module, query, kw):
+    """The stem_params the backend resolves for this call."""
+    compute = "bf16" if query.dtype == torch.bfloat16 else "f32"
+    return st.resolve_params(getattr(module, "config", None),
+                             {k: v for k, v in kw.items()
+                              if k.startswith("stem_")}, compute)
+
+
 def timed_stem(module, query, key, value, attention_mask, **kw):
     t0 = time.perf_counter()
     out = st.attention_forward(module, query, key, value, attention_mask,
                                **kw)
     if KEEP["on"]:
-        CALLS.append((time.perf_counter() - t0, query, key, value))
+        CALLS.append((time.perf_counter() - t0,
+                      call_params(module, query, kw), query, key, value))
     return out
 
 
-def stem_mask(query, key, value):
-    """stem's block mask [Hq, Qb, Kb] (uint8 numpy) for one sequence, with
-    the settings the backend uses (the default profile, bf16 mode)."""
-    r = stem_attn.prefill(query[0], key[0], value[0], compute="bf16",
-                          threads=torch.get_num_threads())
-    return r.mask
+def prefill(p, query, key, value, out):
+    """stem_prefill of the first sequence through ctypes, as the backend
+    calls it, into out (float32 [Lq, Hq, d]) and a new block mask:
+    (seconds of the call, the mask [Hq, Qb, Kb] uint8 numpy)."""
+    b, hq, n, d = query.shape
+    qb = (n + p.block - 1) // p.block
+    mask = torch.zeros((hq, qb, (key.shape[2] + p.block - 1) // p.block),
+                       dtype=torch.uint8)
+    vq, vk, vv = (st._view(x[0], name) for x, name in
+                  ((query, "query"), (key, "key"), (value, "value")))
+    to = _abi.stem_tensor(out.data_ptr(), _lib.dtype_code("F32"), hq, n, d, d,
+                          hq * d)
+    f = _lib.func("stem_prefill")
+    t0 = time.perf_counter()
+    s = f(C.byref(p), C.byref(vq.t), C.byref(vk.t), C.byref(vv.t),
+          C.byref(to), None, None, C.c_void_p(mask.data_ptr()))
+    t = time.perf_counter() - t0
+    if s != 0:
+        raise stem_attn.StemError(s, "stem_prefill")
+    return t, mask.numpy()
+
+
+def kept(mask):
+    """The fraction of the causal block pairs a prompt's mask keeps."""
+    h, qb, kb = mask.shape
+    return float(mask.sum()) / (h * qb * (qb + 1) / 2)
 
 
 def masked_reference(module, query, key, value, attention_mask, **kw):
-    """Attention under stem's own block mask of this call: FlexAttention
-    (its uncompiled reference) where torch has it, else the definition in
-    float32 with the mask expanded to tokens."""
-    n = query.shape[2]
-    mask = stem_mask(query, key, value)
-    if FLEX["ref"] is not None:
+    """Attention under stem's own block mask of this call (the backend's
+    settings): FlexAttention (its uncompiled reference) where torch has it
+    and the block is its 128, else the definition in float32 with the mask
+    expanded to tokens."""
+    b, hq, n, d = query.shape
+    p = call_params(module, query, kw)
+    _, mask = prefill(p, query, key, value,
+                      torch.empty((n, hq, d), dtype=torch.float32))
+    SEEN.append(kept(mask))
+    if FLEX["ref"] is not None and p.block == BLOCK:
         out = FLEX["ref"](query, key, value,
                           block_mask=flex_block_mask(torch, mask, n),
                           enable_gqa=True)
     else:
         sel = torch.from_numpy(mask).bool()
-        tok = sel.repeat_interleave(BLOCK, 1).repeat_interleave(BLOCK, 2)
+        tok = sel.repeat_interleave(p.block, 1)
+        tok = tok.repeat_interleave(p.block, 2)
         tok = tok[:, :n, :n] & torch.ones(n, n, dtype=torch.bool).tril()
         out = tiny_llama.math_attention(query.float(), key.float(),
                                         value.float(), query.shape[3] ** -0.5,
@@ -213,29 +252,17 @@ def rel_logits(model, h, ref):
     return (num / den) ** 0.5
 
 
-def alone(calls, threads):
-    """The library's stem_prefill alone on the kept q, k, v: seconds, and
-    each call's block mask [Hq, Qb, Kb] (uint8 numpy)."""
-    p = st.resolve_params(None, {"stem_threads": threads}, "bf16")
-    f = _lib.func("stem_prefill")
-    _, q0, _, _ = calls[0]
-    b, hq, n, d = q0.shape
-    out = torch.zeros((n, hq, d), dtype=torch.float32)  # touched once
-    qb = (n + p.block - 1) // p.block
+def alone(calls):
+    """The library's stem_prefill alone on the kept calls' q, k, v, with
+    their settings (the output buffer allocated and touched once): seconds,
+    and each call's block mask [Hq, Qb, Kb] (uint8 numpy)."""
+    b, hq, n, d = calls[0][2].shape
+    out = torch.zeros((n, hq, d), dtype=torch.float32)
     total, masks = 0.0, []
-    for _, q, k, v in calls:
-        mask = torch.zeros((hq, qb, qb), dtype=torch.uint8)
-        vq, vk, vv = (st._view(x[0], name) for x, name in
-                      ((q, "query"), (k, "key"), (v, "value")))
-        to = _abi.stem_tensor(out.data_ptr(), _abi.DTYPE["F32"], hq, n, d, d,
-                              hq * d)
-        t0 = time.perf_counter()
-        s = f(C.byref(p), C.byref(vq.t), C.byref(vk.t), C.byref(vv.t),
-              C.byref(to), None, None, C.c_void_p(mask.data_ptr()))
-        total += time.perf_counter() - t0
-        if s != 0:
-            raise stem_attn.StemError(s, "stem_prefill")
-        masks.append(mask.numpy())
+    for _, p, q, k, v in calls:
+        t, mask = prefill(p, q, k, v, out)
+        total += t
+        masks.append(mask)
     return total, masks
 
 
@@ -246,6 +273,7 @@ def check(model, a, g):
     names = ["sdpa", "eager", "stem_dense", "stem", "stem_masked_ref"]
     if a.check > 8192:
         names.remove("eager")  # its full score matrices
+    SEEN.clear()
     for name in names:
         set_attn(model, name)
         t0 = time.perf_counter()
@@ -258,12 +286,14 @@ def check(model, a, g):
                 "under stem's masks instead" % (type(e).__name__,
                                                  str(e).splitlines()[0][:200]))
             FLEX["ref"] = None
+            SEEN.clear()
             res[name] = logits(model, ids)
         say("  logits with %-16s %7.2f s" % (name, time.perf_counter() - t0))
 
     def rel(x, y):
         return float((res[x] - res[y]).norm() / res[y].norm())
-    say("logits at %d tokens, relative L2:" % a.check)
+    say("logits at %d tokens, relative L2 (stem keeps %.1f%% of the causal "
+        "block pairs there):" % (a.check, 100 * sum(SEEN) / len(SEEN)))
     if "eager" in res:
         say("  eager      vs sdpa: %.2e  (two exact attentions: the bf16 "
             "rounding level)%s" % (rel("eager", "sdpa"), "" if
@@ -298,8 +328,8 @@ def measure(model, a, n, g):
     r["stem"], h_stem = forward(model, ids)
     KEEP["on"] = False
     r["calls"] = sum(c[0] for c in CALLS)
-    r["alone"], masks = alone(CALLS, a.threads)
-    r["kept"] = sum(float(m.mean()) for m in masks) / len(masks)
+    r["alone"], masks = alone(CALLS)
+    r["kept"] = sum(kept(m) for m in masks) / len(masks)
     if a.zeros:
         r["non"], how = r["zeros"], "the zeros run"
     else:
@@ -312,7 +342,7 @@ def measure(model, a, n, g):
     say("    bound = non-attention %.2f s (%s) + attention alone %.2f s "
         "+ 5%%" % (r["non"], how, r["alone"]))
     say("    stem's attention calls %.2f s, glue %.3f s = %.1f%% of the "
-        "attention alone; stem keeps %.1f%% of the block pairs"
+        "attention alone; stem keeps %.1f%% of the causal block pairs"
         % (r["calls"], r["glue"], 100 * r["glue"] / r["alone"],
            100 * r["kept"]))
     if FLEX["api"] is not None:
@@ -337,7 +367,7 @@ def flex_forward(model, ids, masks, n, r):
         MASKS[i] = flex_block_mask(torch, m, n)
     if "fn" not in FLEX:
         FLEX["fn"] = torch.compile(FLEX["api"], dynamic=False)
-    _, q, k, v = CALLS[0]
+    _, _, q, k, v = CALLS[0]
     t0 = time.perf_counter()
     with torch.no_grad():
         FLEX["fn"](q, k, v, block_mask=MASKS[0], enable_gqa=True)
@@ -364,7 +394,7 @@ def main():
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--sizes", default="16k,32k,64k,128k")
-    ap.add_argument("--check", type=int, default=2048,
+    ap.add_argument("--check", type=int, default=8192,
                     help="tokens of the logits checks (0: none)")
     ap.add_argument("--no-zeros", dest="zeros", action="store_false")
     ap.add_argument("--no-flex", action="store_true")
@@ -389,11 +419,8 @@ def main():
         sys.exit("stem: STEM_ISA=%s: %s" % (os.environ.get("STEM_ISA"),
                                              stem_attn.StemError(s)))
     if a.model == "auto":
-        try:
-            import transformers  # noqa: F401
-            a.model = "transformers"
-        except ImportError:
-            a.model = "tiny"
+        a.model = "transformers" if importlib.util.find_spec("transformers") \
+            else "tiny"
     FLEX["api"], why = flex_api() if not a.no_flex else (None, "--no-flex")
     FLEX["ref"] = FLEX["api"]
     n_max = max(sizes + [a.check, 1024])
@@ -421,7 +448,7 @@ def main():
     g = torch.Generator().manual_seed(1)
     if a.check:
         check(model, a, g)
-    warm = torch.randint(0, a.vocab, (1, 1024), generator=g)
+    warm = torch.randint(0, a.vocab, (1, min(sizes + [1024])), generator=g)
     for name in ("zeros", "sdpa", "stem_timed"):
         set_attn(model, name)
         forward(model, warm)
