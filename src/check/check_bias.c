@@ -74,6 +74,9 @@
 enum { FAM_OUT = 0, FAM_LSE, FAM_LOGITS, FAM_COUNT };
 
 static const int fam_k[FAM_COUNT] = {7, 2, 4};
+/* The out directions fitted on their own (scale, temperature, rows); the
+ * head and kv directions are fitted with all seven. */
+#define OUT_OWN 4
 
 /* The kind of direction j of family f. */
 static stem_check_kind fam_kind(int f, int j)
@@ -167,17 +170,18 @@ static void invert(const double *a, int k, double *inv, int *valid)
             inv[i * k + j] = valid[i] && valid[j] ? m[i][k + j] : 0;
 }
 
-/* Fit the clusters st[0..n) of a family with k directions into *f
- * (beta, z, valid, g); clusters whose xx is all zero do not count. */
-static void fit_group(const row_stats *st, int64_t n, int k, fit *f)
+/* Fit the clusters st[0..n) on the first k directions of a family into
+ * *f (beta, z, valid, g); st's xx is ld x ld (ld >= k).  Clusters whose
+ * xx is all zero do not count. */
+static void fit_group(const row_stats *st, int64_t n, int k, int ld, fit *f)
 {
     double a[KMAX * KMAX] = {0}, b[KMAX] = {0}, inv[KMAX * KMAX];
     int64_t g = 0;
     for (int64_t r = 0; r < n; r++) {
         int any = 0;
         for (int i = 0; i < k * k; i++) {
-            a[i] += st[r].xx[i];
-            any |= st[r].xx[i] != 0;
+            a[i] += st[r].xx[(i / k) * ld + i % k];
+            any |= st[r].xx[(i / k) * ld + i % k] != 0;
         }
         for (int i = 0; i < k; i++)
             b[i] += st[r].xe[i];
@@ -197,7 +201,7 @@ static void fit_group(const row_stats *st, int64_t n, int k, fit *f)
         for (int i = 0; i < k; i++) {
             gr[i] = st[r].xe[i];
             for (int j = 0; j < k; j++)
-                gr[i] -= st[r].xx[i * k + j] * f->beta[j];
+                gr[i] -= st[r].xx[i * ld + j] * f->beta[j];
         }
         for (int i = 0; i < k; i++)
             for (int j = 0; j < k; j++)
@@ -307,21 +311,29 @@ static int fit_head(fit_list *l, int fam, int64_t h, const row_stats *st,
                     int64_t lq, int B, double scale)
 {
     const int k = fam_k[fam];
-    for (int64_t r0 = 0; r0 < lq; r0 += B) {
-        int64_t n = lq - r0 < B ? lq - r0 : B;
-        if (n < BIAS_MIN_ROWS)
+    for (int64_t r0 = 0; r0 <= lq; r0 += B) {
+        int whole = r0 == lq;   /* after the blocks: the whole head */
+        int64_t n = whole ? lq : (lq - r0 < B ? lq - r0 : B);
+        if (!whole && n < BIAS_MIN_ROWS)
             continue;
+        const row_stats *s0 = whole ? st : st + r0;
         fit *f = fit_push(l);
         if (!f)
             return -1;
-        f->fam = fam, f->head = h, f->qblock = r0 / B, f->scale = scale;
-        fit_group(st + r0, n, k, f);
+        f->fam = fam, f->head = h, f->qblock = whole ? -1 : r0 / B, f->scale = scale;
+        fit_group(s0, n, k, k, f);
+        if (fam == FAM_OUT) {
+            /* scale, temperature and rows from their own fit: the head
+             * and kv directions overlap them (R' - R holds -R) and would
+             * widen their standard errors */
+            fit a;
+            fit_group(s0, n, OUT_OWN, k, &a);
+            for (int j = 0; j < OUT_OWN; j++)
+                f->beta[j] = a.beta[j], f->z[j] = a.z[j], f->valid[j] = a.valid[j];
+        }
+        if (whole)
+            break;
     }
-    fit *f = fit_push(l);
-    if (!f)
-        return -1;
-    f->fam = fam, f->head = h, f->qblock = -1, f->scale = scale;
-    fit_group(st, lq, k, f);
     return 0;
 }
 
@@ -592,7 +604,7 @@ static stem_status logit_fits(check_ctx *c, fit_list *l)
         }
         f->fam = FAM_LOGITS, f->head = h, f->qblock = -1;
         f->scale = ln ? lsum / (double)ln : 0;
-        fit_group(st, qb, 4, f);
+        fit_group(st, qb, 4, 4, f);
     }
 done:
     free(lv), free(ls), free(st), free(gwork);
@@ -762,6 +774,14 @@ stem_status check_stage_bias(check_ctx *c)
         for (int j = 0; j < fam_k[f->fam]; j++)
             kv += f->valid[j];
         double thr = group_threshold(z0, f->g, kv);
+        /* a neighbouring head's or kv head's output explains the scale,
+         * temperature and row components it brings along: only it is
+         * listed */
+        int head_fault = 0;
+        for (int j = OUT_OWN; f->fam == FAM_OUT && j < fam_k[f->fam]; j++) {
+            double zr = fabs(f->z[j]) / thr, fr = floor_ratio(c, f, j);
+            head_fault |= f->valid[j] && (zr < fr ? zr : fr) > 1;
+        }
         for (int j = 0; j < fam_k[f->fam]; j++) {
             if (!f->valid[j])
                 continue;
@@ -780,7 +800,7 @@ stem_status check_stage_bias(check_ctx *c)
                 bt->worst_qblock = f->qblock;
                 bt->worst_component = f->beta[j];
             }
-            if (!(ratio > 1))
+            if (!(ratio > 1) || (head_fault && j < OUT_OWN))
                 continue;
             bt->faults++;
             stem_check_item x;
