@@ -110,13 +110,28 @@ typedef enum stem_dtype {
     STEM_F16,
     STEM_F64,
     STEM_U8,                /* bytes: block masks (stem_check); not an input dtype */
+    STEM_I32,               /* I32, I64, BOOL: element types of tensor files */
+    STEM_I64,               /* (the stem tool's readers); no call of the */
+    STEM_BOOL,              /* library takes them */
     STEM_DTYPE_COUNT
 } stem_dtype;
 
 /* Size in bytes of one element, 0 for an unknown dtype. */
 STEM_API size_t stem_dtype_size(stem_dtype dtype);
-/* "F32", "BF16", "F16", "F64", "U8", or "?" */
+/* "F32", "BF16", "F16", "F64", "U8", "I32", "I64", "BOOL" (safetensors'
+ * names, the one table of them), or "?" */
 STEM_API const char *stem_dtype_name(stem_dtype dtype);
+/* dtype by its name above (exact case); STEM_ERR_NULL, or STEM_ERR_DTYPE
+ * for another name (*out then left alone). */
+STEM_API stem_status stem_dtype_from_name(const char *name, stem_dtype *out);
+
+/* Element conversions: bf16 or IEEE half bits to float (exact), float to
+ * bf16 or half bits (round to nearest even; overflow gives Inf, a NaN
+ * stays a quiet NaN).  The library reads BF16 and F16 views with these. */
+STEM_API float stem_bf16_to_f32(uint16_t bits);
+STEM_API uint16_t stem_f32_to_bf16(float x);
+STEM_API float stem_f16_to_f32(uint16_t bits);
+STEM_API uint16_t stem_f32_to_f16(float x);
 
 /*
  * A 3-d view [heads, tokens, dim] over caller memory.  Element (h, t, c)
@@ -255,6 +270,13 @@ STEM_API stem_status stem_block_logits(const stem_params *params,
  */
 STEM_API stem_status stem_budget(const stem_params *params, int64_t kb,
                                  int32_t *budget);
+
+/* n of the budget rule for a call of kb key blocks, the entries stem_budget
+ * writes: params->prompt_blocks, or kb when that is 0.  Errors: NULL,
+ * PARAM (bad parameters, kb outside 1..INT32_MAX, or a prompt_blocks
+ * below kb). */
+STEM_API stem_status stem_budget_length(const stem_params *params, int64_t kb,
+                                        int64_t *n);
 
 /* --------------------------------------------------------------- stage 3 */
 

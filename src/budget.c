@@ -22,14 +22,17 @@ static int64_t tpd_k(double rho, int64_t n)
     return k;
 }
 
+/* floor(x) within 1 .. k, as a budget entry: an int32, so a k beyond
+ * INT32_MAX (prompt_blocks above 2^31) gives INT32_MAX, which keeps every
+ * candidate of any row as k would. */
 static int32_t clamp_budget(double x, int64_t k)
 {
     double f = floor(x);
     if (f < 1.0)
         return 1;
     if (f > (double)k)
-        return (int32_t)k;
-    return (int32_t)f;
+        f = (double)k;
+    return f > (double)INT32_MAX ? INT32_MAX : (int32_t)f;
 }
 
 /* torch.linspace(k, k*alpha, m)[j] in float64, in torch's evaluation order:
@@ -52,7 +55,7 @@ static void budget_tpd(const stem_params *p, int64_t n, int64_t count, int fp32,
     int64_t m = n - k;
     for (int64_t pos = 0; pos < count; pos++) {
         if (pos < k || m <= 0) {
-            out[pos] = (int32_t)k;
+            out[pos] = clamp_budget((double)k, k);
             continue;
         }
         int64_t j = pos - k;
@@ -106,21 +109,55 @@ static void budget_fill(const stem_params *params, int64_t n, int64_t count,
     }
 }
 
-stem_status stem_budget(const stem_params *params, int64_t kb, int32_t *budget)
+/* STEM_ERR_PARAM unless prompt_blocks is 0 or at least kb. */
+static stem_status prompt_blocks_ok(const stem_params *params, int64_t kb)
 {
-    if (!params || !budget)
-        return STEM_ERR_NULL;
+    if (params->prompt_blocks != 0 && params->prompt_blocks < kb)
+        return stem_fail(STEM_ERR_PARAM, "prompt_blocks = %lld: must be 0 "
+                         "or at least Kb = %lld key blocks of this call",
+                         (long long)params->prompt_blocks, (long long)kb);
+    return STEM_OK;
+}
+
+/* See internal.h. */
+int64_t stem_budget_blocks(const stem_params *params, int64_t kb)
+{
+    return params->prompt_blocks > 0 ? params->prompt_blocks : kb;
+}
+
+/* See internal.h. */
+stem_status stem_budget_check(const stem_params *params, int64_t kb)
+{
+    return prompt_blocks_ok(params, kb);
+}
+
+stem_status stem_budget_length(const stem_params *params, int64_t kb,
+                               int64_t *n)
+{
+    stem_detail_clear();
+    if (!params || !n)
+        return stem_fail(STEM_ERR_NULL, "%s is NULL", !params ? "params"
+                                                               : "n");
     stem_status st = stem_params_validate(params);
     if (st != STEM_OK)
         return st;
     if (kb < 1 || kb > INT32_MAX)
         return stem_fail(STEM_ERR_PARAM, "kb = %lld: must be in 1..%d",
                          (long long)kb, INT32_MAX);
-    if (params->prompt_blocks != 0 && params->prompt_blocks < kb)
-        return stem_fail(STEM_ERR_PARAM, "prompt_blocks = %lld: must be 0 "
-                         "or at least kb = %lld", (long long)params->prompt_blocks,
-                         (long long)kb);
-    int64_t n = stem_budget_blocks(params, kb);
+    if ((st = prompt_blocks_ok(params, kb)) != STEM_OK)
+        return st;
+    *n = stem_budget_blocks(params, kb);
+    return STEM_OK;
+}
+
+stem_status stem_budget(const stem_params *params, int64_t kb, int32_t *budget)
+{
+    int64_t n;
+    if (!params || !budget)
+        return STEM_ERR_NULL;
+    stem_status st = stem_budget_length(params, kb, &n);
+    if (st != STEM_OK)
+        return st;
     budget_fill(params, n, n, budget);
     return STEM_OK;
 }
@@ -128,10 +165,9 @@ stem_status stem_budget(const stem_params *params, int64_t kb, int32_t *budget)
 stem_status stem_budget_prefix(const stem_params *params, int64_t kb,
                                int64_t count, int32_t *budget)
 {
-    if (params->prompt_blocks != 0 && params->prompt_blocks < kb)
-        return stem_fail(STEM_ERR_PARAM, "prompt_blocks = %lld: must be 0 "
-                         "or at least kb = %lld", (long long)params->prompt_blocks,
-                         (long long)kb);
+    stem_status st = prompt_blocks_ok(params, kb);
+    if (st != STEM_OK)
+        return st;
     int64_t n = stem_budget_blocks(params, kb);
     if (count < 1 || count > n)
         return stem_fail(STEM_ERR_PARAM, "count = %lld: must be in 1..%lld",

@@ -50,7 +50,13 @@ STEM_INTERNAL stem_status stem_budget_prefix(const stem_params *params,
                                              int64_t kb, int64_t count,
                                              int32_t *budget);
 
-/* n of the budget rule: params->prompt_blocks, or kb when that is 0. */
+/* STEM_ERR_PARAM (with the detail) unless params->prompt_blocks is 0 or
+ * at least kb: the one statement of that rule. */
+STEM_INTERNAL stem_status stem_budget_check(const stem_params *params,
+                                            int64_t kb);
+
+/* n of the budget rule: params->prompt_blocks, or kb when that is 0
+ * (stem_budget_length without the checks). */
 STEM_INTERNAL int64_t stem_budget_blocks(const stem_params *params,
                                          int64_t kb);
 

@@ -98,9 +98,7 @@ static stem_status check_dims(const stem_params *params, const stem_dims *d)
     if (!stem_mul_ok(d->hq, d->qb, &t) || !stem_mul_ok(t, d->kb, &cells) ||
         cells > INT64_MAX / 16 || d->kb > INT32_MAX)
         return STEM_ERR_OVERFLOW;
-    if (params->prompt_blocks != 0 && params->prompt_blocks < d->kb)
-        return STEM_ERR_PARAM;
-    return STEM_OK;
+    return stem_budget_check(params, d->kb);
 }
 
 stem_status stem_select(const stem_params *params, const stem_dims *dims,

@@ -1,6 +1,5 @@
 /*
- * shape.c - argument checks: shapes, strides, overflow, finiteness, and the
- * element conversions of tensor views.
+ * shape.c - argument checks: shapes, strides, overflow, output views.
  */
 #include <math.h>
 #include <stdio.h>
@@ -146,10 +145,8 @@ stem_status stem_dims_get(const stem_params *params, const stem_tensor *q,
         return stem_fail(STEM_ERR_OFFSET, "Lk - Lq = %lld - %lld = %lld is "
                          "not a multiple of block = %lld", (long long)k->tokens,
                          (long long)q->tokens, (long long)P, (long long)B);
-    if (sparse && params->prompt_blocks != 0 && params->prompt_blocks < kb)
-        return stem_fail(STEM_ERR_PARAM, "prompt_blocks = %lld: must be 0 or "
-                         "at least Kb = %lld key blocks of this call",
-                         (long long)params->prompt_blocks, (long long)kb);
+    if (sparse && (st = stem_budget_check(params, kb)) != STEM_OK)
+        return st;
     dims->hq = q->heads;
     dims->hkv = k->heads;
     dims->lq = q->tokens;
@@ -176,108 +173,4 @@ stem_status stem_check_out(const stem_tensor *out, const stem_dims *dims)
                          (long long)dims->lq, (long long)dims->d);
     stem_status st = check_extent(out, "out");
     return st != STEM_OK ? st : check_rows(out, "out");
-}
-
-static inline float bf16_to_f32(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static inline float f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, u;
-    if (exp == 0) {
-        if (man == 0) {
-            u = sign;
-        } else { /* subnormal: normalise */
-            int e = -1;
-            do {
-                e++;
-                man <<= 1;
-            } while (!(man & 0x400));
-            u = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
-        }
-    } else if (exp == 31) {
-        u = sign | 0x7f800000u | (man << 13);
-    } else {
-        u = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static const void *row_ptr(const stem_tensor *t, int64_t head, int64_t token)
-{
-    int64_t at = head * t->head_stride + token * t->token_stride;
-    return (const char *)t->data + at * (int64_t)stem_dtype_size(t->dtype);
-}
-
-void stem_load_row_f32(const stem_tensor *t, int64_t head, int64_t token,
-                       float *dst)
-{
-    const void *src = row_ptr(t, head, token);
-    int64_t d = t->dim;
-    switch (t->dtype) {
-    case STEM_F32:
-        memcpy(dst, src, (size_t)d * 4);
-        break;
-    case STEM_F64:
-        for (int64_t c = 0; c < d; c++)
-            dst[c] = (float)((const double *)src)[c];
-        break;
-    case STEM_BF16:
-        for (int64_t c = 0; c < d; c++)
-            dst[c] = bf16_to_f32(((const uint16_t *)src)[c]);
-        break;
-    case STEM_F16:
-        for (int64_t c = 0; c < d; c++)
-            dst[c] = f16_to_f32(((const uint16_t *)src)[c]);
-        break;
-    default:
-        break;
-    }
-}
-
-void stem_load_row_f64(const stem_tensor *t, int64_t head, int64_t token,
-                       double *dst)
-{
-    const void *src = row_ptr(t, head, token);
-    int64_t d = t->dim;
-    if (t->dtype == STEM_F64) {
-        memcpy(dst, src, (size_t)d * 8);
-        return;
-    }
-    float tmp[STEM_MAX_HEAD_DIM];
-    stem_load_row_f32(t, head, token, tmp);
-    for (int64_t c = 0; c < d; c++)
-        dst[c] = tmp[c];
-}
-
-stem_status stem_check_finite(const stem_tensor *t, double limit, int nt)
-{
-    int bad = 0, big = 0;
-    #pragma omp parallel for collapse(2) schedule(static) reduction(|:bad, big) num_threads(nt)
-    for (int64_t h = 0; h < t->heads; h++) {
-        for (int64_t n = 0; n < t->tokens; n++) {
-            double row[STEM_MAX_HEAD_DIM];
-            stem_load_row_f64(t, h, n, row);
-            for (int64_t c = 0; c < t->dim; c++) {
-                if (!isfinite(row[c]))
-                    bad = 1;
-                else if (fabs(row[c]) > limit)
-                    big = 1;
-            }
-        }
-    }
-    return bad ? STEM_ERR_NONFINITE : big ? STEM_ERR_RANGE : STEM_OK;
-}
-
-int64_t stem_budget_blocks(const stem_params *params, int64_t kb)
-{
-    return params->prompt_blocks > 0 ? params->prompt_blocks : kb;
 }

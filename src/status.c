@@ -57,30 +57,6 @@ const char *stem_version(void)
     return STEM_VERSION_STRING;
 }
 
-size_t stem_dtype_size(stem_dtype dtype)
-{
-    switch (dtype) {
-    case STEM_F32: return 4;
-    case STEM_BF16: return 2;
-    case STEM_F16: return 2;
-    case STEM_F64: return 8;
-    case STEM_U8: return 1;
-    default: return 0;
-    }
-}
-
-const char *stem_dtype_name(stem_dtype dtype)
-{
-    switch (dtype) {
-    case STEM_F32: return "F32";
-    case STEM_BF16: return "BF16";
-    case STEM_F16: return "F16";
-    case STEM_F64: return "F64";
-    case STEM_U8: return "U8";
-    default: return "?";
-    }
-}
-
 stem_tensor stem_tensor_hnd(void *data, stem_dtype dtype, int64_t heads,
                             int64_t tokens, int64_t dim)
 {

@@ -170,12 +170,9 @@ static stem_tensor view_of(const tf_file *f, const char *name)
     const tf_tensor *x = tf_find(f, name);
     if (!x)
         return t;
-    stem_dtype dt = x->dtype == TF_F32    ? STEM_F32
-                    : x->dtype == TF_BF16 ? STEM_BF16
-                    : x->dtype == TF_F16  ? STEM_F16
-                    : x->dtype == TF_U8   ? STEM_U8
-                                          : STEM_DTYPE_COUNT;
-    assert_int_not_equal(dt, STEM_DTYPE_COUNT);
+    stem_dtype dt = x->dtype;
+    assert_true(dt == STEM_F32 || dt == STEM_BF16 || dt == STEM_F16 ||
+                dt == STEM_U8);
     assert_true(x->ndim == 2 || x->ndim == 3);
     return stem_tensor_hnd(x->data, dt, x->shape[0], x->shape[1],
                            x->ndim == 3 ? x->shape[2] : 1);

@@ -659,7 +659,8 @@ static void test_detail(void **state)
 
 /* prompt_blocks no longer sizes memory: 2^40 (4 TiB of budget before)
  * runs, with the mask of any other prompt_blocks >= Kb that keeps every
- * causal block. */
+ * causal block.  Its budget entries, k = 0.1 n + 30 > INT32_MAX, stay
+ * positive (INT32_MAX, not a wrapped int32) in every budget rule. */
 static void test_prompt_blocks_huge(void **state)
 {
     fixture *f = *state;
@@ -667,6 +668,18 @@ static void test_prompt_blocks_huge(void **state)
     p.prompt_blocks = (int64_t)1 << 40;
     assert_int_equal(stem_prefill(&p, &f->q.t, &f->k.t, &f->v.t, &f->out.t, f->lse,
                                   f->logits, f->mask), STEM_OK);
+    for (int rule = 0; rule <= STEM_BUDGET_PAPER_LINEAR; rule++) {
+        stem_explain_summary sum;
+        stem_explain_block blk[2];
+        p.budget_rule = (stem_budget_rule)rule;
+        for (int64_t I = 0; I < 2; I++) {
+            assert_int_equal(stem_explain_row(&p, &f->dims, f->logits, 1, I,
+                                              &sum, blk), STEM_OK);
+            assert_true(sum.budget >= 1);
+            assert_int_equal(sum.kept, I + 1);  /* every causal block */
+        }
+    }
+    p.budget_rule = f->p.budget_rule;
     int32_t b[2];
     p.prompt_blocks = 0;
     assert_int_equal(stem_budget(&p, 2, b), STEM_OK);

@@ -131,7 +131,8 @@ static int run_case(tu_rng *r, int *dropped)
     size_t cells = (size_t)(dm.hq * dm.qb * dm.kb);
     float *lg = malloc(cells * sizeof(float));
     uint8_t *mask = malloc(cells), *mask2 = malloc(cells);
-    int64_t nb = p.prompt_blocks > 0 ? p.prompt_blocks : dm.kb;
+    int64_t nb;
+    assert_int_equal(stem_budget_length(&p, dm.kb, &nb), STEM_OK);
     int32_t *budget = malloc((size_t)nb * sizeof(int32_t));
     assert_true(lg && mask && mask2 && budget);
     assert_int_equal(stem_prefill(&p, &q.t, &k.t, &v.t, &o.t, NULL, lg, mask),

@@ -520,9 +520,20 @@ static void test_budget_sweep(void **state)
     print_message("budget sweep: %ld budgets equal; %ld where naive order differs\n",
                   checked, naive_diff);
     assert_true(naive_diff > 0);
-    /* prompt_blocks: n comes from the parameter, not from kb */
+    /* prompt_blocks: n comes from the parameter, not from kb; it is what
+     * stem_budget_length says, and one below kb is refused */
     stem_params p = tu_preset(STEM_PROFILE_ANGELSLIM);
+    int64_t n;
+    assert_int_equal(stem_budget_length(&p, 64, &n), STEM_OK);
+    assert_int_equal(n, 64);
+    p.prompt_blocks = 63;
+    assert_int_equal(stem_budget_length(&p, 64, &n), STEM_ERR_PARAM);
+    assert_non_null(strstr(stem_last_error(), "prompt_blocks = 63"));
+    assert_int_equal(stem_budget_length(&p, 0, &n), STEM_ERR_PARAM);
+    assert_int_equal(stem_budget_length(&p, 64, NULL), STEM_ERR_NULL);
     p.prompt_blocks = 300;
+    assert_int_equal(stem_budget_length(&p, 64, &n), STEM_OK);
+    assert_int_equal(n, 300);
     int32_t *b300 = malloc(300 * sizeof *b300);
     assert_non_null(b300);
     assert_int_equal(stem_budget(&p, 64, b300), STEM_OK);

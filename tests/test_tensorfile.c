@@ -84,9 +84,9 @@ static void build_sample(tf_file *f)
     uint8_t m[5] = {0, 1, 2, 255, 7};
     uint16_t h[4] = {0x3f80, 0xbf80, 0x7f80, 0x0001};
     int64_t sa[2] = {2, 3}, sm[1] = {5}, sh[3] = {1, 2, 2};
-    assert_int_equal(tf_add(f, "a", TF_F32, 2, sa, a, err, sizeof(err)), 0);
-    assert_int_equal(tf_add(f, "mask", TF_U8, 1, sm, m, err, sizeof(err)), 0);
-    assert_int_equal(tf_add(f, "h", TF_BF16, 3, sh, h, err, sizeof(err)), 0);
+    assert_int_equal(tf_add(f, "a", STEM_F32, 2, sa, a, err, sizeof(err)), 0);
+    assert_int_equal(tf_add(f, "mask", STEM_U8, 1, sm, m, err, sizeof(err)), 0);
+    assert_int_equal(tf_add(f, "h", STEM_BF16, 3, sh, h, err, sizeof(err)), 0);
     assert_int_equal(tf_set_meta(f, "seed", "12", err, sizeof(err)), 0);
     assert_int_equal(tf_set_meta(f, "gen", "x", err, sizeof(err)), 0);
     assert_int_equal(tf_set_meta(f, "gen", "structured", err, sizeof(err)),
@@ -107,7 +107,7 @@ static void assert_same_set(const tf_file *a, const tf_file *b)
         assert_int_equal(x->nbytes, y->nbytes);
         assert_memory_equal(x->data, y->data, x->nbytes);
         /* readers hand out element-aligned data */
-        assert_int_equal((uintptr_t)y->data % tf_dtype_size(y->dtype), 0);
+        assert_int_equal((uintptr_t)y->data % stem_dtype_size(y->dtype), 0);
     }
 }
 
@@ -273,11 +273,11 @@ static void test_npy_round_trip(void **state)
     uint16_t h[2] = {0x3c00, 0xfc00};
     double s = 2.5;
     int64_t sa[2] = {2, 3}, si[1] = {3}, sh[2] = {1, 2};
-    assert_int_equal(tf_add(&f, "q", TF_F32, 2, sa, a, err, sizeof(err)), 0);
-    assert_int_equal(tf_add(&f, "idx", TF_I64, 1, si, i8, err, sizeof(err)),
+    assert_int_equal(tf_add(&f, "q", STEM_F32, 2, sa, a, err, sizeof(err)), 0);
+    assert_int_equal(tf_add(&f, "idx", STEM_I64, 1, si, i8, err, sizeof(err)),
                      0);
-    assert_int_equal(tf_add(&f, "h", TF_F16, 2, sh, h, err, sizeof(err)), 0);
-    assert_int_equal(tf_add(&f, "s", TF_F64, 0, NULL, &s, err, sizeof(err)),
+    assert_int_equal(tf_add(&f, "h", STEM_F16, 2, sh, h, err, sizeof(err)), 0);
+    assert_int_equal(tf_add(&f, "s", STEM_F64, 0, NULL, &s, err, sizeof(err)),
                      0);
     for (int i = 0; i < f.count; i++) {
         snprintf(p, sizeof(p), "%s/%s.npy", dir, f.tensors[i].name);
@@ -309,7 +309,7 @@ static void test_npy_round_trip(void **state)
     /* bf16 has no .npy form */
     int64_t s1[1] = {2};
     tf_file b = {0};
-    assert_int_equal(tf_add(&b, "b", TF_BF16, 1, s1, h, err, sizeof(err)), 0);
+    assert_int_equal(tf_add(&b, "b", STEM_BF16, 1, s1, h, err, sizeof(err)), 0);
     snprintf(p, sizeof(p), "%s/b16.npy", tmpdir);
     assert_int_equal(tf_write_npy(&b.tensors[0], p, err, sizeof(err)), -1);
     assert_int_equal(access(p, F_OK), -1);
@@ -437,15 +437,15 @@ static void test_add_rejects(void **state)
     char err[256];
     float x = 1;
     int64_t neg[1] = {-1}, big[2] = {INT64_MAX, 2}, one[1] = {1};
-    assert_int_equal(tf_add(&f, "x", TF_F32, 1, neg, &x, err, sizeof(err)),
+    assert_int_equal(tf_add(&f, "x", STEM_F32, 1, neg, &x, err, sizeof(err)),
                      -1);
-    assert_int_equal(tf_add(&f, "x", TF_F32, 2, big, &x, err, sizeof(err)),
+    assert_int_equal(tf_add(&f, "x", STEM_F32, 2, big, &x, err, sizeof(err)),
                      -1);
-    assert_int_equal(tf_add(&f, "x", TF_DTYPE_COUNT, 1, one, &x, err,
+    assert_int_equal(tf_add(&f, "x", STEM_DTYPE_COUNT, 1, one, &x, err,
                             sizeof(err)), -1);
-    assert_int_equal(tf_add(&f, "", TF_F32, 1, one, &x, err, sizeof(err)), -1);
-    assert_int_equal(tf_add(&f, "x", TF_F32, 1, one, &x, err, sizeof(err)), 0);
-    assert_int_equal(tf_add(&f, "x", TF_F32, 1, one, &x, err, sizeof(err)),
+    assert_int_equal(tf_add(&f, "", STEM_F32, 1, one, &x, err, sizeof(err)), -1);
+    assert_int_equal(tf_add(&f, "x", STEM_F32, 1, one, &x, err, sizeof(err)), 0);
+    assert_int_equal(tf_add(&f, "x", STEM_F32, 1, one, &x, err, sizeof(err)),
                      -1);
     assert_int_equal(f.count, 1);
     tf_free(&f);
@@ -458,8 +458,8 @@ static uint16_t ref_round(float f, int bf16)
     uint16_t best = 0;
     double bd = INFINITY;
     for (uint32_t h = 0; h < 0x10000; h++) {
-        float v = bf16 ? tf_bf16_to_f32((uint16_t)h)
-                       : tf_f16_to_f32((uint16_t)h);
+        float v = bf16 ? stem_bf16_to_f32((uint16_t)h)
+                       : stem_f16_to_f32((uint16_t)h);
         if (isnan(v) || signbit(v) != signbit(f))
             continue;
         double dd = fabs((double)v - (double)f);
@@ -475,38 +475,38 @@ static void test_conversions(void **state)
 {
     /* exact round trips of every finite encoding */
     for (uint32_t h = 0; h < 0x10000; h++) {
-        float b = tf_bf16_to_f32((uint16_t)h), s = tf_f16_to_f32((uint16_t)h);
+        float b = stem_bf16_to_f32((uint16_t)h), s = stem_f16_to_f32((uint16_t)h);
         if (!isnan(b))
-            assert_int_equal(tf_f32_to_bf16(b), h);
+            assert_int_equal(stem_f32_to_bf16(b), h);
         else
-            assert_true(isnan(tf_bf16_to_f32(tf_f32_to_bf16(b))));
+            assert_true(isnan(stem_bf16_to_f32(stem_f32_to_bf16(b))));
         if (!isnan(s))
-            assert_int_equal(tf_f32_to_f16(s), h);
+            assert_int_equal(stem_f32_to_f16(s), h);
         else
-            assert_true(isnan(tf_f16_to_f32(tf_f32_to_f16(s))));
+            assert_true(isnan(stem_f16_to_f32(stem_f32_to_f16(s))));
     }
     /* ties to even */
-    assert_int_equal(tf_f32_to_bf16(1.0f + 0x1p-8f), 0x3f80);   /* tie, even */
-    assert_int_equal(tf_f32_to_bf16(1.0f + 0x3p-8f), 0x3f82);   /* tie, up */
-    assert_int_equal(tf_f32_to_f16(1.0f + 0x1p-11f), 0x3c00);
-    assert_int_equal(tf_f32_to_f16(1.0f + 0x3p-11f), 0x3c02);
-    assert_int_equal(tf_f32_to_f16(0x1p-25f), 0x0000);          /* tie to 0 */
-    assert_int_equal(tf_f32_to_f16(0x3p-25f), 0x0002);          /* tie up */
-    assert_int_equal(tf_f32_to_f16(65519.0f), 0x7bff);
-    assert_int_equal(tf_f32_to_f16(65520.0f), 0x7c00);          /* to Inf */
-    assert_int_equal(tf_f32_to_f16(-1e10f), 0xfc00);
-    assert_int_equal(tf_f32_to_bf16(3.4e38f), 0x7f80);          /* to Inf */
-    assert_int_equal(tf_f32_to_bf16(INFINITY), 0x7f80);
-    assert_int_equal(tf_f32_to_bf16(-INFINITY), 0xff80);
-    assert_int_equal(tf_f32_to_f16(INFINITY), 0x7c00);
-    assert_true(isnan(tf_bf16_to_f32(tf_f32_to_bf16(NAN))));
-    assert_true(isnan(tf_f16_to_f32(tf_f32_to_f16(NAN))));
+    assert_int_equal(stem_f32_to_bf16(1.0f + 0x1p-8f), 0x3f80);   /* tie, even */
+    assert_int_equal(stem_f32_to_bf16(1.0f + 0x3p-8f), 0x3f82);   /* tie, up */
+    assert_int_equal(stem_f32_to_f16(1.0f + 0x1p-11f), 0x3c00);
+    assert_int_equal(stem_f32_to_f16(1.0f + 0x3p-11f), 0x3c02);
+    assert_int_equal(stem_f32_to_f16(0x1p-25f), 0x0000);          /* tie to 0 */
+    assert_int_equal(stem_f32_to_f16(0x3p-25f), 0x0002);          /* tie up */
+    assert_int_equal(stem_f32_to_f16(65519.0f), 0x7bff);
+    assert_int_equal(stem_f32_to_f16(65520.0f), 0x7c00);          /* to Inf */
+    assert_int_equal(stem_f32_to_f16(-1e10f), 0xfc00);
+    assert_int_equal(stem_f32_to_bf16(3.4e38f), 0x7f80);          /* to Inf */
+    assert_int_equal(stem_f32_to_bf16(INFINITY), 0x7f80);
+    assert_int_equal(stem_f32_to_bf16(-INFINITY), 0xff80);
+    assert_int_equal(stem_f32_to_f16(INFINITY), 0x7c00);
+    assert_true(isnan(stem_bf16_to_f32(stem_f32_to_bf16(NAN))));
+    assert_true(isnan(stem_f16_to_f32(stem_f32_to_f16(NAN))));
     /* a NaN whose payload sits only in the low bits stays NaN */
     uint32_t lownan = 0x7f800001u;
     float fl;
     memcpy(&fl, &lownan, 4);
-    assert_true(isnan(tf_bf16_to_f32(tf_f32_to_bf16(fl))));
-    assert_true(isnan(tf_f16_to_f32(tf_f32_to_f16(fl))));
+    assert_true(isnan(stem_bf16_to_f32(stem_f32_to_bf16(fl))));
+    assert_true(isnan(stem_f16_to_f32(stem_f32_to_f16(fl))));
     /* pseudo-random floats against the exhaustive nearest search */
     uint64_t s = 0x9e3779b97f4a7c15ull;
     for (int i = 0; i < 300; i++) {
@@ -518,9 +518,35 @@ static void test_conversions(void **state)
         /* keep magnitudes in f16's range for the f16 check */
         u = (u & 0x807fffffu) | ((uint32_t)(100 + (s >> 40) % 42) << 23);
         memcpy(&f, &u, 4);
-        assert_int_equal(tf_f32_to_bf16(f), ref_round(f, 1));
-        assert_int_equal(tf_f32_to_f16(f), ref_round(f, 0));
+        assert_int_equal(stem_f32_to_bf16(f), ref_round(f, 1));
+        assert_int_equal(stem_f32_to_f16(f), ref_round(f, 0));
     }
+}
+
+/* The library's one table of dtype names: every dtype's name reads back
+ * as it, sizes are those of the element, other spellings are refused. */
+static void test_dtype_table(void **state)
+{
+    (void)state;
+    static const size_t sizes[STEM_DTYPE_COUNT] = {4, 2, 2, 8, 1, 4, 8, 1};
+    for (int i = 0; i < STEM_DTYPE_COUNT; i++) {
+        stem_dtype back = STEM_DTYPE_COUNT;
+        const char *name = stem_dtype_name((stem_dtype)i);
+        assert_string_not_equal(name, "?");
+        assert_int_equal(stem_dtype_from_name(name, &back), STEM_OK);
+        assert_int_equal(back, i);
+        assert_int_equal(stem_dtype_size((stem_dtype)i), sizes[i]);
+    }
+    stem_dtype dt = STEM_F64;
+    assert_string_equal(stem_dtype_name(STEM_BF16), "BF16");
+    assert_string_equal(stem_dtype_name(STEM_DTYPE_COUNT), "?");
+    assert_int_equal(stem_dtype_size(STEM_DTYPE_COUNT), 0);
+    assert_int_equal(stem_dtype_from_name("f32", &dt), STEM_ERR_DTYPE);
+    assert_int_equal(stem_dtype_from_name("F32 ", &dt), STEM_ERR_DTYPE);
+    assert_int_equal(stem_dtype_from_name("", &dt), STEM_ERR_DTYPE);
+    assert_int_equal(dt, STEM_F64);
+    assert_int_equal(stem_dtype_from_name(NULL, &dt), STEM_ERR_NULL);
+    assert_int_equal(stem_dtype_from_name("F32", NULL), STEM_ERR_NULL);
 }
 
 int main(void)
@@ -535,6 +561,7 @@ int main(void)
         cmocka_unit_test(test_no_clobber),
         cmocka_unit_test(test_add_rejects),
         cmocka_unit_test(test_conversions),
+        cmocka_unit_test(test_dtype_table),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -110,7 +110,7 @@ def _out_array(p, d, layout):
     out = np.empty(shape, dtype=dt)
     hs, ts = (d.lq * d.d, d.d) if layout == "hnd" else (d.d, d.hq * d.d)
     t = _abi.stem_tensor(out.ctypes.data,
-                         _abi.DTYPE["F64" if p.use_f64 else "F32"],
+                         _lib.dtype_code("F64" if p.use_f64 else "F32"),
                          d.hq, d.lq, d.d, hs, ts)
     return out, t
 
@@ -195,8 +195,11 @@ def budget(kb: Optional[int] = None, profile: Profile = "angelslim",
     if not 1 <= int(kb) <= 2**31 - 1:     # before ctypes can wrap it
         raise StemInputError(_errors.STEM_ERR_PARAM, "stem_budget",
                              "kb = %d: must be in 1..2147483647" % int(kb))
-    n = p.prompt_blocks if p.prompt_blocks > 0 else int(kb)
-    out = np.empty(max(n, 1), dtype=np.int32)
+    nb = C.c_int64()
+    _ok(_lib.func("stem_budget_length")(C.byref(p), int(kb), C.byref(nb)),
+        "stem_budget")
+    n = nb.value
+    out = np.empty(n, dtype=np.int32)
     _ok(_lib.func("stem_budget")(C.byref(p), int(kb), _ptr(out)),
         "stem_budget")
     return out[:n]

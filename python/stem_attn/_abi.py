@@ -14,7 +14,6 @@ c_enum = C.c_int  # every stem enum is an int-sized C enum (gcc, clang)
 # ------------------------------------------------------------------ enums
 STEM_OK = 0
 
-DTYPE = {"F32": 0, "BF16": 1, "F16": 2, "F64": 3, "U8": 4}
 PROFILE = {"angelslim": 0, "paper": 1, "hpc-ops": 2}
 VALUE_RULE = {"none": 0, "zscore_full": 1, "zscore_padded": 2,
               "log_max_block": 3}
@@ -225,6 +224,10 @@ PROTOTYPES = {
                                     P(stem_tensor), P(stem_tensor),
                                     C.c_void_p]),
     "stem_budget": (_status, [P(stem_params), C.c_int64, C.c_void_p]),
+    "stem_budget_length": (_status, [P(stem_params), C.c_int64,
+                                     P(C.c_int64)]),
+    "stem_dtype_name": (C.c_char_p, [c_enum]),
+    "stem_dtype_from_name": (_status, [C.c_char_p, P(c_enum)]),
     "stem_select": (_status, [P(stem_params), P(stem_dims), C.c_void_p,
                               C.c_void_p, C.c_void_p, C.c_void_p]),
     "stem_explain_row": (_status, [P(stem_params), P(stem_dims), C.c_void_p,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 from typing import Any, List, Optional, Tuple
 
@@ -100,3 +101,14 @@ def func(name: str) -> Any:
     except AttributeError:
         raise RuntimeError("stem: %s lacks %s (an older libstem.so?)"
                            % (lib()._stem_path, name)) from None
+
+
+@functools.lru_cache(maxsize=None)
+def dtype_code(name: str) -> int:
+    """The stem_dtype value of a dtype name ("F32", "BF16", "F16", "F64",
+    "U8", ...), from the library's one table (stem_dtype_from_name)."""
+    code = _abi.c_enum()
+    if func("stem_dtype_from_name")(name.encode(),
+                                    ctypes.byref(code)) != _abi.STEM_OK:
+        raise ValueError("stem: libstem knows no dtype %r" % (name,))
+    return code.value

@@ -170,7 +170,7 @@ def view3(x: Any, name: str, layout: str = "hnd",
     else:
         n, h, d = shape
         ts, hs = strides[0], strides[1]
-    t = _abi.stem_tensor(ptr, _abi.DTYPE[dt], h, n, d, hs, ts)
+    t = _abi.stem_tensor(ptr, _lib.dtype_code(dt), h, n, d, hs, ts)
     return View(t, obj, shape)
 
 
@@ -205,7 +205,7 @@ def view_blocks(x: Any, name: str, hq: int, qb: int, kb: int,
     if shape != (hq, qb, kb):
         raise ValueError("stem: %s must be [Hq, Qb, Kb] = [%d, %d, %d], got "
                          "shape %s" % (name, hq, qb, kb, shape))
-    t = _abi.stem_tensor(ptr, _abi.DTYPE[dt], hq, qb, kb, strides[0],
+    t = _abi.stem_tensor(ptr, _lib.dtype_code(dt), hq, qb, kb, strides[0],
                          strides[1])
     return View(t, obj, shape)
 
@@ -225,5 +225,5 @@ def view_lse(x: Any, hq: int, lq: int, layout: str) -> View:
         raise ValueError("stem: lse must be [Hq, Lq] = [%d, %d]%s, got shape "
                          "%s" % (hq, lq, " or [Lq, Hq]" if layout == "nhd"
                                  else "", shape))
-    t = _abi.stem_tensor(ptr, _abi.DTYPE[dt], hq, lq, 1, hs, ts)
+    t = _abi.stem_tensor(ptr, _lib.dtype_code(dt), hq, lq, 1, hs, ts)
     return View(t, obj, shape)

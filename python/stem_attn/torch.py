@@ -311,7 +311,7 @@ def _forward(module: Any, query: torch.Tensor, key: torch.Tensor,
             vk = _view(key[i], "key")
             vv = _view(value[i], "value")
             # out[i] as [Hq, Lq, d]: head stride d, token stride Hq * d
-            to = _abi.stem_tensor(out[i].data_ptr(), _abi.DTYPE["F32"], hq,
+            to = _abi.stem_tensor(out[i].data_ptr(), _lib.dtype_code("F32"), hq,
                                   lq, d, d, hq * d)
             if use_sparse:
                 st = f_prefill(C.byref(p), C.byref(vq.t), C.byref(vk.t),

@@ -391,6 +391,23 @@ sed 's/"block_size":[[:space:]]*"2"/"block_size": true/' \
 expect "check: metadata block_size true" 2 check "$T/good.safetensors" "$T/meta_run"
 has "check: metadata block_size true refused" "metadata block_size='true'"
 
+# prompt_blocks from an option has the bound metadata's has (2^24), in
+# every command that takes it, dense runs too: refused before any work
+BIGPB=16777217
+for cmd in "run $T/good.safetensors -o $KEEP --dense" \
+           "run $T/good.safetensors -o $KEEP" \
+           "budget --blocks 16" \
+           "explain $T/good.safetensors --head 0" \
+           "mask $T/good.out.safetensors --diff $T/good.safetensors -o $KEEP" \
+           "check $T/good.safetensors $T/good.out.safetensors"; do
+    # shellcheck disable=SC2086 # the command's words
+    expect "${cmd%% *}: --prompt-blocks $BIGPB" 2 $cmd --prompt-blocks $BIGPB
+    has "${cmd%% *}: --prompt-blocks $BIGPB named with its range" \
+        "prompt-blocks: $BIGPB is outside 0..16777216"
+done
+expect "run --dense: --prompt-blocks 2^24 runs" 0 run "$T/good.safetensors" \
+    -o "$T/pb.safetensors" --dense --prompt-blocks 16777216
+
 # errors name the tensor and its dims
 $PY - "$T" <<'PYEOF' || { echo "FAIL crafting the shape files"; fail=$((fail + 1)); }
 import json, struct, sys

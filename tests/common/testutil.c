@@ -324,7 +324,7 @@ static void *dup_bytes(const tf_tensor *t)
     return p;
 }
 
-static int check_tensor(const tf_file *f, const char *name, tf_dtype dt,
+static int check_tensor(const tf_file *f, const char *name, stem_dtype dt,
                         int64_t a, int64_t b, int64_t c, const tf_tensor **out,
                         char *err, size_t errlen)
 {
@@ -378,12 +378,12 @@ int tu_case_load(const char *name, tu_case *c, char *err, size_t errlen)
     c->stride = (int)meta_num(&gpu, "stride", 8);
     c->qb = c->kb = (c->n + c->block - 1) / c->block;
     const tf_tensor *tv, *tl, *tm, *to;
-    if (check_tensor(&in, "q", TF_BF16, c->hq, c->n, c->d, &tq, err, errlen) ||
-        check_tensor(&in, "k", TF_BF16, c->hkv, c->n, c->d, &tk, err, errlen) ||
-        check_tensor(&in, "v", TF_BF16, c->hkv, c->n, c->d, &tv, err, errlen) ||
-        check_tensor(&gpu, "block_logits", TF_F32, c->hq, c->qb, c->kb, &tl, err, errlen) ||
-        check_tensor(&gpu, "mask", TF_U8, c->hq, c->qb, c->kb, &tm, err, errlen) ||
-        check_tensor(&gpu, "out", TF_BF16, c->hq, c->n, c->d, &to, err, errlen))
+    if (check_tensor(&in, "q", STEM_BF16, c->hq, c->n, c->d, &tq, err, errlen) ||
+        check_tensor(&in, "k", STEM_BF16, c->hkv, c->n, c->d, &tk, err, errlen) ||
+        check_tensor(&in, "v", STEM_BF16, c->hkv, c->n, c->d, &tv, err, errlen) ||
+        check_tensor(&gpu, "block_logits", STEM_F32, c->hq, c->qb, c->kb, &tl, err, errlen) ||
+        check_tensor(&gpu, "mask", STEM_U8, c->hq, c->qb, c->kb, &tm, err, errlen) ||
+        check_tensor(&gpu, "out", STEM_BF16, c->hq, c->n, c->d, &to, err, errlen))
         goto done;
     c->q = dup_bytes(tq);
     c->k = dup_bytes(tk);

@@ -72,10 +72,10 @@ static double elem(const tf_tensor *t, size_t i)
     const unsigned char *p = t->data;
     uint16_t h;
     switch (t->dtype) {
-    case TF_F32: { float x; memcpy(&x, p + 4 * i, 4); return x; }
-    case TF_F64: { double x; memcpy(&x, p + 8 * i, 8); return x; }
-    case TF_BF16: memcpy(&h, p + 2 * i, 2); return tf_bf16_to_f32(h);
-    case TF_F16: memcpy(&h, p + 2 * i, 2); return tf_f16_to_f32(h);
+    case STEM_F32: { float x; memcpy(&x, p + 4 * i, 4); return x; }
+    case STEM_F64: { double x; memcpy(&x, p + 8 * i, 8); return x; }
+    case STEM_BF16: memcpy(&h, p + 2 * i, 2); return stem_bf16_to_f32(h);
+    case STEM_F16: memcpy(&h, p + 2 * i, 2); return stem_f16_to_f32(h);
     default: return NAN;
     }
 }
@@ -84,10 +84,10 @@ static double elem(const tf_tensor *t, size_t i)
 int ct_load_f32(const tf_tensor *t, const int64_t *want, int n, int swap01,
                 float **out, char *err, size_t errlen)
 {
-    if (t->dtype != TF_F32 && t->dtype != TF_F64 && t->dtype != TF_BF16 &&
-        t->dtype != TF_F16) {
+    if (t->dtype != STEM_F32 && t->dtype != STEM_F64 && t->dtype != STEM_BF16 &&
+        t->dtype != STEM_F16) {
         snprintf(err, errlen, "tensor '%s' has dtype %s (need F32, F64, BF16 "
-                 "or F16)", t->name, tf_dtype_name(t->dtype));
+                 "or F16)", t->name, stem_dtype_name(t->dtype));
         return -1;
     }
     if (n < 2 || shape_ok(t, want, n, swap01, err, errlen) != 0)
@@ -117,9 +117,9 @@ int ct_load_f32(const tf_tensor *t, const int64_t *want, int n, int swap01,
 int ct_load_mask(const tf_tensor *t, const int64_t *want, uint8_t **out,
                  char *err, size_t errlen)
 {
-    if (t->dtype != TF_U8 && t->dtype != TF_BOOL) {
+    if (t->dtype != STEM_U8 && t->dtype != STEM_BOOL) {
         snprintf(err, errlen, "tensor '%s' has dtype %s (need U8 or BOOL)",
-                 t->name, tf_dtype_name(t->dtype));
+                 t->name, stem_dtype_name(t->dtype));
         return -1;
     }
     if (shape_ok(t, want, 3, 0, err, errlen) != 0)
@@ -141,18 +141,17 @@ int ct_load_mask(const tf_tensor *t, const int64_t *want, uint8_t **out,
 int ct_view(const tf_tensor *t, const int64_t *want, int n, int swap01,
             int mask, stem_tensor *out, char *err, size_t errlen)
 {
-    stem_dtype dt;
+    stem_dtype dt = t->dtype;
     if (mask) {
-        if (t->dtype != TF_U8 && t->dtype != TF_BOOL) {
+        if (t->dtype != STEM_U8 && t->dtype != STEM_BOOL) {
             snprintf(err, errlen, "tensor '%s' has dtype %s (need U8 or "
-                     "BOOL)", t->name, tf_dtype_name(t->dtype));
+                     "BOOL)", t->name, stem_dtype_name(t->dtype));
             return -1;
         }
         dt = STEM_U8;
-    } else if (t->dtype == TF_BOOL || t->dtype == TF_U8 ||
-               cli_stem_dtype(t->dtype, &dt) != 0) {
+    } else if (!cli_input_dtype(t->dtype)) {
         snprintf(err, errlen, "tensor '%s' has dtype %s (need F32, F64, BF16 "
-                 "or F16)", t->name, tf_dtype_name(t->dtype));
+                 "or F16)", t->name, stem_dtype_name(t->dtype));
         return -1;
     }
     if ((n != 2 && n != 3) || shape_ok(t, want, n, swap01, err, errlen) != 0)
@@ -228,7 +227,7 @@ int ct_check_meta_params(const tf_file *f, const char *path, const cli_opts *o)
         {"window_size", offsetof(cli_opts, have_window), 0, 1 << 30, 1},
         {"window", offsetof(cli_opts, have_window), 0, 1 << 30, 1},
         {"prompt_blocks", offsetof(cli_opts, have_prompt), 0,
-         (double)CT_MAX_META_PROMPT_BLOCKS, 1},
+         (double)CLI_MAX_PROMPT_BLOCKS, 1},
     };
     char where[4200];
     meta_where(path, where, sizeof(where));
@@ -300,7 +299,7 @@ const char *ct_apply_meta_params(const tf_file *f, cli_opts *o)
                             meta_int(f, "window", 0, 1 << 30, &n)))
         o->window = n, o->have_window = any = 1;
     if (!o->have_prompt &&
-        meta_int(f, "prompt_blocks", 0, (double)(1ll << 40), &n))
+        meta_int(f, "prompt_blocks", 0, (double)CLI_MAX_PROMPT_BLOCKS, &n))
         o->prompt_blocks = n, o->have_prompt = any = 1;
     return any ? "parameters not given as options taken from the GPU "
                  "file's metadata"

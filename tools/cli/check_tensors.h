@@ -60,18 +60,12 @@ int ct_view(const tf_tensor *t, const int64_t *want, int n, int swap01,
  */
 const char *ct_apply_meta_params(const tf_file *f, cli_opts *o);
 
-/* Largest prompt_blocks taken from a file's metadata: 2^24 blocks (2^31
- * tokens of 128), so that the budget `stem mask --diff` tabulates stays
- * within 64 MB whatever a file says.  (The library itself tabulates only
- * the Kb positions of a call.) */
-#define CT_MAX_META_PROMPT_BLOCKS (1LL << 24)
-
 /*
  * Refuse metadata of f (read from path) that ct_apply_meta_params would
  * use but cannot: a value that is not a number, or outside its range
  * (alpha, keep_ratio 0..1; lambda, lambda_mag 0..1e6; block_size 16..4096;
  * stride 1..block and dividing it; sinks, initial_blocks, window,
- * window_size 0..2^30; prompt_blocks 0..CT_MAX_META_PROMPT_BLOCKS).
+ * window_size 0..2^30; prompt_blocks 0..CLI_MAX_PROMPT_BLOCKS).
  * Keys o sets from the command line are not looked at.  CLI_OK, or
  * CLI_USAGE after a message naming the key, its value, the file and the
  * valid range, e.g. "metadata prompt_blocks=250000000 in DIR/metadata.json:

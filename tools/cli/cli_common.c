@@ -198,7 +198,7 @@ int cli_opts_parse(cli_opts *o, int argc, char **argv, int *i)
         {"--sinks", NULL, &o->sinks, &o->have_sinks, 0, 1 << 30},
         {"--window", NULL, &o->window, &o->have_window, 0, 1 << 30},
         {"--prompt-blocks", NULL, &o->prompt_blocks, &o->have_prompt, 0,
-         (double)(1ll << 40)},
+         (double)CLI_MAX_PROMPT_BLOCKS},
     };
     for (size_t n = 0; n < sizeof(nums) / sizeof(nums[0]); n++) {
         if ((r = cli_opt_value(argc, argv, i, nums[n].name, &v)) == 0)
@@ -277,7 +277,8 @@ void cli_opts_usage(FILE *fp)
           "  --lambda L         value-norm weight (lambda / beta)\n"
           "  --sinks N          first key blocks always kept\n"
           "  --window N         key blocks ending at the diagonal always kept\n"
-          "  --prompt-blocks N  n of the budget rule (0: Kb of the call)\n"
+          "  --prompt-blocks N  n of the budget rule (0: Kb of the call; at most\n"
+          "                     2^24)\n"
           "  --f64              compute in float64 (oracle mode)\n"
           "  --compute f32|bf16 attention arithmetic: float32 (default) or bf16\n"
           "                     operands with float32 sums (simd/kernels.h)\n"
@@ -287,15 +288,10 @@ void cli_opts_usage(FILE *fp)
 }
 
 /* See cli_common.h. */
-int cli_stem_dtype(tf_dtype dt, stem_dtype *out)
+int cli_input_dtype(stem_dtype dt)
 {
-    switch (dt) {
-    case TF_F32: *out = STEM_F32; return 0;
-    case TF_BF16: *out = STEM_BF16; return 0;
-    case TF_F16: *out = STEM_F16; return 0;
-    case TF_F64: *out = STEM_F64; return 0;
-    default: return -1;
-    }
+    return dt == STEM_F32 || dt == STEM_BF16 || dt == STEM_F16 ||
+           dt == STEM_F64;
 }
 
 static int view_of(const tf_file *f, const char *name, int layout,
@@ -306,10 +302,10 @@ static int view_of(const tf_file *f, const char *name, int layout,
         snprintf(err, errlen, "no tensor '%s' in the input", name);
         return -1;
     }
-    stem_dtype dt;
-    if (cli_stem_dtype(t->dtype, &dt) != 0) {
+    stem_dtype dt = t->dtype;
+    if (!cli_input_dtype(dt)) {
         snprintf(err, errlen, "tensor '%s' has dtype %s (need BF16, F16, "
-                 "F32 or F64)", name, tf_dtype_name(t->dtype));
+                 "F32 or F64)", name, stem_dtype_name(t->dtype));
         return -1;
     }
     const int64_t *s = t->shape;

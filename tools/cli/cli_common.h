@@ -65,6 +65,13 @@ int cli_parse_double(const char *opt, const char *text, double lo, double hi,
 int cli_opt_value(int argc, char **argv, int *i, const char *name,
                   const char **value);
 
+/* Largest prompt_blocks the tool takes, from an option or from a file's
+ * metadata: 2^24 blocks (2^31 tokens of 128), so that a budget the tool
+ * tabulates (`stem budget`, `stem mask --diff`) stays within 64 MB.  The
+ * library itself takes up to 2^40 and tabulates only the Kb positions a
+ * call reads. */
+#define CLI_MAX_PROMPT_BLOCKS (1LL << 24)
+
 /* The common options as given on the command line, before resolution. */
 typedef struct cli_opts {
     stem_profile profile;
@@ -100,8 +107,9 @@ int cli_opts_resolve(const cli_opts *o, stem_params *params);
 /* Help text lines for the common options, for a command's usage. */
 void cli_opts_usage(FILE *fp);
 
-/* Map a tensor file dtype to a stem dtype; -1 if it has none. */
-int cli_stem_dtype(tf_dtype dt, stem_dtype *out);
+/* 1 if dt is one the library takes for q, k and v (F32, BF16, F16, F64),
+ * else 0. */
+int cli_input_dtype(stem_dtype dt);
 
 /*
  * Views q [Hq, Lq, d], k and v [Hkv, Lk, d] over the tensors "q", "k", "v"

@@ -216,7 +216,10 @@ int cmd_budget(int argc, char **argv)
         cli_error("budget: %lld blocks is too many", (long long)kb);
         return CLI_USAGE;
     }
-    int64_t n = p[0].prompt_blocks > kb ? p[0].prompt_blocks : kb;
+    int64_t n;
+    stem_status nst = stem_budget_length(&p[0], kb, &n);
+    if (nst != STEM_OK)
+        return cli_status_error("budget", NULL, nst);
     int32_t *b[NPROF] = {NULL};
     int rc = CLI_INTERNAL;      /* out of memory, unless said otherwise */
     for (int k = 0; k < NPROF; k++) {

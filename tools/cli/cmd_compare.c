@@ -25,15 +25,15 @@ static double element(const tf_tensor *t, int64_t i)
 {
     const unsigned char *p = t->data;
     switch (t->dtype) {
-    case TF_F32: { float x; memcpy(&x, p + 4 * i, 4); return x; }
-    case TF_F64: { double x; memcpy(&x, p + 8 * i, 8); return x; }
-    case TF_BF16: { uint16_t h; memcpy(&h, p + 2 * i, 2);
-                    return tf_bf16_to_f32(h); }
-    case TF_F16: { uint16_t h; memcpy(&h, p + 2 * i, 2);
-                   return tf_f16_to_f32(h); }
-    case TF_U8: case TF_BOOL: return p[i];
-    case TF_I32: { int32_t x; memcpy(&x, p + 4 * i, 4); return x; }
-    case TF_I64: { int64_t x; memcpy(&x, p + 8 * i, 8); return (double)x; }
+    case STEM_F32: { float x; memcpy(&x, p + 4 * i, 4); return x; }
+    case STEM_F64: { double x; memcpy(&x, p + 8 * i, 8); return x; }
+    case STEM_BF16: { uint16_t h; memcpy(&h, p + 2 * i, 2);
+                    return stem_bf16_to_f32(h); }
+    case STEM_F16: { uint16_t h; memcpy(&h, p + 2 * i, 2);
+                   return stem_f16_to_f32(h); }
+    case STEM_U8: case STEM_BOOL: return p[i];
+    case STEM_I32: { int32_t x; memcpy(&x, p + 4 * i, 4); return x; }
+    case STEM_I64: { int64_t x; memcpy(&x, p + 8 * i, 8); return (double)x; }
     default: return NAN;
     }
 }

@@ -207,10 +207,10 @@ static void load_row(const stem_tensor *t, int64_t head, int64_t row,
     for (int64_t c = 0; c < t->dim; c++) {
         switch (t->dtype) {
         case STEM_BF16:
-            dst[c] = tf_bf16_to_f32(((const uint16_t *)t->data)[at + c]);
+            dst[c] = stem_bf16_to_f32(((const uint16_t *)t->data)[at + c]);
             break;
         case STEM_F16:
-            dst[c] = tf_f16_to_f32(((const uint16_t *)t->data)[at + c]);
+            dst[c] = stem_f16_to_f32(((const uint16_t *)t->data)[at + c]);
             break;
         case STEM_F64:
             dst[c] = ((const double *)t->data)[at + c];

@@ -348,13 +348,13 @@ static void gen_usage(FILE *fp)
 
 /* Convert x [rows, n, d] to the output dtype, stored [rows, n, d] or
  * (nhd) [n, rows, d], and add it to f. */
-static int add_converted(tf_file *f, const char *name, tf_dtype dt, int nhd,
+static int add_converted(tf_file *f, const char *name, stem_dtype dt, int nhd,
                          const float *x, int64_t rows, int64_t n, int d)
 {
     int64_t shape[3] = {rows, n, d};
     int64_t count = rows * n * d;
     char err[256];
-    size_t es = tf_dtype_size(dt);
+    size_t es = stem_dtype_size(dt);
     unsigned char *buf = malloc((size_t)count * es);
     if (!buf) {
         cli_error("gen: out of memory");
@@ -370,12 +370,12 @@ static int add_converted(tf_file *f, const char *name, tf_dtype dt, int nhd,
             int64_t at = nhd ? (t * rows + r) * d : (r * n + t) * d;
             for (int c = 0; c < d; c++) {
                 uint16_t h;
-                if (dt == TF_F32) {
+                if (dt == STEM_F32) {
                     memcpy(buf + (size_t)(at + c) * 4, &src[c], 4);
                     continue;
                 }
-                h = dt == TF_BF16 ? tf_f32_to_bf16(src[c])
-                                  : tf_f32_to_f16(src[c]);
+                h = dt == STEM_BF16 ? stem_f32_to_bf16(src[c])
+                                  : stem_f32_to_f16(src[c]);
                 memcpy(buf + (size_t)(at + c) * 2, &h, 2);
             }
         }
@@ -392,7 +392,7 @@ int cmd_gen(int argc, char **argv)
     const char *out = NULL, *v;
     long long tokens = -1, heads = -1, kvh = -1, dim = -1, seed = 0;
     int structured = 1, nhd = 0, r;
-    tf_dtype dt = TF_BF16;
+    stem_dtype dt = STEM_BF16;
     for (int i = 1; i < argc;) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             gen_usage(stdout);
@@ -441,11 +441,11 @@ int cmd_gen(int argc, char **argv)
             if (r < 0)
                 return CLI_USAGE;
             if (strcmp(v, "bf16") == 0)
-                dt = TF_BF16;
+                dt = STEM_BF16;
             else if (strcmp(v, "f16") == 0)
-                dt = TF_F16;
+                dt = STEM_F16;
             else if (strcmp(v, "f32") == 0)
-                dt = TF_F32;
+                dt = STEM_F32;
             else {
                 cli_error("gen: --dtype: '%s' is not bf16, f16 or f32", v);
                 return CLI_USAGE;

@@ -192,8 +192,8 @@ static const char *diff_dtype(const mask_args *a, const tf_file *f,
     if (dt && stem_prec_from_name(dt, &pr) == STEM_OK)
         return dt;
     const tf_tensor *q = tf_find(o, "q");
-    return !q ? "fp32" : q->dtype == TF_BF16 ? "bf16"
-                       : q->dtype == TF_F16    ? "fp16"
+    return !q ? "fp32" : q->dtype == STEM_BF16 ? "bf16"
+                       : q->dtype == STEM_F16    ? "fp16"
                                                : "fp32";
 }
 
@@ -388,11 +388,10 @@ int cmd_mask(int argc, char **argv)
                 reference_of(&other, &p, o.layout, s, &rm, &rl, a.diff) !=
                     CLI_OK)
                 goto done;
-            int64_t nb = p.prompt_blocks > 0 ? p.prompt_blocks : s[2];
-            stem_status bst;
-            if (nb < s[2]) {
-                cli_error("mask: prompt_blocks %lld is below the %lld key "
-                          "blocks of %s", (long long)nb, (long long)s[2], a.in);
+            int64_t nb;
+            stem_status bst = stem_budget_length(&p, s[2], &nb);
+            if (bst != STEM_OK) {
+                rc = cli_status_error("mask", a.in, bst);
                 goto done;
             }
             if (!(budget = malloc((size_t)nb * 4))) {

@@ -183,11 +183,11 @@ static int write_results(const char *path, int as_dir, const stem_dims *dm,
     int64_t se[2] = {dm->hq, dm->lq};
     int rc = 0;
     if (!dense)
-        rc = tf_add(&f, "block_logits", TF_F32, 3, sl, ro->logits, err,
+        rc = tf_add(&f, "block_logits", STEM_F32, 3, sl, ro->logits, err,
                     sizeof(err)) ||
-             tf_add(&f, "mask", TF_U8, 3, sl, ro->mask, err, sizeof(err));
-    rc = rc || tf_add(&f, "out", TF_F32, 3, so, ro->out, err, sizeof(err)) ||
-         tf_add(&f, "lse", TF_F32, 2, se, ro->lse, err, sizeof(err));
+             tf_add(&f, "mask", STEM_U8, 3, sl, ro->mask, err, sizeof(err));
+    rc = rc || tf_add(&f, "out", STEM_F32, 3, so, ro->out, err, sizeof(err)) ||
+         tf_add(&f, "lse", STEM_F32, 2, se, ro->lse, err, sizeof(err));
     if (rc) {
         cli_error("run: %s", err);
         rc = cli_exit_tf();

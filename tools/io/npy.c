@@ -20,13 +20,13 @@
 
 static const struct {
     const char *descr;
-    tf_dtype dtype;
+    stem_dtype dtype;
 } npy_types[] = {
-    {"<f4", TF_F32}, {"<f2", TF_F16}, {"<f8", TF_F64}, {"|u1", TF_U8},
-    {"<i4", TF_I32}, {"<i8", TF_I64}, {"|b1", TF_BOOL},
+    {"<f4", STEM_F32}, {"<f2", STEM_F16}, {"<f8", STEM_F64}, {"|u1", STEM_U8},
+    {"<i4", STEM_I32}, {"<i8", STEM_I64}, {"|b1", STEM_BOOL},
 };
 
-static int descr_of(tf_dtype dt, const char **out)
+static int descr_of(stem_dtype dt, const char **out)
 {
     for (size_t i = 0; i < sizeof(npy_types) / sizeof(npy_types[0]); i++)
         if (npy_types[i].dtype == dt) {
@@ -120,7 +120,7 @@ static int parse_shape(cur *c, int *ndim, int64_t *shape)
     return 0;
 }
 
-static int parse_header(const char *h, size_t len, tf_dtype *dt, int *ndim,
+static int parse_header(const char *h, size_t len, stem_dtype *dt, int *ndim,
                         int64_t *shape, char *err, size_t errlen)
 {
     cur c = {h, h + len};
@@ -229,7 +229,7 @@ static int read_npy_into(const char *path, const char *name, tf_file *f,
         tf_set_err(err, errlen, "%s: truncated .npy header", path);
         return -1;
     }
-    tf_dtype dt;
+    stem_dtype dt;
     int ndim = 0;
     int64_t shape[TF_MAX_DIMS];
     if (parse_header((const char *)b + start, hlen, &dt, &ndim, shape, sub,
@@ -453,7 +453,7 @@ int tf_write_npy(const tf_tensor *t, const char *path, char *err,
     const char *descr;
     if (descr_of(t->dtype, &descr) != 0) {
         tf_set_err(err, errlen, "%s: dtype %s has no .npy equivalent", path,
-                tf_dtype_name(t->dtype));
+                stem_dtype_name(t->dtype));
         return -1;
     }
     size_t nb;
@@ -717,7 +717,7 @@ int tf_write_npy_dir(const tf_file *f, const char *path,
 }
 
 /* See tensorindex.h: the header of a .npy file from its first len bytes. */
-int tf_npy_header(const void *buf, size_t len, tf_dtype *dtype, int *ndim,
+int tf_npy_header(const void *buf, size_t len, stem_dtype *dtype, int *ndim,
                   int64_t *shape, size_t *data_off, char *err, size_t errlen)
 {
     const unsigned char *b = buf;

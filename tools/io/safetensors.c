@@ -79,8 +79,8 @@ static int parse_tensor(const cJSON *it, char *data, size_t data_len,
         tf_set_err(err, errlen, "tensor '%s': missing dtype", name);
         return -1;
     }
-    int dt = tf_dtype_from_name(jd->valuestring);
-    if (dt < 0) {
+    stem_dtype dt;
+    if (stem_dtype_from_name(jd->valuestring, &dt) != STEM_OK) {
         tf_set_err(err, errlen, "tensor '%s': unsupported dtype '%s'", name,
                 jd->valuestring);
         return -1;
@@ -107,7 +107,7 @@ static int parse_tensor(const cJSON *it, char *data, size_t data_len,
     }
     size_t nbytes;
     char sub[200];
-    if (tf_shape_bytes((tf_dtype)dt, ndim, shape, &nbytes, sub,
+    if (tf_shape_bytes((stem_dtype)dt, ndim, shape, &nbytes, sub,
                        sizeof(sub)) != 0) {
         tf_set_err(err, errlen, "tensor '%s': %s", name, sub);
         return -1;
@@ -134,7 +134,7 @@ static int parse_tensor(const cJSON *it, char *data, size_t data_len,
     range->b = b;
     range->e = e;
     range->name = name;
-    return tf_push_tensor(f, name, (tf_dtype)dt, ndim, shape, data + b,
+    return tf_push_tensor(f, name, (stem_dtype)dt, ndim, shape, data + b,
                           nbytes, err, errlen);
 }
 
@@ -360,7 +360,7 @@ static char *build_header(const tf_file *f, size_t *hlen, char *err,
         cJSON *shape = o ? cJSON_AddArrayToObject(o, "shape") : NULL;
         cJSON *offs = NULL;
         ok = o && shape && cJSON_AddStringToObject(o, "dtype",
-                                                   tf_dtype_name(t->dtype));
+                                                   stem_dtype_name(t->dtype));
         for (int d = 0; ok && d < t->ndim; d++)
             ok = cJSON_AddItemToArray(shape,
                                       cJSON_CreateNumber((double)t->shape[d]));

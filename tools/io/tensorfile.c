@@ -1,7 +1,7 @@
 /*
- * tensorfile.c - the format-independent part of tensorfile.h: dtypes,
+ * tensorfile.c - the format-independent part of tensorfile.h: errors,
  * shape arithmetic, ownership of tensor bytes, metadata, whole-file reads,
- * atomic writes and the bf16 / f16 conversions.
+ * atomic writes.
  */
 #include "tensorfile.h"
 
@@ -98,42 +98,6 @@ int tf_cjson_oom(void)
     return cjson_oom;
 }
 
-static const struct {
-    const char *name;
-    size_t size;
-} dtype_info[TF_DTYPE_COUNT] = {
-    [TF_F32] = {"F32", 4},   [TF_BF16] = {"BF16", 2}, [TF_F16] = {"F16", 2},
-    [TF_F64] = {"F64", 8},   [TF_U8] = {"U8", 1},     [TF_I32] = {"I32", 4},
-    [TF_I64] = {"I64", 8},   [TF_BOOL] = {"BOOL", 1},
-};
-
-/* Element size in bytes; 0 for an unknown dtype. */
-size_t tf_dtype_size(tf_dtype dtype)
-{
-    if ((int)dtype < 0 || dtype >= TF_DTYPE_COUNT)
-        return 0;
-    return dtype_info[dtype].size;
-}
-
-/* Safetensors name of dtype; "?" if unknown. */
-const char *tf_dtype_name(tf_dtype dtype)
-{
-    if ((int)dtype < 0 || dtype >= TF_DTYPE_COUNT)
-        return "?";
-    return dtype_info[dtype].name;
-}
-
-/* Dtype by safetensors name; -1 if unknown or name is NULL. */
-int tf_dtype_from_name(const char *name)
-{
-    if (!name)
-        return -1;
-    for (int i = 0; i < TF_DTYPE_COUNT; i++)
-        if (strcmp(name, dtype_info[i].name) == 0)
-            return i;
-    return -1;
-}
-
 /* Product of the extents of t (1 for a 0-d tensor); t must be valid. */
 int64_t tf_numel(const tf_tensor *t)
 {
@@ -144,10 +108,10 @@ int64_t tf_numel(const tf_tensor *t)
 }
 
 /* See tensorfile.h. */
-int tf_shape_bytes(tf_dtype dtype, int ndim, const int64_t *shape,
+int tf_shape_bytes(stem_dtype dtype, int ndim, const int64_t *shape,
                    size_t *nbytes, char *err, size_t errlen)
 {
-    size_t es = tf_dtype_size(dtype);
+    size_t es = stem_dtype_size(dtype);
     if (es == 0) {
         tf_set_err(err, errlen, "unknown dtype %d", (int)dtype);
         return -1;
@@ -219,7 +183,7 @@ int tf_own_chunk(tf_file *f, void *chunk, char *err, size_t errlen)
 }
 
 /* See tensorfile.h. */
-int tf_push_tensor(tf_file *f, const char *name, tf_dtype dtype, int ndim,
+int tf_push_tensor(tf_file *f, const char *name, stem_dtype dtype, int ndim,
                    const int64_t *shape, void *data, size_t nbytes,
                    char *err, size_t errlen)
 {
@@ -248,7 +212,7 @@ int tf_push_tensor(tf_file *f, const char *name, tf_dtype dtype, int ndim,
         tf_set_err(err, errlen, "tensor '%s': NULL data", name);
         return -1;
     }
-    size_t es = tf_dtype_size(dtype);
+    size_t es = stem_dtype_size(dtype);
     if (nbytes > 0 && (uintptr_t)data % es != 0) {
         void *copy = malloc(nbytes);
         if (!copy) {
@@ -280,7 +244,7 @@ int tf_push_tensor(tf_file *f, const char *name, tf_dtype dtype, int ndim,
 }
 
 /* See tensorfile.h. */
-int tf_add(tf_file *f, const char *name, tf_dtype dtype, int ndim,
+int tf_add(tf_file *f, const char *name, stem_dtype dtype, int ndim,
            const int64_t *shape, const void *data, char *err, size_t errlen)
 {
     tf_fail_reset();
@@ -603,81 +567,4 @@ int tf_read(const char *path, tf_file *out, char *err, size_t errlen)
     if (got == 6 && memcmp(magic, "\x93NUMPY", 6) == 0)
         return tf_read_npy(path, out, err, errlen);
     return tf_read_safetensors(path, out, err, errlen);
-}
-
-/* ------------------------------------------------------------ conversions */
-
-static uint32_t f32_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
-static float bits_f32(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-/* bf16 bits to float (exact). */
-float tf_bf16_to_f32(uint16_t h)
-{
-    return bits_f32((uint32_t)h << 16);
-}
-
-/* float to bf16 bits, round to nearest even; NaN stays a (quiet) NaN. */
-uint16_t tf_f32_to_bf16(float f)
-{
-    uint32_t u = f32_bits(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u)
-        return (uint16_t)((u >> 16) | 0x0040u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-/* IEEE half bits to float (exact, subnormals included). */
-float tf_f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu;
-    uint32_t man = h & 0x3ffu;
-    if (exp == 0x1f)
-        return bits_f32(sign | 0x7f800000u | (man << 13));
-    if (exp == 0) {
-        /* man * 2^-24, exact in float */
-        float v = (float)man * 5.9604644775390625e-8f;
-        return sign ? -v : v;
-    }
-    return bits_f32(sign | ((exp + 112u) << 23) | (man << 13));
-}
-
-/* float to IEEE half bits, round to nearest even; overflow gives Inf, NaN
- * stays a (quiet) NaN. */
-uint16_t tf_f32_to_f16(float f)
-{
-    uint32_t u = f32_bits(f);
-    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
-    uint32_t a = u & 0x7fffffffu;
-    if (a > 0x7f800000u)
-        return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
-    if (a >= 0x477ff000u)            /* >= 65520 rounds to Inf */
-        return (uint16_t)(sign | 0x7c00u);
-    if (a < 0x38800000u) {           /* below 2^-14: subnormal or zero */
-        if (a < 0x33000000u)         /* <= 2^-25 rounds to 0 (tie to even) */
-            return sign;
-        uint32_t e = a >> 23;        /* 102 .. 112 */
-        uint32_t m = (a & 0x7fffffu) | 0x800000u;
-        uint32_t shift = 126u - e;   /* result = m >> shift, 14 .. 24 */
-        uint32_t r = m >> shift;
-        uint32_t rem = m & ((1u << shift) - 1u);
-        uint32_t half = 1u << (shift - 1u);
-        if (rem > half || (rem == half && (r & 1u)))
-            r++;
-        return (uint16_t)(sign | r);
-    }
-    uint32_t r = a - 0x38000000u;    /* rebias exponent 127 -> 15 */
-    r += 0xfffu + ((r >> 13) & 1u);
-    return (uint16_t)(sign | (r >> 13));
 }

@@ -14,25 +14,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "stem.h"
+
 #define TF_MAX_DIMS 8
 #define TF_NAME_MAX 128
 
-typedef enum tf_dtype {
-    TF_F32 = 0,
-    TF_BF16,
-    TF_F16,
-    TF_F64,
-    TF_U8,
-    TF_I32,
-    TF_I64,
-    TF_BOOL,
-    TF_DTYPE_COUNT
-} tf_dtype;
 
-/* One tensor: name, dtype, shape and its bytes (little-endian, C order). */
+/* One tensor: name, dtype, shape and its bytes (little-endian, C order).
+ * Element types are the library's (stem_dtype: stem_dtype_name and
+ * stem_dtype_size give safetensors' names and the sizes; stem_bf16_to_f32
+ * & co. convert). */
 typedef struct tf_tensor {
     char name[TF_NAME_MAX];
-    tf_dtype dtype;
+    stem_dtype dtype;
     int ndim;
     int64_t shape[TF_MAX_DIMS];
     void *data;                 /* owned by the tf_file it came from */
@@ -49,8 +43,6 @@ typedef struct tf_file {
     void *blob;                 /* internal: backing storage */
 } tf_file;
 
-size_t tf_dtype_size(tf_dtype dtype);
-const char *tf_dtype_name(tf_dtype dtype);   /* "F32", "BF16", ... */
 int64_t tf_numel(const tf_tensor *t);
 
 /*
@@ -86,7 +78,7 @@ const char *tf_meta(const tf_file *f, const char *key);
  * Append a tensor to f, copying data (nbytes must equal numel * dtype size).
  * Used to build a file to write.
  */
-int tf_add(tf_file *f, const char *name, tf_dtype dtype, int ndim,
+int tf_add(tf_file *f, const char *name, stem_dtype dtype, int ndim,
            const int64_t *shape, const void *data, char *err, size_t errlen);
 /* Append or replace a metadata pair. */
 int tf_set_meta(tf_file *f, const char *key, const char *value, char *err,
@@ -128,12 +120,6 @@ int tf_write_npy_dir(const tf_file *f, const char *path,
 int tf_npy_dir_target(const char *path, const char *const *replaceable,
                       int *exists, char *err, size_t errlen);
 
-/* Element conversion helpers (round to nearest even where narrowing). */
-float tf_bf16_to_f32(uint16_t h);
-uint16_t tf_f32_to_bf16(float f);
-float tf_f16_to_f32(uint16_t h);
-uint16_t tf_f32_to_f16(float f);
-
 /* ---------------------------------------------------------------------
  * Lower-level pieces shared by the readers and writers (tensorfile.c,
  * safetensors.c, npy.c).  Callers normally use the functions above.
@@ -167,15 +153,12 @@ void tf_fail_reset(void);
  * -1 on an error or end of file. */
 int tf_read_exact(int fd, void *buf, size_t len);
 
-/* Dtype by safetensors name ("F32", "BF16", ...); -1 if unknown. */
-int tf_dtype_from_name(const char *name);
-
 /*
  * Byte size of a tensor of dtype with shape[0..ndim-1]: every extent must
  * be >= 0, ndim in 0..TF_MAX_DIMS, and the product times the element size
  * must fit in size_t and int64_t.  0 on success, -1 with err filled.
  */
-int tf_shape_bytes(tf_dtype dtype, int ndim, const int64_t *shape,
+int tf_shape_bytes(stem_dtype dtype, int ndim, const int64_t *shape,
                    size_t *nbytes, char *err, size_t errlen);
 
 /*
@@ -184,7 +167,7 @@ int tf_shape_bytes(tf_dtype dtype, int ndim, const int64_t *shape,
  * is misaligned for the element size, in which case an aligned copy is
  * made.  Name must be non-empty, shorter than TF_NAME_MAX and unique.
  */
-int tf_push_tensor(tf_file *f, const char *name, tf_dtype dtype, int ndim,
+int tf_push_tensor(tf_file *f, const char *name, stem_dtype dtype, int ndim,
                    const int64_t *shape, void *data, size_t nbytes,
                    char *err, size_t errlen);
 

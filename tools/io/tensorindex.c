@@ -32,7 +32,7 @@ static int add_path(tf_index *idx, const char *path, char *err, size_t errlen)
     return 0;
 }
 
-static int add_entry(tf_index *idx, const char *name, tf_dtype dt, int ndim,
+static int add_entry(tf_index *idx, const char *name, stem_dtype dt, int ndim,
                      const int64_t *shape, uint64_t offset, char *err,
                      size_t errlen)
 {
@@ -85,8 +85,10 @@ static int st_tensor(tf_index *idx, const cJSON *it, uint64_t data_start,
     const cJSON *jd = cJSON_GetObjectItemCaseSensitive(it, "dtype");
     const cJSON *js = cJSON_GetObjectItemCaseSensitive(it, "shape");
     const cJSON *jo = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
-    int dt = cJSON_IsString(jd) ? tf_dtype_from_name(jd->valuestring) : -1;
-    if (!cJSON_IsObject(it) || dt < 0 || !cJSON_IsArray(js) ||
+    stem_dtype dt;
+    if (!cJSON_IsObject(it) || !cJSON_IsString(jd) ||
+        stem_dtype_from_name(jd->valuestring, &dt) != STEM_OK ||
+        !cJSON_IsArray(js) ||
         cJSON_GetArraySize(js) > TF_MAX_DIMS || !cJSON_IsArray(jo) ||
         cJSON_GetArraySize(jo) != 2) {
         tf_set_err(err, errlen, "tensor '%s': bad or unsupported dtype, "
@@ -110,7 +112,7 @@ static int st_tensor(tf_index *idx, const cJSON *it, uint64_t data_start,
         return -1;
     }
     char sub[200];
-    if (add_entry(idx, name, (tf_dtype)dt, ndim, shape, data_start +
+    if (add_entry(idx, name, (stem_dtype)dt, ndim, shape, data_start +
                   (uint64_t)b, sub, sizeof(sub)) != 0) {
         tf_set_err(err, errlen, "tensor '%s': %s", name, sub);
         return -1;
@@ -243,7 +245,7 @@ static int index_npy(const char *path, tf_index *idx, char *err,
     if (hlen > fsize)
         hlen = (size_t)fsize;   /* tf_npy_header reports the truncation */
     unsigned char *h = rc == 0 ? malloc(hlen ? hlen : 1) : NULL;
-    tf_dtype dt;
+    stem_dtype dt;
     int ndim = 0;
     int64_t shape[TF_MAX_DIMS];
     size_t off = 0, nb = 0;

@@ -18,7 +18,7 @@
 
 typedef struct tf_index_entry {
     char name[TF_NAME_MAX];
-    tf_dtype dtype;
+    stem_dtype dtype;
     int ndim;
     int64_t shape[TF_MAX_DIMS];
     size_t nbytes;
@@ -64,7 +64,7 @@ int tf_index_load_slice(const tf_index *idx, const tf_index_entry *e,
 
 /* The header of a .npy file from its first len bytes: dtype, shape and
  * where the data starts (npy.c). */
-int tf_npy_header(const void *buf, size_t len, tf_dtype *dtype, int *ndim,
+int tf_npy_header(const void *buf, size_t len, stem_dtype *dtype, int *ndim,
                   int64_t *shape, size_t *data_off, char *err, size_t errlen);
 
 /* The 8 length bytes plus the padded JSON header that tf_write_safetensors

@@ -282,8 +282,8 @@ int mpi_sig_diff(const mpi_input_sig *a, const mpi_input_sig *b,
         }
         if (x->dtype != y->dtype) {
             snprintf(how, cap, "%s: dtype %s here, %s on %s", x->name,
-                     tf_dtype_name((tf_dtype)x->dtype),
-                     tf_dtype_name((tf_dtype)y->dtype), there);
+                     stem_dtype_name((stem_dtype)x->dtype),
+                     stem_dtype_name((stem_dtype)y->dtype), there);
             return 1;
         }
         if (x->ndim != y->ndim ||
@@ -296,7 +296,7 @@ int mpi_sig_diff(const mpi_input_sig *a, const mpi_input_sig *b,
             snprintf(how, cap, "%s: same shape %s and dtype %s, other bytes "
                      "(digest %016llx here, %016llx on %s)", x->name,
                      dims(x, da, sizeof(da)),
-                     tf_dtype_name((tf_dtype)x->dtype),
+                     stem_dtype_name((stem_dtype)x->dtype),
                      (unsigned long long)x->data,
                      (unsigned long long)y->data, there);
             return 1;

@@ -215,7 +215,7 @@ static int build_header(const stem_params *p, int dense, const stem_dims *dm,
     for (int i = 0, j = dense ? 2 : 0; i < n; i++, j++) {
         tf_tensor *t = &f.tensors[i];
         snprintf(t->name, sizeof(t->name), "%s", names[j]);
-        t->dtype = j == 1 ? TF_U8 : TF_F32;
+        t->dtype = j == 1 ? STEM_U8 : STEM_F32;
         t->ndim = j == 3 ? 2 : 3;
         t->shape[0] = dm->hq;
         t->shape[1] = j < 2 ? dm->qb : dm->lq;
