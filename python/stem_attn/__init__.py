@@ -43,7 +43,7 @@ __all__ = ["prefill", "dense", "sparse", "budget", "explain", "check",
            "params", "to_bf16", "from_bf16", "testing",
            "Prefill", "Dense", "Sparse", "Report", "Explanation", "StemError",
            "StemInputError", "StemMemoryError", "StemISAError",
-           "StemLibraryNotFound", "version", "library_path"]
+           "StemLibraryNotFound", "Profile", "version", "library_path"]
 
 
 class Prefill(NamedTuple):
@@ -66,7 +66,7 @@ class Sparse(NamedTuple):
     lse: np.ndarray
 
 
-def _ok(st, what):
+def _ok(st: int, what: str) -> None:
     if st != _abi.STEM_OK:
         raise error_for(st, what)
 

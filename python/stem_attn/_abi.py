@@ -7,21 +7,24 @@ a C program that prints sizeof/offsetof of every mirrored struct and
 compares them with ctypes, and compares the field names of stem_params with
 the header's, so a field added there without a mirror here fails the suite.
 """
+from __future__ import annotations
+
 import ctypes as C
+from typing import Any, Dict, List, Tuple
 
 c_enum = C.c_int  # every stem enum is an int-sized C enum (gcc, clang)
 
 # ------------------------------------------------------------------ enums
 STEM_OK = 0
 
-PROFILE = {"angelslim": 0, "paper": 1, "hpc-ops": 2}
-VALUE_RULE = {"none": 0, "zscore_full": 1, "zscore_padded": 2,
-              "log_max_block": 3}
-BUDGET_RULE = {"tpd_f64": 0, "tpd_f32_fma": 1, "paper_linear": 2}
-COMPUTE = {"f32": 0, "bf16": 1}
-PREC = {"fp32": 0, "bf16": 1, "fp16": 2, "fp8": 3}
-STAGES = ("logits", "selection", "mask", "out", "lse")
-VERDICT = {0: "ABSENT", 1: "PASS", 2: "FAIL"}
+PROFILE: Dict[str, int] = {"angelslim": 0, "paper": 1, "hpc-ops": 2}
+VALUE_RULE: Dict[str, int] = {"none": 0, "zscore_full": 1,
+                              "zscore_padded": 2, "log_max_block": 3}
+BUDGET_RULE: Dict[str, int] = {"tpd_f64": 0, "tpd_f32_fma": 1, "paper_linear": 2}
+COMPUTE: Dict[str, int] = {"f32": 0, "bf16": 1}
+PREC: Dict[str, int] = {"fp32": 0, "bf16": 1, "fp16": 2, "fp8": 3}
+STAGES: Tuple[str, ...] = ("logits", "selection", "mask", "out", "lse")
+VERDICT: Dict[int, str] = {0: "ABSENT", 1: "PASS", 2: "FAIL"}
 CHECK_PASS, CHECK_FAIL = 1, 2
 
 
@@ -194,12 +197,13 @@ class stem_explain_summary(C.Structure):
 
 
 # stem_explain_block.why bits (STEM_WHY_*), in the order explain names them
-WHY = (("sink", 0x04), ("window", 0x08), ("diagonal", 0x10), ("top-k", 0x01),
-       ("tie at the threshold (every tie kept)", 0x02))
+WHY: Tuple[Tuple[str, int], ...] = (
+    ("sink", 0x04), ("window", 0x08), ("diagonal", 0x10), ("top-k", 0x01),
+    ("tie at the threshold (every tie kept)", 0x02))
 
 
 # The structs tests/python/test_stem_abi.py measures against the C compiler.
-STRUCTS = (stem_tensor, stem_params, stem_dims, stem_check_options,
+STRUCTS: Tuple[Any, ...] = (stem_tensor, stem_params, stem_dims, stem_check_options,
            stem_check_gpu, stem_check_item, stem_check_stage_result,
            stem_check_bias,
            stem_check_head, stem_check_report, stem_explain_block,
@@ -208,7 +212,7 @@ STRUCTS = (stem_tensor, stem_params, stem_dims, stem_check_options,
 # ------------------------------------------------------------- prototypes
 P = C.POINTER
 _status = c_enum
-PROTOTYPES = {
+PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     # name: (restype, argtypes)
     "stem_strerror": (C.c_char_p, [_status]),
     "stem_last_error": (C.c_char_p, []),

@@ -3,7 +3,7 @@ reference, in process (stem_check of include/stem_check.h)."""
 import collections
 import ctypes as C
 import json
-from typing import NamedTuple
+from typing import Any, Dict, List, NamedTuple
 
 import numpy as np
 
@@ -60,15 +60,15 @@ _SCALARS = ("logit_nonfinite", "logit_pattern", "logit_scale", "mask_diffs",
             "head_end", "logit_zmax", "arith_chosen", "strict_failed")
 
 
-def _struct_dict(s):
+def _struct_dict(s: C.Structure) -> Dict[str, Any]:
     return {n: getattr(s, n) for n, _ in s._fields_}
 
 
-def _kind_name(k):
+def _kind_name(k: int) -> str:
     return _lib.func("stem_check_kind_name")(k).decode()
 
 
-def _items(ptr, n, stage):
+def _items(ptr: Any, n: int, stage: str) -> List[Item]:
     out = []
     is_fault = _lib.func("stem_check_kind_is_fault")
     for i in range(n):
@@ -80,7 +80,7 @@ def _items(ptr, n, stage):
     return out
 
 
-def _render(fn, rep, *args):
+def _render(fn: Any, rep: _abi.stem_check_report, *args: Any) -> str:
     n = fn(C.byref(rep), *args, None, 0)
     buf = C.create_string_buffer(n + 1)
     fn(C.byref(rep), *args, buf, n + 1)

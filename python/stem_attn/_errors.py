@@ -1,13 +1,17 @@
 """The package's error for a failed library call (its own module, so that
 every other module can raise it without importing the package)."""
+from __future__ import annotations
+
+from typing import Optional
+
 from . import _lib
 
 
 # stem_status values (include/stem.h) used here
-STEM_ERR_DTYPE = 6
-STEM_ERR_PARAM = 9
-STEM_ERR_NOMEM = 10
-STEM_ERR_ISA = 11
+STEM_ERR_DTYPE: int = 6
+STEM_ERR_PARAM: int = 9
+STEM_ERR_NOMEM: int = 10
+STEM_ERR_ISA: int = 11
 
 
 class StemError(RuntimeError):
@@ -17,7 +21,7 @@ class StemError(RuntimeError):
     range), or the refusal's own text."""
 
     def __init__(self, status: int, what: str = "",
-                 detail: "str | None" = None) -> None:
+                 detail: Optional[str] = None) -> None:
         self.status = int(status)
         if detail is None:
             detail = _last_error()
@@ -50,7 +54,7 @@ def _last_error() -> str:
 
 
 def error_for(status: int, what: str = "",
-              detail: "str | None" = None) -> StemError:
+              detail: Optional[str] = None) -> StemError:
     """The StemError subclass for a status, its detail read right away
     (stem_last_error is per thread and per call)."""
     cls = (StemMemoryError if status == STEM_ERR_NOMEM else

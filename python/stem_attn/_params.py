@@ -1,23 +1,30 @@
 """stem_params from a profile name and keyword overrides."""
+from __future__ import annotations
+
 import ctypes as C
 import numbers
+from typing import Any, Dict, Tuple, Union
 
 from . import _abi, _lib
 from ._errors import STEM_ERR_PARAM, StemInputError, error_for
 
 # other spellings accepted for stem_params fields: the CLI's options and
 # the metadata names of AngelSlim / `stem run` files
-ALIASES = {"lambda": "value_weight", "lambda_mag": "value_weight",
-           "beta": "value_weight", "initial_blocks": "sinks",
-           "window_size": "window", "block_size": "block", "f64": "use_f64",
-           "mu": "alpha", "rho": "keep_ratio"}
-ENUMS = {"value_rule": _abi.VALUE_RULE, "budget_rule": _abi.BUDGET_RULE,
-         "profile": _abi.PROFILE, "compute": _abi.COMPUTE}
-FIELDS = tuple(n for n, _ in _abi.stem_params._fields_)
-FIELD_TYPES = dict(_abi.stem_params._fields_)
+ALIASES: Dict[str, str] = {
+    "lambda": "value_weight", "lambda_mag": "value_weight",
+    "beta": "value_weight", "initial_blocks": "sinks",
+    "window_size": "window", "block_size": "block", "f64": "use_f64",
+    "mu": "alpha", "rho": "keep_ratio"}
+ENUMS: Dict[str, Dict[str, int]] = {
+    "value_rule": _abi.VALUE_RULE, "budget_rule": _abi.BUDGET_RULE,
+    "profile": _abi.PROFILE, "compute": _abi.COMPUTE}
+FIELDS: Tuple[str, ...] = tuple(n for n, _ in _abi.stem_params._fields_)
+FIELD_TYPES: Dict[str, Any] = dict(_abi.stem_params._fields_)
 
 
-def profile_id(profile):
+def profile_id(profile: Union[str, int]) -> int:
+    """The stem_profile value of a profile name ("angelslim", "paper",
+    "hpc-ops"; "_" for "-" and any case accepted) or number."""
     if isinstance(profile, int):
         return profile
     name = str(profile).lower().replace("_", "-")
@@ -29,11 +36,13 @@ def profile_id(profile):
     return _abi.PROFILE[name]
 
 
-def is_param(key):
+def is_param(key: str) -> bool:
+    """Whether key names a stem_params field or one of its aliases."""
     return key in FIELDS or key in ALIASES
 
 
-def make(profile="angelslim", **overrides):
+def make(profile: Union[str, int] = "angelslim",
+         **overrides: Any) -> _abi.stem_params:
     """A stem_params of the profile's preset with overrides applied (keys:
     stem_params field names, or the aliases above), validated."""
     p = _abi.stem_params()
@@ -59,10 +68,11 @@ def make(profile="angelslim", **overrides):
     return p
 
 
-_INT_BITS = {C.c_int: 32, C.c_int64: 64}
+_INT_BITS: Dict[Any, int] = {C.c_int: 32, C.c_int64: 64}
 
 
-def _set_checked(p, key, field, val):
+def _set_checked(p: _abi.stem_params, key: str, field: str,
+                 val: Any) -> None:
     """setattr(p, field, val) after checking that val is a number that the
     C field holds as it is: ctypes would wrap 2**32 + 128 to 128.  A value
     beyond the C type is refused with the library's own range for the
@@ -100,5 +110,6 @@ def _set_checked(p, key, field, val):
     raise StemInputError(STEM_ERR_PARAM, "parameters", detail)
 
 
-def as_dict(p):
+def as_dict(p: _abi.stem_params) -> Dict[str, Any]:
+    """Every field of p by name."""
     return {n: getattr(p, n) for n in FIELDS}
