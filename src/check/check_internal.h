@@ -53,6 +53,9 @@ typedef struct check_ctx {
                                    QK term */
     float *vbound;              /* [nh, Kb]: bound of the value term's
                                    error of each key block */
+    double logit_z;             /* z of the modeled logit limits (sigmas
+                                   raised to the Bonferroni quantile of
+                                   the entries judged; check_bound.c) */
     int tie_worst;              /* 1: tau from the limits (worst case), the
                                    model not applying (see check_bound.c) */
     float *gpu_logits;          /* [nh, Qb, Kb] or NULL */
@@ -84,6 +87,16 @@ STEM_INTERNAL stem_status check_stage_bias(check_ctx *c);
 STEM_INTERNAL double check_tau(const check_ctx *c, const float *lim,
                                const float *sig, const float *vb, int64_t j,
                                int64_t t);
+
+/* The two-sided normal quantile: z with erfc(z / sqrt 2) = p (0 < p < 1). */
+STEM_INTERNAL double check_normal_quantile2(double p);
+
+/* The most that rounding a value of magnitude |x| to a format of unit
+ * roundoff u moves it: half an ulp of x's binade, u 2^floor(log2 |x|) (at
+ * most u |x|; 0 for x = 0 or not finite).  For a stored value y = round(x)
+ * half an ulp of y's binade bounds it too (rounding never leaves x's binade
+ * downwards). */
+STEM_INTERNAL double check_half_ulp(double x, double u);
 
 /* The view's unit roundoff: 2^-8 for BF16, 2^-11 for F16, 2^-24 F32,
  * 2^-53 F64 (how coarse its stored values are). */

@@ -15,10 +15,13 @@
  *              diagonal must be kept.  A block whose reference logit lies
  *              more than tau above the row threshold (the budget-th largest
  *              reference logit) must be kept, more than tau below must be
- *              dropped; in between a difference is a tie.  tau is the sum of
- *              the two logits' limits (the block's and the threshold
- *              block's): how far the two could move towards each other on
- *              the GPU.  Counts: the row's top-k part has budget b blocks;
+ *              dropped; in between a difference is a tie.  tau is how far
+ *              the two logits (the block's and the threshold block's)
+ *              could move towards each other on the GPU (check_tau: the
+ *              modeled spread of their rounding, at most the two limits'
+ *              sum).  The threshold, the budget and which blocks are sinks
+ *              or window come from the library's own rule
+ *              (stem_explain_row).  Counts: the row's top-k part has budget b blocks;
  *              the GPU keeps k_g blocks outside sinks and window, so b - k_g
  *              of its top-k blocks must be forced blocks.  With f_in forced
  *              blocks surely above the threshold and f_band within tau of
@@ -140,41 +143,39 @@ stem_status check_stage_logits(check_ctx *c)
     return STEM_OK;
 }
 
-static int cmp_desc(const void *a, const void *b)
+/*
+ * The library's selection rule (stem_explain_row, the code stem_select
+ * runs) on row (hh, I) of logits, an [n_heads, Qb, Kb] array laid out as
+ * c->dm says: sum gets the row's budget, its threshold (the budget-th
+ * largest candidate; -inf when the budget keeps every candidate) and its
+ * candidate count; blk (Kb records, caller-owned) the STEM_WHY_* bits of
+ * each block; *at the threshold block (rank = budget), -1 when none.
+ * STEM_OK or an error of stem_explain_row (STEM_ERR_NOMEM).
+ */
+static stem_status row_rule(const check_ctx *c, const float *logits,
+                            int64_t n_heads, int64_t hh, int64_t I,
+                            stem_explain_summary *sum, stem_explain_block *blk,
+                            int64_t *at)
 {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x < y) - (x > y);
-}
-
-/* The budget-th largest finite entry of row[0..last] and its index (the
- * lowest among equals); -inf and -1 when the budget keeps every finite
- * entry.  work holds last + 1 floats. */
-static float row_threshold(const float *row, int64_t last, int32_t b,
-                           float *work, int64_t *at, int64_t *nfinite)
-{
-    int64_t n = 0;
-    for (int64_t j = 0; j <= last; j++)
-        if (isfinite(row[j]))
-            work[n++] = row[j];
-    *nfinite = n;
+    stem_dims sd = c->dm;
+    sd.hq = n_heads;
+    sd.hkv = 1;
+    stem_status st = stem_explain_row(c->p, &sd, logits, hh, I, sum, blk);
     *at = -1;
-    if (b < 1 || b >= n)
-        return -INFINITY;
-    qsort(work, (size_t)n, sizeof(float), cmp_desc);
-    float t = work[b - 1];
-    for (int64_t j = 0; j <= last; j++)
-        if (row[j] == t) {
-            *at = j;
+    if (st != STEM_OK || !isfinite(sum->threshold))
+        return st;
+    for (int64_t J = 0; J < c->dm.kb; J++)
+        if (blk[J].rank == sum->budget) {
+            *at = J;
             break;
         }
-    return t;
+    return STEM_OK;
 }
 
-static int forced(const stem_params *p, int64_t pos, int64_t last, int64_t J)
+/* Block J of a row is forced (sink, window or diagonal) by the rule. */
+static int forced(const stem_explain_block *blk, int64_t J)
 {
-    if (J > last)
-        return 0;
-    return J < p->sinks || J > pos - p->window || (p->keep_diagonal && J == pos);
+    return (blk[J].why & (STEM_WHY_SINK | STEM_WHY_WINDOW | STEM_WHY_DIAGONAL)) != 0;
 }
 
 double check_tau(const check_ctx *c, const float *lim, const float *sig,
@@ -204,7 +205,7 @@ stem_status check_stage_selection(check_ctx *c)
     sd.hq = c->nh;
     sd.hkv = 1;
     uint8_t *sel = malloc(cells);
-    float *work = malloc((size_t)kb * sizeof(float));
+    stem_explain_block *work = malloc((size_t)kb * sizeof(*work));
     check_items it;
     if (!sel || !work || check_items_init(&it, c->o.max_items) != 0) {
         free(sel), free(work);
@@ -235,9 +236,13 @@ stem_status check_stage_selection(check_ctx *c)
             }
             if (!ndiff)
                 continue;
-            int32_t b = c->budget[pos < c->nbudget ? pos : c->nbudget - 1];
-            int64_t at, nfin;
-            float thr = row_threshold(gl, last, b, work, &at, &nfin);
+            stem_explain_summary sum;
+            int64_t at;
+            if ((st = row_rule(c, c->gpu_logits, c->nh, hh, I, &sum, work, &at)) != STEM_OK) {
+                free(sel), free(work), check_items_free(&it);
+                return st;
+            }
+            float thr = sum.threshold;
             /* Exactly equal GPU logits at the threshold may be ordered
              * either way.  With a forced (sink or window) block among them
              * the order also decides whether that block takes a top-k
@@ -245,7 +250,7 @@ stem_status check_stage_selection(check_ctx *c)
              * every differing block must still sit at the threshold. */
             int64_t n_feq = 0, n_eqdiff = 0;
             for (int64_t J = 0; J <= last; J++) {
-                if (forced(c->p, pos, last, J))
+                if (forced(work, J))
                     n_feq += gl[J] == thr;
                 else if (gm[J] != sm[J])
                     n_eqdiff += gl[J] == thr;
@@ -287,7 +292,7 @@ stem_status check_stage_mask(check_ctx *c)
         return STEM_OK;
     const stem_params *p = c->p;
     const int64_t qb = c->dm.qb, kb = c->dm.kb;
-    float *work = malloc((size_t)kb * sizeof(float));
+    stem_explain_block *work = malloc((size_t)kb * sizeof(*work));
     check_items it, ties;
     if (!work || check_items_init(&it, c->o.max_items) != 0) {
         free(work);
@@ -323,9 +328,17 @@ stem_status check_stage_mask(check_ctx *c)
             uint8_t *st = rowst + (size_t)hh * qb + I;
             const uint8_t *gm = c->gpu_mask + gbase, *rm = c->ref_mask + rbase;
             int64_t pos = I + c->pb, last = pos < kb - 1 ? pos : kb - 1;
-            int32_t b = c->budget[pos < c->nbudget ? pos : c->nbudget - 1];
-            int64_t at, nfin;
-            float thr = row_threshold(L, last, b, work, &at, &nfin);
+            stem_explain_summary sum;
+            int64_t at;
+            stem_status rs = row_rule(c, c->ref_logits, c->dm.hq, h, I, &sum, work, &at);
+            if (rs != STEM_OK) {
+                free(amb), free(work), free(rowst);
+                check_items_free(&it), check_items_free(&ties);
+                return rs;
+            }
+            float thr = sum.threshold;
+            int32_t b = sum.budget;
+            int64_t nfin = sum.candidates;
             int64_t btop = b < nfin ? b : nfin;
             int64_t kg = 0, f_in = 0, f_band = 0, n_nf_in = 0;
             s->checked++;
@@ -365,7 +378,7 @@ stem_status check_stage_mask(check_ctx *c)
                 int in_hi = gap > tau, out_lo = -gap > tau;
                 x.err = fabs(gap);
                 x.limit = tau;
-                if (forced(p, pos, last, J)) {
+                if (forced(work, J)) {
                     f_in += in_hi;
                     f_band += !in_hi && !out_lo;
                     if (!gm[J]) {
@@ -403,7 +416,7 @@ stem_status check_stage_mask(check_ctx *c)
             /* the reference's own count outside sinks and window */
             int64_t kr = 0;
             for (int64_t J = 0; J <= last; J++)
-                kr += rm[J] && !forced(p, pos, last, J);
+                kr += rm[J] && !forced(work, J);
             if (kg != kr && !p->ties_keep_all) {
                 if (kg > kr)
                     dev_up++;
