@@ -10,6 +10,11 @@
  * kernels'; on an idle one the two clocks agree).
  *
  *   build/bench/bench_kernels
+ *   build/bench/bench_kernels --step TABLE SECONDS
+ *
+ * The second form runs only the bf16 step of one kernel table (its
+ * stem_isa_name) for about SECONDS seconds of CPU time, a target for
+ * profilers (perf record), and prints its mean time per step.
  */
 #include <math.h>
 #include <stdio.h>
@@ -140,8 +145,49 @@ typedef struct item {
 
 #define ROUNDS 7
 
-int main(void)
+/* --step TABLE SECONDS: the bf16 step of one table in a loop; 0, or 2 with
+ * a message on stderr for a table not built in or not runnable here or a
+ * duration outside (0, 3600]. */
+static int step_loop(const char *table, const char *seconds)
 {
+    const stem_kernels *k = NULL;
+    for (int isa = 0; isa < STEM_ISA_COUNT; isa++)
+        if (strcmp(stem_isa_name((stem_isa)isa), table) == 0)
+            k = stem_kernels_for((stem_isa)isa);
+    char *end;
+    double want = strtod(seconds, &end);
+    if (!k || *end || !(want > 0.0 && want <= 3600.0)) {
+        fprintf(stderr, "bench_kernels: --step needs a kernel table that runs "
+                "here and 0 < SECONDS <= 3600 (got %s %s)\n", table, seconds);
+        return 2;
+    }
+    bench_tile t;
+    if (bench_tile_init(&t, k, 100)) {
+        fprintf(stderr, "bench_kernels: out of memory\n");
+        return 1;
+    }
+    long steps = 0;
+    double t0 = now(), t1 = t0;
+    while (t1 - t0 < want) {
+        for (int i = 0; i < 100; i++)
+            bench_tile_step_bf16(&t);
+        steps += 100;
+        t1 = now();
+    }
+    printf("%s bf16 step: %ld steps, %.2f us/step\n", table, steps,
+           (t1 - t0) / (double)steps * 1e6);
+    bench_tile_free(&t);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 4 && strcmp(argv[1], "--step") == 0)
+        return step_loop(argv[2], argv[3]);
+    if (argc != 1) {
+        fprintf(stderr, "usage: bench_kernels [--step TABLE SECONDS]\n");
+        return 2;
+    }
     unsigned seed = 12345u;
     openblas_set_num_threads(1);
     item items[2 + (2 + N_PARTS) * STEM_ISA_COUNT];
