@@ -8,6 +8,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -142,87 +143,160 @@ void cli_opts_init(cli_opts *o)
 }
 
 /* See cli_common.h. */
-int cli_opts_parse(cli_opts *o, int argc, char **argv, int *i)
+int cli_opt_take(const cli_opt_spec *t, size_t n, void *base, int argc,
+                 char **argv, int *ip)
 {
+    char *at = base;
     const char *v;
-    int r;
-    if (strcmp(argv[*i], "--f64") == 0) {
-        o->use_f64 = 1;
-        *i += 1;
-        return 1;
-    }
-    if ((r = cli_opt_value(argc, argv, i, "--profile", &v)) != 0) {
-        if (r < 0)
-            return -1;
-        if (stem_profile_from_name(v, &o->profile) != STEM_OK) {
-            cli_error("--profile: unknown profile '%s' "
-                      "(angelslim, paper, hpc-ops)", v);
-            return -1;
+    int r, i = *ip;
+    for (size_t k = 0; k < n; k++) {
+        const cli_opt_spec *s = &t[k];
+        if (s->kind == CLI_OPT_FLAG) {
+            if (strcmp(argv[i], s->name) != 0 &&
+                !(s->alias && strcmp(argv[i], s->alias) == 0))
+                continue;
+            *(int *)(at + s->at) = 1;
+            i++;
+        } else {
+            if ((r = cli_opt_value(argc, argv, &i, s->name, &v)) == 0 &&
+                (!s->alias ||
+                 (r = cli_opt_value(argc, argv, &i, s->alias, &v)) == 0))
+                continue;
+            if (r < 0)
+                return -1;
+            switch (s->kind) {
+            case CLI_OPT_NUM:
+                r = cli_parse_double(s->name, v, s->lo, s->hi,
+                                     (double *)(at + s->at));
+                break;
+            case CLI_OPT_INT:
+                r = cli_parse_int(s->name, v, (long long)s->lo,
+                                  (long long)s->hi, (long long *)(at + s->at));
+                break;
+            case CLI_OPT_TEXT:
+                *(const char **)(at + s->at) = v;
+                r = 0;
+                break;
+            default:
+                r = s->call(base, s->name, v);
+                break;
+            }
+            if (r != 0)
+                return -1;
         }
-        return 1;
-    }
-    if ((r = cli_opt_value(argc, argv, i, "--compute", &v)) != 0) {
-        if (r < 0)
-            return -1;
-        if (stem_compute_from_name(v, &o->compute) != STEM_OK) {
-            cli_error("--compute: unknown mode '%s' (f32, bf16)", v);
-            return -1;
-        }
-        return 1;
-    }
-    if ((r = cli_opt_value(argc, argv, i, "--layout", &v)) != 0) {
-        if (r < 0)
-            return -1;
-        if (strcmp(v, "hnd") == 0)
-            o->layout = CLI_LAYOUT_HND;
-        else if (strcmp(v, "nhd") == 0)
-            o->layout = CLI_LAYOUT_NHD;
-        else {
-            cli_error("--layout: '%s' is not hnd or nhd", v);
-            return -1;
-        }
-        return 1;
-    }
-    struct {
-        const char *name;
-        double *d;
-        long long *l;
-        int *have;
-        double lo, hi;
-    } nums[] = {
-        {"--alpha", &o->alpha, NULL, &o->have_alpha, 0.0, 1.0},
-        {"--keep-ratio", &o->keep_ratio, NULL, &o->have_keep, 0.0, 1.0},
-        {"--lambda", &o->lambda, NULL, &o->have_lambda, 0.0, 1e6},
-        {"--block", NULL, &o->block, &o->have_block, 1, 1 << 20},
-        {"--stride", NULL, &o->stride, &o->have_stride, 1, 1 << 20},
-        {"--sinks", NULL, &o->sinks, &o->have_sinks, 0, 1 << 30},
-        {"--window", NULL, &o->window, &o->have_window, 0, 1 << 30},
-        {"--prompt-blocks", NULL, &o->prompt_blocks, &o->have_prompt, 0,
-         (double)CLI_MAX_PROMPT_BLOCKS},
-    };
-    for (size_t n = 0; n < sizeof(nums) / sizeof(nums[0]); n++) {
-        if ((r = cli_opt_value(argc, argv, i, nums[n].name, &v)) == 0)
-            continue;
-        if (r < 0)
-            return -1;
-        int bad = nums[n].d
-                      ? cli_parse_double(nums[n].name, v, nums[n].lo,
-                                         nums[n].hi, nums[n].d)
-                      : cli_parse_int(nums[n].name, v, (long long)nums[n].lo,
-                                      (long long)nums[n].hi, nums[n].l);
-        if (bad)
-            return -1;
-        *nums[n].have = 1;
-        return 1;
-    }
-    if ((r = cli_opt_value(argc, argv, i, "--threads", &v)) != 0) {
-        long long t;
-        if (r < 0 || cli_parse_int("--threads", v, 1, 4096, &t) != 0)
-            return -1;
-        o->threads = (int)t;
+        if (s->have != CLI_OPT_NO_HAVE)
+            *(int *)(at + s->have) = 1;
+        *ip = i;
         return 1;
     }
     return 0;
+}
+
+/* See cli_common.h. */
+void cli_opt_usage(const cli_opt_spec *t, size_t n, FILE *fp)
+{
+    for (size_t k = 0; k < n; k++) {
+        char head[64];
+        snprintf(head, sizeof(head), "%s%s%s%s%s", t[k].alias ? t[k].alias : "",
+                 t[k].alias ? ", " : "", t[k].name, t[k].arg ? " " : "",
+                 t[k].arg ? t[k].arg : "");
+        if (!t[k].help) {
+            fprintf(fp, "  %s\n", head);
+            continue;
+        }
+        fprintf(fp, "  %-18s", head);
+        for (const char *h = t[k].help; *h;) {
+            const char *nl = strchr(h, '\n');
+            size_t len = nl ? (size_t)(nl - h) : strlen(h);
+            fprintf(fp, " %.*s\n", (int)len, h);
+            h += len;
+            if (*h == '\n' && *++h)
+                fprintf(fp, "  %-18s", "");
+        }
+    }
+}
+
+static int take_profile(void *base, const char *opt, const char *v)
+{
+    if (stem_profile_from_name(v, &((cli_opts *)base)->profile) != STEM_OK) {
+        cli_error("%s: unknown profile '%s' (angelslim, paper, hpc-ops)", opt,
+                  v);
+        return -1;
+    }
+    return 0;
+}
+
+static int take_compute(void *base, const char *opt, const char *v)
+{
+    if (stem_compute_from_name(v, &((cli_opts *)base)->compute) != STEM_OK) {
+        cli_error("%s: unknown mode '%s' (f32, bf16)", opt, v);
+        return -1;
+    }
+    return 0;
+}
+
+static int take_layout(void *base, const char *opt, const char *v)
+{
+    int *layout = &((cli_opts *)base)->layout;
+    if (strcmp(v, "hnd") == 0)
+        *layout = CLI_LAYOUT_HND;
+    else if (strcmp(v, "nhd") == 0)
+        *layout = CLI_LAYOUT_NHD;
+    else {
+        cli_error("%s: '%s' is not hnd or nhd", opt, v);
+        return -1;
+    }
+    return 0;
+}
+
+static int take_threads(void *base, const char *opt, const char *v)
+{
+    long long t;
+    if (cli_parse_int(opt, v, 1, 4096, &t) != 0)
+        return -1;
+    ((cli_opts *)base)->threads = (int)t;
+    return 0;
+}
+
+#define OPT(f) offsetof(cli_opts, f)
+
+/* The common options: every command that computes reads them. */
+static const cli_opt_spec common_opts[] = {
+    {"--profile", NULL, "P", CLI_OPT_CALL, 0, CLI_OPT_NO_HAVE, 0, 0,
+     take_profile, "angelslim (default), paper or hpc-ops"},
+    {"--alpha", NULL, "A", CLI_OPT_NUM, OPT(alpha), OPT(have_alpha), 0, 1,
+     NULL, "budget decay (0..1)"},
+    {"--keep-ratio", NULL, "R", CLI_OPT_NUM, OPT(keep_ratio), OPT(have_keep),
+     0, 1, NULL, "keep ratio rho (0..1)"},
+    {"--block", NULL, "B", CLI_OPT_INT, OPT(block), OPT(have_block), 1,
+     1 << 20, NULL, "tokens per block"},
+    {"--stride", NULL, "S", CLI_OPT_INT, OPT(stride), OPT(have_stride), 1,
+     1 << 20, NULL, "scoring stride (divides B)"},
+    {"--lambda", NULL, "L", CLI_OPT_NUM, OPT(lambda), OPT(have_lambda), 0,
+     1e6, NULL, "value-norm weight (lambda / beta)"},
+    {"--sinks", NULL, "N", CLI_OPT_INT, OPT(sinks), OPT(have_sinks), 0,
+     1 << 30, NULL, "first key blocks always kept"},
+    {"--window", NULL, "N", CLI_OPT_INT, OPT(window), OPT(have_window), 0,
+     1 << 30, NULL, "key blocks ending at the diagonal always kept"},
+    {"--prompt-blocks", NULL, "N", CLI_OPT_INT, OPT(prompt_blocks),
+     OPT(have_prompt), 0, (double)CLI_MAX_PROMPT_BLOCKS, NULL,
+     "n of the budget rule (0: Kb of the call; at most\n2^24)"},
+    {"--f64", NULL, NULL, CLI_OPT_FLAG, OPT(use_f64), CLI_OPT_NO_HAVE, 0, 0,
+     NULL, "compute in float64 (oracle mode)"},
+    {"--compute", NULL, "f32|bf16", CLI_OPT_CALL, 0, CLI_OPT_NO_HAVE, 0, 0,
+     take_compute, "attention arithmetic: float32 (default) or bf16\n"
+                   "operands with float32 sums (simd/kernels.h)"},
+    {"--threads", NULL, "T", CLI_OPT_CALL, 0, CLI_OPT_NO_HAVE, 0, 0,
+     take_threads, "OpenMP threads"},
+    {"--layout", NULL, "hnd|nhd", CLI_OPT_CALL, 0, CLI_OPT_NO_HAVE, 0, 0,
+     take_layout, "q/k/v stored [H,N,d] (default) or [N,H,d]"},
+};
+
+/* See cli_common.h. */
+int cli_opts_parse(cli_opts *o, int argc, char **argv, int *i)
+{
+    return cli_opt_take(common_opts, sizeof(common_opts) /
+                        sizeof(common_opts[0]), o, argc, argv, i);
 }
 
 /* See cli_common.h. */
@@ -268,23 +342,9 @@ int cli_opts_resolve(const cli_opts *o, stem_params *params)
 /* See cli_common.h. */
 void cli_opts_usage(FILE *fp)
 {
-    fputs("Parameter options (defaults from the profile):\n"
-          "  --profile P        angelslim (default), paper or hpc-ops\n"
-          "  --alpha A          budget decay (0..1)\n"
-          "  --keep-ratio R     keep ratio rho (0..1)\n"
-          "  --block B          tokens per block\n"
-          "  --stride S         scoring stride (divides B)\n"
-          "  --lambda L         value-norm weight (lambda / beta)\n"
-          "  --sinks N          first key blocks always kept\n"
-          "  --window N         key blocks ending at the diagonal always kept\n"
-          "  --prompt-blocks N  n of the budget rule (0: Kb of the call; at most\n"
-          "                     2^24)\n"
-          "  --f64              compute in float64 (oracle mode)\n"
-          "  --compute f32|bf16 attention arithmetic: float32 (default) or bf16\n"
-          "                     operands with float32 sums (simd/kernels.h)\n"
-          "  --threads T        OpenMP threads\n"
-          "  --layout hnd|nhd   q/k/v stored [H,N,d] (default) or [N,H,d]\n",
-          fp);
+    fputs("Parameter options (defaults from the profile):\n", fp);
+    cli_opt_usage(common_opts, sizeof(common_opts) / sizeof(common_opts[0]),
+                  fp);
 }
 
 /* See cli_common.h. */

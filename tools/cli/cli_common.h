@@ -72,6 +72,43 @@ int cli_opt_value(int argc, char **argv, int *i, const char *name,
  * call reads. */
 #define CLI_MAX_PROMPT_BLOCKS (1LL << 24)
 
+/*
+ * One option of a command's grammar, in a table that both reads the
+ * command line (cli_opt_take) and lists the options in --help
+ * (cli_opt_usage), so that an option cannot be read without being listed
+ * nor exist in one tool (stem, stem-mpi) and not the other: they read a
+ * shared command with the same tables.  Values go into a struct at the
+ * offsets given: CLI_OPT_FLAG sets an int to 1; CLI_OPT_NUM parses a
+ * double and CLI_OPT_INT a long long within [lo, hi]; CLI_OPT_TEXT keeps
+ * the const char * value; CLI_OPT_CALL hands the value text to call
+ * (0, or -1 after a message).  have, unless CLI_OPT_NO_HAVE, is an int
+ * set to 1 once the option is read.  help: its --help line(s) after the
+ * name column, "\n" between lines; NULL lists the name alone.
+ */
+enum { CLI_OPT_FLAG, CLI_OPT_NUM, CLI_OPT_INT, CLI_OPT_TEXT, CLI_OPT_CALL };
+#define CLI_OPT_NO_HAVE ((size_t)-1)
+typedef struct cli_opt_spec {
+    const char *name, *alias;   /* "--verbose", "-v" (alias may be NULL) */
+    const char *arg;            /* the value's name in --help ("A"), or NULL */
+    int kind;
+    size_t at, have;
+    double lo, hi;
+    int (*call)(void *base, const char *opt, const char *value);
+    const char *help;
+} cli_opt_spec;
+
+/*
+ * Consume the option of table t (n entries) at argv[*i] into the struct at
+ * base.  1 when consumed (*i moved past it and its value), 0 when argv[*i]
+ * is none of them, -1 on a missing or bad value (message given).
+ */
+int cli_opt_take(const cli_opt_spec *t, size_t n, void *base, int argc,
+                 char **argv, int *i);
+
+/* The --help lines of table t: "  NAME ARG" padded to a column, then the
+ * help text. */
+void cli_opt_usage(const cli_opt_spec *t, size_t n, FILE *fp);
+
 /* The common options as given on the command line, before resolution. */
 typedef struct cli_opts {
     stem_profile profile;

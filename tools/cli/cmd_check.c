@@ -124,41 +124,57 @@ static int parse_heads(const char *v, check_args *a)
     return 0;
 }
 
-/* Kinds of value an option of stem check takes. */
-enum { OPT_FLAG, OPT_NUM, OPT_INT, OPT_TEXT, OPT_HEADS };
+static int take_heads(void *base, const char *opt, const char *v)
+{
+    return parse_heads(v, base);
+}
 
 #define ARG(f) offsetof(check_args, f)
-#define NO_HAVE ((size_t)-1)
+#define NO_HAVE CLI_OPT_NO_HAVE
 
-/* The option grammar of stem check, which stem-mpi check shares: name,
- * alias, kind, where the value goes in check_args (int for a flag, double,
- * long long, const char *), its have_ flag and the range of a number. */
-static const struct check_opt_spec {
-    const char *name, *alias;
-    int kind;
-    size_t at, have;
-    double lo, hi;
-} check_opts[] = {
-    {"--no-dense", NULL, OPT_FLAG, ARG(no_dense), NO_HAVE, 0, 0},
-    {"--verbose", "-v", OPT_FLAG, ARG(verbose), NO_HAVE, 0, 0},
-    {"--tau", NULL, OPT_NUM, ARG(tau), ARG(have_tau), 0.0, 1e30},
-    {"--logit-tol", NULL, OPT_NUM, ARG(logit), ARG(have_logit), 0.0, 1e30},
-    {"--out-tol", NULL, OPT_NUM, ARG(out), ARG(have_out), 0.0, 1e30},
-    {"--lse-tol", NULL, OPT_NUM, ARG(lse), ARG(have_lse), 0.0, 1e30},
-    {"--sigmas", NULL, OPT_NUM, ARG(sigmas), ARG(have_sigmas), 1e-6, 1e30},
-    {"--show", NULL, OPT_INT, ARG(show), ARG(have_show), 0, 100000},
-    {"--json", NULL, OPT_TEXT, ARG(json), NO_HAVE, 0, 0},
-    {"--dtype", NULL, OPT_TEXT, ARG(dtype), NO_HAVE, 0, 0},
-    {"--heads", NULL, OPT_HEADS, 0, NO_HAVE, 0, 0},
-    {"--arith", NULL, OPT_TEXT, ARG(arith), NO_HAVE, 0, 0},
-    {"--scoring", NULL, OPT_TEXT, ARG(place[0]), NO_HAVE, 0, 0},
-    {"--logits-store", NULL, OPT_TEXT, ARG(place[1]), NO_HAVE, 0, 0},
-    {"--scores", NULL, OPT_TEXT, ARG(place[2]), NO_HAVE, 0, 0},
-    {"--p", NULL, OPT_TEXT, ARG(place[3]), NO_HAVE, 0, 0},
-    {"--out-store", NULL, OPT_TEXT, ARG(place[4]), NO_HAVE, 0, 0},
-    {"--lse-store", NULL, OPT_TEXT, ARG(place[5]), NO_HAVE, 0, 0},
-    {"--strict", NULL, OPT_FLAG, ARG(strict), NO_HAVE, 0, 0},
+/* The option grammar of stem check, which stem-mpi check shares (through
+ * cli_check_opt, and cli_check_opts_usage in its --help). */
+static const cli_opt_spec check_opts[] = {
+    {"--no-dense", NULL, NULL, CLI_OPT_FLAG, ARG(no_dense), NO_HAVE, 0, 0,
+     NULL, NULL},
+    {"--verbose", "-v", NULL, CLI_OPT_FLAG, ARG(verbose), NO_HAVE, 0, 0,
+     NULL, NULL},
+    {"--tau", NULL, "T", CLI_OPT_NUM, ARG(tau), ARG(have_tau), 0.0, 1e30,
+     NULL, NULL},
+    {"--logit-tol", NULL, "X", CLI_OPT_NUM, ARG(logit), ARG(have_logit), 0.0,
+     1e30, NULL, NULL},
+    {"--out-tol", NULL, "X", CLI_OPT_NUM, ARG(out), ARG(have_out), 0.0, 1e30,
+     NULL, NULL},
+    {"--lse-tol", NULL, "X", CLI_OPT_NUM, ARG(lse), ARG(have_lse), 0.0, 1e30,
+     NULL, NULL},
+    {"--sigmas", NULL, "S", CLI_OPT_NUM, ARG(sigmas), ARG(have_sigmas), 1e-6,
+     1e30, NULL, NULL},
+    {"--show", NULL, "N", CLI_OPT_INT, ARG(show), ARG(have_show), 0, 100000,
+     NULL, NULL},
+    {"--json", NULL, "FILE", CLI_OPT_TEXT, ARG(json), NO_HAVE, 0, 0, NULL,
+     NULL},
+    {"--dtype", NULL, "D", CLI_OPT_TEXT, ARG(dtype), NO_HAVE, 0, 0, NULL,
+     NULL},
+    {"--heads", NULL, "A:B", CLI_OPT_CALL, 0, NO_HAVE, 0, 0, take_heads,
+     NULL},
+    {"--arith", NULL, "A", CLI_OPT_TEXT, ARG(arith), NO_HAVE, 0, 0, NULL,
+     NULL},
+    {"--scoring", NULL, "D", CLI_OPT_TEXT, ARG(place[0]), NO_HAVE, 0, 0,
+     NULL, NULL},
+    {"--logits-store", NULL, "D", CLI_OPT_TEXT, ARG(place[1]), NO_HAVE, 0, 0,
+     NULL, NULL},
+    {"--scores", NULL, "D", CLI_OPT_TEXT, ARG(place[2]), NO_HAVE, 0, 0,
+     NULL, NULL},
+    {"--p", NULL, "D", CLI_OPT_TEXT, ARG(place[3]), NO_HAVE, 0, 0, NULL,
+     NULL},
+    {"--out-store", NULL, "D", CLI_OPT_TEXT, ARG(place[4]), NO_HAVE, 0, 0,
+     NULL, NULL},
+    {"--lse-store", NULL, "D", CLI_OPT_TEXT, ARG(place[5]), NO_HAVE, 0, 0,
+     NULL, NULL},
+    {"--strict", NULL, NULL, CLI_OPT_FLAG, ARG(strict), NO_HAVE, 0, 0, NULL,
+     NULL},
 };
+#define N_CHECK_OPTS (sizeof(check_opts) / sizeof(check_opts[0]))
 
 /* The options naming a place where the kernel rounds, in the order of
  * check_args.place. */
@@ -171,54 +187,14 @@ static const char *const place_opt[6] = {"--scoring", "--logits-store",
  * options with this function too. */
 int cli_check_opt(int argc, char **argv, int *ip, check_args *a, cli_opts *o)
 {
-    const char *v;
-    char *base = (char *)a;
-    int r, i = *ip;
-    for (size_t n = 0; n < sizeof(check_opts) / sizeof(check_opts[0]); n++) {
-        const struct check_opt_spec *s = &check_opts[n];
-        if (s->kind == OPT_FLAG) {
-            if (strcmp(argv[i], s->name) != 0 &&
-                !(s->alias && strcmp(argv[i], s->alias) == 0))
-                continue;
-            *(int *)(base + s->at) = 1;
-            *ip = i + 1;
-            return 1;
-        }
-        if ((r = cli_opt_value(argc, argv, &i, s->name, &v)) == 0)
-            continue;
-        if (r < 0)
-            return -1;
-        switch (s->kind) {
-        case OPT_NUM:
-            if (cli_parse_double(s->name, v, s->lo, s->hi,
-                                 (double *)(base + s->at)) != 0)
-                return -1;
-            break;
-        case OPT_INT:
-            if (cli_parse_int(s->name, v, (long long)s->lo, (long long)s->hi,
-                              (long long *)(base + s->at)) != 0)
-                return -1;
-            break;
-        case OPT_TEXT:
-            *(const char **)(base + s->at) = v;
-            break;
-        case OPT_HEADS:
-            if (parse_heads(v, a) != 0)
-                return -1;
-            break;
-        }
-        if (s->have != NO_HAVE)
-            *(int *)(base + s->have) = 1;
-        *ip = i;
-        return 1;
-    }
-    if ((r = cli_opts_parse(o, argc, argv, &i)) != 0) {
-        if (r < 0)
-            return -1;
-        *ip = i;
-        return 1;
-    }
-    return 0;
+    int r = cli_opt_take(check_opts, N_CHECK_OPTS, a, argc, argv, ip);
+    return r != 0 ? r : cli_opts_parse(o, argc, argv, ip);
+}
+
+/* See cmd_check.h. */
+void cli_check_opts_usage(FILE *fp)
+{
+    cli_opt_usage(check_opts, N_CHECK_OPTS, fp);
 }
 
 /* See cmd_check.h. */

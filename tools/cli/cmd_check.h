@@ -38,6 +38,10 @@ typedef struct check_args {
  */
 int cli_check_opt(int argc, char **argv, int *i, check_args *a, cli_opts *o);
 
+/* The options cli_check_opt reads beyond the common ones, one line each
+ * (name and value), for a --help. */
+void cli_check_opts_usage(FILE *fp);
+
 /* Check the option values that need the whole command line (--dtype's
  * name).  CLI_OK, or CLI_USAGE after a message. */
 int cli_check_args_final(const check_args *a);

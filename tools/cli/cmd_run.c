@@ -4,6 +4,7 @@
  * files.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,7 +27,7 @@ static void run_usage(FILE *fp)
           "it holds nothing but an earlier run's outputs).  A name ending\n"
           "in .npy is refused: one .npy file holds one tensor.\n\n",
           fp);
-    cli_opts_usage(fp);
+    cli_run_opts_usage(fp);
 }
 
 static int set_meta_str(tf_file *f, const char *k, const char *v)
@@ -204,30 +205,44 @@ static int write_results(const char *path, int as_dir, const stem_dims *dm,
     return rc;
 }
 
+/* What cli_run_parse reads beyond the common options. */
+typedef struct run_args {
+    int dense, help;
+    const char *out;
+} run_args;
+
+#define RUN(f) offsetof(run_args, f)
+
+/* The options of stem run beyond the common ones; stem-mpi run reads them
+ * through cli_run_parse too. */
+static const cli_opt_spec run_opts[] = {
+    {"--help", "-h", NULL, CLI_OPT_FLAG, RUN(help), CLI_OPT_NO_HAVE, 0, 0,
+     NULL, "this text"},
+    {"--output", "-o", "OUT", CLI_OPT_TEXT, RUN(out), CLI_OPT_NO_HAVE, 0, 0,
+     NULL, "where the results go"},
+    {"--dense", NULL, NULL, CLI_OPT_FLAG, RUN(dense), CLI_OPT_NO_HAVE, 0, 0,
+     NULL, "dense causal attention (out and lse only)"},
+};
+
+/* See commands.h. */
+void cli_run_opts_usage(FILE *fp)
+{
+    fputs("Options:\n", fp);
+    cli_opt_usage(run_opts, sizeof(run_opts) / sizeof(run_opts[0]), fp);
+    cli_opts_usage(fp);
+}
+
 /* See commands.h. */
 int cli_run_parse(int argc, char **argv, cli_opts *o, const char **in,
                   const char **outp, int *dense, int *help)
 {
+    run_args ra = {0, 0, NULL};
     int r;
-    *in = *outp = NULL;
-    *dense = *help = 0;
-    for (int i = 1; i < argc;) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            *help = 1;
-            return CLI_OK;
-        }
-        if (strcmp(argv[i], "--dense") == 0) {
-            *dense = 1;
-            i++;
-            continue;
-        }
-        if ((r = cli_opt_value(argc, argv, &i, "-o", outp)) ||
-            (r = cli_opt_value(argc, argv, &i, "--output", outp))) {
-            if (r < 0)
-                return CLI_USAGE;
-            continue;
-        }
-        if ((r = cli_opts_parse(o, argc, argv, &i)) != 0) {
+    *in = NULL;
+    for (int i = 1; i < argc && !ra.help;) {
+        if ((r = cli_opt_take(run_opts, sizeof(run_opts) / sizeof(run_opts[0]),
+                              &ra, argc, argv, &i)) != 0 ||
+            (r = cli_opts_parse(o, argc, argv, &i)) != 0) {
             if (r < 0)
                 return CLI_USAGE;
             continue;
@@ -242,6 +257,9 @@ int cli_run_parse(int argc, char **argv, cli_opts *o, const char **in,
         }
         *in = argv[i++];
     }
+    *outp = ra.out;
+    *dense = ra.dense;
+    *help = ra.help;
     return CLI_OK;
 }
 

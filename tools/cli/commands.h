@@ -27,6 +27,9 @@ struct tf_file;
  * --help.  CLI_OK, or CLI_USAGE after a message.  Shared with stem-mpi. */
 int cli_run_parse(int argc, char **argv, cli_opts *o, const char **in,
                   const char **outp, int *dense, int *help);
+/* The --help lines of every option cli_run_parse reads (stem run's own and
+ * the common ones), for stem run and stem-mpi run alike. */
+void cli_run_opts_usage(FILE *fp);
 int cli_run_add_meta(struct tf_file *f, const stem_params *p, int dense,
                      stem_dtype in_dtype, stem_isa isa, double secs);
 

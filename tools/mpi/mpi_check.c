@@ -69,7 +69,11 @@ static void check_usage(FILE *fp)
           "Every rank must be given the same command line; a dump that two\n"
           "ranks read differently is bad input.\n"
           "Exit status: 0 everything passes, 1 a fault, 2 bad input or "
-          "usage,\n3 internal failure.\n", fp);
+          "usage,\n3 internal failure.\n\n"
+          "stem check's options (its table; stem check --help says what "
+          "each does):\n", fp);
+    cli_check_opts_usage(fp);
+    cli_opts_usage(fp);
 }
 
 typedef struct dump {

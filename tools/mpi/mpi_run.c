@@ -60,7 +60,7 @@ static void run_usage(FILE *fp)
           "Exit status: 0 success, 2 bad input or usage (also ranks that\n"
           "disagree), 3 out of memory or I/O.\n\n",
           fp);
-    cli_opts_usage(fp);
+    cli_run_opts_usage(fp);
 }
 
 /* Axis of the heads in a q/k/v tensor of that rank and layout. */
