@@ -327,6 +327,17 @@ typedef struct stem_check_bias {
     int64_t worst_head, worst_qblock;   /* where (qblock -1: a head) */
     double worst_zratio;        /* largest |z| / the group's threshold,
                                    the floor aside */
+    int64_t heads;              /* whole heads tested */
+    int64_t heads_undecided;    /* of them, those where the fault the test
+                                   is there for (fault_size) would pass:
+                                   the rounding noise or the floor is
+                                   larger than it */
+    double fault_size;          /* that fault's component: 0.01 out scale,
+                                   0.03 softmax / QK scale, 1 a row, head,
+                                   kv head, stride or group-norm shift,
+                                   1e-3 lse offset, 0.5 value weight */
+    double smallest_failing;    /* the largest over heads of the smallest
+                                   component that fails */
 } stem_check_bias;
 
 /* Per query head judged. */

@@ -126,7 +126,9 @@ class stem_check_bias(C.Structure):
                 ("threshold", C.c_double), ("worst", C.c_double),
                 ("worst_z", C.c_double), ("worst_component", C.c_double),
                 ("worst_head", C.c_int64), ("worst_qblock", C.c_int64),
-                ("worst_zratio", C.c_double)]
+                ("worst_zratio", C.c_double),
+                ("heads", C.c_int64), ("heads_undecided", C.c_int64),
+                ("fault_size", C.c_double), ("smallest_failing", C.c_double)]
 
 
 class stem_check_head(C.Structure):

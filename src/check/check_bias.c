@@ -74,9 +74,14 @@
 enum { FAM_OUT = 0, FAM_LSE, FAM_LOGITS, FAM_COUNT };
 
 static const int fam_k[FAM_COUNT] = {7, 2, 4};
-/* The out directions fitted on their own (scale, temperature, rows); the
- * head and kv directions are fitted with all seven. */
-#define OUT_OWN 4
+/* The first fam_own directions of a family are fitted on their own, the
+ * rest with all: out's head and kv directions overlap the scale (R' - R
+ * holds -R) and would widen its standard error; the lse temperature
+ * direction, d lse / d eps = the row's mean score, is nearly constant
+ * where the scores' spread is (random data) and would widen the offset's.
+ * A failing direction of the rest explains the first ones' components:
+ * only it is listed. */
+static const int fam_own[FAM_COUNT] = {4, 1, 4};
 
 /* The kind of direction j of family f. */
 static stem_check_kind fam_kind(int f, int j)
@@ -118,7 +123,7 @@ typedef struct fit {
     int fam;
     int64_t head, qblock;       /* qblock -1: the whole head */
     int64_t g;                  /* clusters (rows) */
-    double beta[KMAX], z[KMAX];
+    double beta[KMAX], z[KMAX], se[KMAX];   /* se: standard error */
     int valid[KMAX];            /* direction j was identifiable */
     double scale;               /* typical size of the values (floor) */
     int64_t kv_alt;             /* out: the other kv head's index, or -1 */
@@ -213,6 +218,7 @@ static void fit_group(const row_stats *st, int64_t n, int k, int ld, fit *f)
     double corr = g > kv ? (double)g / (double)(g - kv) : INFINITY;
     for (int j = 0; j < k; j++) {
         f->z[j] = 0;
+        f->se[j] = INFINITY;
         if (!f->valid[j] || g <= kv)
             continue;
         /* V_jj = sum_ab inv[j][a] s[a][b] inv[b][j] */
@@ -222,6 +228,7 @@ static void fit_group(const row_stats *st, int64_t n, int k, int ld, fit *f)
                 v += inv[j * k + x] * s[x * k + y] * inv[y * k + j];
         v *= corr;
         f->z[j] = v > 0 ? f->beta[j] / sqrt(v) : (f->beta[j] != 0 ? INFINITY : 0);
+        f->se[j] = v > 0 ? sqrt(v) : 0;
     }
 }
 
@@ -311,8 +318,10 @@ static int fit_head(fit_list *l, int fam, int64_t h, const row_stats *st,
                     int64_t lq, int B, double scale)
 {
     const int k = fam_k[fam];
-    for (int64_t r0 = 0; r0 <= lq; r0 += B) {
-        int whole = r0 == lq;   /* after the blocks: the whole head */
+    const int64_t nblk = (lq + B - 1) / B;
+    for (int64_t I = 0; I <= nblk; I++) {
+        const int64_t r0 = I * B;
+        int whole = I == nblk;   /* after the blocks: the whole head */
         int64_t n = whole ? lq : (lq - r0 < B ? lq - r0 : B);
         if (!whole && n < BIAS_MIN_ROWS)
             continue;
@@ -320,19 +329,15 @@ static int fit_head(fit_list *l, int fam, int64_t h, const row_stats *st,
         fit *f = fit_push(l);
         if (!f)
             return -1;
-        f->fam = fam, f->head = h, f->qblock = whole ? -1 : r0 / B, f->scale = scale;
+        f->fam = fam, f->head = h, f->qblock = whole ? -1 : I, f->scale = scale;
         fit_group(s0, n, k, k, f);
-        if (fam == FAM_OUT) {
-            /* scale, temperature and rows from their own fit: the head
-             * and kv directions overlap them (R' - R holds -R) and would
-             * widen their standard errors */
+        if (fam_own[fam] < k) {
             fit a;
-            fit_group(s0, n, OUT_OWN, k, &a);
-            for (int j = 0; j < OUT_OWN; j++)
-                f->beta[j] = a.beta[j], f->z[j] = a.z[j], f->valid[j] = a.valid[j];
+            fit_group(s0, n, fam_own[fam], k, &a);
+            for (int j = 0; j < fam_own[fam]; j++)
+                f->beta[j] = a.beta[j], f->z[j] = a.z[j], f->se[j] = a.se[j],
+                f->valid[j] = a.valid[j];
         }
-        if (whole)
-            break;
     }
     return 0;
 }
@@ -623,8 +628,10 @@ done:
  * scale; the floor allows 3u^2 / 4 for each rounding of P, scores and out,
  * which also covers FP8 P flushed below 2^-18 of the row maximum (hpc-ops:
  * a scale of up to 1.5e-3 in a query block, 0.53 of its floor); float32 constants and sums add a first-order 2^-24 each, 16 of
- * them allowed (4 for an lse offset: the log of a float32 sum, relative to
- * the typical |lse|).  out and lse components are relative (scale,
+ * them allowed (2 for an lse offset, relative to the typical |lse|: the
+ * scale constants' rounding moves lse by up to |lse| 2^-24 each; the
+ * FlexAttention s2 capture leans by 1.26 of those units, 0.63 of this
+ * floor).  out and lse components are relative (scale,
  * temperature) or absolute (lse offset).  A row shift moves its
  * component to 1: below 1/4 it is no shift; so does the stride direction.
  * The QK term's scale has the second-order floor of the scoring and stored
@@ -648,7 +655,7 @@ static double floor_ratio(const check_ctx *c, const fit *f, int j)
         return b / (second > u32 ? second : u32);
     case FAM_LSE:
         if (j == 0)
-            return b / ((4 * 0x1p-24 + us * us / 2) * (f->scale > 1 ? f->scale : 1));
+            return b / ((2 * 0x1p-24 + us * us / 2) * (f->scale > 1 ? f->scale : 1));
         return b / (us * us / 2 > u32 ? us * us / 2 : u32);
     default: {
         const double usc = stem_prec_unit(c->o.score_prec);
@@ -659,6 +666,34 @@ static double floor_ratio(const check_ctx *c, const fit *f, int j)
         return b / (j == 1 ? 0.05 : 0.25);   /* stride, group norm: 1 */
     }
     }
+}
+
+/* The component of the fault each test is there for, the size it must
+ * decide (docs/ALGORITHM.md section 5): an output scale of 1%, a softmax
+ * scale 3% off, a row, head or kv head shift (1), an lse offset of 1e-3,
+ * a QK scale 3% off, a value weight 1.5 times, another stride and group
+ * norms from the mean (1). */
+static double fault_size(int test)
+{
+    static const double size[STEM_BIAS_COUNT] = {
+        [STEM_BIAS_OUT_SCALE] = 0.01, [STEM_BIAS_OUT_TEMP] = 0.03,
+        [STEM_BIAS_OUT_SHIFT] = 1, [STEM_BIAS_LSE_OFFSET] = 1e-3,
+        [STEM_BIAS_LSE_TEMP] = 0.03, [STEM_BIAS_LOGIT_SCALE] = 0.03,
+        [STEM_BIAS_LOGIT_VALUE] = 0.5, [STEM_BIAS_LOGIT_STRIDE] = 1,
+        [STEM_BIAS_LOGIT_GROUP_NORM] = 1, [STEM_BIAS_OUT_HEAD] = 1,
+        [STEM_BIAS_OUT_KV_HEAD] = 1};
+    return size[test];
+}
+
+/* The smallest component of direction j of the group f that fails: it
+ * must clear thr standard errors and the floor. */
+static double smallest_failing(const check_ctx *c, const fit *f, int j, double thr)
+{
+    fit one = *f;
+    one.beta[j] = 1;
+    double fl = 1 / floor_ratio(c, &one, j);   /* floor_ratio is linear */
+    double zs = thr * f->se[j];
+    return zs > fl ? zs : fl;
 }
 
 /* ---------------------------------------------------------------- driver */
@@ -774,11 +809,11 @@ stem_status check_stage_bias(check_ctx *c)
         for (int j = 0; j < fam_k[f->fam]; j++)
             kv += f->valid[j];
         double thr = group_threshold(z0, f->g, kv);
-        /* a neighbouring head's or kv head's output explains the scale,
-         * temperature and row components it brings along: only it is
-         * listed */
+        /* a failing joint direction (a neighbouring head's or kv head's
+         * output, the lse temperature) explains the components of the
+         * own-fit ones it brings along: only it is listed */
         int head_fault = 0;
-        for (int j = OUT_OWN; f->fam == FAM_OUT && j < fam_k[f->fam]; j++) {
+        for (int j = fam_own[f->fam]; j < fam_k[f->fam]; j++) {
             double zr = fabs(f->z[j]) / thr, fr = floor_ratio(c, f, j);
             head_fault |= f->valid[j] && (zr < fr ? zr : fr) > 1;
         }
@@ -791,6 +826,16 @@ stem_status check_stage_bias(check_ctx *c)
             double ratio = zr < fr ? zr : fr;
             bt->tests++;
             bt->threshold = z0;
+            if (f->qblock < 0) {
+                /* a whole head: could it tell the test's fault at all? */
+                double sf = smallest_failing(c, f, j, thr);
+                bt->heads++;
+                bt->fault_size = fault_size(fam_test(f->fam, j));
+                if (!(sf <= bt->fault_size))
+                    bt->heads_undecided++;
+                if (sf > bt->smallest_failing)
+                    bt->smallest_failing = sf;
+            }
             if (zr > bt->worst_zratio)
                 bt->worst_zratio = zr;
             if (ratio > bt->worst) {
@@ -800,7 +845,7 @@ stem_status check_stage_bias(check_ctx *c)
                 bt->worst_qblock = f->qblock;
                 bt->worst_component = f->beta[j];
             }
-            if (!(ratio > 1) || (head_fault && j < OUT_OWN))
+            if (!(ratio > 1) || (head_fault && j < fam_own[f->fam]))
                 continue;
             bt->faults++;
             stem_check_item x;

@@ -257,6 +257,39 @@ static void stage_line(sbuf *s, const stem_check_report *r, stem_check_stage st)
     }
 }
 
+/* What the fault of a systematic test is, for the undecided line. */
+static const char *bias_fault_text(int test)
+{
+    static const char *const t[STEM_BIAS_COUNT] = {
+        [STEM_BIAS_OUT_SCALE] = "an output scale 1% off",
+        [STEM_BIAS_OUT_TEMP] = "a softmax scale 3% off",
+        [STEM_BIAS_OUT_SHIFT] = "rows written one place off",
+        [STEM_BIAS_LSE_OFFSET] = "an lse offset of 1e-3",
+        [STEM_BIAS_LSE_TEMP] = "a softmax scale 3% off",
+        [STEM_BIAS_LOGIT_SCALE] = "a QK scale 3% off",
+        [STEM_BIAS_LOGIT_VALUE] = "a value weight 1.5 times the profile's",
+        [STEM_BIAS_LOGIT_STRIDE] = "another stride",
+        [STEM_BIAS_LOGIT_GROUP_NORM] = "group norms from the mean",
+        [STEM_BIAS_OUT_HEAD] = "a neighbouring head's output",
+        [STEM_BIAS_OUT_KV_HEAD] = "another kv head's k and v"};
+    return (unsigned)test < STEM_BIAS_COUNT && t[test] ? t[test] : "?";
+}
+
+/* One line per systematic test that could not decide its fault in some
+ * head (stem_check_bias.heads_undecided). */
+static void bias_undecided(sbuf *s, const stem_check_report *r)
+{
+    for (int i = 0; i < STEM_BIAS_COUNT; i++) {
+        const stem_check_bias *b = &r->bias[i];
+        if (b->heads_undecided > 0)
+            put(s, "undecided: %s in %lld of %lld heads: %s (a component of "
+                "%g) lies within rounding there; the smallest that fails is "
+                "%.3g\n", stem_check_bias_name((stem_check_bias_test)i),
+                (long long)b->heads_undecided, (long long)b->heads,
+                bias_fault_text(i), b->fault_size, b->smallest_failing);
+    }
+}
+
 size_t stem_check_report_text(const stem_check_report *r, int verbose,
                               char *buf, size_t cap)
 {
@@ -279,9 +312,15 @@ size_t stem_check_report_text(const stem_check_report *r, int verbose,
         int64_t und = 0;
         for (int i = 0; i < STEM_STAGE_COUNT; i++)
             und += r->stage[i].undecided;
+        int64_t und_tests = 0;
+        for (int i = 0; i < STEM_BIAS_COUNT; i++)
+            und_tests += r->bias[i].heads_undecided;
         if (und)
             put(&s, "PASS, with undecided rows: no difference beyond rounding, "
                 "but some could not be told from a fault (below)\n");
+        else if (und_tests)
+            put(&s, "PASS, with undecided tests: no difference beyond rounding, "
+                "but some faults would lie within it (below)\n");
         else
             put(&s, "PASS: every difference is explained by rounding\n");
     }
@@ -300,6 +339,7 @@ size_t stem_check_report_text(const stem_check_report *r, int verbose,
     put(&s, "\n");
     for (int i = 0; i < STEM_STAGE_COUNT; i++)
         stage_line(&s, r, (stem_check_stage)i);
+    bias_undecided(&s, r);
     if (r->hint[0])
         put(&s, "hint: %s\n", r->hint);
     if (r->arith_note[0])
@@ -527,7 +567,11 @@ size_t stem_check_report_json(const stem_check_report *r, char *buf, size_t cap)
         jnum(&s, "worst_component", b->worst_component, 1);
         jint(&s, "worst_head", b->worst_head, 1);
         jint(&s, "worst_qblock", b->worst_qblock, 1);
-        jnum(&s, "worst_zratio", b->worst_zratio, 0);
+        jnum(&s, "worst_zratio", b->worst_zratio, 1);
+        jint(&s, "heads", b->heads, 1);
+        jint(&s, "heads_undecided", b->heads_undecided, 1);
+        jnum(&s, "fault_size", b->fault_size, 1);
+        jnum(&s, "smallest_failing", b->smallest_failing, 0);
         put(&s, "}");
     }
     put(&s, "]}, ");

@@ -85,6 +85,16 @@ for c in s2 r1; do
         "$STEM" check "$D/hpcops/$c.in.safetensors" "$D/hpcops/$c.hpcops.safetensors" \
         --profile hpc-ops --alpha 0.7
     grep -q "GPU dtype fp8" "$T/log" && ok "hpc-ops $c judged as fp8" || bad "hpc-ops $c judged as fp8"
+    # s2's bf16 logits reach 1064: their rounding is larger than a
+    # group-norm change could show, and the report says so
+    if [ $c = s2 ]; then
+        if grep -q "^PASS, with undecided tests" "$T/log" &&
+           grep -Eq "^undecided: logit group norm in 2 of 2 heads: .*the smallest that fails is [0-9.]+" "$T/log"; then
+            ok "hpc-ops s2: the group-norm test says it cannot decide"
+        else
+            bad "hpc-ops s2: the group-norm test says it cannot decide"
+        fi
+    fi
     expect 0 "FlexAttention $c passes, every out and lse row" \
         "lse +PASS" -- "$STEM" check "$D/$c.in.safetensors" "$D/flex/$c.flex.safetensors"
 done
@@ -256,7 +266,9 @@ ok = (r["result"] == "pass" and st["mask"]["verdict"] == "pass"
       and m["tie_count"] == m["differences"]
       and all(t["kind"] == "tie" and not t["fault"] for t in m["ties"])
       and r["options"]["gpu_dtype"] == "bf16" and st["out"]["verdict"] == "pass"
-      and st["out"]["checked"] == 20000)
+      and st["out"]["checked"] == 20000
+      and all(b["heads"] >= 2 and b["heads_undecided"] == 0
+              for b in r["bias"]["tests"] if b["test"].startswith("out")))
 sys.exit(0 if ok else 1)' "$T/s2.json"; then
         ok "JSON report of s2"
     else
