@@ -604,7 +604,9 @@ stem_status check_attention(check_ctx *c)
         int coarser = us_alt > us;
         int fails = out_fail > 0 || lse_fail > 0;
         int fits_alt = (!gpu->out || out_fail_alt == 0) && (!gpu->lse || lse_fail_alt == 0);
-        if (coarser && fails && fits_alt)
+        if (r->arith_note[0])
+            ; /* the logits stage said it first */
+        else if (coarser && fails && fits_alt)
             snprintf(r->arith_note, sizeof(r->arith_note),
                      "the errors fit attention scores rounded to %s before the "
                      "softmax (worst %.2g of those limits), declared %s (float32 "

@@ -211,12 +211,14 @@ stem_status check_logit_limits(check_ctx *c)
     /* hpc-ops rounds the group sums themselves (docs/ALGORITHM.md section
      * 4): the bound then follows the signed sums, A1 below */
     const int sums = p->profile == STEM_PROFILE_HPCOPS;
+    free(c->limit_worst);
+    c->limit_worst = malloc((size_t)c->nh * cells * sizeof(float));
     float *ka = malloc((size_t)kb * (size_t)sd * sizeof(float));
     float *qa = malloc((size_t)qb * (size_t)sd * sizeof(float));
     float *ks1 = sums ? malloc((size_t)kb * (size_t)sd * sizeof(float)) : NULL;
     float *qs1 = sums ? malloc((size_t)qb * (size_t)sd * sizeof(float)) : NULL;
     double *eb = malloc((size_t)kb * sizeof(double));
-    if (!ka || !qa || !eb || (sums && (!ks1 || !qs1))) {
+    if (!ka || !qa || !eb || !c->limit_worst || (sums && (!ks1 || !qs1))) {
         free(ka), free(qa), free(eb), free(ks1), free(qs1);
         return STEM_ERR_NOMEM;
     }
@@ -248,6 +250,7 @@ stem_status check_logit_limits(check_ctx *c)
             abs_group_sums(c->q, h, qb, B, s, d, qs1, nt, 0);
         float *lim = c->limit + (size_t)(h - c->h0) * cells;
         float *sig = c->sigma + (size_t)(h - c->h0) * cells;
+        float *lw = c->limit_worst + (size_t)(h - c->h0) * cells;
         for (int64_t J = 0; J < kb; J++)
             c->vbound[(size_t)(h - c->h0) * kb + J] = (float)eb[J];
         const float *L = c->ref_logits + (size_t)h * cells;
@@ -258,7 +261,7 @@ stem_status check_logit_limits(check_ctx *c)
             for (int64_t J = 0; J < kb; J++) {
                 size_t at = (size_t)I * kb + J;
                 if (J > last) {
-                    lim[at] = sig[at] = 0;
+                    lim[at] = sig[at] = lw[at] = 0;
                     continue;
                 }
                 const float *kj = ka + J * sd;
@@ -303,6 +306,7 @@ stem_status check_logit_limits(check_ctx *c)
                 double eqk = z * srest < e ? z * srest : e;
                 double hst = check_half_ulp(Lv + eqk + eb[J], ust);
                 lim[at] = (float)(eqk + eb[J] + hst);
+                lw[at] = (float)(e + eb[J] + check_half_ulp(Lv + e + eb[J], ust));
                 sig[at] = (float)sqrt(var + ust * ust / 3 * Lv * Lv);
             }
         }

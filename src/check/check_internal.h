@@ -48,6 +48,9 @@ typedef struct check_ctx {
     float *ref_logits;          /* [Hq, Qb, Kb], all heads */
     uint8_t *ref_mask;          /* [Hq, Qb, Kb] */
     float *limit;               /* [nh, Qb, Kb]: logit limit per entry */
+    float *limit_worst;         /* [nh, Qb, Kb]: the worst-case bound of
+                                   each entry (check_bound.c), or NULL
+                                   with a fixed logit_tol */
     float *sigma;               /* [nh, Qb, Kb]: modeled standard deviation
                                    of the GPU's rounding of that logit's
                                    QK term */

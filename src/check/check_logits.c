@@ -76,7 +76,8 @@ stem_status check_stage_logits(check_ctx *c)
     if (check_items_init(&it, c->o.max_items) != 0)
         return STEM_ERR_NOMEM;
     const int64_t qb = c->dm.qb, kb = c->dm.kb;
-    double sgr = 0, srr = 0, zmax = 0;
+    double sgr = 0, srr = 0, zmax = 0, worst_alt = 0;
+    int64_t n_err = 0, n_err_worst = 0; /* beyond the limit / the worst case */
     for (int64_t hh = 0; hh < c->nh; hh++) {
         int64_t h = c->h0 + hh;
         for (int64_t I = 0; I < qb; I++) {
@@ -117,7 +118,15 @@ stem_status check_stage_logits(check_ctx *c)
                     zmax = z;
                 if (ratio > s->worst_ratio)
                     s->worst_ratio = ratio;
+                if (c->limit_worst) {
+                    double lw = c->limit_worst[gi];
+                    double ra = lw > 0 ? e / lw : (e > 0 ? INFINITY : 0);
+                    if (ra > worst_alt)
+                        worst_alt = ra;
+                    n_err_worst += e > lw;
+                }
                 if (e > x.limit) {
+                    n_err++;
                     x.kind = STEM_KIND_LOGIT_ERROR;
                     x.err = e;
                     check_items_add(&it, &x, ratio);
@@ -132,6 +141,20 @@ stem_status check_stage_logits(check_ctx *c)
      * kernel rounds elsewhere than declared: the tie band falls back to
      * the limits' sum. */
     r->logit_zmax = zmax;
+    /* Errors beyond the modeled rounding but within its worst case: the
+     * kernel rounds more often or coarser than declared (or a fault that
+     * small); say so, as for out and lse. */
+    if (c->limit_worst) {
+        r->alt_ratio[STEM_STAGE_LOGITS] = worst_alt;
+        if (n_err > 0 && n_err == it.total && n_err_worst == 0 && !r->arith_note[0])
+            snprintf(r->arith_note, sizeof(r->arith_note),
+                     "%lld logit errors exceed the modeled rounding of the "
+                     "declared scoring (%s) but fit its worst case (worst %.2g "
+                     "of it): a fault, or a kernel that rounds its block "
+                     "scores more often or coarser than declared (--scoring, "
+                     "--arith)",
+                     (long long)n_err, stem_prec_name(c->o.score_prec), worst_alt);
+    }
     if (zmax > c->o.sigmas + 1)
         c->tie_worst = 1;
     if (it.total && fabs(r->logit_scale - 1) > 0.1 && !r->hint[0])
