@@ -401,6 +401,7 @@ static void ctx_free(check_ctx *c)
     free(c->ref_logits);
     free(c->ref_mask);
     free(c->limit);
+    free(c->limit_worst);
     free(c->sigma);
     free(c->vbound);
     free(c->gpu_logits);
