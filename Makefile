@@ -205,10 +205,13 @@ test-asan: deps
 
 # The checker against every fault class doctored into every GPU capture at
 # full length, and their genuine outputs and flash-style emulations
-# (minutes; make test runs a short version: tests/cli/test_check_faults.sh).
+# (minutes; make test runs a short version: tests/cli/test_check_faults.sh),
+# and how tight its limits sit on each capture (the table of
+# docs/CHECKING.md, tests/cli/check_limits.py).
 check-full: deps
 	@$(MAKE) --no-print-directory $(BUILD)/stem $(FAULT_LIB)
 	@/usr/bin/python3 tests/cli/check_faults.py $(BUILD)/stem --full
+	@/usr/bin/python3 tests/cli/check_limits.py $(BUILD)/stem
 	@FAILALLOC_MAXPOINTS=1000000 FAILALLOC_SMALLPOINTS=1000000 sh tests/cli/test_failalloc.sh $(BUILD)
 
 # Race check: the determinism and stage tests built with clang

@@ -83,7 +83,7 @@ for c in s2 r1; do
     expect 0 "hpc-ops $c passes with --profile hpc-ops (FP8 attention)" \
         "GPU dtype fp8 .*PASS|PASS" -- \
         "$STEM" check "$D/hpcops/$c.in.safetensors" "$D/hpcops/$c.hpcops.safetensors" \
-        --profile hpc-ops --alpha 0.7
+        --profile hpc-ops --alpha 0.7 --json "$T/hpc_$c.json"
     grep -q "GPU dtype fp8" "$T/log" && ok "hpc-ops $c judged as fp8" || bad "hpc-ops $c judged as fp8"
     # s2's bf16 logits reach 1064: their rounding is larger than a
     # group-norm change could show, and the report says so
@@ -96,7 +96,26 @@ for c in s2 r1; do
         fi
     fi
     expect 0 "FlexAttention $c passes, every out and lse row" \
-        "lse +PASS" -- "$STEM" check "$D/$c.in.safetensors" "$D/flex/$c.flex.safetensors"
+        "lse +PASS" -- "$STEM" check "$D/$c.in.safetensors" "$D/flex/$c.flex.safetensors" \
+        --json "$T/flex_$c.json"
+done
+# The limits are the modeled rounding of each capture's arithmetic: the
+# worst genuine logit, out and lse error at 0.1-0.7 of its limit (neither
+# tighter than the kernel's rounding nor 10 times looser than its worst
+# error; tests/cli/check_limits.py measures the faults that fail too)
+for j in "$T"/s2.json "$T"/r1.json "$T"/s6.json "$T"/hpc_s2.json "$T"/hpc_r1.json \
+         "$T"/flex_s2.json "$T"/flex_r1.json; do
+    [ -f "$j" ] || continue
+    if $PY -c 'import json, sys
+r = json.load(open(sys.argv[1]))
+w = {s: v["worst_ratio"] for s, v in r["stages"].items()
+     if s in ("logits", "out", "lse") and v["verdict"] != "absent"}
+print(" ".join("%s %.2f" % x for x in sorted(w.items())))
+sys.exit(0 if w and all(0.1 <= x <= 0.7 for x in w.values()) else 1)' "$j" > "$T/log" 2>&1; then
+        ok "$(basename "$j" .json): worst genuine error 0.1-0.7 of its limit ($(cat "$T/log"))"
+    else
+        bad "$(basename "$j" .json): worst genuine error 0.1-0.7 of its limit ($(cat "$T/log"))"
+    fi
 done
 
 # ---- bad input and usage: exit 2
