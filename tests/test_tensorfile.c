@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "tensorfile.h"
+#include "tensorindex.h"
 
 static char tmpdir[256];
 
@@ -124,6 +125,26 @@ static void test_safetensors_round_trip(void **state)
     assert_string_equal(tf_meta(&g, "gen"), "structured");
     assert_null(tf_meta(&g, "nope"));
     assert_null(tf_find(&g, "nope"));
+    /* the offset index sees the same tensors, bytes and metadata */
+    tf_index idx;
+    assert_int_equal(tf_index_read(p, &idx, err, sizeof(err)), 0);
+    assert_int_equal(idx.count, g.count);
+    assert_string_equal(tf_meta(&idx.meta, "seed"), "12");
+    for (int i = 0; i < g.count; i++) {
+        const tf_tensor *t = &g.tensors[i];
+        const tf_index_entry *e = tf_index_find(&idx, t->name);
+        assert_non_null(e);
+        assert_int_equal(e->dtype, t->dtype);
+        assert_int_equal(e->ndim, t->ndim);
+        assert_int_equal(e->nbytes, t->nbytes);
+        void *buf = malloc(e->nbytes);
+        assert_non_null(buf);
+        assert_int_equal(tf_index_read_slice(&idx, e, 0, 0, e->shape[0], buf,
+                                             err, sizeof(err)), 0);
+        assert_memory_equal(buf, t->data, t->nbytes);
+        free(buf);
+    }
+    tf_index_free(&idx);
     /* header length is a multiple of 8 */
     FILE *fp = fopen(p, "rb");
     unsigned char lb[8];
@@ -228,12 +249,28 @@ static void test_bad_headers(void **state)
         {"{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
          "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}", 2,
          "duplicate"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+         12, "overlapping"},
+        {"{\"a\":{\"dtype\":\"F32\\u0000\",\"shape\":[1],"
+         "\"data_offsets\":[0,4]}}", 4, "NUL"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         write_st(p, cases[i].hdr, cases[i].ndata);
         if (!read_fails_with(p, cases[i].needle))
             fail_msg("case %zu (%s) was not rejected as expected", i,
                      cases[i].hdr);
+        /* the offset index (stem-mpi) parses headers with the reader's
+         * code: the same refusal */
+        tf_index idx;
+        char err[256] = "";
+        if (tf_index_read(p, &idx, err, sizeof(err)) == 0) {
+            tf_index_free(&idx);
+            fail_msg("case %zu (%s): the index accepted it", i, cases[i].hdr);
+        }
+        if (cases[i].needle && !strstr(err, cases[i].needle))
+            fail_msg("case %zu: the index's error '%s' lacks '%s'", i, err,
+                     cases[i].needle);
     }
     /* header length larger than the file */
     unsigned char b[16] = {0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, '{', '}'};

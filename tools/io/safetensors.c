@@ -64,8 +64,11 @@ static int cmp_span(const void *a, const void *b)
     return x->b < y->b ? -1 : x->b > y->b ? 1 : (x->e > y->e) - (x->e < y->e);
 }
 
-static int parse_tensor(const cJSON *it, char *data, size_t data_len,
-                        tf_file *f, span *range, char *err, size_t errlen)
+/* Validate one tensor entry of the header against a data section of
+ * data_len bytes and hand it to each. */
+static int parse_tensor(const cJSON *it, uint64_t data_start,
+                        uint64_t data_len, tf_st_each each, void *ctx,
+                        span *range, char *err, size_t errlen)
 {
     const char *name = it->string;
     if (!cJSON_IsObject(it)) {
@@ -107,7 +110,7 @@ static int parse_tensor(const cJSON *it, char *data, size_t data_len,
     }
     size_t nbytes;
     char sub[200];
-    if (tf_shape_bytes((stem_dtype)dt, ndim, shape, &nbytes, sub,
+    if (tf_shape_bytes(dt, ndim, shape, &nbytes, sub,
                        sizeof(sub)) != 0) {
         tf_set_err(err, errlen, "tensor '%s': %s", name, sub);
         return -1;
@@ -121,8 +124,8 @@ static int parse_tensor(const cJSON *it, char *data, size_t data_len,
     int64_t e = json_uint(cJSON_GetArrayItem(jo, 1));
     if (b < 0 || e < 0 || b > e || (uint64_t)e > data_len) {
         tf_set_err(err, errlen,
-                "tensor '%s': data_offsets outside the %zu-byte data section",
-                name, data_len);
+                "tensor '%s': data_offsets outside the %llu-byte data section",
+                name, (unsigned long long)data_len);
         return -1;
     }
     if ((uint64_t)(e - b) != nbytes) {
@@ -134,8 +137,9 @@ static int parse_tensor(const cJSON *it, char *data, size_t data_len,
     range->b = b;
     range->e = e;
     range->name = name;
-    return tf_push_tensor(f, name, (stem_dtype)dt, ndim, shape, data + b,
-                          nbytes, err, errlen);
+    tf_st_entry ent = {name, dt, ndim, {0}, nbytes, data_start, (uint64_t)b};
+    memcpy(ent.shape, shape, (size_t)ndim * sizeof(*shape));
+    return each(ctx, &ent, err, errlen);
 }
 
 /* 1 if the JSON text holds the escape \u0000 inside a string (which
@@ -175,9 +179,11 @@ static int check_overlap(span *sp, int n, char *err, size_t errlen)
     return 0;
 }
 
-/* Parse header (len bytes) over the data section; fill f. */
-static int parse_header(const char *hdr, size_t len, char *data,
-                        size_t data_len, tf_file *f, char *err, size_t errlen)
+/* Parse header (len bytes) over the data section (data_len bytes from
+ * data_start): the metadata into meta, each tensor to each. */
+static int parse_header(const char *hdr, size_t len, uint64_t data_start,
+                        uint64_t data_len, tf_file *meta, tf_st_each each,
+                        void *ctx, char *err, size_t errlen)
 {
     const char *end = NULL;
     if (escaped_nul(hdr, len)) {
@@ -226,10 +232,11 @@ static int parse_header(const char *hdr, size_t len, char *data,
                 tf_set_err(err, errlen, "__metadata__ given twice");
                 rc = -1;
             } else {
-                rc = parse_meta(it, f, err, errlen);
+                rc = parse_meta(it, meta, err, errlen);
             }
         } else {
-            rc = parse_tensor(it, data, data_len, f, &sp[nsp], err, errlen);
+            rc = parse_tensor(it, data_start, data_len, each, ctx, &sp[nsp],
+                              err, errlen);
             if (rc == 0 && sp[nsp].e > sp[nsp].b)
                 nsp++;
         }
@@ -239,6 +246,76 @@ static int parse_header(const char *hdr, size_t len, char *data,
     free(sp);
     cJSON_Delete(root);
     return rc;
+}
+
+/* See tensorfile.h. */
+int tf_safetensors_scan(int fd, uint64_t fsize, tf_file *meta,
+                        tf_st_each each, void *ctx, char *err, size_t errlen)
+{
+    unsigned char lenb[8];
+    if (fsize < 8 || tf_pread_exact(fd, lenb, 8, 0) != 0) {
+        tf_set_err(err, errlen, "too short for a safetensors file");
+        return -1;
+    }
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = (hlen << 8) | lenb[i];
+    if (hlen == 0 || hlen > ST_MAX_HEADER || hlen > fsize - 8) {
+        tf_set_err(err, errlen, "header length %llu does not fit the "
+                   "%llu-byte file (truncated or not safetensors)",
+                   (unsigned long long)hlen, (unsigned long long)fsize);
+        return -1;
+    }
+    char *hdr = malloc((size_t)hlen);
+    if (!hdr) {
+        tf_set_syserr(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = -1;
+    if (tf_pread_exact(fd, hdr, (size_t)hlen, 8) != 0)
+        tf_set_syserr(err, errlen, "read failed");
+    else
+        rc = parse_header(hdr, (size_t)hlen, 8 + hlen, fsize - 8 - hlen,
+                          meta, each, ctx, err, errlen);
+    free(hdr);
+    return rc;
+}
+
+/* What tf_read_safetensors hands tf_safetensors_scan: the file, and the
+ * data section once the first tensor asks for it. */
+typedef struct read_ctx {
+    int fd;
+    uint64_t fsize;
+    tf_file *f;
+    char *data;
+} read_ctx;
+
+static int read_each(void *ctx, const tf_st_entry *e, char *err,
+                     size_t errlen)
+{
+    read_ctx *rc = ctx;
+    if (!rc->data) {
+        uint64_t dlen = rc->fsize - e->data_start;
+        if (dlen > SIZE_MAX / 2) {
+            tf_set_err(err, errlen, "file too large");
+            return -1;
+        }
+        char *data = malloc(dlen ? (size_t)dlen : 1);
+        if (!data) {
+            tf_set_syserr(err, errlen, "out of memory");
+            return -1;
+        }
+        if (tf_pread_exact(rc->fd, data, (size_t)dlen, e->data_start) != 0) {
+            free(data);
+            tf_set_syserr(err, errlen, "read failed");
+            return -1;
+        }
+        if (tf_own_chunk(rc->f, data, err, errlen) != 0)
+            return -1;
+        rc->data = data;
+    }
+    return tf_push_tensor(rc->f, e->name, e->dtype, e->ndim, e->shape,
+                          rc->data + e->begin, e->nbytes, err, errlen);
 }
 
 /* See tensorfile.h. */
@@ -259,61 +336,17 @@ int tf_read_safetensors(const char *path, tf_file *out, char *err,
         close(fd);
         return -1;
     }
-    uint64_t fsize = (uint64_t)st.st_size;
-    unsigned char lenb[8];
-    if (fsize < 8 || tf_read_exact(fd, lenb, 8) != 0) {
-        tf_set_err(err, errlen, "%s: too short for a safetensors file", path);
-        close(fd);
-        return -1;
-    }
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--)
-        hlen = (hlen << 8) | lenb[i];
-    if (hlen == 0 || hlen > ST_MAX_HEADER || hlen > fsize - 8) {
-        tf_set_err(err, errlen,
-                "%s: header length %llu does not fit the %llu-byte file "
-                "(truncated or not safetensors)",
-                path, (unsigned long long)hlen, (unsigned long long)fsize);
-        close(fd);
-        return -1;
-    }
-    uint64_t dlen64 = fsize - 8 - hlen;
-    if (dlen64 > SIZE_MAX / 2) {
-        tf_set_err(err, errlen, "%s: file too large", path);
-        close(fd);
-        return -1;
-    }
-    size_t dlen = (size_t)dlen64;
-    char *hdr = malloc((size_t)hlen);
-    char *data = malloc(dlen ? dlen : 1);
-    if (!hdr || !data) {
-        tf_set_syserr(err, errlen, "%s: out of memory", path);
-        free(hdr);
-        free(data);
-        close(fd);
-        return -1;
-    }
-    if (tf_read_exact(fd, hdr, (size_t)hlen) != 0 ||
-        tf_read_exact(fd, data, dlen) != 0) {
-        tf_set_syserr(err, errlen, "%s: read failed", path);
-        free(hdr);
-        free(data);
-        close(fd);
-        return -1;
-    }
-    close(fd);
-
     tf_file f = {0};
+    read_ctx ctx = {fd, (uint64_t)st.st_size, &f, NULL};
     char sub[256];
-    if (tf_own_chunk(&f, data, sub, sizeof(sub)) != 0 ||
-        parse_header(hdr, (size_t)hlen, data, dlen, &f, sub,
-                     sizeof(sub)) != 0) {
+    int rc = tf_safetensors_scan(fd, (uint64_t)st.st_size, &f, read_each,
+                                 &ctx, sub, sizeof(sub));
+    close(fd);
+    if (rc != 0) {
         tf_set_err(err, errlen, "%s: %s", path, sub);
-        free(hdr);
         tf_free(&f);
         return -1;
     }
-    free(hdr);
     *out = f;
     return 0;
 }

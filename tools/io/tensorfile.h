@@ -207,6 +207,37 @@ int tf_read_all(const char *path, void **buf, size_t *len, char *err,
 int tf_write_atomic(const char *path, int n, const void *const *ptrs,
                     const size_t *lens, char *err, size_t errlen);
 
+/* Read exactly len bytes of fd from offset off (pread, retrying short
+ * reads and EINTR); 0, or -1 on an error or end of file. */
+int tf_pread_exact(int fd, void *buf, size_t len, uint64_t off);
+
+/* One tensor of a safetensors header, validated: a known dtype, its shape,
+ * and data_offsets inside the data section matching dtype x shape.  Its
+ * bytes are nbytes at file offset data_start + begin. */
+typedef struct tf_st_entry {
+    const char *name;           /* valid during the call it is handed to */
+    stem_dtype dtype;
+    int ndim;
+    int64_t shape[TF_MAX_DIMS];
+    size_t nbytes;
+    uint64_t data_start;        /* where the data section starts */
+    uint64_t begin;             /* where the tensor starts in it */
+} tf_st_entry;
+typedef int (*tf_st_each)(void *ctx, const tf_st_entry *e, char *err,
+                          size_t errlen);
+
+/*
+ * The one safetensors header parser, behind tf_read_safetensors and the
+ * offset index (tensorindex.h): read the header of the open file fd
+ * (fsize bytes), check its length, its JSON (no escaped NUL, nothing after
+ * it), every tensor entry, and that no two tensors share data bytes; add
+ * __metadata__ to meta and hand each tensor, in header order, to
+ * each(ctx, ...), which returns 0 or -1 with err set.  0, or -1 with a
+ * reason in err (not prefixed by a path).
+ */
+int tf_safetensors_scan(int fd, uint64_t fsize, tf_file *meta,
+                        tf_st_each each, void *ctx, char *err, size_t errlen);
+
 /* Format readers behind tf_read (same contract). */
 int tf_read_safetensors(const char *path, tf_file *out, char *err,
                         size_t errlen);

@@ -4,18 +4,14 @@
  */
 #include "tensorindex.h"
 
-#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define IDX_MAX_HEADER (100u * 1000u * 1000u)   /* as the reader */
 
 static int add_path(tf_index *idx, const char *path, char *err, size_t errlen)
 {
@@ -67,141 +63,27 @@ static int add_entry(tf_index *idx, const char *name, stem_dtype dt, int ndim,
     return 0;
 }
 
-/* An integer JSON number in 0 .. 2^53, else -1. */
-static int64_t json_uint(const cJSON *item)
+static int index_each(void *ctx, const tf_st_entry *e, char *err,
+                      size_t errlen)
 {
-    if (!cJSON_IsNumber(item))
-        return -1;
-    double v = cJSON_GetNumberValue(item);
-    if (!(v >= 0.0) || v > 9007199254740992.0 || v != floor(v))
-        return -1;
-    return (int64_t)v;
-}
-
-static int st_tensor(tf_index *idx, const cJSON *it, uint64_t data_start,
-                     uint64_t data_len, char *err, size_t errlen)
-{
-    const char *name = it->string;
-    const cJSON *jd = cJSON_GetObjectItemCaseSensitive(it, "dtype");
-    const cJSON *js = cJSON_GetObjectItemCaseSensitive(it, "shape");
-    const cJSON *jo = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
-    stem_dtype dt;
-    if (!cJSON_IsObject(it) || !cJSON_IsString(jd) ||
-        stem_dtype_from_name(jd->valuestring, &dt) != STEM_OK ||
-        !cJSON_IsArray(js) ||
-        cJSON_GetArraySize(js) > TF_MAX_DIMS || !cJSON_IsArray(jo) ||
-        cJSON_GetArraySize(jo) != 2) {
-        tf_set_err(err, errlen, "tensor '%s': bad or unsupported dtype, "
-                   "shape or data_offsets", name);
-        return -1;
-    }
-    int ndim = cJSON_GetArraySize(js);
-    int64_t shape[TF_MAX_DIMS];
-    for (int i = 0; i < ndim; i++)
-        if ((shape[i] = json_uint(cJSON_GetArrayItem(js, i))) < 0) {
-            tf_set_err(err, errlen, "tensor '%s': shape entry %d is not a "
-                       "non-negative integer", name, i);
-            return -1;
-        }
-    int64_t b = json_uint(cJSON_GetArrayItem(jo, 0));
-    int64_t e = json_uint(cJSON_GetArrayItem(jo, 1));
-    if (b < 0 || e < 0 || b > e || (uint64_t)e > data_len) {
-        tf_set_err(err, errlen, "tensor '%s': data_offsets outside the "
-                   "%llu-byte data section", name,
-                   (unsigned long long)data_len);
-        return -1;
-    }
     char sub[200];
-    if (add_entry(idx, name, (stem_dtype)dt, ndim, shape, data_start +
-                  (uint64_t)b, sub, sizeof(sub)) != 0) {
-        tf_set_err(err, errlen, "tensor '%s': %s", name, sub);
-        return -1;
-    }
-    if (idx->entries[idx->count - 1].nbytes != (uint64_t)(e - b)) {
-        tf_set_err(err, errlen, "tensor '%s': %lld data bytes but dtype and "
-                   "shape need %zu", name, (long long)(e - b),
-                   idx->entries[idx->count - 1].nbytes);
+    if (add_entry(ctx, e->name, e->dtype, e->ndim, e->shape,
+                  e->data_start + e->begin, sub, sizeof(sub)) != 0) {
+        tf_set_err(err, errlen, "tensor '%s': %s", e->name, sub);
         return -1;
     }
     return 0;
 }
 
+/* The safetensors file at path (open as fd, fsize bytes) into idx, by the
+ * reader's own header parser (tf_safetensors_scan). */
 static int index_safetensors(const char *path, int fd, uint64_t fsize,
                              tf_index *idx, char *err, size_t errlen)
 {
-    unsigned char lenb[8];
-    if (fsize < 8 || pread(fd, lenb, 8, 0) != 8) {
-        tf_set_err(err, errlen, "too short for a safetensors file");
+    if (add_path(idx, path, err, errlen) != 0)
         return -1;
-    }
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--)
-        hlen = (hlen << 8) | lenb[i];
-    if (hlen == 0 || hlen > IDX_MAX_HEADER || hlen > fsize - 8) {
-        tf_set_err(err, errlen, "header length %llu does not fit the "
-                   "%llu-byte file (truncated or not safetensors)",
-                   (unsigned long long)hlen, (unsigned long long)fsize);
-        return -1;
-    }
-    char *hdr = malloc((size_t)hlen);
-    if (!hdr) {
-        tf_set_syserr(err, errlen, "out of memory");
-        return -1;
-    }
-    if (pread(fd, hdr, (size_t)hlen, 8) != (ssize_t)hlen) {
-        free(hdr);
-        tf_set_syserr(err, errlen, "read failed");
-        return -1;
-    }
-    const char *end = NULL;
-    tf_cjson_begin();
-    cJSON *root = cJSON_ParseWithLengthOpts(hdr, (size_t)hlen, &end, 0);
-    int rc = 0;
-    if (!root && tf_cjson_oom()) {
-        tf_set_syserr(err, errlen, "out of memory parsing the header");
-        rc = -1;
-    } else if (!root || !cJSON_IsObject(root)) {
-        tf_set_err(err, errlen, "header is not a JSON object");
-        rc = -1;
-    }
-    for (; rc == 0 && end && end < hdr + hlen; end++)
-        if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r' &&
-            *end != '\0') {
-            tf_set_err(err, errlen, "header has trailing bytes after the JSON");
-            rc = -1;
-        }
-    if (rc == 0)
-        rc = add_path(idx, path, err, errlen);
-    int nmeta = 0;
-    for (const cJSON *it = rc == 0 ? root->child : NULL; rc == 0 && it;
-         it = it->next) {
-        if (!it->string) {
-            tf_set_err(err, errlen, "header entry without a name");
-            rc = -1;
-        } else if (strcmp(it->string, "__metadata__") == 0) {
-            const cJSON *m;
-            if (nmeta++ || !cJSON_IsObject(it)) {
-                tf_set_err(err, errlen, "bad __metadata__");
-                rc = -1;
-            }
-            cJSON_ArrayForEach(m, it)
-            {
-                if (rc == 0 && (!cJSON_IsString(m) || !m->string)) {
-                    tf_set_err(err, errlen, "__metadata__ value of '%s' is "
-                               "not a string", m->string ? m->string : "?");
-                    rc = -1;
-                }
-                if (rc == 0)
-                    rc = tf_set_meta(&idx->meta, m->string, m->valuestring,
-                                     err, errlen);
-            }
-        } else {
-            rc = st_tensor(idx, it, 8 + hlen, fsize - 8 - hlen, err, errlen);
-        }
-    }
-    cJSON_Delete(root);
-    free(hdr);
-    return rc;
+    return tf_safetensors_scan(fd, fsize, &idx->meta, index_each, idx, err,
+                               errlen);
 }
 
 /* The file name without directories and without ".npy". */
@@ -320,13 +202,13 @@ int tf_index_read(const char *path, tf_index *idx, char *err, size_t errlen)
         rc = index_dir(path, idx, err, errlen);
     } else {
         unsigned char magic[6] = {0};
-        int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        int fd = tf_open_input(path, err, errlen);
         struct stat fs;
-        if (fd < 0 || fstat(fd, &fs) != 0 || !S_ISREG(fs.st_mode)) {
-            tf_set_err(err, errlen, "%s: %s", path,
-                       fd < 0 ? strerror(errno) : "not a regular file");
-            if (fd >= 0)
-                close(fd);
+        if (fd < 0)
+            return -1;
+        if (fstat(fd, &fs) != 0) {
+            tf_set_oserr(err, errlen, errno, "%s: %s", path, strerror(errno));
+            close(fd);
             return -1;
         }
         if (pread(fd, magic, 6, 0) == 6 &&
@@ -369,23 +251,6 @@ const tf_index_entry *tf_index_find(const tf_index *idx, const char *name)
     return NULL;
 }
 
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-    char *p = buf;
-    while (len > 0) {
-        ssize_t r = pread(fd, p, len > (1u << 30) ? (1u << 30) : len,
-                          (off_t)off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        len -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return 0;
-}
-
 /* See tensorindex.h. */
 int tf_index_read_slice(const tf_index *idx, const tf_index_entry *e,
                         int axis, int64_t begin, int64_t count, void *buf,
@@ -413,7 +278,7 @@ int tf_index_read_slice(const tf_index *idx, const tf_index_entry *e,
     for (uint64_t o = 0; o < outer; o++) {
         uint64_t at = e->offset +
                       (o * (uint64_t)e->shape[axis] + (uint64_t)begin) * inner;
-        if (pread_full(fd, (char *)buf + o * run, (size_t)run, at) != 0) {
+        if (tf_pread_exact(fd, (char *)buf + o * run, (size_t)run, at) != 0) {
             tf_set_err(err, errlen, "%s: read of tensor '%s' failed "
                        "(truncated?)", path, e->name);
             close(fd);
