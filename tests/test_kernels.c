@@ -78,41 +78,52 @@ static float draw(tu_rng *r, int regime)
     }
 }
 
-/* A buffer of n floats at a random misalignment (0..3 floats), filled. */
-typedef struct buf {
-    float *base, *p;
-    size_t n;
-} buf;
+/*
+ * TEST_BUF(NAME, T): a buffer type NAME of n elements of T at a random
+ * misalignment (0..3 elements), with NAME_alloc (contents unset),
+ * NAME_copy (a second buffer, same misalignment, same bytes) and
+ * NAME_free.  buf holds floats, hbuf bf16 bit patterns (uint16_t).
+ */
+#define TEST_BUF(NAME, T)                                                      \
+    typedef struct NAME {                                                      \
+        T *base, *p;                                                           \
+        size_t n;                                                              \
+    } NAME;                                                                    \
+    static NAME NAME##_alloc(tu_rng *r, size_t n)                              \
+    {                                                                          \
+        NAME b;                                                                \
+        b.base = malloc((n + 4) * sizeof(T));                                  \
+        assert_non_null(b.base);                                               \
+        b.p = b.base + tu_rng_int(r, 0, 3);                                    \
+        b.n = n;                                                               \
+        return b;                                                              \
+    }                                                                          \
+    static NAME NAME##_copy(const NAME *a)                                     \
+    {                                                                          \
+        NAME b;                                                                \
+        b.base = malloc((a->n + 4) * sizeof(T));                               \
+        assert_non_null(b.base);                                               \
+        b.p = b.base + (a->p - a->base);                                       \
+        b.n = a->n;                                                            \
+        memcpy(b.p, a->p, a->n * sizeof(T));                                   \
+        return b;                                                              \
+    }                                                                          \
+    static void NAME##_free(NAME *b)                                           \
+    {                                                                          \
+        free(b->base);                                                         \
+        b->base = b->p = NULL;                                                 \
+    }
 
+TEST_BUF(buf, float)
+TEST_BUF(hbuf, uint16_t)
+
+/* n floats of a regime. */
 static buf buf_new(tu_rng *r, size_t n, int regime)
 {
-    buf b;
-    int shift = (int)tu_rng_int(r, 0, 3);
-    b.base = malloc((n + 4) * sizeof(float));
-    assert_non_null(b.base);
-    b.p = b.base + shift;
-    b.n = n;
+    buf b = buf_alloc(r, n);
     for (size_t i = 0; i < n; i++)
         b.p[i] = draw(r, regime);
     return b;
-}
-
-/* A second buffer, same misalignment, same bytes. */
-static buf buf_copy(const buf *a)
-{
-    buf b;
-    b.base = malloc((a->n + 4) * sizeof(float));
-    assert_non_null(b.base);
-    b.p = b.base + (a->p - a->base);
-    b.n = a->n;
-    memcpy(b.p, a->p, a->n * sizeof(float));
-    return b;
-}
-
-static void buf_free(buf *b)
-{
-    free(b->base);
-    b->base = b->p = NULL;
 }
 
 static void expect_same(const void *a, const void *b, size_t bytes,
@@ -129,13 +140,6 @@ static void expect_same(const void *a, const void *b, size_t bytes,
     }
 }
 
-/* A buffer of n bf16 bit patterns (uint16_t) at a random misalignment
- * (0..3 elements). */
-typedef struct hbuf {
-    uint16_t *base, *p;
-    size_t n;
-} hbuf;
-
 /* Garbage for the cells a kernel must neither use nor write: quiet NaN
  * patterns (random sign and payload), which would show in any output they
  * reached. */
@@ -143,17 +147,6 @@ static uint16_t junk16(tu_rng *r)
 {
     return (uint16_t)((0x7fc1 + tu_rng_int(r, 0, 62)) |
                       (tu_rng_int(r, 0, 1) ? 0x8000 : 0));
-}
-
-static hbuf hbuf_alloc(tu_rng *r, size_t n)
-{
-    hbuf b;
-    int shift = (int)tu_rng_int(r, 0, 3);
-    b.base = malloc((n + 4) * sizeof(uint16_t));
-    assert_non_null(b.base);
-    b.p = b.base + shift;
-    b.n = n;
-    return b;
 }
 
 /* bf16 bit patterns of random values of a regime, rounded as the library
@@ -174,23 +167,6 @@ static hbuf hbuf_junk(tu_rng *r, size_t n)
     for (size_t i = 0; i < n; i++)
         b.p[i] = junk16(r);
     return b;
-}
-
-static hbuf hbuf_copy(const hbuf *a)
-{
-    hbuf b;
-    b.base = malloc((a->n + 4) * sizeof(uint16_t));
-    assert_non_null(b.base);
-    b.p = b.base + (a->p - a->base);
-    b.n = a->n;
-    memcpy(b.p, a->p, a->n * sizeof(uint16_t));
-    return b;
-}
-
-static void hbuf_free(hbuf *b)
-{
-    free(b->base);
-    b->base = b->p = NULL;
 }
 
 /* Cells [cols, ld) of every row of out (elements of elem bytes) are as in

@@ -1,49 +1,8 @@
 #!/bin/sh
 # test_cli_run.sh BUILD - exit codes and outputs of stem gen / run / info /
 # compare.  Ends with "cli: N passed, M failed"; exits 1 if any failed.
-BUILD=${1:-build}
-STEM="$BUILD/stem"
-if [ ! -x "$STEM" ]; then
-    echo "test_cli_run: $STEM not found" >&2
-    echo "cli: 0 passed, 1 failed"
-    exit 1
-fi
-T=$(mktemp -d "${TMPDIR:-/tmp}/stem_cli.XXXXXX") || exit 1
-trap 'chmod -R u+w "$T" 2>/dev/null; rm -rf "$T"' EXIT INT TERM
-
-pass=0
-fail=0
-
-# expect NAME RC COMMAND...: COMMAND must exit with RC.
-expect() {
-    name=$1
-    want=$2
-    shift 2
-    "$@" >"$T/stdout" 2>"$T/stderr"
-    got=$?
-    if [ "$got" -eq "$want" ]; then
-        pass=$((pass + 1))
-    else
-        fail=$((fail + 1))
-        echo "FAIL $name: exit $got, expected $want: $*"
-        sed 's/^/    /' "$T/stderr" | head -5
-    fi
-}
-
-# ok NAME CONDITION...: the shell test must hold.
-ok() {
-    name=$1
-    shift
-    if "$@"; then
-        pass=$((pass + 1))
-    else
-        fail=$((fail + 1))
-        echo "FAIL $name"
-    fi
-}
-
-stderr_has() { grep -q "$1" "$T/stderr"; }
-stdout_has() { grep -q "$1" "$T/stdout"; }
+LABEL=cli
+. "$(dirname "$0")/lib.sh"
 
 # ------------------------------------------------------------ top level
 expect "no command" 2 "$STEM"
@@ -191,5 +150,4 @@ expect "compare truncated file" 2 "$STEM" compare "$T/trunc.safetensors" "$T/s.s
 expect "compare missing tensor" 2 "$STEM" compare "$T/s.safetensors" "$T/s.safetensors" --tensor nope
 expect "compare other shapes" 2 "$STEM" compare "$T/s.safetensors" "$T/b1.safetensors"
 
-echo "cli: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

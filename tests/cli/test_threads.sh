@@ -8,46 +8,8 @@
 # process limit (prlimit --nproc, as an unprivileged user: the kernel
 # exempts root) --threads 256 and 16 run, or end with exit 3, never exit 1;
 # OMP_THREAD_LIMIT is honoured.  Ends with "threads: N passed, M failed".
-BUILD=${1:-build}
-STEM="$BUILD/stem"
-if [ ! -x "$STEM" ]; then
-    echo "test_threads: $STEM not found" >&2
-    echo "threads: 0 passed, 1 failed"
-    exit 1
-fi
-case "$STEM" in /*) ;; *) STEM="$(pwd)/$STEM" ;; esac
-T=$(mktemp -d "${TMPDIR:-/tmp}/stem_threads.XXXXXX") || exit 1
-trap 'rm -rf "$T"' EXIT INT TERM
-pass=0
-fail=0
-
-# expect NAME RC CMD...: CMD exits RC.
-expect() {
-    name=$1
-    want=$2
-    shift 2
-    "$@" >"$T/stdout" 2>"$T/stderr"
-    got=$?
-    if [ "$got" -eq "$want" ]; then
-        pass=$((pass + 1))
-    else
-        fail=$((fail + 1))
-        echo "FAIL $name: exit $got, expected $want"
-        sed 's/^/    /' "$T/stderr" | head -n 4
-    fi
-}
-
-# ok NAME CMD...: a plain assertion.
-ok() {
-    name=$1
-    shift
-    if "$@"; then
-        pass=$((pass + 1))
-    else
-        fail=$((fail + 1))
-        echo "FAIL $name"
-    fi
-}
+LABEL=threads
+. "$(dirname "$0")/lib.sh"
 
 "$STEM" gen -o "$T/in.safetensors" --tokens 512 --heads 4 --kv-heads 2 \
     --dim 32 --seed 9 >/dev/null 2>&1 || { echo "threads: 0 passed, 1 failed"; exit 1; }
@@ -111,5 +73,4 @@ else
     ok "info under nproc 4 shows RLIMIT_NPROC" grep -q 'RLIMIT_NPROC 4 ' "$T/stdout"
 fi
 
-echo "threads: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish
