@@ -232,20 +232,6 @@ static void fit_group(const row_stats *st, int64_t n, int k, int ld, fit *f)
     }
 }
 
-/* The two-sided normal quantile: z with erfc(z / sqrt 2) = p. */
-static double normal_quantile2(double p)
-{
-    double lo = 0, hi = 40;
-    for (int i = 0; i < 200 && hi - lo > 1e-12; i++) {
-        double m = 0.5 * (lo + hi);
-        if (erfc(m / M_SQRT2) > p)
-            lo = m;
-        else
-            hi = m;
-    }
-    return 0.5 * (lo + hi);
-}
-
 /* The threshold of a group with g clusters and kv fitted directions. */
 static double group_threshold(double z0, int64_t g, int kv)
 {
@@ -791,7 +777,7 @@ stem_status check_stage_bias(check_ctx *c)
             ntests += l.v[i].valid[j];
     if (!ntests)
         goto done;
-    const double z0 = normal_quantile2(BIAS_ALPHA / (double)ntests);
+    const double z0 = check_normal_quantile2(BIAS_ALPHA / (double)ntests);
     r->bias_alpha = BIAS_ALPHA;
     r->bias_z = z0;
     check_items it[STEM_STAGE_COUNT];
