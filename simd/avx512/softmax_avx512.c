@@ -21,6 +21,12 @@ static inline __mmask16 lanes_below(int r)
     return (__mmask16)((1u << r) - 1u);
 }
 
+/* Words 0..r-1 of 32 (0 < r < 32). */
+static inline __mmask32 words_below(int r)
+{
+    return (__mmask32)((1u << r) - 1u);
+}
+
 /* ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)) */
 static inline float reduce_sum8(__m256 a)
 {
@@ -208,25 +214,32 @@ static void max_scaled16(int nb, const float *s, int lds, const int *valid,
     }
 }
 
-/* bf16 bits of 16 floats that are 0 or normal and below 2^128, nearest,
- * ties to even: with integer adds, or (cvtne, a compile-time constant)
- * with AVX512-BF16's VCVTNEPS2BF16, which rounds the same way on such
- * values (it only differs on subnormals, which it reads as zero, and NaNs).
- * The instruction is written as assembly so that this file needs no
- * AVX512-BF16 flag; only the cvtne instance below contains it. */
-static inline __attribute__((always_inline)) __m256i bf16_bits16(__m512 q,
-                                                                 const int cvtne)
+/* bf16 bits of 32 floats, lo then hi, that are 0 or normal and below
+ * 2^128, nearest, ties to even: with integer adds (the rounded words are
+ * the high halves, gathered by one VPERMT2W), or (cvtne, a compile-time
+ * constant) with AVX512-BF16's VCVTNE2PS2BF16, which rounds the same way
+ * on such values (it only differs on subnormals, which it reads as zero,
+ * and NaNs).  The instruction is written as assembly so that this file
+ * needs no AVX512-BF16 flag; only the cvtne instance below contains it. */
+static inline __attribute__((always_inline)) __m512i
+bf16_bits32(__m512 lo, __m512 hi, const int cvtne)
 {
     if (cvtne) {
-        __m256i b;
-        __asm__("vcvtneps2bf16 %1, %0" : "=v"(b) : "v"(q));
+        __m512i b;
+        __asm__("vcvtne2ps2bf16 %2, %1, %0" : "=v"(b) : "v"(hi), "v"(lo));
         return b;
     }
-    __m512i u = _mm512_castps_si512(q);
-    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16),
-                                   _mm512_set1_epi32(1));
-    u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
-    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16));
+    const __m512i odd_words = _mm512_set_epi16(
+        63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33,
+        31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    __m512i r[2] = {_mm512_castps_si512(lo), _mm512_castps_si512(hi)};
+    for (int h = 0; h < 2; h++) {
+        __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(r[h], 16),
+                                       _mm512_set1_epi32(1));
+        r[h] = _mm512_add_epi32(r[h], _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                                                       lsb));
+    }
+    return _mm512_permutex2var_epi16(r[0], odd_words, r[1]);
 }
 
 /* Rows r[0..K-1] of a softmax_rows_bf16 call (K is 2 or 4; a row may
@@ -283,18 +296,23 @@ prob_rows(const int K, int cols2, const int *valid, float scale,
             }
         }
         expb16(K * C, y, keep, q);
-#pragma GCC unroll 4
-        for (int c = 0; c < C; c++) {
+        /* each row's chunks two at a time: 32 columns of bf16 bits */
+#pragma GCC unroll 2
+        for (int c = 0; c < C; c += 2) {
             const int j = j0 + 16 * c;
 #pragma GCC unroll 4
             for (int k = 0; k < K; k++) {
-                const __m256i bits = bf16_bits16(q[c * K + k], cvtne);
-                if (j + 16 <= cols2)
-                    _mm256_storeu_si256((__m256i *)(pr[k] + j), bits);
-                else
-                    _mm256_mask_storeu_epi16(pr[k] + j, lanes_below(cols2 - j),
+                const __m512i bits = bf16_bits32(q[c * K + k], q[(c + 1) * K + k],
+                                                 cvtne);
+                if (j + 32 <= cols2)
+                    _mm512_storeu_si512(pr[k] + j, bits);
+                else if (j < cols2)
+                    _mm512_mask_storeu_epi16(pr[k] + j, words_below(cols2 - j),
                                              bits);
             }
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
 #pragma GCC unroll 2
             for (int h = 0; h < K / 2; h++)
                 acc[h] = _mm512_add_ps(
