@@ -122,26 +122,42 @@ void stem_f32_softmax_rows__avx2_8(int rows, int cols, const int *valid,
 
 /* ---- the bf16 mode: e_b of simd/expb.h and probabilities rounded ------- */
 
-/* e_b(y) of simd/expb.h on 8 lanes, 0 where !(y >= STEM_EXPB_MIN). */
-static inline __m256 expb8(__m256 y)
+/* e_b(y[k]) of simd/expb.h on 8 lanes each, k < K (a compile-time
+ * constant), 0 where !(y >= STEM_EXPB_MIN).  The K vectors go through
+ * each operation together: each one's chain is a long dependent
+ * sequence, and interleaved they keep the FMA pipes busy. */
+static inline __attribute__((always_inline)) void
+expb8(const int K, const __m256 *y, __m256 *out)
 {
-    __m256 n = _mm256_round_ps(
-        _mm256_mul_ps(y, _mm256_set1_ps(STEM_EXPB_LOG2E)),
-        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-STEM_EXPB_LN2_HI), y);
-    r = _mm256_fmadd_ps(n, _mm256_set1_ps(-STEM_EXPB_LN2_LO), r);
-    __m256 u = _mm256_set1_ps(STEM_EXPB_C7);
-    u = _mm256_fmadd_ps(u, r, _mm256_set1_ps(STEM_EXPB_C6));
-    u = _mm256_fmadd_ps(u, r, _mm256_set1_ps(STEM_EXPB_C5));
-    u = _mm256_fmadd_ps(u, r, _mm256_set1_ps(STEM_EXPB_C4));
-    u = _mm256_fmadd_ps(u, r, _mm256_set1_ps(STEM_EXPB_C3));
-    u = _mm256_fmadd_ps(u, r, _mm256_set1_ps(STEM_EXPB_C2));
-    u = _mm256_fmadd_ps(u, r, _mm256_set1_ps(1.0f));
-    u = _mm256_fmadd_ps(u, r, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);
-    __m256 q = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(u), e));
-    __m256 keep = _mm256_cmp_ps(y, _mm256_set1_ps(STEM_EXPB_MIN), _CMP_GE_OQ);
-    return _mm256_and_ps(keep, q);
+    __m256 n[4], r[4], u[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < K; k++)
+        n[k] = _mm256_round_ps(_mm256_mul_ps(y[k], _mm256_set1_ps(STEM_EXPB_LOG2E)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#pragma GCC unroll 4
+    for (int k = 0; k < K; k++)
+        r[k] = _mm256_fmadd_ps(n[k], _mm256_set1_ps(-STEM_EXPB_LN2_HI), y[k]);
+#pragma GCC unroll 4
+    for (int k = 0; k < K; k++)
+        r[k] = _mm256_fmadd_ps(n[k], _mm256_set1_ps(-STEM_EXPB_LN2_LO), r[k]);
+#pragma GCC unroll 4
+    for (int k = 0; k < K; k++)
+        u[k] = _mm256_fmadd_ps(_mm256_set1_ps(STEM_EXPB_C7), r[k],
+                               _mm256_set1_ps(STEM_EXPB_C6));
+    const float c[6] = {STEM_EXPB_C5, STEM_EXPB_C4, STEM_EXPB_C3, STEM_EXPB_C2,
+                        1.0f, 1.0f};
+#pragma GCC unroll 6
+    for (int t = 0; t < 6; t++)
+#pragma GCC unroll 4
+        for (int k = 0; k < K; k++)
+            u[k] = _mm256_fmadd_ps(u[k], r[k], _mm256_set1_ps(c[t]));
+#pragma GCC unroll 4
+    for (int k = 0; k < K; k++) {
+        __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n[k]), 23);
+        __m256 q = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(u[k]), e));
+        __m256 keep = _mm256_cmp_ps(y[k], _mm256_set1_ps(STEM_EXPB_MIN), _CMP_GE_OQ);
+        out[k] = _mm256_and_ps(keep, q);
+    }
 }
 
 /* bf16 bits of 8 nonnegative floats (nearest, ties to even; never below
@@ -157,8 +173,63 @@ static inline __m128i bf16_of(__m256 q)
                             _mm256_extracti128_si256(u, 1));
 }
 
+/* The new maximum of row x (n valid columns): max(m0, x_j * scale). */
+static float row_max(const float *x, int n, float scale, float m0)
+{
+    const __m256 vs = _mm256_set1_ps(scale);
+    __m256 vmax = _mm256_set1_ps(m0);
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        vmax = _mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(x + j), vs), vmax);
+    if (j < n) {
+        __m256i mk = lanes_below(n - j);
+        __m256 y = _mm256_mul_ps(_mm256_maskload_ps(x + j, mk), vs);
+        y = _mm256_blendv_ps(vmax, y, _mm256_castsi256_ps(mk));
+        vmax = _mm256_max_ps(y, vmax);
+    }
+    float mnew = reduce_max8(vmax);
+    if (mnew == 0.0f) { /* the sign of a zero: first wins, as the twin */
+        mnew = m0;
+        for (int t = 0; t < n; t++)
+            if (x[t] * scale > mnew)
+                mnew = x[t] * scale;
+    }
+    return mnew;
+}
+
+/* Row r's chunk of 8 columns at j: e_b(x * scale - mnew), 0 past n. */
+static inline __attribute__((always_inline)) __m256
+row_chunk_y(const float *x, int n, int j, __m256 vs, __m256 vm, __m256i *mk,
+            int *masked)
+{
+    if (j + 8 <= n) {
+        *masked = 0;
+        return _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(x + j), vs), vm);
+    }
+    *masked = 1;
+    *mk = lanes_below(n - j);
+    return _mm256_sub_ps(_mm256_mul_ps(_mm256_maskload_ps(x + j, *mk), vs), vm);
+}
+
+/* Columns j .. j+7 of bf16 bits to pi, none at or past cols2. */
+static inline void store_bits8(uint16_t *pi, int j, int cols2, __m256 q)
+{
+    if (j + 8 <= cols2) {
+        _mm_storeu_si128((__m128i *)(pi + j), bf16_of(q));
+    } else if (j < cols2) {
+        uint16_t t[8];
+        _mm_storeu_si128((__m128i *)t, bf16_of(q));
+        for (int e = 0; j + e < cols2; e++)
+            pi[j + e] = t[e];
+    }
+}
+
 /* softmax_rows_bf16 of simd/kernels.h: p_j rounded straight into p's row;
- * no pointer may be NULL; 1 <= valid[i] <= cols. */
+ * no pointer may be NULL; 1 <= valid[i] <= cols.  Rows go two at a time
+ * (a last odd row as its own partner, computed and written twice with the
+ * same bits), two chunks of 8 columns of each in step: four exponential
+ * chains at once.  Each row's accumulator takes its chunks in column
+ * order, lane t from the columns j with j % 8 == t: the contract's sum8. */
 void stem_bf16_softmax_rows__avx2_8(int rows, int cols, const int *valid,
                                     float scale, const float *s, int lds,
                                     float *m, float *l, float *alpha,
@@ -166,56 +237,50 @@ void stem_bf16_softmax_rows__avx2_8(int rows, int cols, const int *valid,
 {
     const __m256 vs = _mm256_set1_ps(scale);
     const int cols2 = (cols + 1) & ~1;
-    for (int i = 0; i < rows; i++) {
-        const float *x = s + (size_t)i * lds;
-        uint16_t *pi = p + (size_t)i * ldp;
-        const int n = valid[i];
-        /* the maximum of m[i] and x_j = x[j] * scale, j < n */
-        __m256 vmax = _mm256_set1_ps(m[i]);
-        for (int j = 0; j < n; j += 8) {
-            __m256i mk = lanes_below(n - j);
-            __m256 y = _mm256_mul_ps(_mm256_maskload_ps(x + j, mk), vs);
-            y = _mm256_blendv_ps(vmax, y, _mm256_castsi256_ps(mk));
-            vmax = _mm256_max_ps(y, vmax);
+    for (int i = 0; i < rows; i += 2) {
+        const int r[2] = {i, i + 1 < rows ? i + 1 : i};
+        const float *x[2];
+        uint16_t *pr[2];
+        int n[2];
+        float mnew[2];
+        __m256 vm[2], acc[2];
+        for (int k = 0; k < 2; k++) {
+            x[k] = s + (size_t)r[k] * lds;
+            pr[k] = p + (size_t)r[k] * ldp;
+            n[k] = valid[r[k]];
+            mnew[k] = row_max(x[k], n[k], scale, m[r[k]]);
+            vm[k] = _mm256_set1_ps(mnew[k]);
+            acc[k] = _mm256_setzero_ps();
         }
-        float mnew = reduce_max8(vmax);
-        if (mnew == 0.0f) { /* the sign of a zero: first wins, as the twin */
-            mnew = m[i];
-            for (int t = 0; t < n; t++)
-                if (x[t] * scale > mnew)
-                    mnew = x[t] * scale;
+        for (int j = 0; j < cols2; j += 16) {
+            __m256 y[4], q[4];
+            __m256i mk[4];
+            int masked[4];
+            for (int c = 0; c < 2; c++)
+                for (int k = 0; k < 2; k++)
+                    y[2 * c + k] = row_chunk_y(x[k], n[k], j + 8 * c, vs, vm[k],
+                                               &mk[2 * c + k], &masked[2 * c + k]);
+            expb8(4, y, q);
+            for (int c = 0; c < 2; c++)
+                for (int k = 0; k < 2; k++) {
+                    __m256 qk = q[2 * c + k];
+                    if (masked[2 * c + k])
+                        qk = _mm256_and_ps(_mm256_castsi256_ps(mk[2 * c + k]), qk);
+                    acc[k] = _mm256_add_ps(acc[k], qk);
+                    store_bits8(pr[k], j + 8 * c, cols2, qk);
+                }
         }
-        const __m256 vm = _mm256_set1_ps(mnew);
-        __m256 acc = _mm256_setzero_ps();
-        int j = 0;
-        for (; j + 8 <= n; j += 8) {
-            __m256 q = expb8(_mm256_sub_ps(
-                _mm256_mul_ps(_mm256_loadu_ps(x + j), vs), vm));
-            acc = _mm256_add_ps(acc, q);
-            _mm_storeu_si128((__m128i *)(pi + j), bf16_of(q));
+        for (int k = 0; k < 2 - (r[1] == r[0]); k++) {
+            /* e_b of the running maxima's difference in lane 0 (the same
+             * bits as stem_expb_ref, without its libm calls) */
+            __m256 ya = _mm256_set1_ps(m[r[k]] - mnew[k]), a8;
+            expb8(1, &ya, &a8);
+            const float a = _mm256_cvtss_f32(a8);
+            float li = l[r[k]] * a;
+            li = li + reduce_sum8(acc[k]);
+            l[r[k]] = li;
+            m[r[k]] = mnew[k];
+            alpha[r[k]] = a;
         }
-        for (; j < cols2; j += 8) {
-            __m256i mk = lanes_below(n - j);
-            __m256 y = _mm256_sub_ps(
-                _mm256_mul_ps(_mm256_maskload_ps(x + j, mk), vs), vm);
-            __m256 q = _mm256_and_ps(_mm256_castsi256_ps(mk), expb8(y));
-            acc = _mm256_add_ps(acc, q);
-            if (j + 8 <= cols2) {
-                _mm_storeu_si128((__m128i *)(pi + j), bf16_of(q));
-            } else {
-                uint16_t t[8];
-                _mm_storeu_si128((__m128i *)t, bf16_of(q));
-                for (int e = 0; j + e < cols2; e++)
-                    pi[j + e] = t[e];
-            }
-        }
-        /* e_b of the running maxima's difference in lane 0 (the same bits
-         * as stem_expb_ref, without its libm calls) */
-        const float a = _mm256_cvtss_f32(expb8(_mm256_set1_ps(m[i] - mnew)));
-        float li = l[i] * a;
-        li = li + reduce_sum8(acc);
-        l[i] = li;
-        m[i] = mnew;
-        alpha[i] = a;
     }
 }
