@@ -12,18 +12,9 @@
 # token: out equals v exactly).  Every failing run writes to an existing
 # output file, which must come out byte-identical.
 # Ends with "hostile: N passed, M failed"; exits 1 if any failed.
-BUILD=${1:-build}
-STEM="$BUILD/stem"
-if [ ! -x "$STEM" ]; then
-    echo "test_cli_hostile: $STEM not found" >&2
-    echo "hostile: 0 passed, 1 failed"
-    exit 1
-fi
+LABEL=hostile
+. "$(dirname "$0")/lib.sh"
 PY=python3
-T=$(mktemp -d "${TMPDIR:-/tmp}/stem_hostile.XXXXXX") || exit 1
-trap 'rm -rf "$T"' EXIT INT TERM
-pass=0
-fail=0
 
 # The existing output every failing run aims at.
 KEEP="$T/existing.safetensors"
@@ -31,7 +22,8 @@ printf 'precious bytes that a failed run must not clobber\n' >"$KEEP"
 cp "$KEEP" "$T/existing.orig"
 
 # expect NAME RC ARGS...: `stem ARGS` exits RC; on RC != 0 a message is on
-# stderr, nothing crashed, and $KEEP is unchanged.
+# stderr, nothing crashed, and $KEEP is unchanged (lib.sh's expect, made
+# stricter and given stem's arguments alone).
 expect() {
     name=$1
     want=$2
@@ -55,17 +47,6 @@ expect() {
     fi
 }
 
-# check NAME CONDITION-COMMAND...: a plain assertion.
-check() {
-    name=$1
-    shift
-    if "$@"; then
-        pass=$((pass + 1))
-    else
-        fail=$((fail + 1))
-        echo "FAIL $name"
-    fi
-}
 
 # ------------------------------------------------------------ the files
 $PY - "$T" <<'PYEOF' || { echo "hostile: 0 passed, 1 failed"; exit 1; }
@@ -220,7 +201,7 @@ done
 
 # one token: softmax over one key, so out is v exactly (per GQA group)
 expect "run one token" 0 run "$T/one_token.safetensors" -o "$T/one.out.safetensors"
-check "one token: out equals v" $PY - "$T/one_token.safetensors" "$T/one.out.safetensors" <<'PYEOF'
+ok "one token: out equals v" $PY - "$T/one_token.safetensors" "$T/one.out.safetensors" <<'PYEOF'
 import json, struct, sys
 def read(p):
     b = open(p, "rb").read()
@@ -266,7 +247,7 @@ expect "run: two inputs" 2 run "$T/good.safetensors" "$T/good.safetensors" -o "$
 expect "run: no output" 2 run "$T/good.safetensors"
 expect "unknown command" 2 frobnicate
 expect "no command" 2
-check "stem run wrote nothing next to the existing output" \
+ok "stem run wrote nothing next to the existing output" \
     test "$(ls "$T" | grep -c -e '^existing' -e '\.tmp')" -eq 2
 
 # ------------------------------------------------- hostile paths, metadata
@@ -347,25 +328,25 @@ expect_to "mask: input is a FIFO" mask "$T/fifo.safetensors" -o "$T/m.png"
 # outputs: only a regular file (or an earlier output directory) is replaced
 mkfifo "$T/out.fifo"
 expect_to "run: output is a FIFO" run "$T/good.safetensors" -o "$T/out.fifo"
-check "run: the FIFO output is still a FIFO" test -p "$T/out.fifo"
+ok "run: the FIFO output is still a FIFO" test -p "$T/out.fifo"
 ln -s "$KEEP" "$T/out.link"
 expect "run: output is a symlink" 2 run "$T/good.safetensors" -o "$T/out.link"
-check "run: the symlink output is still a symlink" test -L "$T/out.link"
-check "run: the symlink's target is untouched" cmp -s "$KEEP" "$T/existing.orig"
+ok "run: the symlink output is still a symlink" test -L "$T/out.link"
+ok "run: the symlink's target is untouched" cmp -s "$KEEP" "$T/existing.orig"
 ln -s "$T/nowhere" "$T/dangling.link"
 expect "run: output is a dangling symlink" 2 run "$T/good.safetensors" -o "$T/dangling.link"
-check "run: nothing created through the dangling symlink" test ! -e "$T/nowhere"
+ok "run: nothing created through the dangling symlink" test ! -e "$T/nowhere"
 expect "gen: output is a symlink" 2 gen -o "$T/out.link" --tokens 8 --heads 1 --kv-heads 1 --dim 8
-check "gen: the symlink output is still a symlink" test -L "$T/out.link"
+ok "gen: the symlink output is still a symlink" test -L "$T/out.link"
 expect_to "gen: output is a FIFO" gen -o "$T/out.fifo" --tokens 8 --heads 1 --kv-heads 1 --dim 8
 mkdir "$T/realdir"
 ln -s "$T/realdir" "$T/dir.link"
 expect "run: output directory is a symlink" 2 run "$T/good.safetensors" -o "$T/dir.link/"
-check "run: the directory symlink is still one" test -L "$T/dir.link"
+ok "run: the directory symlink is still one" test -L "$T/dir.link"
 if [ "$(id -u)" -eq 0 ] && mknod "$T/chardev" c 1 3 2>/dev/null; then
     # a node of our own (the null device's numbers) in the test folder
     expect "run: output is a character device" 2 run "$T/good.safetensors" -o "$T/chardev"
-    check "run: the device node is still one" test -c "$T/chardev"
+    ok "run: the device node is still one" test -c "$T/chardev"
     has "run: the device named" 'character device'
 else
     echo "SKIP the character-device output (needs root and mknod)"
@@ -453,16 +434,15 @@ else
     $AS "$STEM" run "$T/good.safetensors" -o "$T/ro/out/" >"$T/stdout" 2>"$T/stderr"
     rc=$?
     ls -l "$T/ro/out" >"$T/ro.after"
-    check "run -o DIR/ over an unremovable earlier output: exit 2 (got $rc)" test "$rc" -eq 2
+    ok "run -o DIR/ over an unremovable earlier output: exit 2 (got $rc)" test "$rc" -eq 2
     has "run -o DIR/ over an unremovable earlier output: said" "cannot be removed"
-    check "run -o DIR/ over an unremovable earlier output: untouched" cmp -s "$T/ro.before" "$T/ro.after"
-    check "run -o DIR/ over an unremovable earlier output: no DIR.tmp.*" \
+    ok "run -o DIR/ over an unremovable earlier output: untouched" cmp -s "$T/ro.before" "$T/ro.after"
+    ok "run -o DIR/ over an unremovable earlier output: no DIR.tmp.*" \
         test "$(ls "$T/ro" | grep -c '\.tmp\.')" -eq 0
     chmod 755 "$T/ro/out" 2>/dev/null || $AS chmod 755 "$T/ro/out"
 fi
 
-check "stem run left no temporary files" \
+ok "stem run left no temporary files" \
     test "$(ls "$T" | grep -c '\.tmp')" -eq 0
 
-echo "hostile: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

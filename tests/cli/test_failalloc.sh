@@ -23,16 +23,11 @@
 # behind, or a sanitizer report.  Prints per command the points, the runs
 # and the exits seen.  Skipped in sanitizer builds, whose runtime owns
 # malloc.  Ends with "failalloc: N passed, M failed".
-BUILD=${1:-build}
-STEM="$BUILD/stem"
+LABEL=failalloc
+. "$(dirname "$0")/lib.sh"
 LIB="$BUILD/tests/fault/libfailalloc.so"
 MAXPOINTS=${FAILALLOC_MAXPOINTS:-100}
 SMALLPOINTS=${FAILALLOC_SMALLPOINTS:-30}
-if [ ! -x "$STEM" ]; then
-    echo "test_failalloc: $STEM not found" >&2
-    echo "failalloc: 0 passed, 1 failed"
-    exit 1
-fi
 if nm "$STEM" 2>/dev/null | grep -q -e '__asan_init' -e '__tsan_init'; then
     echo "SKIP test_failalloc ($STEM is a sanitizer build: its runtime owns malloc)"
     exit 0
@@ -43,12 +38,8 @@ if [ ! -f "$LIB" ]; then
     exit 1
 fi
 case "$LIB" in /*) ;; *) LIB="$(pwd)/$LIB" ;; esac
-T=$(mktemp -d "${TMPDIR:-/tmp}/stem_failalloc.XXXXXX") || exit 1
-trap 'rm -rf "$T"' EXIT INT TERM
 TO=""
 command -v timeout >/dev/null 2>&1 && TO="timeout 60"
-pass=0
-fail=0
 
 # The workload and the unhindered results.
 "$STEM" gen -o "$T/in.safetensors" --tokens 384 --heads 2 --kv-heads 1 \
@@ -158,5 +149,4 @@ sweep compare "$SMALLPOINTS" "$T/untouched" compare "$T/ref.safetensors" "$T/ref
 sweep explain "$SMALLPOINTS" "$T/untouched" explain "$T/in.safetensors" --head 1 --qblock 2 --threads 2
 sweep budget "$SMALLPOINTS" "$T/out.budget.png" budget --blocks 40 --png "$T/out.budget.png"
 
-echo "failalloc: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

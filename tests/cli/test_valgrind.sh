@@ -7,25 +7,16 @@
 # detected instruction set and once with STEM_ISA=scalar.
 # Skips (exit 0, with a message) when valgrind is absent or BUILD is built
 # with sanitizers.  Ends with "valgrind: N passed, M failed".
-BUILD=${1:-build}
-STEM="$BUILD/stem"
 if ! command -v valgrind >/dev/null 2>&1; then
     echo "valgrind: SKIPPED: valgrind is not installed (tools/install-deps.sh installs it)"
     exit 0
 fi
-if [ ! -x "$STEM" ]; then
-    echo "test_valgrind: $STEM not found" >&2
-    echo "valgrind: 0 passed, 1 failed"
-    exit 1
-fi
+LABEL=valgrind
+. "$(dirname "$0")/lib.sh"
 if nm "$STEM" 2>/dev/null | grep -q -e '__asan_init' -e '__tsan_init'; then
     echo "valgrind: SKIPPED: $STEM is built with a sanitizer"
     exit 0
 fi
-T=$(mktemp -d "${TMPDIR:-/tmp}/stem_vg.XXXXXX") || exit 1
-trap 'rm -rf "$T"' EXIT INT TERM
-pass=0
-fail=0
 VG="valgrind --tool=memcheck --error-exitcode=99 --leak-check=full
     --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect
     --track-origins=yes -q"
@@ -84,5 +75,4 @@ vg "run: bad option" 2 "$STEM" run "$T/in.safetensors" --alpha 7 -o "$T/x.safete
 vg "run: output directory missing" 2 "$STEM" run "$T/in.safetensors" -o "$T/no/dir/x.safetensors"
 vg "run: q longer than k (wrong --layout)" 2 "$STEM" run "$T/in.safetensors" --layout nhd -o "$T/x.safetensors"
 
-echo "valgrind: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

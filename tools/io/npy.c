@@ -256,8 +256,8 @@ static int read_npy_into(const char *path, const char *name, tf_file *f,
     return 0;
 }
 
-/* The file name of path without directories and without ".npy". */
-static void stem_of(const char *path, char *out, size_t cap)
+/* See tensorfile.h. */
+void tf_npy_name(const char *path, char *out, size_t cap)
 {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
@@ -278,7 +278,7 @@ int tf_read_npy(const char *path, tf_file *out, char *err, size_t errlen)
         return -1;
     }
     char name[TF_NAME_MAX];
-    stem_of(path, name, sizeof(name));
+    tf_npy_name(path, name, sizeof(name));
     tf_file f = {0};
     if (read_npy_into(path, name, &f, err, errlen) != 0) {
         tf_free(&f);
@@ -428,7 +428,7 @@ int tf_read_npy_dir(const char *path, tf_file *out, char *err, size_t errlen)
             break;
         }
         snprintf(full, pl, "%s/%s", path, names[i]);
-        stem_of(full, name, sizeof(name));
+        tf_npy_name(full, name, sizeof(name));
         rc = read_npy_into(full, name, &f, err, errlen);
         free(full);
     }

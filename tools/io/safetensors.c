@@ -327,20 +327,15 @@ int tf_read_safetensors(const char *path, tf_file *out, char *err,
         return -1;
     }
     tf_fail_reset();
-    int fd = tf_open_input(path, err, errlen);
+    uint64_t fsize;
+    int fd = tf_open_input(path, &fsize, err, errlen);
     if (fd < 0)
         return -1;
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        tf_set_oserr(err, errlen, errno, "%s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
     tf_file f = {0};
-    read_ctx ctx = {fd, (uint64_t)st.st_size, &f, NULL};
+    read_ctx ctx = {fd, fsize, &f, NULL};
     char sub[256];
-    int rc = tf_safetensors_scan(fd, (uint64_t)st.st_size, &f, read_each,
-                                 &ctx, sub, sizeof(sub));
+    int rc = tf_safetensors_scan(fd, fsize, &f, read_each, &ctx, sub,
+                                 sizeof(sub));
     close(fd);
     if (rc != 0) {
         tf_set_err(err, errlen, "%s: %s", path, sub);

@@ -22,13 +22,18 @@ typedef struct tf_store {
     int count, cap;
 } tf_store;
 
+/* The printf body of tf_set_err and its siblings. */
+static void set_msg(char *err, size_t errlen, const char *fmt, va_list ap)
+{
+    if (err && errlen > 0)
+        vsnprintf(err, errlen, fmt, ap);
+}
+
 void tf_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
-    if (!err || errlen == 0)
-        return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
+    set_msg(err, errlen, fmt, ap);
     va_end(ap);
 }
 
@@ -48,11 +53,9 @@ void tf_fail_reset(void)
 void tf_set_syserr(char *err, size_t errlen, const char *fmt, ...)
 {
     last_fail = TF_FAIL_SYSTEM;
-    if (!err || errlen == 0)
-        return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
+    set_msg(err, errlen, fmt, ap);
     va_end(ap);
 }
 
@@ -65,11 +68,9 @@ void tf_set_oserr(char *err, size_t errlen, int e, const char *fmt, ...)
     default:
         last_fail = TF_FAIL_SYSTEM;
     }
-    if (!err || errlen == 0)
-        return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
+    set_msg(err, errlen, fmt, ap);
     va_end(ap);
 }
 
@@ -397,8 +398,20 @@ int tf_pread_exact(int fd, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+/* What a file of mode m is, for a message: "a FIFO", "a directory", ... */
+static const char *file_kind(mode_t m)
+{
+    return S_ISLNK(m)    ? "a symbolic link"
+           : S_ISFIFO(m) ? "a FIFO"
+           : S_ISCHR(m)  ? "a character device"
+           : S_ISBLK(m)  ? "a block device"
+           : S_ISSOCK(m) ? "a socket"
+           : S_ISDIR(m)  ? "a directory"
+                         : "not a regular file";
+}
+
 /* See tensorfile.h. */
-int tf_open_input(const char *path, char *err, size_t errlen)
+int tf_open_input(const char *path, uint64_t *size, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
@@ -413,15 +426,12 @@ int tf_open_input(const char *path, char *err, size_t errlen)
     }
     if (!S_ISREG(st.st_mode)) {
         tf_set_err(err, errlen, "%s: not a regular file (%s); refused",
-                   path, S_ISFIFO(st.st_mode)   ? "a FIFO"
-                         : S_ISCHR(st.st_mode)  ? "a character device"
-                         : S_ISBLK(st.st_mode)  ? "a block device"
-                         : S_ISSOCK(st.st_mode) ? "a socket"
-                         : S_ISDIR(st.st_mode)  ? "a directory"
-                                                : "not a file");
+                   path, file_kind(st.st_mode));
         close(fd);
         return -1;
     }
+    if (size)
+        *size = (uint64_t)st.st_size;
     return fd;
 }
 
@@ -430,21 +440,16 @@ int tf_read_all(const char *path, void **buf, size_t *len, char *err,
                 size_t errlen)
 {
     tf_fail_reset();
-    int fd = tf_open_input(path, err, errlen);
+    uint64_t fsize;
+    int fd = tf_open_input(path, &fsize, err, errlen);
     if (fd < 0)
         return -1;
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        tf_set_oserr(err, errlen, errno, "%s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if ((uint64_t)st.st_size > SIZE_MAX / 2) {
+    if (fsize > SIZE_MAX / 2) {
         tf_set_err(err, errlen, "%s: file too large", path);
         close(fd);
         return -1;
     }
-    size_t n = (size_t)st.st_size;
+    size_t n = (size_t)fsize;
     void *b = malloc(n ? n : 1);
     if (!b) {
         tf_set_syserr(err, errlen, "%s: out of memory (%zu bytes)", path, n);
@@ -463,17 +468,20 @@ int tf_read_all(const char *path, void **buf, size_t *len, char *err,
     return 0;
 }
 
-static int write_full(int fd, const void *buf, size_t len)
+/* See tensorfile.h. */
+int tf_pwrite_exact(int fd, const void *buf, size_t len, uint64_t off)
 {
     const char *p = buf;
     while (len > 0) {
-        ssize_t w = write(fd, p, len > (1u << 30) ? (1u << 30) : len);
+        ssize_t w = pwrite(fd, p, len > (1u << 30) ? (1u << 30) : len,
+                           (off_t)off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
             return -1;
         p += w;
         len -= (size_t)w;
+        off += (uint64_t)w;
     }
     return 0;
 }
@@ -492,13 +500,7 @@ int tf_output_replaceable(const char *path, char *err, size_t errlen)
         return 0;
     tf_set_err(err, errlen, "%s exists and is %s; refusing to replace it "
                "(only a regular file is replaced)", path,
-               S_ISLNK(sb.st_mode)    ? "a symbolic link"
-               : S_ISFIFO(sb.st_mode) ? "a FIFO"
-               : S_ISCHR(sb.st_mode)  ? "a character device"
-               : S_ISBLK(sb.st_mode)  ? "a block device"
-               : S_ISSOCK(sb.st_mode) ? "a socket"
-               : S_ISDIR(sb.st_mode)  ? "a directory"
-                                      : "not a regular file");
+               file_kind(sb.st_mode));
     return -1;
 }
 
@@ -534,8 +536,9 @@ int tf_write_atomic(const char *path, int n, const void *const *ptrs,
     mode_t um = umask(0);
     umask(um);
     int ok = fchmod(fd, 0666 & ~um) == 0;
-    for (int i = 0; ok && i < n; i++)
-        if (lens[i] > 0 && write_full(fd, ptrs[i], lens[i]) != 0)
+    uint64_t at = 0;
+    for (int i = 0; ok && i < n; at += lens[i++])
+        if (lens[i] > 0 && tf_pwrite_exact(fd, ptrs[i], lens[i], at) != 0)
             ok = 0;
     int saved = errno;
     if (ok && fsync(fd) != 0) {
@@ -577,7 +580,7 @@ int tf_read(const char *path, tf_file *out, char *err, size_t errlen)
     if (S_ISDIR(st.st_mode))
         return tf_read_npy_dir(path, out, err, errlen);
     unsigned char magic[6] = {0};
-    int fd = tf_open_input(path, err, errlen);
+    int fd = tf_open_input(path, NULL, err, errlen);
     if (fd < 0)
         return -1;
     ssize_t got = pread(fd, magic, sizeof(magic), 0);

@@ -178,9 +178,14 @@ int tf_own_chunk(tf_file *f, void *chunk, char *err, size_t errlen);
 /*
  * Open path for reading without blocking (O_NONBLOCK): a FIFO or a device
  * is refused at once, with the reason in err, instead of being waited on.
- * The descriptor of a regular file, or -1.
+ * The descriptor of a regular file, its size in *size (size may be NULL),
+ * or -1.
  */
-int tf_open_input(const char *path, char *err, size_t errlen);
+int tf_open_input(const char *path, uint64_t *size, char *err, size_t errlen);
+
+/* The name a .npy file's tensor takes: path's file name without
+ * directories and without ".npy", into out (cap bytes, truncated). */
+void tf_npy_name(const char *path, char *out, size_t cap);
 
 /*
  * 0 when path may be replaced by a regular file: it does not exist or is
@@ -210,6 +215,9 @@ int tf_write_atomic(const char *path, int n, const void *const *ptrs,
 /* Read exactly len bytes of fd from offset off (pread, retrying short
  * reads and EINTR); 0, or -1 on an error or end of file. */
 int tf_pread_exact(int fd, void *buf, size_t len, uint64_t off);
+/* Write all len bytes of buf to fd at offset off (pwrite, retrying short
+ * writes and EINTR); 0, or -1 on an error. */
+int tf_pwrite_exact(int fd, const void *buf, size_t len, uint64_t off);
 
 /* One tensor of a safetensors header, validated: a known dtype, its shape,
  * and data_offsets inside the data section matching dtype x shape.  Its

@@ -86,20 +86,6 @@ static int index_safetensors(const char *path, int fd, uint64_t fsize,
                                errlen);
 }
 
-/* The file name without directories and without ".npy". */
-static void npy_stem(const char *path, char *out, size_t cap)
-{
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    size_t n = strlen(base);
-    if (n > 4 && strcmp(base + n - 4, ".npy") == 0)
-        n -= 4;
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(out, base, n);
-    out[n] = '\0';
-}
-
 static int index_npy(const char *path, tf_index *idx, char *err,
                      size_t errlen)
 {
@@ -150,7 +136,7 @@ static int index_npy(const char *path, tf_index *idx, char *err,
     free(h);
     close(fd);
     char name[TF_NAME_MAX];
-    npy_stem(path, name, sizeof(name));
+    tf_npy_name(path, name, sizeof(name));
     if (rc == 0 && add_path(idx, path, err, errlen) != 0) {
         rc = -1;
     } else if (rc == 0 && add_entry(idx, name, dt, ndim, shape, off, sub,
@@ -202,22 +188,17 @@ int tf_index_read(const char *path, tf_index *idx, char *err, size_t errlen)
         rc = index_dir(path, idx, err, errlen);
     } else {
         unsigned char magic[6] = {0};
-        int fd = tf_open_input(path, err, errlen);
-        struct stat fs;
+        uint64_t fsize;
+        int fd = tf_open_input(path, &fsize, err, errlen);
         if (fd < 0)
             return -1;
-        if (fstat(fd, &fs) != 0) {
-            tf_set_oserr(err, errlen, errno, "%s: %s", path, strerror(errno));
-            close(fd);
-            return -1;
-        }
         if (pread(fd, magic, 6, 0) == 6 &&
             memcmp(magic, "\x93NUMPY", 6) == 0) {
             close(fd);
             rc = index_npy(path, idx, err, errlen);
         } else {
             char sub[256];
-            rc = index_safetensors(path, fd, (uint64_t)fs.st_size, idx, sub,
+            rc = index_safetensors(path, fd, fsize, idx, sub,
                                    sizeof(sub));
             close(fd);
             if (rc != 0)

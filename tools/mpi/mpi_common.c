@@ -152,23 +152,6 @@ static uint64_t meta_mix(uint64_t h, const tf_file *f)
     return h;
 }
 
-/* pread all of len bytes at off.  0, or -1. */
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-    char *p = buf;
-    while (len > 0) {
-        ssize_t r = pread(fd, p, len, (off_t)off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        len -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return 0;
-}
-
 /* The data digest of e, read from its file. */
 static int index_data(const tf_index *idx, const tf_index_entry *e,
                       uint64_t *out, char *err, size_t errlen)
@@ -187,7 +170,7 @@ static int index_data(const tf_index *idx, const tf_index_entry *e,
     for (int i = 0; i < (whole ? 1 : SAMPLES); i++) {
         size_t len = whole ? e->nbytes : SAMPLE;
         uint64_t at = whole ? 0 : sample_at(e->nbytes, i);
-        if (pread_full(fd, buf, len, e->offset + at) != 0) {
+        if (tf_pread_exact(fd, buf, len, e->offset + at) != 0) {
             tf_set_err(err, errlen, "%s: cannot read tensor %s: %s", path,
                        e->name, errno ? strerror(errno) : "file too short");
             goto done;

@@ -80,33 +80,6 @@ static stem_tensor sub_heads(const stem_tensor *t, size_t es, int64_t h0,
     return s;
 }
 
-static size_t stem_es(stem_dtype dt)
-{
-    switch (dt) {
-    case STEM_F64: return 8;
-    case STEM_F32: return 4;
-    default: return 2;
-    }
-}
-
-/* pwrite all of len bytes at off. */
-static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
-{
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t w = pwrite(fd, p, len > (1u << 30) ? (1u << 30) : len,
-                           (off_t)off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        len -= (size_t)w;
-        off += (uint64_t)w;
-    }
-    return 0;
-}
-
 typedef struct part {
     int64_t h0, h1;             /* query heads of this rank */
     int64_t k0, k1;             /* kv heads they read */
@@ -164,9 +137,9 @@ static int compute_part(const tf_index *idx, const char *in, int layout,
                                                              : (g + 1) * G);
         int64_t kg = whole ? pt->k1 - pt->k0 : 1, ko = whole ? 0 : g - pt->k0;
         int64_t qo = a - pt->h0;
-        stem_tensor sq = sub_heads(&q, stem_es(q.dtype), qo, b - a);
-        stem_tensor sk = sub_heads(&k, stem_es(k.dtype), ko, kg);
-        stem_tensor sv = sub_heads(&v, stem_es(v.dtype), ko, kg);
+        stem_tensor sq = sub_heads(&q, stem_dtype_size(q.dtype), qo, b - a);
+        stem_tensor sk = sub_heads(&k, stem_dtype_size(k.dtype), ko, kg);
+        stem_tensor sv = sub_heads(&v, stem_dtype_size(v.dtype), ko, kg);
         stem_tensor so = stem_tensor_hnd(
             pt->out + (size_t)qo * nrow * (size_t)dm->d, STEM_F32, b - a,
             dm->lq, dm->d);
@@ -263,7 +236,7 @@ static int create_tmp(const char *outp, const void *hdr, size_t hlen,
     umask(um);
     int ok = fchmod(fd, 0666 & ~um) == 0 &&
              ftruncate(fd, (off_t)total) == 0 &&
-             pwrite_full(fd, hdr, hlen, 0) == 0;
+             tf_pwrite_exact(fd, hdr, hlen, 0) == 0;
     if (close(fd) != 0)
         ok = 0;
     if (!ok)
@@ -287,14 +260,14 @@ static int write_part(const char *tmp, const part *pt, const stem_dims *dm,
              h0 = (uint64_t)pt->h0, d = (uint64_t)dm->d;
     int ok = 1;
     if (!dense)
-        ok = pwrite_full(fd, pt->logits, (size_t)n * nblk * 4,
+        ok = tf_pwrite_exact(fd, pt->logits, (size_t)n * nblk * 4,
                          off[0] + h0 * nblk * 4) == 0 &&
-             pwrite_full(fd, pt->mask, (size_t)n * nblk,
+             tf_pwrite_exact(fd, pt->mask, (size_t)n * nblk,
                          off[1] + h0 * nblk) == 0;
     ok = ok &&
-         pwrite_full(fd, pt->out, (size_t)n * nrow * d * 4,
+         tf_pwrite_exact(fd, pt->out, (size_t)n * nrow * d * 4,
                      off[2] + h0 * nrow * d * 4) == 0 &&
-         pwrite_full(fd, pt->lse, (size_t)n * nrow * 4,
+         tf_pwrite_exact(fd, pt->lse, (size_t)n * nrow * 4,
                      off[3] + h0 * nrow * 4) == 0 &&
          fsync(fd) == 0;
     if (close(fd) != 0)
