@@ -13,7 +13,7 @@
 # output file, which must come out byte-identical.
 # Ends with "hostile: N passed, M failed"; exits 1 if any failed.
 LABEL=hostile
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../common/cli_lib.sh"
 PY=python3
 
 # The existing output every failing run aims at.
@@ -22,7 +22,7 @@ printf 'precious bytes that a failed run must not clobber\n' >"$KEEP"
 cp "$KEEP" "$T/existing.orig"
 
 # expect NAME RC ARGS...: `stem ARGS` exits RC; on RC != 0 a message is on
-# stderr, nothing crashed, and $KEEP is unchanged (lib.sh's expect, made
+# stderr, nothing crashed, and $KEEP is unchanged (cli_lib.sh's expect, made
 # stricter and given stem's arguments alone).
 expect() {
     name=$1

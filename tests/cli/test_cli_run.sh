@@ -2,7 +2,7 @@
 # test_cli_run.sh BUILD - exit codes and outputs of stem gen / run / info /
 # compare.  Ends with "cli: N passed, M failed"; exits 1 if any failed.
 LABEL=cli
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../common/cli_lib.sh"
 
 # ------------------------------------------------------------ top level
 expect "no command" 2 "$STEM"

@@ -24,7 +24,7 @@
 # and the exits seen.  Skipped in sanitizer builds, whose runtime owns
 # malloc.  Ends with "failalloc: N passed, M failed".
 LABEL=failalloc
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../common/cli_lib.sh"
 LIB="$BUILD/tests/fault/libfailalloc.so"
 MAXPOINTS=${FAILALLOC_MAXPOINTS:-100}
 SMALLPOINTS=${FAILALLOC_SMALLPOINTS:-30}

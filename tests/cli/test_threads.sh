@@ -9,7 +9,7 @@
 # exempts root) --threads 256 and 16 run, or end with exit 3, never exit 1;
 # OMP_THREAD_LIMIT is honoured.  Ends with "threads: N passed, M failed".
 LABEL=threads
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../common/cli_lib.sh"
 
 "$STEM" gen -o "$T/in.safetensors" --tokens 512 --heads 4 --kv-heads 2 \
     --dim 32 --seed 9 >/dev/null 2>&1 || { echo "threads: 0 passed, 1 failed"; exit 1; }

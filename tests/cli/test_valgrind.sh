@@ -12,7 +12,7 @@ if ! command -v valgrind >/dev/null 2>&1; then
     exit 0
 fi
 LABEL=valgrind
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../common/cli_lib.sh"
 if nm "$STEM" 2>/dev/null | grep -q -e '__asan_init' -e '__tsan_init'; then
     echo "valgrind: SKIPPED: $STEM is built with a sanitizer"
     exit 0

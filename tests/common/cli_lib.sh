@@ -1,8 +1,8 @@
-# lib.sh - what the shell tests of tests/cli share.  A script sets LABEL
+# cli_lib.sh - what the shell tests of tests/cli share.  A script sets LABEL
 # (the name its summary line starts with) and sources this file, its own
 # first argument being the build folder:
 #     LABEL=cli
-#     . "$(dirname "$0")/lib.sh"
+#     . "$(dirname "$0")/../common/cli_lib.sh"
 # which sets BUILD, STEM ($BUILD/stem, made absolute; a script whose STEM
 # is missing ends there as one failure) and T (a temporary folder, removed
 # at exit), zeroes the counters pass and fail, and defines:
