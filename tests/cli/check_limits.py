@@ -10,7 +10,9 @@ declares for it:
     the kernel's rounding nor looser than 10 times its worst error);
   - flash-style emulations of the capture in bf16 and fp16 (float32
     scores, P and out rounded to the dtype, float32 lse; check_faults.py's
-    emulate), judged under --arith flash, which must pass;
+    emulate), with the capture's own mask, judged under --arith flash with
+    the capture's scoring places (its mask came from them), which must
+    pass;
   - by bisection on deltas added to the genuine output (its rounding noise
     stays in), the smallest failing: output scale error on one query block,
     softmax-scale error (every row), lse offset (one head), change of the
@@ -22,7 +24,6 @@ usage: check_limits.py STEM [--capture NAME] [--no-emulate]
 Prints a Markdown table and ends with "limits: N goals met, M missed";
 exits 1 when a goal is missed.  Minutes: `make check-full` runs it.
 """
-import math
 import os
 import sys
 import tempfile
@@ -31,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import check_faults as cf  # noqa: E402
-from check_doctor import as_f32, read_st  # noqa: E402
+from check_doctor import as_f32  # noqa: E402
 
 STAGES = ("logits", "out", "lse")
 
@@ -137,7 +138,11 @@ def main(argv):
                     t = cf.emulate(c, dt)
                     saved = c.meta
                     c.meta = dict(saved, dtype=dt)
-                    erc, erep = genuine(stem, c, tmp, t, ["--arith", "flash"],
+                    o = rep["options"]
+                    erc, erep = genuine(stem, c, tmp, t,
+                                        ["--arith", "flash",
+                                         "--scoring", o["score_prec"],
+                                         "--logits-store", o["logit_store"]],
                                         "emu_" + dt)
                     c.meta = saved
                     ew[dt] = worst(erep) if erep else {}
