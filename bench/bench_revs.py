@@ -74,8 +74,11 @@ def build(src, build_dir, jobs):
 def export(rev, dest):
     """The tree of git revision rev, unpacked into dest."""
     os.makedirs(dest)
-    archive = subprocess.run(["git", "-C", ROOT, "archive", rev],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        archive = subprocess.run(["git", "-C", ROOT, "archive", rev],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        sys.exit("bench_revs: git is not installed")
     if archive.returncode != 0:
         sys.exit("bench_revs: no revision %r: %s" %
                  (rev, archive.stderr.decode().strip()))

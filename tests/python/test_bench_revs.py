@@ -2,8 +2,11 @@
 are bench_kernels' own formats), and that it refuses a revision that does
 not exist before building anything."""
 import os
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
@@ -37,6 +40,7 @@ def test_parse_keeps_each_table_apart():
     assert len(got) == 10  # the sgemm line is not a table's
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 def test_unknown_revision_is_refused():
     r = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "bench_revs.py"),
                         "no-such-revision-xyz"], stdout=subprocess.PIPE,
