@@ -101,6 +101,28 @@ static stem_status check_dims(const stem_params *params, const stem_dims *d)
     return stem_budget_check(params, d->kb);
 }
 
+/* Validate params and dims, then tabulate the budget of the positions
+ * below Kb, the only ones a call reads (memory bounded by Kb, not by
+ * prompt_blocks), into a new array *budget the caller frees. */
+static stem_status select_begin(const stem_params *params,
+                                const stem_dims *dims, int32_t **budget)
+{
+    stem_status st = stem_params_validate(params);
+    if (st == STEM_OK)
+        st = check_dims(params, dims);
+    if (st != STEM_OK)
+        return st;
+    int32_t *b = malloc((size_t)dims->kb * sizeof(int32_t));
+    if (!b)
+        return STEM_ERR_NOMEM;
+    if ((st = stem_budget_prefix(params, dims->kb, dims->kb, b)) != STEM_OK) {
+        free(b);
+        return st;
+    }
+    *budget = b;
+    return STEM_OK;
+}
+
 stem_status stem_select(const stem_params *params, const stem_dims *dims,
                         const float *logits, uint8_t *mask,
                         int64_t *row_start, int32_t *blocks)
@@ -111,28 +133,20 @@ stem_status stem_select(const stem_params *params, const stem_dims *dims,
         return STEM_ERR_NULL;
     if ((row_start == NULL) != (blocks == NULL))
         return STEM_ERR_NULL;
-    stem_status st = stem_params_validate(params);
+    int32_t *budget;
+    stem_status st = select_begin(params, dims, &budget);
     if (st != STEM_OK)
-        return st;
-    if ((st = check_dims(params, dims)) != STEM_OK)
         return st;
 
     const int64_t Qb = dims->qb, Kb = dims->kb, rows = dims->hq * Qb;
     const int64_t pb = dims->offset / params->block;
-    /* positions below Kb only: memory bounded by Kb, not prompt_blocks */
     const int64_t n = Kb;
     const int nt = stem_thread_count(params);
-    int32_t *budget = malloc((size_t)n * sizeof(int32_t));
     cand *work = malloc((size_t)nt * (size_t)Kb * sizeof(cand));
     uint8_t *own = mask ? NULL : malloc((size_t)rows * (size_t)Kb);
-    if (!budget || !work || (!mask && !own)) {
+    if (!work || (!mask && !own)) {
         free(budget), free(work), free(own);
         return STEM_ERR_NOMEM;
-    }
-    st = stem_budget_prefix(params, Kb, n, budget);
-    if (st != STEM_OK) {
-        free(budget), free(work), free(own);
-        return st;
     }
     uint8_t *m = mask ? mask : own;
     #pragma omp parallel for schedule(dynamic, 4) num_threads(nt)
@@ -171,29 +185,23 @@ stem_status stem_explain_row(const stem_params *params, const stem_dims *dims,
 {
     if (!params || !dims || !logits || !summary || !blocks)
         return STEM_ERR_NULL;
-    stem_status st = stem_params_validate(params);
+    int32_t *budget;
+    stem_status st = select_begin(params, dims, &budget);
     if (st != STEM_OK)
         return st;
-    if ((st = check_dims(params, dims)) != STEM_OK)
-        return st;
-    if (head < 0 || head >= dims->hq || qblock < 0 || qblock >= dims->qb)
+    if (head < 0 || head >= dims->hq || qblock < 0 || qblock >= dims->qb) {
+        free(budget);
         return STEM_ERR_PARAM;
+    }
 
     const int64_t Kb = dims->kb;
     const int64_t p = qblock + dims->offset / params->block;
-    /* positions below Kb only: memory bounded by Kb, not prompt_blocks */
     const int64_t n = Kb;
-    int32_t *budget = malloc((size_t)n * sizeof(int32_t));
     cand *work = malloc((size_t)Kb * sizeof(cand));
     uint8_t *why = malloc((size_t)Kb);
-    if (!budget || !work || !why) {
+    if (!work || !why) {
         free(budget), free(work), free(why);
         return STEM_ERR_NOMEM;
-    }
-    st = stem_budget_prefix(params, Kb, n, budget);
-    if (st != STEM_OK) {
-        free(budget), free(work), free(why);
-        return st;
     }
     const float *row = logits + ((size_t)head * (size_t)dims->qb +
                                  (size_t)qblock) * (size_t)Kb;
