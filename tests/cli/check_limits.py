@@ -50,7 +50,7 @@ def genuine(stem, c, tmp, tensors, extra, tag):
 
 
 def smallest(stem, c, tmp, build, lo, hi):
-    return cf.smallest_failing(stem, c, tmp, build, lo, hi, steps=5)
+    return cf.smallest_failing(stem, c, tmp, build, lo, hi, steps=7)
 
 
 def measure(stem, c, what, tmp):
@@ -140,7 +140,7 @@ def main(argv):
                     c.meta = dict(saved, dtype=dt)
                     o = rep["options"]
                     erc, erep = genuine(stem, c, tmp, t,
-                                        ["--arith", "flash",
+                                        ["--arith", "flash", "--dtype", dt,
                                          "--scoring", o["score_prec"],
                                          "--logits-store", o["logit_store"]],
                                         "emu_" + dt)
