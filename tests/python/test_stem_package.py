@@ -6,8 +6,10 @@ import inspect
 import os
 import types
 
+import pytest
+
 import stem_attn
-from stem_attn import _abi, _errors, _params
+from stem_attn import _abi, _errors, _lib, _params
 
 PKG = os.path.dirname(os.path.abspath(stem_attn.__file__))
 
@@ -65,3 +67,16 @@ def test_type_hints():
                 ann = f.__annotations__
                 assert "return" in ann, "%s.%s" % (mod.__name__, name)
     assert _abi.PROTOTYPES and "PROTOTYPES" in _abi.__annotations__
+
+
+def test_dtype_codes_from_the_library():
+    """dtype codes come from libstem's one table, names both ways."""
+    name = _lib.func("stem_dtype_name")
+    for code in range(16):
+        text = name(code).decode()
+        if text == "?":
+            break
+        assert _lib.dtype_code(text) == code
+    assert code >= 8                    # F32 .. BOOL
+    with pytest.raises(ValueError):
+        _lib.dtype_code("f32")
