@@ -184,6 +184,23 @@ int tf_own_chunk(tf_file *f, void *chunk, char *err, size_t errlen)
 }
 
 /* See tensorfile.h. */
+int tf_entry_ok(const char *name, int taken, stem_dtype dtype, int ndim,
+                const int64_t *shape, size_t *nbytes, char *err,
+                size_t errlen)
+{
+    if (name[0] == '\0' || strlen(name) >= TF_NAME_MAX) {
+        tf_set_err(err, errlen, "tensor name empty or longer than %d bytes",
+                   TF_NAME_MAX - 1);
+        return -1;
+    }
+    if (taken) {
+        tf_set_err(err, errlen, "duplicate tensor name '%s'", name);
+        return -1;
+    }
+    return tf_shape_bytes(dtype, ndim, shape, nbytes, err, errlen);
+}
+
+/* See tensorfile.h. */
 int tf_push_tensor(tf_file *f, const char *name, stem_dtype dtype, int ndim,
                    const int64_t *shape, void *data, size_t nbytes,
                    char *err, size_t errlen)
@@ -193,16 +210,8 @@ int tf_push_tensor(tf_file *f, const char *name, stem_dtype dtype, int ndim,
         tf_set_err(err, errlen, "NULL argument");
         return -1;
     }
-    if (name[0] == '\0' || strlen(name) >= TF_NAME_MAX) {
-        tf_set_err(err, errlen, "tensor name empty or longer than %d bytes",
-                TF_NAME_MAX - 1);
-        return -1;
-    }
-    if (tf_find(f, name)) {
-        tf_set_err(err, errlen, "duplicate tensor name '%s'", name);
-        return -1;
-    }
-    if (tf_shape_bytes(dtype, ndim, shape, &want, err, errlen) != 0)
+    if (tf_entry_ok(name, tf_find(f, name) != NULL, dtype, ndim, shape,
+                    &want, err, errlen) != 0)
         return -1;
     if (want != nbytes) {
         tf_set_err(err, errlen, "tensor '%s': %zu bytes, shape needs %zu", name,
@@ -365,28 +374,15 @@ const char *tf_meta(const tf_file *f, const char *key)
     return NULL;
 }
 
-int tf_read_exact(int fd, void *buf, size_t len)
+/* len bytes between buf and fd at offset off, by pread (out = 0) or
+ * pwrite (out = 1), in pieces of at most 1 GiB, retrying short
+ * transfers and EINTR; 0, or -1 on an error or end of file. */
+static int transfer(int fd, char *p, size_t len, uint64_t off, int out)
 {
-    char *p = buf;
     while (len > 0) {
-        ssize_t r = read(fd, p, len > (1u << 30) ? (1u << 30) : len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        len -= (size_t)r;
-    }
-    return 0;
-}
-
-/* See tensorfile.h. */
-int tf_pread_exact(int fd, void *buf, size_t len, uint64_t off)
-{
-    char *p = buf;
-    while (len > 0) {
-        ssize_t r = pread(fd, p, len > (1u << 30) ? (1u << 30) : len,
-                          (off_t)off);
+        size_t n = len > (1u << 30) ? (1u << 30) : len;
+        ssize_t r = out ? pwrite(fd, p, n, (off_t)off)
+                        : pread(fd, p, n, (off_t)off);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -396,6 +392,18 @@ int tf_pread_exact(int fd, void *buf, size_t len, uint64_t off)
         off += (uint64_t)r;
     }
     return 0;
+}
+
+/* See tensorfile.h. */
+int tf_pread_exact(int fd, void *buf, size_t len, uint64_t off)
+{
+    return transfer(fd, buf, len, off, 0);
+}
+
+/* See tensorfile.h. */
+int tf_pwrite_exact(int fd, const void *buf, size_t len, uint64_t off)
+{
+    return transfer(fd, (char *)buf, len, off, 1);
 }
 
 /* What a file of mode m is, for a message: "a FIFO", "a directory", ... */
@@ -456,7 +464,7 @@ int tf_read_all(const char *path, void **buf, size_t *len, char *err,
         close(fd);
         return -1;
     }
-    if (tf_read_exact(fd, b, n) != 0) {
+    if (tf_pread_exact(fd, b, n, 0) != 0) {
         tf_set_syserr(err, errlen, "%s: read failed", path);
         free(b);
         close(fd);
@@ -465,24 +473,6 @@ int tf_read_all(const char *path, void **buf, size_t *len, char *err,
     close(fd);
     *buf = b;
     *len = n;
-    return 0;
-}
-
-/* See tensorfile.h. */
-int tf_pwrite_exact(int fd, const void *buf, size_t len, uint64_t off)
-{
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t w = pwrite(fd, p, len > (1u << 30) ? (1u << 30) : len,
-                           (off_t)off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        len -= (size_t)w;
-        off += (uint64_t)w;
-    }
     return 0;
 }
 

@@ -149,10 +149,6 @@ int tf_cjson_oom(void);
  * does this first). */
 void tf_fail_reset(void);
 
-/* Read exactly len bytes from fd (retrying short reads and EINTR); 0, or
- * -1 on an error or end of file. */
-int tf_read_exact(int fd, void *buf, size_t len);
-
 /*
  * Byte size of a tensor of dtype with shape[0..ndim-1]: every extent must
  * be >= 0, ndim in 0..TF_MAX_DIMS, and the product times the element size
@@ -160,6 +156,16 @@ int tf_read_exact(int fd, void *buf, size_t len);
  */
 int tf_shape_bytes(stem_dtype dtype, int ndim, const int64_t *shape,
                    size_t *nbytes, char *err, size_t errlen);
+
+/*
+ * The checks of a tensor's entry that every reader makes: name non-empty
+ * and shorter than TF_NAME_MAX, not taken already (taken: the caller's
+ * lookup), and the byte size of dtype x shape (tf_shape_bytes) into
+ * *nbytes.  0, or -1 with err filled.
+ */
+int tf_entry_ok(const char *name, int taken, stem_dtype dtype, int ndim,
+                const int64_t *shape, size_t *nbytes, char *err,
+                size_t errlen);
 
 /*
  * Append a tensor whose bytes already live in memory f owns (registered

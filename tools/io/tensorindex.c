@@ -33,16 +33,8 @@ static int add_entry(tf_index *idx, const char *name, stem_dtype dt, int ndim,
                      size_t errlen)
 {
     size_t nb;
-    if (name[0] == '\0' || strlen(name) >= TF_NAME_MAX) {
-        tf_set_err(err, errlen, "tensor name empty or longer than %d bytes",
-                   TF_NAME_MAX - 1);
-        return -1;
-    }
-    if (tf_index_find(idx, name)) {
-        tf_set_err(err, errlen, "duplicate tensor name '%s'", name);
-        return -1;
-    }
-    if (tf_shape_bytes(dt, ndim, shape, &nb, err, errlen) != 0)
+    if (tf_entry_ok(name, tf_index_find(idx, name) != NULL, dt, ndim, shape,
+                    &nb, err, errlen) != 0)
         return -1;
     tf_index_entry *e =
         realloc(idx->entries, (size_t)(idx->count + 1) * sizeof(*e));
