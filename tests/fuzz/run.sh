@@ -8,7 +8,8 @@
 #   fuzz_cli_args     the stem command line's argument parsing
 #   fuzz_prefill      the library: random parameters, shapes, dtypes, data
 #
-# The library, tools/io and tools/cli are built with clang into
+# The library, tools/io and tools/cli (tools/io reads dtype names through
+# the library, so every harness links libstem.a) are built with clang into
 # $FUZZ_BUILD (default build-fuzz) with the same sanitizers.  A crash, leak,
 # sanitizer report or timeout stops the run: the input that caused it is
 # saved as $FUZZ_BUILD/crash-* (re-run it with `$FUZZ_BUILD/fuzz_NAME FILE`).
@@ -44,8 +45,8 @@ build() {
 
 $CC $CFLAGS -fsanitize=fuzzer-no-link -fopenmp -Dmain=stem_cli_main \
     -c tools/cli/main.c -o "$B/cli_main_renamed.o"
-build fuzz_safetensors $IO_OBJ
-build fuzz_npy $IO_OBJ
+build fuzz_safetensors $IO_OBJ "$B/libstem.a"
+build fuzz_npy $IO_OBJ "$B/libstem.a"
 build fuzz_cli_args "$B/cli_main_renamed.o" $CLI_OBJ $IO_OBJ "$B/libstem.a"
 build fuzz_prefill "$B/libstem.a"
 
