@@ -99,7 +99,10 @@ typedef struct stem_check_options {
                                    is a value of the dtype (logits stored
                                    in it), else the one given */
     int strict;                 /* 1: a stage that leaves rows undecided
-                                   fails (see stem_check_stage_result) */
+                                   fails (see stem_check_stage_result),
+                                   and a systematic test undecided in a
+                                   head (stem_check_bias.heads_undecided)
+                                   makes the report FAIL */
     stem_prec score_prec;       /* its block-scoring intermediates (pair
                                    scores or group sums, value norms) */
     stem_prec logit_store;      /* dtype its logits were stored in; a view
@@ -391,7 +394,8 @@ typedef struct stem_check_report {
                                    declare it), or "" */
     double alt_ratio[STEM_STAGE_COUNT]; /* worst err / limit under that
                                    other arithmetic (0: none tried) */
-    int strict_failed;          /* strict: undecided rows made a FAIL */
+    int strict_failed;          /* strict: undecided rows or tests made
+                                   a FAIL */
     /* systematic tests (check_bias.c), indexed by stem_check_bias_test */
     double bias_alpha;          /* false-alarm probability of the check */
     double bias_z;              /* Bonferroni threshold before the

@@ -219,7 +219,7 @@ def check(q, k, v, mask=None, out=None, lse=None, logits=None,
     in dtype too) or "hpc-ops" (FP8 P); default: the library's choice
     (hpc-ops for that profile or fp8, angelslim when every logit is a
     value of dtype, else flash); the precisions below override places of
-    it.  strict: rows the check could not decide fail.  NumPy uint16
+    it.  strict: rows and systematic tests the check could not decide fail.  NumPy uint16
     arrays are read as
     bfloat16 bits.  Keyword overrides: stem_params fields
     (alpha, keep_ratio, ...) and check options: tau, logit_tol, out_tol,

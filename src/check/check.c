@@ -587,6 +587,13 @@ stem_status stem_check(const stem_params *params, const stem_tensor *q,
             report->stage[s].verdict = STEM_CHECK_FAIL;
             report->strict_failed = 1;
         }
+    /* strict: a systematic test that could not decide its fault in some
+     * head fails too (its stage verdicts stay: no row is wrong) */
+    for (int t = 0; t < STEM_BIAS_COUNT && c.o.strict; t++)
+        if (report->bias[t].heads_undecided > 0) {
+            report->strict_failed = 1;
+            report->verdict = STEM_CHECK_FAIL;
+        }
     for (int s = 0; s < STEM_STAGE_COUNT; s++)
         if (report->stage[s].verdict == STEM_CHECK_FAIL)
             report->verdict = STEM_CHECK_FAIL;

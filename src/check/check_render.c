@@ -303,7 +303,14 @@ size_t stem_check_report_text(const stem_check_report *r, int verbose,
     const stem_check_options *o = &r->options;
     int fail = r->verdict == STEM_CHECK_FAIL;
     if (fail) {
-        put(&s, "FAIL: a difference is not explained by rounding, in");
+        int nfail = 0;
+        for (int i = 0; i < STEM_STAGE_COUNT; i++)
+            nfail += r->stage[i].verdict == STEM_CHECK_FAIL;
+        if (nfail == 0)     /* strict, and only a systematic test undecided */
+            put(&s, "FAIL (strict): no difference beyond rounding, but a "
+                "systematic test could not decide its fault (below)");
+        else
+            put(&s, "FAIL: a difference is not explained by rounding, in");
         for (int i = 0; i < STEM_STAGE_COUNT; i++)
             if (r->stage[i].verdict == STEM_CHECK_FAIL)
                 put(&s, " %s", stem_check_stage_name((stem_check_stage)i));
@@ -325,7 +332,7 @@ size_t stem_check_report_text(const stem_check_report *r, int verbose,
             put(&s, "PASS: every difference is explained by rounding\n");
     }
     if (r->strict_failed)
-        put(&s, "strict: undecided rows count as failures\n");
+        put(&s, "strict: undecided rows and tests count as failures\n");
     put(&s, "  profile %s (alpha %g, keep ratio %g, block %d, stride %d, "
         "sinks %d, window %d); GPU dtype %s; heads %lld..%lld of %lld, Lq %lld, "
         "Lk %lld, d %lld\n", stem_profile_name(p->profile), p->alpha, p->keep_ratio,

@@ -94,6 +94,14 @@ for c in s2 r1; do
         else
             bad "hpc-ops s2: the group-norm test says it cannot decide"
         fi
+        expect 1 "hpc-ops s2 --strict: the undecided group-norm test fails" \
+            "^FAIL \(strict\): no difference beyond rounding" -- \
+            "$STEM" check "$D/hpcops/$c.in.safetensors" "$D/hpcops/$c.hpcops.safetensors" \
+            --profile hpc-ops --alpha 0.7 --strict
+        grep -q "^strict: undecided rows and tests count as failures" "$T/log" &&
+            grep -q "^undecided: logit group norm" "$T/log" &&
+            ok "hpc-ops s2 --strict names the undecided test" ||
+            bad "hpc-ops s2 --strict names the undecided test"
     fi
     expect 0 "FlexAttention $c passes, every out and lse row" \
         "lse +PASS" -- "$STEM" check "$D/$c.in.safetensors" "$D/flex/$c.flex.safetensors" \
@@ -365,7 +373,7 @@ PYEOF
     expect 0 "an exchange within the band is undecided, not a silent PASS" \
         "undecided: [0-9]+ of [0-9]+ sparse rows.*give the kernel's logits" -- \
         "$STEM" check "$D/s2.in.safetensors" "$T/xchg.safetensors" --tau 1
-    expect 1 "--strict fails the undecided row" "strict: undecided rows count as failures" -- \
+    expect 1 "--strict fails the undecided row" "strict: undecided rows and tests count as failures" -- \
         "$STEM" check "$D/s2.in.safetensors" "$T/xchg.safetensors" --tau 1 --strict
     expect 1 "the same exchange with the derived band is a fault" "mask gap +head 1 qblock 70" -- \
         "$STEM" check "$D/s2.in.safetensors" "$T/xchg.safetensors" --verbose

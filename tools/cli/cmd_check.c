@@ -69,7 +69,8 @@ static void check_usage(FILE *fp)
         "                   (P: fp32, bf16, fp16 or fp8), e.g. --scores bf16\n"
         "  --strict         rows the check could not decide (mask rows whose\n"
         "                   differences lie within rounding of the threshold,\n"
-        "                   with no GPU logits to tell) fail\n"
+        "                   with no GPU logits to tell) and systematic tests\n"
+        "                   left undecided by the rounding noise fail\n"
         "  --tau T          one fixed tie band instead of the derived one\n"
         "  --logit-tol X    absolute logit limit instead of the derived one\n"
         "  --out-tol X      per-row relative L2 limit of out instead\n"
@@ -85,7 +86,7 @@ static void check_usage(FILE *fp)
         "window_size / window, lambda_mag / lambda, prompt_blocks.\n"
         "\n"
         "Exit status: 0 every difference is explained by rounding, 1 a fault\n"
-        "(or, with --strict, rows left undecided), 2 bad input or usage, 3 an\n"
+        "(or, with --strict, rows or tests left undecided), 2 bad input or usage, 3 an\n"
         "internal failure (out of memory, an I/O error).\n\n",
         fp);
     cli_opts_usage(fp);
